@@ -1,0 +1,106 @@
+"""A vLLM stat logger (vLLM's official extension point) that feeds our telemetry per engine step.
+
+vLLM calls ``record()`` in the frontend process once per engine step. We copy a handful of numbers
+into a dict and append it to the telemetry queue; finished-request stats are kept by request id so
+the request path can pick up vLLM's own end-to-end latency. No per-token work happens here.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from typing import Any
+
+from sagellm_obs import semconv as sc
+from sagellm_obs.telemetry.pipeline import Pipeline
+
+_MAX_FINISHED = 65536  # finished stats nobody collected (e.g. requests not sent through us)
+
+
+class StepSink:
+    """Where the stat logger puts what it sees; shared with the engine wrapper."""
+
+    def __init__(self, pipeline: Pipeline, engine_id: str) -> None:
+        self.pipeline = pipeline
+        self.engine_id = engine_id
+        self.finished: OrderedDict[str, Any] = OrderedDict()
+        self.steps = 0
+        self.last_kv_usage = 0.0
+        self.prefix_queries = 0
+        self.prefix_hits = 0
+        self.errors = 0
+
+    def record(self, scheduler_stats: Any, iteration_stats: Any) -> None:
+        """Turn one step's stats into a step record (never raises)."""
+        try:
+            if iteration_stats is not None:
+                for frs in iteration_stats.finished_requests:
+                    if frs.request_id is not None:
+                        self.finished[frs.request_id] = frs
+                if len(self.finished) > _MAX_FINISHED:
+                    self.finished.popitem(last=False)
+            if scheduler_stats is None:
+                return
+            self.steps += 1
+            pcs = scheduler_stats.prefix_cache_stats
+            queries = int(pcs.queries) if pcs is not None else 0
+            hits = int(pcs.hits) if pcs is not None else 0
+            self.prefix_queries += queries
+            self.prefix_hits += hits
+            self.last_kv_usage = float(scheduler_stats.kv_cache_usage)
+            it = iteration_stats
+            self.pipeline.submit_step(
+                {
+                    sc.STEP_TIME_UNIX_NANO: int(it.iteration_timestamp * 1e9)
+                    if it is not None
+                    else time.time_ns(),
+                    sc.STEP_ENGINE_ID: self.engine_id,
+                    sc.STEP_INDEX: self.steps,
+                    sc.STEP_RUNNING: int(scheduler_stats.num_running_reqs),
+                    sc.STEP_WAITING: int(scheduler_stats.num_waiting_reqs),
+                    sc.STEP_KV_USAGE: self.last_kv_usage,
+                    sc.STEP_PREFIX_QUERIES: queries,
+                    sc.STEP_PREFIX_HITS: hits,
+                    sc.STEP_PROMPT_TOKENS: int(it.num_prompt_tokens) if it is not None else 0,
+                    sc.STEP_CACHED_PROMPT_TOKENS: int(it.prompt_token_stats.cached_tokens)
+                    if it is not None
+                    else 0,
+                    sc.STEP_GENERATION_TOKENS: int(it.num_generation_tokens)
+                    if it is not None
+                    else 0,
+                    sc.STEP_PREEMPTIONS: int(it.num_preempted_reqs) if it is not None else 0,
+                    sc.STEP_FINISHED: len(it.finished_requests) if it is not None else 0,
+                }
+            )
+        except Exception:
+            self.errors += 1
+
+    def pop_finished(self, request_id: str) -> Any:
+        """vLLM's FinishedRequestStats for a request, if the logger has seen it."""
+        return self.finished.pop(request_id, None)
+
+
+def stat_logger_factory(sink: StepSink) -> type:
+    """A ``StatLoggerBase`` subclass bound to ``sink`` (vLLM instantiates factories itself)."""
+    from vllm.v1.metrics.loggers import StatLoggerBase
+
+    class SagellmStatLogger(StatLoggerBase):
+        def __init__(self, vllm_config: Any, engine_index: int = 0) -> None:
+            self.engine_index = engine_index
+
+        def record(
+            self,
+            scheduler_stats: Any,
+            iteration_stats: Any,
+            mm_cache_stats: Any = None,
+            engine_idx: int = 0,
+        ) -> None:
+            sink.record(scheduler_stats, iteration_stats)
+
+        def log_engine_initialized(self) -> None:
+            return None
+
+        def log(self) -> None:
+            return None
+
+    return SagellmStatLogger

@@ -1,0 +1,39 @@
+"""Span/trace id generation that lets a root span take a given trace id.
+
+A protocol request that arrives without a W3C parent still has a ``trace_id``: its request span
+gets the 32-hex id derived from it (see :func:`sagellm_obs.protocol.otel_trace_id`), so the same
+protocol trace id always lands in the same OpenTelemetry trace. The telemetry thread sets
+``next_trace_id`` just before starting such a root span; the thread is the only span builder.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
+
+
+class TraceIdOverride(IdGenerator):
+    """Random ids, except a trace id set for the current thread's next root span."""
+
+    def __init__(self, base: IdGenerator | None = None) -> None:
+        self._base = base or RandomIdGenerator()
+        self._local = threading.local()
+
+    @property
+    def next_trace_id(self) -> int:
+        return int(getattr(self._local, "trace_id", 0))
+
+    @next_trace_id.setter
+    def next_trace_id(self, value: int) -> None:
+        self._local.trace_id = value
+
+    def generate_span_id(self) -> int:
+        return self._base.generate_span_id()
+
+    def generate_trace_id(self) -> int:
+        forced = self.next_trace_id
+        if forced:
+            self._local.trace_id = 0
+            return forced
+        return self._base.generate_trace_id()
