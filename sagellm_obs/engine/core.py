@@ -125,18 +125,34 @@ class InstrumentedEngine:
     """
 
     def __init__(
-        self, llm: Any, config: EngineConfig, telemetry: Telemetry, sink: StepSink, model_path: str
+        self,
+        llm: Any,
+        config: EngineConfig,
+        telemetry: Telemetry | None,
+        sink: StepSink,
+        model_path: str,
     ) -> None:
         self.llm = llm
         self.config = config
-        self.telemetry = telemetry
+        self._pinned = telemetry
         self.sink = sink
         self.model_path = model_path
         self.model_name = config.model_name(model_path)
-        self.engine_id = telemetry.engine_id
+        self.engine_id = self.telemetry.engine_id
         self._kv_bytes_per_token = _kv_bytes_per_token(llm)
         self._component = ["sagellm-obs", f"vllm:{_vllm_version()}"]
         self._tokenizer: Any = None
+
+    @property
+    def telemetry(self) -> Telemetry:
+        """The telemetry in use: the one given to :meth:`start`, else the current one.
+
+        An engine started without an explicit telemetry follows ``configure()`` calls made later
+        (re-running a notebook cell re-configures without restarting vLLM).
+        """
+        if self._pinned is not None:
+            return self._pinned
+        return current_telemetry() or configure_telemetry()
 
     # --- lifecycle -------------------------------------------------------------------------------
     @classmethod
@@ -152,6 +168,7 @@ class InstrumentedEngine:
         for key, value in overrides.items():
             setattr(cfg, key, value)
         tel = telemetry or current_telemetry() or configure_telemetry()
+        pinned = telemetry
         if cfg.in_process is not None:
             os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0" if cfg.in_process else "1"
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -161,11 +178,14 @@ class InstrumentedEngine:
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
 
-        sink = StepSink(tel.pipeline, tel.engine_id)
+        sink = StepSink(
+            (lambda: pinned.pipeline) if pinned is not None else (lambda: _current_pipeline()),
+            tel.engine_id,
+        )
         args = AsyncEngineArgs(**cfg.engine_args(model_path))
         started = time.time()
         llm = AsyncLLM.from_engine_args(args, stat_loggers=[stat_logger_factory(sink)])
-        engine = cls(llm, cfg, tel, sink, model_path)
+        engine = cls(llm, cfg, pinned, sink, model_path)
         tel.pipeline.memory.sample()
         if tel.store is not None:
             tel.store.update_manifest(
@@ -178,7 +198,10 @@ class InstrumentedEngine:
         return engine
 
     def shutdown(self) -> None:
-        """Stop vLLM and flush telemetry (the telemetry itself stays configured)."""
+        """Stop vLLM and flush telemetry (the telemetry itself stays configured).
+
+        Call it from the engine's event-loop thread: vLLM cancels its output task there.
+        """
         with contextlib.suppress(Exception):
             self.llm.shutdown()
         self.telemetry.flush()
@@ -420,6 +443,7 @@ class InstrumentedEngine:
         itl_ms: list[float] | None = None,
     ) -> Any:
         """Fill the record, hand it to telemetry, and return the protocol Metrics."""
+        tel = self.telemetry
         try:
             fill_timing(rec, stats, self.sink.pop_finished(rec.request_id), time.time())
             rec.prompt_tokens = len(prompt_ids) if prompt_ids is not None else 0
@@ -429,19 +453,19 @@ class InstrumentedEngine:
             # KV written for this request: the prompt plus every output token but the last.
             rec.kv_tokens = rec.prompt_tokens + max(n_out - 1, 0) if rec.prompt_tokens else 0
             rec.kv_bytes = rec.kv_tokens * self._kv_bytes_per_token
-            if self.telemetry.capture_content:
+            if tel.capture_content:
                 rec.output_messages = json.dumps(
                     [{"role": "assistant", "parts": [{"type": "text", "content": text}]}]
                 )
             metrics = build_metrics(
                 rec,
-                self.telemetry.pipeline.anchor,
-                peak_mem_mb=self.telemetry.pipeline.peak_mem_mb,
+                tel.pipeline.anchor,
+                peak_mem_mb=tel.pipeline.peak_mem_mb,
                 itl_ms=itl_ms,
                 component_trace=self._component,
             )
         finally:
-            self.telemetry.pipeline.submit_request(rec)
+            tel.pipeline.submit_request(rec)
         return metrics
 
     def _reject(self, req: Request, exc: ProtocolValidationError) -> None:
@@ -453,6 +477,11 @@ class InstrumentedEngine:
             rec.finish_reason = "error"
             rec.e2e = max(time.time() - rec.arrival_time, 0.0)
             self.telemetry.pipeline.submit_request(rec)
+
+
+def _current_pipeline() -> Any:
+    tel = current_telemetry()
+    return tel.pipeline if tel is not None else None
 
 
 def _new_request(**fields: Any) -> Request:

@@ -20,6 +20,10 @@ T = TypeVar("T")
 _DONE = object()
 
 
+async def _async(fn: Any) -> Any:
+    return fn()
+
+
 class Engine:
     """Blocking instrumented engine. ``Engine("tiny")`` builds the offline tiny model on first use.
 
@@ -140,7 +144,7 @@ class Engine:
             return
         self._closed = True
         try:
-            self._call(asyncio.to_thread(self.engine.shutdown))
+            self._call(_async(self.engine.shutdown))
         finally:
             self._stop_loop()
 

@@ -136,6 +136,7 @@ def configure(
     capture_content: bool | None = None,
     resource_attributes: Mapping[str, str] | None = None,
     advanced: AdvancedOptions | None = None,
+    make_current: bool = True,
 ) -> Telemetry:
     """Set up tracing and metrics for the instrumented engine. Safe to call again (notebooks).
 
@@ -162,6 +163,8 @@ def configure(
             / ``gen_ai.output.messages``). Off by default; ``$SAGELLM_OBS_CAPTURE_CONTENT=true``.
         resource_attributes: Extra resource attributes.
         advanced: Test seams and tuning, see :class:`AdvancedOptions`.
+        make_current: Replace (and shut down) the current telemetry. ``False`` makes an
+            independent one that engines use only when it is passed to them.
 
     Returns:
         The :class:`Telemetry`, also kept as the current one (see :func:`current`).
@@ -169,7 +172,7 @@ def configure(
     global _current
     adv = advanced or AdvancedOptions()
     with _lock:
-        if _current is not None:
+        if make_current and _current is not None:
             _current.shutdown()
             _current = None
         engine = engine_id or os.environ.get(sc.ENV_ENGINE_ID) or f"vllm-{os.getpid()}"
@@ -252,7 +255,8 @@ def configure(
                 otlp=[e.describe() for e in counting],
                 versions=_versions(),
             )
-        _current = telemetry
+        if make_current:
+            _current = telemetry
         return telemetry
 
 
