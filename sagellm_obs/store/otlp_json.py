@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from opentelemetry.sdk.metrics.export import MetricsData
-from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.trace import Link, SpanContext, SpanKind, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 _KIND = {
@@ -54,6 +54,36 @@ def key_values(attributes: Mapping[str, AttributeValue] | None) -> list[dict[str
     return [{"key": k, "value": any_value(v)} for k, v in attributes.items()]
 
 
+def _flags(trace_flags: int, context: SpanContext | None) -> int:
+    """SpanFlags: the W3C trace flags, plus "has is_remote" (0x100) and "is_remote" (0x200)."""
+    flags = int(trace_flags) | 0x100
+    if context is not None and context.is_remote:
+        flags |= 0x200
+    return flags
+
+
+def _event(event: Event) -> dict[str, Any]:
+    out: dict[str, Any] = {"timeUnixNano": str(event.timestamp), "name": event.name}
+    if event.attributes:
+        out["attributes"] = key_values(event.attributes)
+    if event.dropped_attributes:
+        out["droppedAttributesCount"] = event.dropped_attributes
+    return out
+
+
+def _link(link: Link) -> dict[str, Any]:
+    ctx = link.context
+    out: dict[str, Any] = {
+        "traceId": f"{ctx.trace_id:032x}",
+        "spanId": f"{ctx.span_id:016x}",
+        "attributes": key_values(link.attributes),
+    }
+    if link.dropped_attributes:
+        out["droppedAttributesCount"] = link.dropped_attributes
+    out["flags"] = _flags(ctx.trace_flags, ctx)
+    return out
+
+
 def _span(span: ReadableSpan) -> dict[str, Any]:
     ctx = span.get_span_context()
     assert ctx is not None
@@ -66,11 +96,7 @@ def _span(span: ReadableSpan) -> dict[str, Any]:
     parent = span.parent
     if parent is not None:
         out["parentSpanId"] = f"{parent.span_id:016x}"
-    # SpanFlags: the W3C trace flags, plus "has is_remote" (0x100) and "is_remote" (0x200).
-    flags = int(ctx.trace_flags) | 0x100
-    if parent is not None and parent.is_remote:
-        flags |= 0x200
-    out["flags"] = flags
+    out["flags"] = _flags(ctx.trace_flags, parent)
     out["name"] = span.name
     out["kind"] = _KIND.get(span.kind, 1)
     out["startTimeUnixNano"] = str(span.start_time or 0)
@@ -80,25 +106,13 @@ def _span(span: ReadableSpan) -> dict[str, Any]:
     if span.dropped_attributes:
         out["droppedAttributesCount"] = span.dropped_attributes
     if span.events:
-        out["events"] = [
-            {
-                "timeUnixNano": str(e.timestamp),
-                "name": e.name,
-                "attributes": key_values(e.attributes),
-            }
-            if e.attributes
-            else {"timeUnixNano": str(e.timestamp), "name": e.name}
-            for e in span.events
-        ]
+        out["events"] = [_event(e) for e in span.events]
+    if span.dropped_events:
+        out["droppedEventsCount"] = span.dropped_events
     if span.links:
-        out["links"] = [
-            {
-                "traceId": f"{link.context.trace_id:032x}",
-                "spanId": f"{link.context.span_id:016x}",
-                "attributes": key_values(link.attributes),
-            }
-            for link in span.links
-        ]
+        out["links"] = [_link(link) for link in span.links]
+    if span.dropped_links:
+        out["droppedLinksCount"] = span.dropped_links
     status: dict[str, Any] = {}
     code = _STATUS[span.status.status_code]
     if code:
@@ -126,6 +140,8 @@ def encode_spans(spans: Sequence[ReadableSpan]) -> dict[str, Any]:
                 entry["scope"] = {"name": scope.name}
                 if scope.version:
                     entry["scope"]["version"] = scope.version
+                if scope.attributes:
+                    entry["scope"]["attributes"] = key_values(scope.attributes)
                 if scope.schema_url:
                     entry["schemaUrl"] = scope.schema_url
             scope_spans.append(entry)

@@ -111,7 +111,10 @@ def otlp_exporters(
 
         if endpoint:
             kwargs["endpoint"] = endpoint
-            kwargs["insecure"] = endpoint.startswith("http://")
+            # http:// means plaintext; https:// and a bare host:port are left to the exporter,
+            # which honours OTEL_EXPORTER_OTLP_INSECURE for them.
+            if endpoint.startswith("http://"):
+                kwargs["insecure"] = True
         if endpoint or traces_env:
             spans.append(GrpcSpans(**kwargs))
         if endpoint or metrics_env:

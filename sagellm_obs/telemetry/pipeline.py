@@ -199,15 +199,34 @@ class Pipeline:
             self.dropped = 0
 
     def _record_steps(self, steps: list[dict[str, Any]]) -> None:
+        good: list[dict[str, Any]] = []
+        queries = hits = prompt = gen = preempt = 0
+        for s in steps:
+            try:  # one malformed record must not cost its neighbours
+                q, h, p = (
+                    s[sc.STEP_PREFIX_QUERIES],
+                    s[sc.STEP_PREFIX_HITS],
+                    s[sc.STEP_PROMPT_TOKENS],
+                )
+                g, pre = s[sc.STEP_GENERATION_TOKENS], s[sc.STEP_PREEMPTIONS]
+                float(s[sc.STEP_KV_USAGE]), s[sc.STEP_RUNNING], s[sc.STEP_WAITING]
+                s[sc.STEP_ENGINE_ID]
+                queries, hits, prompt, gen, preempt = (
+                    queries + q,
+                    hits + h,
+                    prompt + p,
+                    gen + g,
+                    preempt + pre,
+                )
+            except (KeyError, TypeError, ValueError):
+                self.failures += 1
+                continue
+            good.append(s)
+        if not good:
+            return
+        steps = good
         try:
             inst = self._inst
-            queries = hits = prompt = gen = preempt = 0
-            for s in steps:
-                queries += s[sc.STEP_PREFIX_QUERIES]
-                hits += s[sc.STEP_PREFIX_HITS]
-                prompt += s[sc.STEP_PROMPT_TOKENS]
-                gen += s[sc.STEP_GENERATION_TOKENS]
-                preempt += s[sc.STEP_PREEMPTIONS]
             last = steps[-1]
             attrs = {sc.SAGELLM_ENGINE_ID: last[sc.STEP_ENGINE_ID]}
             inst.kv_usage.set(last[sc.STEP_KV_USAGE], attrs)

@@ -1,0 +1,311 @@
+"""Fixtures for the telemetry tests: hand-made request records, an OTLP/HTTP receiver, rotel."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
+)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+
+from sagellm_obs import semconv as sc
+from sagellm_obs.protocol.timing import ClockAnchor
+from sagellm_obs.telemetry.records import RequestRecord
+
+IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+ROTEL_HOW = "pip install 'rotel>=0.0.1a15'"
+
+
+@pytest.fixture(autouse=True)
+def _clean_otel_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test starts without OTLP/sagellm settings from the outer environment."""
+    for name in list(os.environ):
+        if name.startswith(("OTEL_", "SAGELLM_OBS_", "SAGELLM_ENGINE_ID")):
+            monkeypatch.delenv(name)
+
+
+def free_port() -> int:
+    """A port nobody listens on right now (bound to port 0, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# --- request records -----------------------------------------------------------------------------
+
+
+def make_record(
+    anchor: ClockAnchor,
+    i: int,
+    *,
+    model: str = "tiny-model",
+    operation: str = sc.OP_TEXT_COMPLETION,
+    queue: float = 0.002,
+    prefill: float = 0.015,
+    decode: float = 0.12,
+    output_tokens: int = 9,
+    **overrides: Any,
+) -> RequestRecord:
+    """A finished request whose engine-monotonic stamps agree with ``anchor`` and its durations.
+
+    Arrival is ``10 s - i * 50 ms`` before the anchor's monotonic reading; then 1 ms to the
+    engine queue, ``queue`` waiting, ``prefill`` to the first token, ``decode`` to the last, and
+    1 ms to the final output at the frontend.
+    """
+    arrival_mono = anchor.mono_s - 10.0 + i * 0.05
+    queued = arrival_mono + 0.001
+    scheduled = queued + queue
+    first = scheduled + prefill
+    last = first + decode
+    fields: dict[str, Any] = {
+        "request_id": f"req-{i}",
+        "trace_id": f"proto-trace-{i}",
+        "engine_id": "engine-test",
+        "model": model,
+        "operation": operation,
+        "arrival_time": anchor.to_epoch(arrival_mono),
+        "queued_ts": queued,
+        "scheduled_ts": scheduled,
+        "first_token_ts": first,
+        "last_token_ts": last,
+        "ttft": first - arrival_mono,
+        "e2e": last - arrival_mono + 0.001,
+        "queue": queue,
+        "prefill": prefill,
+        "decode": decode,
+        "inference": last - scheduled,
+        "tpot": decode / (output_tokens - 1) if output_tokens > 1 else 0.0,
+        "prompt_tokens": 40 + i,
+        "output_tokens": output_tokens,
+        "cached_tokens": 16,
+        "kv_tokens": 40 + i + output_tokens,
+        "kv_bytes": (40 + i + output_tokens) * 1024,
+        "max_tokens": 32,
+        "temperature": 0.7,
+        "top_p": 0.9,
+        "stream": bool(i % 2),
+    }
+    fields.update(overrides)
+    return RequestRecord(**fields)
+
+
+# --- an OTLP/HTTP receiver ------------------------------------------------------------------------
+
+
+@dataclass
+class Received:
+    """What an OTLP/HTTP receiver got, parsed."""
+
+    traces: list[Any] = field(default_factory=list)
+    metrics: list[Any] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def spans(self) -> dict[int, tuple[Any, Any]]:
+        """span id -> (span, resource) over everything received."""
+        with self.lock:
+            return {
+                int.from_bytes(span.span_id, "big"): (span, rs.resource)
+                for req in self.traces
+                for rs in req.resource_spans
+                for ss in rs.scope_spans
+                for span in ss.spans
+            }
+
+    def metric_points(self, name: str) -> list[Any]:
+        with self.lock:
+            out = []
+            for req in self.metrics:
+                for rm in req.resource_metrics:
+                    for sm in rm.scope_metrics:
+                        for m in sm.metrics:
+                            if m.name == name:
+                                out.append(m)
+            return out
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            time.sleep(0.02)
+        return predicate()
+
+
+def _handler(received: Received) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            encoding = (self.headers.get("Content-Encoding") or "").lower()
+            if encoding == "gzip":
+                body = gzip.decompress(body)
+            elif encoding == "deflate":
+                body = zlib.decompress(body)
+            reply: bytes
+            if self.path == "/v1/traces":
+                req = ExportTraceServiceRequest()
+                req.ParseFromString(body)
+                with received.lock:
+                    received.traces.append(req)
+                reply = ExportTraceServiceResponse().SerializeToString()
+            elif self.path == "/v1/metrics":
+                mreq = ExportMetricsServiceRequest()
+                mreq.ParseFromString(body)
+                with received.lock:
+                    received.metrics.append(mreq)
+                reply = ExportMetricsServiceResponse().SerializeToString()
+            else:
+                self.send_response(404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+    return Handler
+
+
+@dataclass
+class Receiver:
+    url: str
+    received: Received
+
+
+@pytest.fixture(scope="module")
+def otlp_receiver() -> Iterator[Receiver]:
+    """A tiny OTLP/HTTP-protobuf receiver on 127.0.0.1 that parses what it gets."""
+    received = Received()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(received))
+    thread = threading.Thread(target=server.serve_forever, name="test-otlp-receiver", daemon=True)
+    thread.start()
+    yield Receiver(f"http://127.0.0.1:{server.server_address[1]}", received)
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+# --- rotel ------------------------------------------------------------------------------------
+
+
+def find_rotel() -> str | None:
+    found = shutil.which("rotel-agent")
+    if found:
+        return found
+    try:
+        import rotel
+    except ImportError:
+        return None
+    candidate = Path(rotel.__file__).parent / "rotel-agent"
+    return str(candidate) if candidate.is_file() and os.access(candidate, os.X_OK) else None
+
+
+@dataclass
+class Rotel:
+    pid: int
+    grpc_endpoint: str
+    http_endpoint: str
+    log: Path
+
+
+def _wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"rotel-agent exited with {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.02)
+    raise TimeoutError(f"rotel-agent did not listen on {port} within {timeout} s")
+
+
+@pytest.fixture(scope="module")
+def rotel(otlp_receiver: Receiver, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rotel]:
+    """rotel-agent on free ports, forwarding everything over OTLP/HTTP to ``otlp_receiver``."""
+    binary = find_rotel()
+    if binary is None:
+        msg = f"rotel-agent (an OTLP collector) is not available; install with: {ROTEL_HOW}"
+        if IN_CI:
+            pytest.fail(msg)
+        pytest.skip(msg)
+    work = tmp_path_factory.mktemp("rotel")
+    grpc_port, http_port = free_port(), free_port()
+    while http_port == grpc_port:
+        http_port = free_port()
+    log = work / "stdout.log"
+    cmd = [
+        binary,
+        "start",
+        "--otlp-grpc-endpoint",
+        f"127.0.0.1:{grpc_port}",
+        "--otlp-http-endpoint",
+        f"127.0.0.1:{http_port}",
+        "--exporter",
+        "otlp",
+        "--otlp-exporter-protocol",
+        "http",
+        "--otlp-exporter-endpoint",
+        otlp_receiver.url,
+        "--otlp-exporter-compression",
+        "none",
+        "--batch-timeout",
+        "50ms",
+        "--debug-log",
+        "traces",
+        "--pid-file",
+        str(work / "rotel.pid"),
+        "--log-file",
+        str(work / "rotel.log"),
+    ]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROTEL_")}
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+    try:
+        _wait_listening(grpc_port, proc, 10)
+        _wait_listening(http_port, proc, 10)
+        yield Rotel(proc.pid, f"http://127.0.0.1:{grpc_port}", f"http://127.0.0.1:{http_port}", log)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+@pytest.fixture
+def records() -> Callable[..., RequestRecord]:
+    """``records(anchor, i, **overrides)``: see :func:`make_record`."""
+    return make_record
+
+
+@pytest.fixture
+def unused_port() -> Callable[[], int]:
+    """``unused_port()``: see :func:`free_port`."""
+    return free_port
