@@ -142,6 +142,9 @@ class InstrumentedEngine:
         self._kv_bytes_per_token = _kv_bytes_per_token(llm)
         self._component = ["sagellm-obs", f"vllm:{_vllm_version()}"]
         self._tokenizer: Any = None
+        #: Called with vLLM's final ``RequestOutput`` of each request (for cross-checks in tests
+        #: and notebooks); must be cheap and must not raise.
+        self.on_request_output: Callable[[Any], None] | None = None
 
     @property
     def telemetry(self) -> Telemetry:
@@ -366,6 +369,9 @@ class InstrumentedEngine:
                     prompt_ids = out.prompt_token_ids
                 if out.finished:
                     finished = True
+                    if self.on_request_output is not None:
+                        with contextlib.suppress(Exception):
+                            self.on_request_output(out)
                     cached = int(out.num_cached_tokens or 0)
                     if comp is not None:
                         vllm_reason = comp.finish_reason
@@ -401,11 +407,12 @@ class InstrumentedEngine:
         except ProtocolValidationError as exc:
             self._reject(req, exc)
             raise
-        except ValueError as exc:  # vLLM input validation (e.g. prompt longer than the context)
-            err = invalid("prompt", str(exc))
-            self._reject(req, err)
-            raise err from exc
         except Exception as exc:
+            if _is_client_error(exc):  # e.g. a prompt longer than the context
+                param = getattr(exc, "parameter", None)
+                err = invalid("prompt" if param in (None, "input_tokens") else str(param), str(exc))
+                self._reject(req, err)
+                raise err from exc
             error = Error.from_exception(exc)
             error.code = ErrorCode.UNAVAILABLE
             rec.error_type = type(exc).__name__
@@ -477,6 +484,13 @@ class InstrumentedEngine:
             rec.finish_reason = "error"
             rec.e2e = max(time.time() - rec.arrival_time, 0.0)
             self.telemetry.pipeline.submit_request(rec)
+
+
+def _is_client_error(exc: BaseException) -> bool:
+    """vLLM's request errors: ``ValueError`` and its ``VLLMClientError`` family (HTTP 4xx)."""
+    if isinstance(exc, ValueError):
+        return True
+    return any(cls.__name__ == "VLLMClientError" for cls in type(exc).__mro__)
 
 
 def _current_pipeline() -> Any:

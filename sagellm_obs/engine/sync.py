@@ -115,16 +115,18 @@ class Engine:
                 events.put(_DONE)
 
         future = asyncio.run_coroutine_threadsafe(pump(), self._loop)
+        done = False
         try:
             while True:
                 item = events.get()
                 if item is _DONE:
+                    done = True
                     break
                 if isinstance(item, BaseException):
                     raise item
                 yield item
         finally:
-            if not future.done():
+            if not done:
                 future.cancel()
                 # Wait until the cancellation is recorded and vLLM has aborted the request.
                 while events.get() is not _DONE:
