@@ -178,8 +178,13 @@ class InstrumentedEngine:
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         model_path = await asyncio.to_thread(resolve_model, cfg.model)
 
+        import vllm.envs
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
+
+        # An in-process vLLM engine started earlier may have frozen vLLM's env settings.
+        if hasattr(vllm.envs, "disable_envs_cache"):
+            vllm.envs.disable_envs_cache()
 
         sink = StepSink(
             (lambda: pinned.pipeline) if pinned is not None else (lambda: _current_pipeline()),
@@ -205,8 +210,12 @@ class InstrumentedEngine:
 
         Call it from the engine's event-loop thread: vLLM cancels its output task there.
         """
-        with contextlib.suppress(Exception):
-            self.llm.shutdown()
+        llm, self.llm = self.llm, None
+        if llm is not None:
+            with contextlib.suppress(Exception):
+                llm.shutdown()
+                # AsyncLLM.__del__ calls shutdown() again, which fails at interpreter exit.
+                llm.shutdown = _noop
         self.telemetry.flush()
 
     # --- requests --------------------------------------------------------------------------------
@@ -484,6 +493,10 @@ class InstrumentedEngine:
             rec.finish_reason = "error"
             rec.e2e = max(time.time() - rec.arrival_time, 0.0)
             self.telemetry.pipeline.submit_request(rec)
+
+
+def _noop(*args: Any, **kwargs: Any) -> None:
+    return None
 
 
 def _is_client_error(exc: BaseException) -> bool:

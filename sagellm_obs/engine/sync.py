@@ -7,6 +7,7 @@ plain script and inside Jupyter (whose own loop is already running).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import queue
 import threading
 from collections.abc import Coroutine, Iterator, Sequence
@@ -70,6 +71,10 @@ class Engine:
 
     def _call(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Run a coroutine on the engine's event loop (e.g. a workload runner)."""
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
 
     def generate(self, request: Request | dict[str, Any]) -> Response:
         """Run one request to completion (see :meth:`InstrumentedEngine.generate`)."""
