@@ -74,6 +74,9 @@ class Telemetry:
     otlp: list[CountingSpanExporter] = field(default_factory=list)
     prometheus_port: int | None = None
     _prometheus_server: Any = None
+    # Push readers only: flushing Prometheus' pull reader would queue a duplicate of every
+    # metric for the next scrape.
+    _push_readers: list[MetricReader] = field(default_factory=list)
     _closed: bool = False
 
     @property
@@ -85,7 +88,9 @@ class Telemetry:
         """Build pending spans and metrics and push them through every exporter."""
         ok = self.pipeline.flush(timeout)
         ok = self.tracer_provider.force_flush(int(timeout * 1000)) and ok
-        return self.meter_provider.force_flush(int(timeout * 1000)) and ok
+        for reader in self._push_readers:
+            ok = reader.force_flush(timeout * 1000) and ok
+        return ok
 
     def stats(self) -> dict[str, int]:
         """Counters of the telemetry itself: recorded, dropped and failed records, export errors."""
@@ -216,6 +221,7 @@ def configure(
         if store is not None:
             readers.append(PeriodicExportingMetricReader(StoreMetricExporter(store), interval_ms))
         readers.extend(PeriodicExportingMetricReader(e, interval_ms) for e in otlp_metrics)
+        push_readers = list(readers)
         prom_server = None
         port = None
         if prometheus_port is not False and prometheus_port is not None:
@@ -246,6 +252,7 @@ def configure(
             otlp=counting,
             prometheus_port=port,
             _prometheus_server=prom_server,
+            _push_readers=push_readers,
         )
         if store is not None:
             store.update_manifest(
