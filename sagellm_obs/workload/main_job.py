@@ -1,0 +1,162 @@
+"""The main job behind ``sagellm-obs run`` and ``make run``: engine, workload, summary, report."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from sagellm_obs.workload.item import WorkItem
+
+
+@dataclass
+class MainJob:
+    """One instrumented run. ``run()`` returns the process exit code."""
+
+    model: str = "tiny"
+    workload: str = "shared_prefix"
+    requests: int = 200
+    duration: float | None = None
+    rate: float | None = None
+    concurrency: int = 8
+    max_tokens: int = 32
+    prefix_caching: bool = True
+    out: Path | None = None
+    otlp: str | None = None
+    slo: dict[str, float] = field(default_factory=dict)
+    seed: int = 0
+    in_process: bool = True
+    run_dir: Path | None = None
+    _task: Any = None
+    _loop: Any = None
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def items(self) -> list[WorkItem]:
+        """The workload's items, with arrivals applied."""
+        from sagellm_obs.workload import apply_arrivals, build_workload, load_replay, poisson
+
+        path = Path(self.workload)
+        if path.suffix in (".jsonl", ".json") or path.exists():
+            result = load_replay(path)
+            for bad in result.bad_lines:
+                Console(stderr=True).print(f"[yellow]{path}:{bad.line}: skipped: {bad.message}[/]")
+            items = list(result.items)[: self.requests]
+        else:
+            items = build_workload(
+                self.workload, n_requests=self.requests, max_tokens=self.max_tokens, seed=self.seed
+            )
+        if self.rate:
+            items = apply_arrivals(items, poisson(self.rate, seed=self.seed))
+        return items
+
+    def stop(self) -> None:
+        """Ask the run to stop (Ctrl-C): in-flight requests are aborted, the rest is kept."""
+        self._stop.set()
+        if self._loop is not None and self._task is not None:
+            self._loop.call_soon_threadsafe(self._task.cancel)
+
+    def run(self, console: Console) -> int:
+        """Run everything and print the summary."""
+        import sagellm_obs as so
+        from sagellm_obs.engine import Engine
+        from sagellm_obs.workload.runner import RunResult, run_workload
+
+        items = self.items()
+        if not items:
+            console.print("[red]The workload has no requests.[/]")
+            return 2
+        tel = so.configure(
+            run_dir=self.out or None,
+            otlp_endpoint=self.otlp or None,
+        )
+        self.run_dir = tel.run_dir
+        console.print(f"[bold]sagellm-obs run[/] -> {tel.run_dir}")
+        t0 = time.perf_counter()
+        with console.status("starting vLLM (the tiny model is built offline on first use)..."):
+            engine = Engine(
+                self.model,
+                telemetry=tel,
+                in_process=self.in_process,
+                enable_prefix_caching=self.prefix_caching,
+            )
+        console.print(
+            f"engine up in {time.perf_counter() - t0:.1f} s: model [cyan]{engine.model_name}[/], "
+            f"{len(items)} requests of workload [cyan]{items[0].kind}[/]"
+        )
+        if tel.store is not None:
+            tel.store.update_manifest(
+                workload={
+                    "name": items[0].kind,
+                    "requests": len(items),
+                    "rate": self.rate,
+                    "concurrency": self.concurrency,
+                    "max_tokens": self.max_tokens,
+                    "seed": self.seed,
+                    "prefix_caching": self.prefix_caching,
+                    "slo": self.slo,
+                }
+            )
+        result: RunResult | None = None
+        try:
+            with Progress(
+                TextColumn("[progress.description]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn("{task.fields[live]}"),
+                console=console,
+                transient=False,
+            ) as bar:
+                task_id = bar.add_task("requests", total=len(items), live="")
+
+                def show(p: Any) -> None:
+                    bar.update(
+                        task_id,
+                        completed=p.done,
+                        live=f"{p.tokens_per_s:7.0f} tok/s  KV {p.kv_usage:6.1%}  "
+                        f"prefix hits {p.prefix_hit_rate:6.1%}  failed {p.failed}",
+                    )
+
+                async def main() -> RunResult:
+                    self._loop = asyncio.get_running_loop()
+                    self._task = asyncio.current_task()
+                    return await run_workload(
+                        engine.engine,
+                        items,
+                        concurrency=self.concurrency,
+                        duration=self.duration,
+                        on_progress=show,
+                    )
+
+                future = engine.submit(main())
+                while True:
+                    try:
+                        result = future.result(timeout=0.25)
+                        break
+                    except concurrent.futures.TimeoutError:
+                        continue
+                    except concurrent.futures.CancelledError:
+                        break
+        finally:
+            with console.status("flushing telemetry and stopping vLLM..."):
+                engine.close()
+                tel.shutdown()
+        if result is not None and result.interrupted:
+            console.print("[yellow]Interrupted: the run folder keeps every finished request.[/]")
+        return self.report(console)
+
+    def report(self, console: Console) -> int:
+        """Summarise the run folder (and write report.html when charts are installed)."""
+        from sagellm_obs.summary import render_summary, summarize
+
+        assert self.run_dir is not None
+        summary = summarize(self.run_dir, slo=self.slo)
+        console.print(render_summary(summary))
+        console.print(f"run folder: [green]{self.run_dir}[/]")
+        return 0
