@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 import os
 import resource
 import threading
 import time
+from array import array
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -48,7 +48,7 @@ def prefix_block_hashes(token_ids: Sequence[int], block: int = PREFIX_BLOCK_TOKE
     parent = b""
     for start in range(0, len(token_ids) - block + 1, block):
         h = hashlib.blake2b(parent, digest_size=8)
-        h.update(json.dumps(list(token_ids[start : start + block])).encode())
+        h.update(array("q", token_ids[start : start + block]).tobytes())
         parent = h.digest()
         out.append(parent.hex())
     return out
