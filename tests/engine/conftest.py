@@ -55,6 +55,7 @@ def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngineHarness]
         run_dir=run_dir,
         engine_id="test-engine",
         otlp_endpoint=False,
+        prometheus_port=0,
         make_current=False,
         advanced=AdvancedOptions(
             span_exporters=[spans], metric_readers=[reader], simple_processors=True
