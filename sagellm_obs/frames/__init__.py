@@ -1,0 +1,71 @@
+"""Polars frames of a run: spans, requests, engine steps and metric points.
+
+>>> from sagellm_obs.frames import load, percentiles
+>>> run = load("sagellm-runs/20260101T000000Z-abc123")  # doctest: +SKIP
+>>> percentiles(run.requests)  # doctest: +SKIP
+
+See :mod:`sagellm_obs.frames.schemas` for the columns, :func:`load` for the sources it reads and
+:mod:`sagellm_obs.frames.analysis` for the helpers. Importing this package imports polars only.
+"""
+
+from __future__ import annotations
+
+from sagellm_obs.frames.analysis import (
+    HistogramDelta,
+    compare,
+    counter_delta,
+    goodput,
+    histogram_delta,
+    histogram_quantile,
+    percentiles,
+    prefix_hit_rate,
+    rolling_hit_rate,
+    throughput,
+)
+from sagellm_obs.frames.load import (
+    Frames,
+    load,
+    load_metrics,
+    load_requests,
+    load_spans,
+    load_steps,
+)
+from sagellm_obs.frames.schemas import (
+    METRICS,
+    REQUESTS,
+    REQUIRED_COLUMNS,
+    SCHEMAS,
+    SPANS,
+    STEPS,
+    SchemaError,
+    attribute,
+    check_schema,
+)
+
+__all__ = [
+    "METRICS",
+    "REQUESTS",
+    "REQUIRED_COLUMNS",
+    "SCHEMAS",
+    "SPANS",
+    "STEPS",
+    "Frames",
+    "HistogramDelta",
+    "SchemaError",
+    "attribute",
+    "check_schema",
+    "compare",
+    "counter_delta",
+    "goodput",
+    "histogram_delta",
+    "histogram_quantile",
+    "load",
+    "load_metrics",
+    "load_requests",
+    "load_spans",
+    "load_steps",
+    "percentiles",
+    "prefix_hit_rate",
+    "rolling_hit_rate",
+    "throughput",
+]

@@ -1,0 +1,245 @@
+"""The declared schemas of the four frames, and the check every producer and consumer relies on.
+
+The frames are the contract between the loader and everything downstream (analysis helpers,
+charts, notebooks, benchmarks): a column listed here is always present with exactly this dtype,
+nullable unless said otherwise. :data:`REQUIRED_COLUMNS` names them per frame and
+:func:`check_schema` enforces them; extra columns are allowed.
+
+Times are ``Datetime("ns", "UTC")``; durations are seconds as ``Float64`` with an ``_s`` suffix.
+
+``spans.attributes`` holds the span attributes that have no typed column, as
+``List(Struct{key: String, value: String})``: polars keeps that columnar (no per-row JSON
+parsing), and it round-trips through Parquet. Values are rendered as text: strings as they are,
+integers in decimal, doubles in shortest round-trip form, booleans as ``true``/``false`` and
+arrays as a JSON array of strings. :func:`attribute` reads one back.
+
+``metrics.attributes`` holds a data point's attributes as a JSON object string with sorted keys,
+so that equal attribute sets compare equal and identify a time series; read one with
+``pl.col("attributes").str.json_path_match("$['gen_ai.request.model']")``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+import polars as pl
+
+if TYPE_CHECKING:
+    from polars._typing import PolarsDataType
+
+
+def _schema(columns: Mapping[str, PolarsDataType]) -> pl.Schema:
+    return pl.Schema(columns)
+
+
+TIME = pl.Datetime("ns", "UTC")
+"""The dtype of every timestamp column."""
+
+ATTRIBUTES = pl.List(pl.Struct({"key": pl.String, "value": pl.String}))
+"""The dtype of ``spans.attributes``: the attributes without a typed column."""
+
+EVENTS = pl.List(pl.Struct({"name": pl.String, "time": TIME}))
+"""The dtype of ``spans.events`` (event attributes are not kept)."""
+
+SPANS = _schema(
+    {
+        "trace_id": pl.String,  # 32 hex digits
+        "span_id": pl.String,  # 16 hex digits
+        "parent_span_id": pl.String,  # null for root spans
+        "name": pl.String,
+        "kind": pl.String,  # INTERNAL, SERVER, CLIENT, PRODUCER, CONSUMER, UNSPECIFIED
+        "start": TIME,
+        "end": TIME,
+        "duration_s": pl.Float64,
+        "status_code": pl.String,  # UNSET, OK, ERROR
+        "status_message": pl.String,
+        "service_name": pl.String,  # resource service.name
+        "engine_id": pl.String,  # span, else resource, sagellm.engine_id
+        "run_id": pl.String,  # resource, else span, sagellm.run_id
+        "scope": pl.String,  # instrumentation scope name
+        # Known request attributes (null on spans that do not carry them).
+        "request_id": pl.String,
+        "protocol_trace_id": pl.String,  # sagellm.trace_id: the protocol's free-form trace id
+        "operation": pl.String,
+        "model": pl.String,
+        "input_tokens": pl.Int64,
+        "output_tokens": pl.Int64,
+        "cached_tokens": pl.Int64,
+        "ttft_s": pl.Float64,
+        "queue_s": pl.Float64,
+        "prefill_s": pl.Float64,
+        "decode_s": pl.Float64,
+        "inference_s": pl.Float64,
+        "e2e_s": pl.Float64,
+        "tpot_s": pl.Float64,
+        "finish_reason": pl.String,
+        "error_type": pl.String,
+        "stream": pl.Boolean,
+        "cancelled": pl.Boolean,
+        "events": EVENTS,
+        "attributes": ATTRIBUTES,
+        "source_file": pl.String,  # file name relative to the loaded source
+        "source_line": pl.Int64,  # 1-based line of the file
+    }
+)
+
+REQUESTS = _schema(
+    {
+        "request_id": pl.String,
+        "trace_id": pl.String,  # OpenTelemetry trace id (hex)
+        "protocol_trace_id": pl.String,
+        "span_id": pl.String,
+        "model": pl.String,
+        "engine_id": pl.String,
+        "run_id": pl.String,
+        "operation": pl.String,
+        "arrival": TIME,  # start of the request span
+        "queue_s": pl.Float64,
+        "prefill_s": pl.Float64,
+        "decode_s": pl.Float64,
+        "inference_s": pl.Float64,
+        "ttft_s": pl.Float64,
+        "tpot_s": pl.Float64,
+        "e2e_s": pl.Float64,
+        "input_tokens": pl.Int64,
+        "output_tokens": pl.Int64,
+        "cached_tokens": pl.Int64,
+        "prefix_hit_rate": pl.Float64,  # cached / input, null when input is 0 or unknown
+        "finish_reason": pl.String,
+        "error_type": pl.String,
+        "cancelled": pl.Boolean,
+        "stream": pl.Boolean,
+        "source": pl.String,  # "sagellm" (our SERVER span) or "vllm" (vLLM's llm_request span)
+        # From requests-client-*.jsonl, joined on request_id; null when absent.
+        "client_start": TIME,
+        "client_ttft_s": pl.Float64,
+        "client_e2e_s": pl.Float64,
+    }
+)
+
+STEPS = _schema(
+    {
+        "time": TIME,
+        "engine_id": pl.String,
+        "run_id": pl.String,  # from the run's manifest; null when unknown
+        "step": pl.Int64,
+        "running": pl.Int64,
+        "waiting": pl.Int64,
+        "kv_cache_usage": pl.Float64,
+        "prefix_queries": pl.Int64,
+        "prefix_hits": pl.Int64,
+        "prompt_tokens": pl.Int64,
+        "cached_prompt_tokens": pl.Int64,
+        "generation_tokens": pl.Int64,
+        "preemptions": pl.Int64,
+        "finished": pl.Int64,
+        "prefix_hit_rate": pl.Float64,  # hits / queries of the step, null when no queries
+    }
+)
+
+METRICS = _schema(
+    {
+        "time": TIME,
+        "start_time": TIME,  # start of the cumulative interval (null for gauges)
+        "name": pl.String,
+        "kind": pl.String,  # gauge, counter, updowncounter, histogram
+        "unit": pl.String,
+        "temporality": pl.String,  # cumulative, delta (null for gauges)
+        "attributes": pl.String,  # JSON object, sorted keys
+        "value": pl.Float64,  # gauges and sums
+        "count": pl.Int64,  # histograms
+        "sum": pl.Float64,
+        "bucket_counts": pl.List(pl.Int64),  # len(explicit_bounds) + 1, last is +Inf
+        "explicit_bounds": pl.List(pl.Float64),
+        "min": pl.Float64,
+        "max": pl.Float64,
+        "service_name": pl.String,
+        "engine_id": pl.String,
+        "run_id": pl.String,
+        "source_file": pl.String,
+        "source_line": pl.Int64,
+    }
+)
+
+SCHEMAS: Mapping[str, pl.Schema] = {
+    "spans": SPANS,
+    "requests": REQUESTS,
+    "steps": STEPS,
+    "metrics": METRICS,
+}
+
+REQUIRED_COLUMNS: Mapping[str, tuple[str, ...]] = {
+    name: tuple(schema.names()) for name, schema in SCHEMAS.items()
+}
+"""Per frame, the columns downstream code may rely on (all of its schema)."""
+
+
+class SchemaError(ValueError):
+    """A frame lacks a required column or has one with the wrong dtype."""
+
+
+def check_schema(df: pl.DataFrame, schema: pl.Schema, name: str = "frame") -> pl.DataFrame:
+    """Check that ``df`` has every column of ``schema`` with exactly its dtype.
+
+    Extra columns are allowed. Returns ``df`` so the check can be chained.
+
+    Args:
+        df: The frame to check.
+        schema: The declared schema, e.g. :data:`SPANS`.
+        name: Name of the frame for the message.
+
+    Raises:
+        SchemaError: Naming every missing and every mistyped column.
+    """
+    have = df.schema
+    missing = [col for col in schema.names() if col not in have]
+    wrong = [
+        f"{col} is {have[col]}, expected {dtype}"
+        for col, dtype in schema.items()
+        if col in have and have[col] != dtype
+    ]
+    if missing or wrong:
+        parts = []
+        if missing:
+            parts.append("missing column(s): " + ", ".join(missing))
+        if wrong:
+            parts.append("wrong dtype: " + "; ".join(wrong))
+        raise SchemaError(f"{name} frame does not match its schema: " + " | ".join(parts))
+    return df
+
+
+def empty(schema: pl.Schema) -> pl.DataFrame:
+    """An empty frame with exactly ``schema``."""
+    return pl.DataFrame(schema=schema)
+
+
+def conform(df: pl.DataFrame, schema: pl.Schema) -> pl.DataFrame:
+    """``df`` with ``schema``'s columns in order, missing ones added as nulls, others cast.
+
+    Casts are strict: a value that cannot be represented raises (a loader bug, not bad input).
+    Extra columns are dropped.
+    """
+    return df.select(
+        [
+            (pl.col(col) if col in df.schema else pl.lit(None)).cast(dtype).alias(col)
+            for col, dtype in schema.items()
+        ]
+    )
+
+
+def attribute(key: str, dtype: PolarsDataType = pl.String) -> pl.Expr:
+    """An expression reading one attribute from ``spans.attributes`` (null when absent).
+
+    Example:
+        >>> spans.select(attribute("gen_ai.request.max_tokens", pl.Int64))  # doctest: +SKIP
+    """
+    value = (
+        pl.col("attributes")
+        .list.eval(pl.element().filter(pl.element().struct.field("key") == key))
+        .list.first()
+        .struct.field("value")
+    )
+    if dtype == pl.Boolean:
+        return (value == "true").alias(key)
+    return value.cast(dtype, strict=False).alias(key)

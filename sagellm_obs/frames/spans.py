@@ -1,0 +1,235 @@
+"""Decoded OTLP trace lines → the ``spans`` frame; request spans → the ``requests`` frame.
+
+Lines are exploded resource → scope → span with polars; known attributes become typed columns
+(:data:`ATTRIBUTE_COLUMNS`, first key present wins), the others stay in ``attributes``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import polars as pl
+
+from sagellm_obs import semconv as sc
+from sagellm_obs.frames import attrs
+from sagellm_obs.frames.schemas import EVENTS, REQUESTS, SPANS, TIME, conform
+
+KIND_NAMES: Mapping[int, str] = {
+    0: "UNSPECIFIED",
+    1: "INTERNAL",
+    2: "SERVER",
+    3: "CLIENT",
+    4: "PRODUCER",
+    5: "CONSUMER",
+}
+STATUS_NAMES: Mapping[int, str] = {0: "UNSET", 1: "OK", 2: "ERROR"}
+
+S, INT, F, B = pl.String(), pl.Int64(), pl.Float64(), pl.Boolean()
+
+ATTRIBUTE_COLUMNS: Mapping[str, tuple[pl.DataType, tuple[str, ...]]] = {
+    "request_id": (S, (sc.SAGELLM_REQUEST_ID, sc.GEN_AI_REQUEST_ID)),
+    "protocol_trace_id": (S, (sc.SAGELLM_TRACE_ID,)),
+    "operation": (S, (sc.GEN_AI_OPERATION_NAME,)),
+    "model": (S, (sc.GEN_AI_REQUEST_MODEL, sc.GEN_AI_RESPONSE_MODEL)),
+    "input_tokens": (INT, (sc.GEN_AI_USAGE_INPUT_TOKENS, sc.GEN_AI_USAGE_PROMPT_TOKENS_DEPRECATED)),
+    "output_tokens": (
+        INT,
+        (sc.GEN_AI_USAGE_OUTPUT_TOKENS, sc.GEN_AI_USAGE_COMPLETION_TOKENS_DEPRECATED),
+    ),
+    "cached_tokens": (
+        INT,
+        (sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, sc.SAGELLM_CACHED_PROMPT_TOKENS),
+    ),
+    "ttft_s": (F, (sc.SAGELLM_TTFT, sc.GEN_AI_LATENCY_TIME_TO_FIRST_TOKEN)),
+    "queue_s": (F, (sc.SAGELLM_QUEUE, sc.GEN_AI_LATENCY_TIME_IN_QUEUE)),
+    "prefill_s": (F, (sc.SAGELLM_PREFILL, sc.GEN_AI_LATENCY_TIME_IN_MODEL_PREFILL)),
+    "decode_s": (F, (sc.SAGELLM_DECODE, sc.GEN_AI_LATENCY_TIME_IN_MODEL_DECODE)),
+    "inference_s": (F, (sc.GEN_AI_LATENCY_TIME_IN_MODEL_INFERENCE,)),
+    "e2e_s": (F, (sc.SAGELLM_E2E, sc.GEN_AI_LATENCY_E2E)),
+    "tpot_s": (F, (sc.SAGELLM_TPOT,)),
+    "finish_reason": (S, (sc.GEN_AI_RESPONSE_FINISH_REASONS,)),  # first of the array
+    "error_type": (S, (sc.ERROR_TYPE,)),
+    "stream": (B, (sc.GEN_AI_REQUEST_STREAM, sc.SAGELLM_STREAM)),
+    "cancelled": (B, (sc.SAGELLM_CANCELLED,)),
+}
+"""Typed span columns and the attribute keys they read, in priority order."""
+
+KEPT_IN_ATTRIBUTES = frozenset({sc.GEN_AI_RESPONSE_MODEL})
+"""Keys read into a typed column only as a fallback: they stay in ``attributes`` too."""
+
+_LOOKUP_KEYS = sorted(
+    {key for _, keys in ATTRIBUTE_COLUMNS.values() for key in keys}
+    | {sc.SAGELLM_ENGINE_ID, sc.SAGELLM_RUN_ID}
+)
+
+CONSUMED = frozenset(_LOOKUP_KEYS) - KEPT_IN_ATTRIBUTES
+"""Attribute keys that are not repeated in ``attributes``."""
+
+OnBad = Callable[[str, int, str], None]
+"""``on_bad(source_file, line, message)``: raise or record a malformed record."""
+
+
+def build_spans(lines: pl.DataFrame, on_bad: OnBad) -> pl.DataFrame:
+    """The ``spans`` frame of decoded OTLP lines (``OTLP_LINE`` + source_line + source_file).
+
+    Spans without a trace id, span id or valid start time are passed to ``on_bad`` and dropped.
+    """
+    rs = (
+        lines.lazy()
+        .select("source_file", "source_line", "resourceSpans")
+        .filter(pl.col("resourceSpans").list.len() > 0)
+        .explode("resourceSpans")
+        .unnest("resourceSpans")
+    )
+    res = pl.col("resource").struct.field("attributes")
+    flat = (
+        rs.with_columns(
+            attrs.as_dtype(attrs.lookup(res, "service.name"), S).alias("service_name"),
+            attrs.as_dtype(attrs.lookup(res, sc.RESOURCE_ENGINE_ID), S).alias("_res_engine"),
+            attrs.as_dtype(attrs.lookup(res, sc.RESOURCE_RUN_ID), S).alias("_res_run"),
+        )
+        .drop("resource")
+        .explode("scopeSpans")
+        .unnest("scopeSpans")
+        .with_columns(pl.col("scope").struct.field("name").alias("scope"))
+        .explode("spans")
+        .filter(pl.col("spans").is_not_null())
+        .unnest("spans")
+        .collect()
+    )
+    flat = _drop_bad(flat, on_bad)
+    if flat.is_empty():
+        return pl.DataFrame(schema=SPANS)
+    a = pl.col("attributes")
+    start = pl.col("startTimeUnixNano").cast(pl.Int64)
+    end = pl.coalesce(pl.col("endTimeUnixNano").cast(pl.Int64, strict=False), start)
+    # Look each key up once (a list pass per key), then type the found values.
+    lookups = [attrs.lookup(a, key).alias(f"_v:{key}") for key in _LOOKUP_KEYS]
+    typed = [
+        pl.coalesce([attrs.as_dtype(pl.col(f"_v:{key}"), dtype) for key in keys]).alias(col)
+        for col, (dtype, keys) in ATTRIBUTE_COLUMNS.items()
+    ]
+    engine = attrs.as_dtype(pl.col(f"_v:{sc.SAGELLM_ENGINE_ID}"), S)
+    run = attrs.as_dtype(pl.col(f"_v:{sc.SAGELLM_RUN_ID}"), S)
+    event = pl.element().struct
+    out = (
+        flat.lazy()
+        .with_columns(lookups)
+        .select(
+            pl.col("traceId").alias("trace_id"),
+            pl.col("spanId").alias("span_id"),
+            pl.when(pl.col("parentSpanId") != "")
+            .then(pl.col("parentSpanId"))
+            .alias("parent_span_id"),
+            pl.col("name").fill_null(""),
+            pl.col("kind")
+            .fill_null(0)
+            .replace_strict(KIND_NAMES, default="UNSPECIFIED")
+            .alias("kind"),
+            start.cast(TIME).alias("start"),
+            end.cast(TIME).alias("end"),
+            ((end - start) / 1e9).alias("duration_s"),
+            pl.col("status")
+            .struct.field("code")
+            .fill_null(0)
+            .replace_strict(STATUS_NAMES, default="UNSET")
+            .alias("status_code"),
+            pl.col("status").struct.field("message").alias("status_message"),
+            "service_name",
+            pl.coalesce(engine, "_res_engine").alias("engine_id"),
+            pl.coalesce("_res_run", run).alias("run_id"),
+            "scope",
+            *typed,
+            pl.col("events")
+            .list.eval(
+                pl.struct(
+                    event.field("name"),
+                    event.field("timeUnixNano")
+                    .cast(pl.Int64, strict=False)
+                    .cast(TIME)
+                    .alias("time"),
+                )
+            )
+            .fill_null(pl.lit([], dtype=EVENTS))
+            .alias("events"),
+            attrs.rest(a, sorted(CONSUMED)).alias("attributes"),
+            "source_file",
+            "source_line",
+        )
+    )
+    return conform(out.collect(), SPANS)
+
+
+def _drop_bad(flat: pl.DataFrame, on_bad: OnBad) -> pl.DataFrame:
+    start_ok = pl.col("startTimeUnixNano").cast(pl.Int64, strict=False).is_not_null()
+    problem = (
+        pl.when(pl.col("traceId").is_null() | (pl.col("traceId") == ""))
+        .then(pl.lit("span without traceId"))
+        .when(pl.col("spanId").is_null() | (pl.col("spanId") == ""))
+        .then(pl.lit("span without spanId"))
+        .when(~start_ok)
+        .then(pl.lit("span without a valid startTimeUnixNano"))
+    )
+    checked = flat.with_columns(problem.alias("_problem"))
+    bad = checked.filter(pl.col("_problem").is_not_null())
+    for file, line, msg in bad.select("source_file", "source_line", "_problem").iter_rows():
+        on_bad(file, line, msg)
+    return checked.filter(pl.col("_problem").is_null()).drop("_problem")
+
+
+def build_requests(spans: pl.DataFrame, client: pl.DataFrame | None = None) -> pl.DataFrame:
+    """One row per request span: ours (``source="sagellm"``) or vLLM's ``llm_request`` ("vllm").
+
+    A request span is a span named ``llm_request``, or a SERVER span carrying both
+    ``gen_ai.operation.name`` and a request id. Missing ``tpot_s`` is derived as
+    ``decode_s / (output_tokens - 1)``, missing ``e2e_s`` as the span's duration and missing
+    ``inference_s`` as ``prefill_s + decode_s``. ``cancelled`` is false on our spans unless set
+    (vLLM does not say). Client timings (``client``: ``CLIENT_LINE`` rows) are joined on
+    ``request_id``; the last line wins for a repeated id.
+    """
+    is_vllm = pl.col("name") == sc.VLLM_REQUEST_SPAN_NAME
+    is_ours = (
+        (pl.col("kind") == "SERVER")
+        & pl.col("operation").is_not_null()
+        & pl.col("request_id").is_not_null()
+    )
+    out_tokens = pl.col("output_tokens")
+    req = (
+        spans.lazy()
+        .filter(is_vllm | is_ours)
+        .with_columns(
+            pl.when(is_vllm).then(pl.lit("vllm")).otherwise(pl.lit("sagellm")).alias("source")
+        )
+        .with_columns(
+            pl.col("start").alias("arrival"),
+            pl.coalesce(
+                "tpot_s",
+                pl.when(out_tokens > 1).then(pl.col("decode_s") / (out_tokens - 1)),
+            ).alias("tpot_s"),
+            pl.coalesce("e2e_s", "duration_s").alias("e2e_s"),
+            pl.coalesce("inference_s", pl.col("prefill_s") + pl.col("decode_s")).alias(
+                "inference_s"
+            ),
+            pl.when(pl.col("source") == "sagellm")
+            .then(pl.col("cancelled").fill_null(False))
+            .otherwise(pl.col("cancelled"))
+            .alias("cancelled"),
+            pl.when(pl.col("input_tokens") > 0)
+            .then(pl.col("cached_tokens") / pl.col("input_tokens"))
+            .alias("prefix_hit_rate"),
+        )
+    )
+    if client is not None and client.height:
+        c = (
+            client.lazy()
+            .filter(pl.col("request_id").is_not_null())
+            .unique("request_id", keep="last", maintain_order=True)
+            .select(
+                "request_id",
+                pl.col("client_start_unix_nano").cast(TIME).alias("client_start"),
+                "client_ttft_s",
+                "client_e2e_s",
+            )
+        )
+        req = req.join(c, on="request_id", how="left", maintain_order="left")
+    return conform(req.sort("arrival", maintain_order=True).collect(), REQUESTS)
