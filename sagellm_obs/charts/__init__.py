@@ -1,0 +1,57 @@
+"""Altair charts of a run's frames: pure functions, Polars frame in, Altair chart out.
+
+Every function reduces its frame in Polars first (binned histograms, time buckets, fixed-seed
+samples), so charts of runs with millions of requests stay small. Empty frames give a small
+"no data" chart rather than an exception.
+
+Importing this package registers the ``"sagellm"`` theme (see :mod:`sagellm_obs.charts.theme`).
+Notebooks without internet access call :func:`enable_offline_renderer` first.
+
+Example:
+    .. code-block:: python
+
+        from sagellm_obs.frames import load
+        from sagellm_obs import charts
+
+        frames = load("sagellm-runs/latest")
+        charts.latency_distribution(frames.requests, "ttft_s")
+        charts.run_dashboard(frames)
+"""
+
+from __future__ import annotations
+
+from sagellm_obs.charts.cache import kv_usage, prefix_hit_by_request, prefix_hit_rate
+from sagellm_obs.charts.compare import compare_quantiles, compare_runs
+from sagellm_obs.charts.dashboard import run_dashboard
+from sagellm_obs.charts.latency import latency_distribution, latency_over_time, ttft_vs_prompt
+from sagellm_obs.charts.offline import enable_offline_renderer
+from sagellm_obs.charts.theme import (
+    PHASE_COLORS,
+    PHASES,
+    THEME,
+    register_theme,
+)
+from sagellm_obs.charts.throughput import concurrency, throughput
+from sagellm_obs.charts.waterfall import request_waterfall
+
+register_theme()
+
+__all__ = [
+    "PHASES",
+    "PHASE_COLORS",
+    "THEME",
+    "compare_quantiles",
+    "compare_runs",
+    "concurrency",
+    "enable_offline_renderer",
+    "kv_usage",
+    "latency_distribution",
+    "latency_over_time",
+    "prefix_hit_by_request",
+    "prefix_hit_rate",
+    "register_theme",
+    "request_waterfall",
+    "run_dashboard",
+    "throughput",
+    "ttft_vs_prompt",
+]

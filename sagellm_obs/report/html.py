@@ -1,0 +1,171 @@
+"""``write_report`` and ``write_comparison``: a run (or two) as one offline HTML file.
+
+The page shows the run's :class:`~sagellm_obs.summary.Summary` as tables and the key charts of
+:mod:`sagellm_obs.charts`, with Vega inlined (see :mod:`sagellm_obs.report.page`), so it can be
+mailed, archived next to the run and opened without network access.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+from altair.typing import ChartType
+
+from sagellm_obs import charts
+from sagellm_obs.frames import Frames, load
+from sagellm_obs.report.page import ChartBlock, chart_spec, render_page, write_atomic
+from sagellm_obs.report.tables import comparison_tables, summary_tables
+from sagellm_obs.summary import Summary, summarize
+
+__all__ = ["REPORT_NAME", "report_charts", "write_comparison", "write_report"]
+
+REPORT_NAME = "report.html"
+"""File name of the report inside a run folder."""
+
+PathLike = str | os.PathLike[str]
+
+
+def report_charts(frames: Frames) -> list[tuple[str, list[ChartBlock]]]:
+    """The report's chart sections: latency, requests, engine and an interactive dashboard."""
+    req, steps = frames.requests, frames.steps
+
+    def block(key: str, chart: ChartType, caption: str = "", wide: bool = False) -> ChartBlock:
+        return ChartBlock(key, chart_spec(chart), caption, wide)
+
+    return [
+        (
+            "Latency",
+            [
+                block("ttft", charts.latency_distribution(req, "ttft_s")),
+                block("e2e", charts.latency_distribution(req, "e2e_s")),
+                block("ttft-over-time", charts.latency_over_time(req, "ttft_s")),
+                block("ttft-vs-prompt", charts.ttft_vs_prompt(req)),
+            ],
+        ),
+        (
+            "Requests",
+            [
+                block(
+                    "waterfall",
+                    charts.request_waterfall(req),
+                    "Queue, prefill and decode of each request from its arrival.",
+                    wide=True,
+                ),
+                block("prefix-by-request", charts.prefix_hit_by_request(req)),
+            ],
+        ),
+        (
+            "Engine",
+            [
+                block("kv-usage", charts.kv_usage(steps)),
+                block("prefix-hit-rate", charts.prefix_hit_rate(steps)),
+                block("throughput", charts.throughput(steps)),
+                block("concurrency", charts.concurrency(steps)),
+            ],
+        ),
+        (
+            "Explore",
+            [
+                block(
+                    "dashboard",
+                    charts.run_dashboard(frames),
+                    "Drag over a timeline to filter the request charts below it.",
+                    wide=True,
+                )
+            ],
+        ),
+    ]
+
+
+def _intro(summary: Summary, run_dir: Path) -> str:
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    model = f" · model <code>{html.escape(summary.model)}</code>" if summary.model else ""
+    return (
+        f'<p class="meta">Run <code>{html.escape(run_dir.name)}</code>{model} · '
+        f"{summary.requests:,} requests · generated {when} by sagellm-obs</p>"
+    )
+
+
+def write_report(
+    run_dir: PathLike, out: PathLike | None = None, *, slo: dict[str, float] | None = None
+) -> Path:
+    """Writes a run's report: summary tables and charts in one self-contained HTML file.
+
+    Args:
+        run_dir: The run folder.
+        out: Where to write; default ``<run_dir>/report.html``.
+        slo: SLO limits for goodput, requests-frame columns to seconds (``{"ttft_s": 0.5}``).
+
+    Returns:
+        The path written.
+    """
+    run = Path(run_dir)
+    summary = summarize(run, slo=slo)
+    frames = load(run, errors="skip", cache=False)
+    page = render_page(
+        "sageLLM run report",
+        intro=_intro(summary, run),
+        sections=[("Summary", summary_tables(summary))],
+        charts=report_charts(frames),
+    )
+    return write_atomic(Path(out) if out is not None else run / REPORT_NAME, page)
+
+
+def _labels(a: Path, b: Path, labels: tuple[str, str] | None) -> tuple[str, str]:
+    if labels is not None:
+        return labels
+    if a.name and b.name and a.name != b.name:
+        return a.name, b.name
+    return "A", "B"
+
+
+def write_comparison(
+    run_a: PathLike,
+    run_b: PathLike,
+    out: PathLike | None = None,
+    *,
+    labels: tuple[str, str] | None = None,
+    slo: dict[str, float] | None = None,
+) -> Path:
+    """Writes two runs side by side: both summaries with deltas (B - A) and comparison charts.
+
+    Args:
+        run_a: The baseline run folder.
+        run_b: The run compared with it.
+        out: Where to write; default ``<run_b>/comparison.html``.
+        labels: Names of the runs; default their folder names (or ``A``/``B``).
+        slo: SLO limits for goodput, as in :func:`write_report`.
+
+    Returns:
+        The path written.
+    """
+    a, b = Path(run_a), Path(run_b)
+    la, lb = _labels(a, b, labels)
+    sa, sb = summarize(a, slo=slo), summarize(b, slo=slo)
+    runs = {
+        la: load(a, errors="skip", cache=False).requests,
+        lb: load(b, errors="skip", cache=False).requests,
+    }
+    blocks = [
+        ChartBlock(
+            f"compare-{metric.removesuffix('_s')}",
+            chart_spec(charts.compare_runs(runs, metric)),
+            wide=True,
+        )
+        for metric in ("ttft_s", "e2e_s", "tpot_s", "queue_s")
+    ]
+    intro = (
+        f'<p class="meta">Baseline <code>{html.escape(la)}</code> ({html.escape(str(a))}) '
+        f"against <code>{html.escape(lb)}</code> ({html.escape(str(b))}); "
+        f"Δ is {html.escape(lb)} minus {html.escape(la)}.</p>"
+    )
+    page = render_page(
+        f"sageLLM run comparison: {la} vs {lb}",
+        intro=intro,
+        sections=[("Summary", comparison_tables(sa, sb, (la, lb)))],
+        charts=[("Latency", blocks)],
+    )
+    return write_atomic(Path(out) if out is not None else b / "comparison.html", page)
