@@ -1,4 +1,4 @@
-"""``sagellm-obs``: run | report | compare | model | protocol."""
+"""``sagellm-obs``: run | report | compare | serve | model | protocol."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ err = Console(stderr=True)
 
 def _quiet_vllm() -> None:
     # vLLM logs every start-up step at INFO; the run's own display is what users want to see.
-    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
     os.environ.setdefault("TQDM_DISABLE", "1")
     logging.getLogger("vllm").setLevel(logging.WARNING)
 
@@ -58,7 +58,7 @@ def run(
     workload: Annotated[
         str, typer.Option(help="Workload name (shared_prefix, chat_sessions, ...) or a JSONL file.")
     ] = "shared_prefix",
-    requests: Annotated[int, typer.Option(help="Number of requests.")] = 200,
+    requests: Annotated[int, typer.Option(help="Number of requests.")] = 500,
     duration: Annotated[float | None, typer.Option(help="Stop sending after S seconds.")] = None,
     rate: Annotated[float | None, typer.Option(help="Poisson arrivals at R requests/s.")] = None,
     concurrency: Annotated[int, typer.Option(help="Requests in flight (closed loop).")] = 8,
@@ -107,6 +107,63 @@ def run(
     finally:
         signal.signal(signal.SIGINT, previous)
     raise typer.Exit(code)
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder.")],
+    slo: Annotated[str | None, typer.Option(help="Goodput SLOs, e.g. ttft=0.5,tpot=0.05")] = None,
+) -> None:
+    """(Re)build a run's summary and its self-contained report.html."""
+    from sagellm_obs.workload.main_job import summarize_run
+
+    if not run_dir.is_dir():
+        raise typer.BadParameter(f"{run_dir} is not a run folder")
+    raise typer.Exit(summarize_run(run_dir, console, slo=_parse_slo(slo)))
+
+
+@app.command()
+def compare(
+    run_a: Annotated[Path, typer.Argument(help="First run folder (baseline).")],
+    run_b: Annotated[Path, typer.Argument(help="Second run folder.")],
+    out: Annotated[Path | None, typer.Option(help="Comparison report path.")] = None,
+) -> None:
+    """Print two runs' summaries side by side with deltas and write a comparison report."""
+    from sagellm_obs.summary import render_comparison, summarize
+
+    for run in (run_a, run_b):
+        if not run.is_dir():
+            raise typer.BadParameter(f"{run} is not a run folder")
+    a, b = summarize(run_a), summarize(run_b)
+    console.print(render_comparison(a, b))
+    try:
+        from sagellm_obs.report import write_comparison
+    except ImportError as exc:
+        console.print(f"[yellow]no comparison report: {exc}[/]")
+        return
+    path = write_comparison(run_a, run_b, out or run_b / "compare.html")
+    console.print(f"comparison report: [green]{path}[/]")
+
+
+@app.command()
+def serve(
+    model: Annotated[str, typer.Option(help="Model folder, or 'tiny' (built offline).")] = "tiny",
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port (0 picks a free one).")] = 8000,
+    api_key: Annotated[
+        str | None, typer.Option(help="Require 'Authorization: Bearer KEY' ($SAGELLM_OBS_API_KEY).")
+    ] = None,
+    in_process: Annotated[
+        bool, typer.Option("--in-process/--multiprocess", help="vLLM's worker in this process.")
+    ] = True,
+) -> None:
+    """Serve the instrumented engine over an OpenAI-compatible HTTP API until SIGTERM/Ctrl-C."""
+    from sagellm_obs.server import serve as serve_http
+
+    _quiet_vllm()
+    raise typer.Exit(
+        serve_http(model, host=host, port=port, api_key=api_key, in_process=in_process)
+    )
 
 
 @model_app.command("build")

@@ -12,6 +12,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
 from sagellm_obs.workload.item import WorkItem
 
 
@@ -152,11 +153,27 @@ class MainJob:
         return self.report(console)
 
     def report(self, console: Console) -> int:
-        """Summarise the run folder (and write report.html when charts are installed)."""
-        from sagellm_obs.summary import render_summary, summarize
-
+        """Summarise the run folder: terminal tables, ``summary.json`` and ``report.html``."""
         assert self.run_dir is not None
-        summary = summarize(self.run_dir, slo=self.slo)
-        console.print(render_summary(summary))
-        console.print(f"run folder: [green]{self.run_dir}[/]")
-        return 0
+        return summarize_run(self.run_dir, console, slo=self.slo)
+
+
+def summarize_run(run_dir: Path, console: Console, *, slo: dict[str, float] | None = None) -> int:
+    """Print the summary of a run folder and (re)write its ``summary.json`` and ``report.html``."""
+    import json
+
+    from sagellm_obs.summary import render_summary, summarize
+
+    summary = summarize(run_dir, slo=slo)
+    (run_dir / "summary.json").write_text(json.dumps(summary.as_dict(), indent=2) + "\n")
+    console.print(render_summary(summary))
+    try:
+        from sagellm_obs.report import write_report
+    except ImportError as exc:  # the notebook extra (altair) is missing
+        console.print(f"[yellow]no report.html: {exc}[/]")
+    else:
+        with console.status("writing report.html..."):
+            path = write_report(run_dir, slo=slo)
+        console.print(f"report: [green]{path}[/]")
+    console.print(f"run folder: [green]{run_dir}[/]")
+    return 0 if summary.requests else 1

@@ -1,0 +1,165 @@
+"""`sagellm-obs run` end to end: real vLLM in a subprocess, as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sagellm_obs import semconv as sc
+from sagellm_obs.store import files_of, iter_jsonl
+from sagellm_obs.store.otlp_json import parse_traces_line
+
+pytestmark = [pytest.mark.engine, pytest.mark.slow]
+
+CLI = [sys.executable, "-m", "sagellm_obs.cli"]
+
+
+def _run(args: list[str], timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "160"}
+    return subprocess.run(
+        [*CLI, "run", *args], capture_output=True, text=True, timeout=timeout, env=env
+    )
+
+
+def _request_spans(run_dir: Path) -> list[dict[str, Any]]:
+    """Request spans straight from the stored OTLP/JSON, via the protobuf parser (no frames)."""
+    out = []
+    for f in files_of(run_dir, "traces"):
+        for _, obj in iter_jsonl(f):
+            msg = parse_traces_line(obj)
+            for rs in msg.resource_spans:
+                for ss in rs.scope_spans:
+                    for span in ss.spans:
+                        if span.kind != 2:  # SERVER
+                            continue
+                        attrs = {kv.key: kv.value for kv in span.attributes}
+                        out.append(attrs)
+    return out
+
+
+def _value(v: Any) -> Any:
+    kind = v.WhichOneof("value")
+    return getattr(v, kind)
+
+
+def _quantile(values: list[float], q: float) -> float:
+    # Linear interpolation between closest ranks, as polars' "linear".
+    xs = sorted(values)
+    pos = (len(xs) - 1) * q
+    lo = int(pos)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+def test_run_writes_a_complete_folder_and_a_true_summary(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    proc = _run(
+        ["--requests", "24", "--max-tokens", "8", "--concurrency", "4", "--out", str(out),
+         "--slo", "ttft=2,tpot=1"]
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "TTFT" in proc.stdout and "prefix-cache hit rate" in proc.stdout
+    for name in ("manifest.json", "summary.json", "report.html"):
+        assert (out / name).is_file(), name
+    for kind in ("traces", "metrics", "steps", "requests-client"):
+        assert files_of(out, kind), kind
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["ended_at"] is not None
+    assert manifest["workload"]["requests"] == 24
+    summary = json.loads((out / "summary.json").read_text())
+    spans = _request_spans(out)
+    assert len(spans) == summary["requests"] == 24
+    ttft = [_value(s[sc.GEN_AI_LATENCY_TIME_TO_FIRST_TOKEN]) for s in spans]
+    e2e = [_value(s[sc.GEN_AI_LATENCY_E2E]) for s in spans]
+    for q in (0.5, 0.9, 0.99):
+        key = f"p{int(q * 100)}"
+        assert summary["latency"]["TTFT"][key] == pytest.approx(_quantile(ttft, q), rel=1e-9)
+        assert summary["latency"]["E2E"][key] == pytest.approx(_quantile(e2e, q), rel=1e-9)
+    assert summary["latency"]["TTFT"]["mean"] == pytest.approx(statistics.fmean(ttft), rel=1e-9)
+    steps = [obj for f in files_of(out, "steps") for _, obj in iter_jsonl(f)]
+    hits = sum(s[sc.STEP_PREFIX_HITS] for s in steps)
+    queries = sum(s[sc.STEP_PREFIX_QUERIES] for s in steps)
+    assert summary["prefix_hit_rate"] == pytest.approx(hits / queries)
+    assert summary["prefix_hit_rate"] > 0.5  # 4 shared ~400-token prefixes, 24 requests
+    assert summary["kv_usage_peak"] == max(s[sc.STEP_KV_USAGE] for s in steps)
+    assert summary["goodput"] == pytest.approx(1.0)
+
+
+def test_prefix_caching_on_beats_off(tmp_path: Path) -> None:
+    results = {}
+    for flag in ("--prefix-caching", "--no-prefix-caching"):
+        out = tmp_path / flag.strip("-")
+        proc = _run(
+            ["--requests", "24", "--max-tokens", "4", "--concurrency", "1", "--out", str(out), flag]
+        )
+        assert proc.returncode == 0, proc.stderr
+        results[flag] = json.loads((out / "summary.json").read_text())
+    on, off = results["--prefix-caching"], results["--no-prefix-caching"]
+    assert on["prefix_hit_rate"] > 0.5
+    assert off["prefix_hit_rate"] == 0.0
+    assert on["mean_cached_share"] > 0.5 > off["mean_cached_share"]
+    assert on["latency"]["TTFT"]["mean"] < off["latency"]["TTFT"]["mean"]
+
+
+def test_replay_file_reports_bad_lines_and_runs_good_ones(tmp_path: Path) -> None:
+    replay = tmp_path / "replay.jsonl"
+    replay.write_text(
+        "\n".join(
+            [
+                json.dumps({"prompt": "def add(a, b):", "max_tokens": 4}),
+                "this is not json",
+                json.dumps({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}),
+                json.dumps({"prompt": "x", "max_tokens": 0}),
+                json.dumps(
+                    {"request_id": "r-5", "trace_id": "t-5", "prompt": "y", "max_tokens": 3}
+                ),
+            ]
+        )
+        + "\n"
+    )
+    out = tmp_path / "run"
+    proc = _run(["--workload", str(replay), "--out", str(out)])
+    assert proc.returncode == 0, proc.stderr
+    assert "replay.jsonl:2" in proc.stderr
+    assert "replay.jsonl:4" in proc.stderr
+    assert "max_tokens" in proc.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["requests"] == 3
+
+
+def test_sigint_mid_run_keeps_a_loadable_folder(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    env = {**os.environ, "COLUMNS": "160"}
+    proc = subprocess.Popen(
+        [*CLI, "run", "--requests", "2000", "--max-tokens", "16", "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        # Wait until some requests finished (client timings are written every second).
+        while time.monotonic() < deadline and not files_of(out, "requests-client"):
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stderr
+    assert "Interrupted" in stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert 0 < summary["requests"] < 2000
+    assert json.loads((out / "manifest.json").read_text())["ended_at"] is not None
+    assert len(_request_spans(out)) == summary["requests"]
