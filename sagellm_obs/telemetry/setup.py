@@ -73,6 +73,8 @@ class Telemetry:
     engine_id: str
     otlp: list[CountingSpanExporter] = field(default_factory=list)
     prometheus_port: int | None = None
+    #: The ``prometheus_client`` registry behind ``/metrics`` (ours + vLLM's), when enabled.
+    prometheus_registry: Any = None
     _prometheus_server: Any = None
     # Push readers only: flushing Prometheus' pull reader would queue a duplicate of every
     # metric for the next scrape.
@@ -223,11 +225,12 @@ def configure(
         readers.extend(PeriodicExportingMetricReader(e, interval_ms) for e in otlp_metrics)
         push_readers = list(readers)
         prom_server = None
+        prom_registry = None
         port = None
         if prometheus_port is not False and prometheus_port is not None:
             from sagellm_obs.telemetry.prometheus import start_prometheus
 
-            reader, prom_server, port = start_prometheus(prometheus_port)
+            reader, prom_server, port, prom_registry = start_prometheus(prometheus_port)
             readers.append(reader)
         meter_provider = MeterProvider(resource=resource, metric_readers=readers, views=views())
         meter = meter_provider.get_meter(sc.SCOPE_NAME)
@@ -252,6 +255,7 @@ def configure(
             otlp=counting,
             prometheus_port=port,
             _prometheus_server=prom_server,
+            prometheus_registry=prom_registry,
             _push_readers=push_readers,
         )
         if store is not None:

@@ -22,15 +22,19 @@ PARENT = TraceParent(
 )
 
 
-def _prom_count(name: str) -> float:
-    from prometheus_client import REGISTRY
+def _vllm_ttft_count(h: EngineHarness) -> float:
+    """Requests in this engine's own vLLM Prometheus TTFT histogram.
 
-    total = 0.0
-    for metric in REGISTRY.collect():
-        for sample in metric.samples:
-            if sample.name == name:
-                total += sample.value
-    return total
+    Read from the engine's PrometheusStatLogger, not the global registry: every new vLLM engine in
+    the process re-registers its metrics there.
+    """
+    from vllm.v1.metrics.loggers import PrometheusStatLogger
+
+    for logger in h.engine.engine.llm.logger_manager.stat_loggers:
+        if isinstance(logger, PrometheusStatLogger):
+            child = logger.histogram_time_to_first_token[0]
+            return float(sum(b.get() for b in child._buckets))
+    raise AssertionError("vLLM's PrometheusStatLogger is not installed")
 
 
 def _hist_points(h: EngineHarness, name: str) -> list[Any]:
@@ -63,7 +67,7 @@ def _shared_prefix_requests(tag: str, n: int, parent: TraceParent | None = None)
 
 def test_concurrent_shared_prefix_spans(harness: EngineHarness) -> None:
     engine = harness.engine
-    ttft_before = _prom_count("vllm:time_to_first_token_seconds_count")
+    ttft_before = _vllm_ttft_count(harness)
     # Warm the prefix cache with one request, then send six at once.
     warm = _shared_prefix_requests("warm", 1, PARENT)
     engine.generate(warm[0])
@@ -99,7 +103,7 @@ def test_concurrent_shared_prefix_spans(harness: EngineHarness) -> None:
     ttft_points = _hist_points(harness, sc.M_TTFT.name)
     assert sum(p.count for p in ttft_points) >= len(reqs) + 1
     assert list(ttft_points[0].explicit_bounds) == list(sc.BUCKETS_TTFT)
-    assert _prom_count("vllm:time_to_first_token_seconds_count") - ttft_before == len(reqs) + 1
+    assert _vllm_ttft_count(harness) - ttft_before == len(reqs) + 1
     # Step records: KV in use and prefix hits observed.
     steps = [obj for f in files_of(harness.run_dir, "steps") for _, obj in iter_jsonl(f)]
     assert max(s[sc.STEP_KV_USAGE] for s in steps) > 0

@@ -65,5 +65,22 @@ def test_prometheus_endpoint_serves_semconv_names(
         assert samples[sc.M_REQUESTS.prometheus_name] == n
         assert samples[sc.M_PREFIX_HITS.prometheus_name] == 64
         assert samples[sc.M_KV_USAGE.prometheus_name] == 0.25
+        # A second configuration in the same process keeps its own samples.
+        other = configure(
+            run_dir=False,
+            otlp_endpoint=False,
+            prometheus_port=0,
+            make_current=False,
+            advanced=AdvancedOptions(simple_processors=True),
+        )
+        try:
+            for i in range(3):
+                other.pipeline.submit_request(records(other.pipeline.anchor, i))
+            assert other.flush()
+            assert other.prometheus_port
+            assert _scrape(other.prometheus_port)[f"{sc.M_TTFT.prometheus_name}_count"] == 3
+            assert _scrape(tel.prometheus_port)[f"{sc.M_TTFT.prometheus_name}_count"] == n
+        finally:
+            other.shutdown()
     finally:
         tel.shutdown()
