@@ -1,0 +1,340 @@
+"""OpenAI request bodies in, protocol ``Request``s out; protocol results back to OpenAI JSON.
+
+The request models accept what OpenAI clients send (``max_completion_tokens``, content parts,
+``stream_options``, ``seed``, ``user``...) and ignore fields they do not know, as
+OpenAI-compatible servers do. Two extensions ride along in the body (``extra_body`` of the
+``openai`` client): ``trace_id`` (the protocol trace id) and ``ignore_eos`` (fixed-length outputs
+for benchmarks).
+
+Responses are plain dicts in OpenAI's shape, with ``usage.prompt_tokens_details.cached_tokens``
+from the engine's prefix-cache hits and, when asked for, a non-standard ``metrics`` object.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from sagellm_obs.protocol import (
+    ChatMessage,
+    FinishReason,
+    Metrics,
+    Request,
+    Response,
+    SamplingParams,
+    validate,
+)
+
+CHAT_ID_PREFIX = "chatcmpl-"
+COMPLETION_ID_PREFIX = "cmpl-"
+DEFAULT_COMPLETION_MAX_TOKENS = 16
+"""OpenAI's default ``max_tokens`` of ``/v1/completions``."""
+
+
+class StreamOptions(BaseModel):
+    """``stream_options``: ``include_usage`` adds a final chunk with the token usage."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    include_usage: bool = False
+
+
+class _Common(BaseModel):
+    """Fields shared by completions and chat completions."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str | None = None
+    max_tokens: int | None = Field(default=None, gt=0)
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    top_k: int | None = Field(default=None, ge=-1)
+    n: int = 1
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    user: str | None = None
+    trace_id: str | None = Field(default=None, min_length=1)
+    ignore_eos: bool = False
+
+    @field_validator("n")
+    @classmethod
+    def _only_one(cls, value: int) -> int:
+        if value != 1:
+            raise ValueError("only n=1 is supported")
+        return value
+
+    @property
+    def include_usage(self) -> bool:
+        """Whether a streamed response ends with a usage chunk."""
+        return bool(self.stream and self.stream_options and self.stream_options.include_usage)
+
+
+class OpenAIChatMessage(BaseModel):
+    """A chat message; ``content`` may be a string, a list of text parts, or null."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: str = ""
+    name: str | None = None
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _text(cls, value: Any) -> str:
+        if value is None:
+            return ""
+        if isinstance(value, str):
+            return value
+        if isinstance(value, list):
+            texts: list[str] = []
+            for part in value:
+                if not isinstance(part, dict) or part.get("type") != "text":
+                    raise ValueError("only text content parts are supported")
+                text = part.get("text")
+                if not isinstance(text, str):
+                    raise ValueError("a text content part needs a string 'text'")
+                texts.append(text)
+            return "".join(texts)
+        raise ValueError("content must be a string or a list of text parts")
+
+    def to_protocol(self) -> ChatMessage:
+        """The protocol message (``developer`` is a ``system`` message there)."""
+        role = "system" if self.role == "developer" else self.role
+        return ChatMessage(role=role, content=self.content, name=self.name)
+
+
+class ChatBody(_Common):
+    """``POST /v1/chat/completions``."""
+
+    messages: list[OpenAIChatMessage] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(default=None, gt=0)
+
+
+class CompletionBody(_Common):
+    """``POST /v1/completions``; ``prompt`` is one string (or a list holding one string)."""
+
+    prompt: str
+
+    @field_validator("prompt", mode="before")
+    @classmethod
+    def _one_prompt(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            if len(value) != 1:
+                raise ValueError("exactly one prompt per request is supported")
+            value = value[0]
+        if not isinstance(value, str):
+            raise ValueError("prompt must be a string (token-id prompts are not supported)")
+        return value
+
+
+def to_request(
+    body: ChatBody | CompletionBody,
+    *,
+    request_id: str,
+    metadata: dict[str, Any],
+    default_max_tokens: int,
+) -> Request:
+    """The protocol request for an OpenAI body.
+
+    The protocol trace id is the body's ``trace_id`` or the request id. ``metadata`` (trace
+    context) is extended with ``ignore_eos``.
+
+    Raises:
+        ProtocolValidationError: The mapped request is invalid.
+    """
+    fields: dict[str, Any] = {
+        "request_id": request_id,
+        "trace_id": body.trace_id or request_id,
+        "model": body.model or "",
+        "stream": body.stream,
+    }
+    if isinstance(body, ChatBody):
+        fields["messages"] = [m.to_protocol() for m in body.messages]
+        max_tokens = body.max_completion_tokens or body.max_tokens
+    else:
+        fields["prompt"] = body.prompt
+        max_tokens = body.max_tokens
+    fields["max_tokens"] = max_tokens or default_max_tokens
+    meta = dict(metadata)
+    if body.ignore_eos:
+        meta["ignore_eos"] = True
+    fields["metadata"] = meta
+    sampling = _sampling_params(body)
+    if sampling is not None:
+        fields["sampling_params"] = sampling
+    else:
+        fields["temperature"] = body.temperature
+        fields["top_p"] = body.top_p
+    req: Request = validate(Request, fields)
+    return req
+
+
+def _sampling_params(body: _Common) -> SamplingParams | None:
+    """Full protocol sampling parameters when the plain temperature/top_p fields do not suffice."""
+    stop = [body.stop] if isinstance(body.stop, str) else body.stop
+    extra = (body.seed, body.top_k, body.presence_penalty, body.frequency_penalty)
+    if not stop and all(v is None for v in extra):
+        return None
+    kw: dict[str, Any] = {}
+    if body.temperature is not None:
+        kw["temperature"] = body.temperature
+    if body.top_p is not None:
+        kw["top_p"] = body.top_p
+    if body.top_k is not None:
+        kw["top_k"] = body.top_k
+    if body.seed is not None:
+        kw["seed"] = body.seed
+    if body.presence_penalty is not None:
+        kw["presence_penalty"] = body.presence_penalty
+    if body.frequency_penalty is not None:
+        kw["frequency_penalty"] = body.frequency_penalty
+    if stop:
+        kw["stop_sequences"] = stop
+    return SamplingParams(**kw)
+
+
+# --- responses ---------------------------------------------------------------------------------
+def usage(prompt_tokens: int, completion_tokens: int, metrics: Metrics | None) -> dict[str, Any]:
+    """OpenAI ``usage`` with ``prompt_tokens_details.cached_tokens`` (prefix-cache hits)."""
+    cached = round(metrics.prefix_hit_rate * prompt_tokens) if metrics is not None else 0
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": cached},
+    }
+
+
+def metrics_extension(metrics: Metrics) -> dict[str, Any]:
+    """The non-standard ``metrics`` object: the protocol ``Metrics`` plus ``queue_ms``/``e2e_ms``.
+
+    ``queue_ms`` is arrival to first scheduling and ``e2e_ms`` arrival to completion, both from the
+    protocol ``Timestamps``.
+    """
+    out = metrics.model_dump(mode="json")
+    ts = metrics.timestamps
+    if ts is not None:
+        out["queue_ms"] = max(ts.scheduled_at - ts.queued_at, 0.0) * 1000.0
+        out["e2e_ms"] = max(ts.completed_at - ts.queued_at, 0.0) * 1000.0
+    return out
+
+
+def finish_reason(reason: FinishReason) -> str:
+    """OpenAI finish reason of a protocol one (``stop`` or ``length``)."""
+    return "length" if reason == "length" else "stop"
+
+
+def chat_response(
+    resp: Response, *, response_id: str, model: str, created: int, with_metrics: bool
+) -> dict[str, Any]:
+    """A ``chat.completion`` object."""
+    out: dict[str, Any] = {
+        "id": response_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": resp.output_text},
+                "finish_reason": finish_reason(resp.finish_reason),
+                "logprobs": None,
+            }
+        ],
+        "usage": usage(resp.prompt_tokens or 0, len(resp.output_tokens), resp.metrics),
+        "trace_id": resp.trace_id,
+    }
+    if with_metrics:
+        out["metrics"] = metrics_extension(resp.metrics)
+    return out
+
+
+def completion_response(
+    resp: Response, *, response_id: str, model: str, created: int, with_metrics: bool
+) -> dict[str, Any]:
+    """A ``text_completion`` object."""
+    out: dict[str, Any] = {
+        "id": response_id,
+        "object": "text_completion",
+        "created": created,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "text": resp.output_text,
+                "finish_reason": finish_reason(resp.finish_reason),
+                "logprobs": None,
+            }
+        ],
+        "usage": usage(resp.prompt_tokens or 0, len(resp.output_tokens), resp.metrics),
+        "trace_id": resp.trace_id,
+    }
+    if with_metrics:
+        out["metrics"] = metrics_extension(resp.metrics)
+    return out
+
+
+class ChunkBuilder:
+    """Builds the SSE chunks of one streamed (chat) completion.
+
+    Args:
+        chat: Chat chunks (``chat.completion.chunk``) or text ones (``text_completion``).
+        response_id: The ``id`` every chunk carries.
+        model: The served model name.
+        include_usage: Every chunk carries ``usage: null`` and a last chunk the usage.
+    """
+
+    def __init__(self, *, chat: bool, response_id: str, model: str, include_usage: bool) -> None:
+        self.chat = chat
+        self.response_id = response_id
+        self.model = model
+        self.include_usage = include_usage
+        self.created = int(time.time())
+
+    def _chunk(self, choices: list[dict[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": self.response_id,
+            "object": "chat.completion.chunk" if self.chat else "text_completion",
+            "created": self.created,
+            "model": self.model,
+            "choices": choices,
+        }
+        if self.include_usage:
+            out["usage"] = None
+        return out
+
+    def _choice(self, text: str | None, reason: str | None, role: bool = False) -> dict[str, Any]:
+        if not self.chat:
+            return {"index": 0, "text": text or "", "finish_reason": reason, "logprobs": None}
+        delta: dict[str, Any] = {}
+        if role:
+            delta["role"] = "assistant"
+        if text is not None:
+            delta["content"] = text
+        return {"index": 0, "delta": delta, "finish_reason": reason, "logprobs": None}
+
+    def first(self) -> dict[str, Any] | None:
+        """The opening chunk (chat: the assistant role with empty content)."""
+        return self._chunk([self._choice("", None, role=True)]) if self.chat else None
+
+    def delta(self, text: str) -> dict[str, Any]:
+        """A chunk with new text."""
+        return self._chunk([self._choice(text, None)])
+
+    def finish(self, reason: FinishReason) -> dict[str, Any]:
+        """The chunk carrying the finish reason (no text)."""
+        return self._chunk([self._choice(None if self.chat else "", finish_reason(reason))])
+
+    def usage(
+        self, prompt_tokens: int, completion_tokens: int, metrics: Metrics | None
+    ) -> dict[str, Any]:
+        """The final usage chunk (no choices)."""
+        out = self._chunk([])
+        out["usage"] = usage(prompt_tokens, completion_tokens, metrics)
+        return out
