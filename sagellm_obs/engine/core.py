@@ -419,7 +419,8 @@ class InstrumentedEngine:
         except Exception as exc:
             if _is_client_error(exc):  # e.g. a prompt longer than the context
                 param = getattr(exc, "parameter", None)
-                err = invalid("prompt" if param in (None, "input_tokens") else str(param), str(exc))
+                field = "prompt" if param in (None, "input_tokens", "input_text") else str(param)
+                err = invalid(field, str(exc))
                 self._reject(req, err)
                 raise err from exc
             error = Error.from_exception(exc)

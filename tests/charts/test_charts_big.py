@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -46,9 +45,7 @@ CHARTS: dict[str, Callable[[_Frames], Any]] = {
 
 @pytest.mark.parametrize("name", CHARTS)
 def test_spec_stays_small_for_a_million_requests(big: _Frames, name: str) -> None:
-    t0 = time.perf_counter()
+    # Build time is measured by `make bench` (benchmarks/charts), never asserted here.
     spec = CHARTS[name](big).to_dict()
     size = len(json.dumps(spec))
-    elapsed = time.perf_counter() - t0
     assert size < LIMIT, f"{name}: spec is {size:,} bytes"
-    assert elapsed < 3.0, f"{name}: took {elapsed:.2f} s"

@@ -1,49 +1,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
+from engine_harness import EngineHarness
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from sagellm_obs import AdvancedOptions, Telemetry, configure
+from sagellm_obs import AdvancedOptions, configure
 from sagellm_obs.engine import Engine
-
-# ~330 tokens of shared prefix: more than two of vLLM's 128-token CPU blocks.
-SHARED_PREFIX = (
-    "You are a careful assistant that answers questions about Python programs. "
-    "Read the code, explain what it does, and point out any bug you find. " * 12
-)
-
-
-@dataclass
-class EngineHarness:
-    engine: Engine
-    telemetry: Telemetry
-    spans: InMemorySpanExporter
-    reader: InMemoryMetricReader
-    run_dir: Path
-    outputs: dict[str, Any] = field(default_factory=dict)
-
-    def flush(self) -> None:
-        assert self.telemetry.flush()
-
-    def request_spans(self) -> dict[str, Any]:
-        from opentelemetry.trace import SpanKind
-
-        return {
-            s.attributes["sagellm.request_id"]: s
-            for s in self.spans.get_finished_spans()
-            if s.kind == SpanKind.SERVER and s.attributes
-        }
-
-    def children(self, span: Any) -> list[Any]:
-        sid = span.context.span_id
-        kids = [s for s in self.spans.get_finished_spans() if s.parent and s.parent.span_id == sid]
-        return sorted(kids, key=lambda s: s.start_time)
 
 
 @pytest.fixture(scope="session")

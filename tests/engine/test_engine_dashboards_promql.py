@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SHARED_PREFIX, EngineHarness
+from engine_harness import SHARED_PREFIX, EngineHarness
 
 from sagellm_obs import semconv as sc
 from tests.conftest import need_binary

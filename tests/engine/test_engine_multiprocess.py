@@ -4,7 +4,7 @@ which is what users run: the monotonic clocks of other processes convert correct
 from __future__ import annotations
 
 import pytest
-from conftest import SHARED_PREFIX
+from engine_harness import SHARED_PREFIX
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from conftest import SHARED_PREFIX, EngineHarness
+from engine_harness import SHARED_PREFIX, EngineHarness
 from opentelemetry.trace import SpanKind, StatusCode
 
 from sagellm_obs import semconv as sc
