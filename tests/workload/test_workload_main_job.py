@@ -123,6 +123,18 @@ def test_prefix_caching_on_beats_off(tmp_path: Path) -> None:
 
     assert median("--prefix-caching", "prefill_s") < median("--no-prefix-caching", "prefill_s")
     assert median("--prefix-caching", "ttft_s") < median("--no-prefix-caching", "ttft_s")
+    # `sagellm-obs compare` puts the two side by side and writes a comparison report.
+    off_dir, on_dir = tmp_path / "no-prefix-caching", tmp_path / "prefix-caching"
+    cmp = subprocess.run(
+        [*CLI, "compare", str(off_dir), str(on_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "160"},
+    )
+    assert cmp.returncode == 0, cmp.stderr
+    assert "prefix-cache hit rate" in cmp.stdout
+    assert (on_dir / "compare.html").is_file()
 
 
 def test_replay_file_reports_bad_lines_and_runs_good_ones(tmp_path: Path) -> None:
