@@ -45,13 +45,13 @@ test-fast: install
 	$(PY) -m pytest -m "not engine and not slow"
 
 lint: install
-	$(VENV)/bin/ruff format --check sagellm_obs tests benchmarks examples
-	$(VENV)/bin/ruff check sagellm_obs tests benchmarks examples
+	$(VENV)/bin/ruff format --check sagellm_obs tests benchmarks examples dashboards
+	$(VENV)/bin/ruff check sagellm_obs tests benchmarks examples dashboards
 	$(VENV)/bin/mypy
 
 format: install
-	$(VENV)/bin/ruff format sagellm_obs tests benchmarks examples
-	$(VENV)/bin/ruff check --fix sagellm_obs tests benchmarks examples
+	$(VENV)/bin/ruff format sagellm_obs tests benchmarks examples dashboards
+	$(VENV)/bin/ruff check --fix sagellm_obs tests benchmarks examples dashboards
 
 bench: install
 	$(PY) -m benchmarks

@@ -14,10 +14,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sagellm_obs.workload.item import WorkItem
-
 from sagellm_obs.engine.core import InstrumentedEngine
 from sagellm_obs.protocol import StreamEventDelta, StreamEventEnd
+from sagellm_obs.workload.item import WorkItem
 
 
 @dataclass
