@@ -52,7 +52,9 @@ def sampling_kwargs(request: Request) -> dict[str, Any]:
     """vLLM ``SamplingParams`` keyword arguments for a protocol request.
 
     ``Request.sampling_params`` wins over ``temperature``/``top_p`` (protocol rule).
-    ``metadata["ignore_eos"]`` (our extension) gives fixed-length outputs for benchmarks.
+    ``metadata["ignore_eos"]`` (our extension) gives fixed-length outputs for benchmarks;
+    ``metadata["structured_output"]`` (our extension) is a vLLM structured-output constraint such
+    as ``{"json": schema}`` (the server uses it to force tool calls).
     """
     kw: dict[str, Any] = {"max_tokens": request.max_tokens}
     sp = request.sampling_params
@@ -80,6 +82,14 @@ def sampling_kwargs(request: Request) -> dict[str, Any]:
     meta = request.metadata or {}
     if meta.get("ignore_eos"):
         kw["ignore_eos"] = True
+    structured = meta.get("structured_output")
+    if structured:
+        from vllm.sampling_params import StructuredOutputsParams
+
+        try:
+            kw["structured_outputs"] = StructuredOutputsParams(**structured)
+        except Exception as exc:  # TypeError, or VLLMValidationError (not a ValueError)
+            raise invalid("metadata.structured_output", str(exc)) from exc
     return kw
 
 

@@ -47,6 +47,7 @@ from sagellm_obs.protocol import (
     validate,
 )
 from sagellm_obs.protocol import Response as ProtocolResponse
+from sagellm_obs.protocol.toolcalls import ForcedToolStream
 from sagellm_obs.server import openai_compat as oc
 from sagellm_obs.server.errors import (
     APIError,
@@ -163,6 +164,14 @@ class _Server:
         span = _http_span(request)
         span.start(trace_id_hint=body.trace_id or rid)
         default_max = self.engine.config.max_model_len if chat else oc.DEFAULT_COMPLETION_MAX_TOKENS
+        forced = body.forced_tool() if isinstance(body, oc.ChatBody) else None
+        if forced is not None and not oc.structured_output_supported():
+            raise APIError(
+                501,
+                "tool_choice that forces a call needs structured output, which this engine lacks",
+                param="tool_choice",
+                code=ErrorCode.NOT_IMPLEMENTED.value,
+            )
         try:
             req = oc.to_request(
                 body, request_id=rid, metadata=span.metadata(), default_max_tokens=default_max
@@ -173,20 +182,27 @@ class _Server:
         headers = {REQUEST_ID_HEADER: rid}
         if not body.stream:
             resp = await self._generate(req, chat=chat)
-            build = oc.chat_response if chat else oc.completion_response
-            out = build(
-                resp,
-                response_id=rid,
-                model=model,
-                created=int(time.time()),
-                with_metrics=with_metrics,
-            )
+            created = int(time.time())
+            if chat:
+                out = oc.chat_response(
+                    resp,
+                    response_id=rid,
+                    model=model,
+                    created=created,
+                    with_metrics=with_metrics,
+                    forced=forced,
+                )
+            else:
+                out = oc.completion_response(
+                    resp, response_id=rid, model=model, created=created, with_metrics=with_metrics
+                )
             return JSONResponse(out, headers=headers)
         stream, primed = await self._prime(req, chat=chat)
         chunks = oc.ChunkBuilder(
             chat=chat, response_id=rid, model=model, include_usage=body.include_usage
         )
-        frames = _openai_frames(stream, primed, chunks, with_metrics)
+        tools = ForcedToolStream(forced) if forced is not None else None
+        frames = _openai_frames(stream, primed, chunks, with_metrics, tools)
         return EventStreamResponse(frames, headers=headers, also_close=[stream])
 
     # --- native ----------------------------------------------------------------------------------
@@ -340,21 +356,36 @@ async def _openai_frames(
     primed: list[StreamEvent],
     chunks: oc.ChunkBuilder,
     with_metrics: bool,
+    tools: ForcedToolStream | None = None,
 ) -> AsyncIterator[bytes]:
-    """OpenAI SSE frames of an engine stream; closing this closes (aborts) the engine stream."""
+    """OpenAI SSE frames of an engine stream; closing this closes (aborts) the engine stream.
+
+    With ``tools`` (a forced call) the generated text is sent as ``delta.tool_calls`` fragments.
+    """
     try:
         first = chunks.first()
         if first is not None:
             yield frame(first)
         async for event in _events(stream, primed):
             if isinstance(event, StreamEventDelta):
-                if event.content:
+                if tools is not None:
+                    entries = tools.feed(event.content)
+                    if entries:
+                        yield frame(chunks.tool_calls(entries))
+                elif event.content:
                     yield frame(chunks.delta(event.content))
             elif isinstance(event, StreamEventEnd):
                 if event.finish_reason == "error":
                     yield frame(from_protocol_error(event.error).body())
                     break
-                last = chunks.finish(event.finish_reason)
+                reason = None
+                if tools is not None:
+                    entries = tools.finish()
+                    if entries:
+                        yield frame(chunks.tool_calls(entries))
+                    if tools.announced:
+                        reason = oc.tool_finish_reason(event.finish_reason)
+                last = chunks.finish(event.finish_reason, reason)
                 if chunks.include_usage:
                     yield frame(last)
                     last = chunks.usage(

@@ -6,16 +6,24 @@ OpenAI-compatible servers do. Two extensions ride along in the body (``extra_bod
 ``openai`` client): ``trace_id`` (the protocol trace id) and ``ignore_eos`` (fixed-length outputs
 for benchmarks).
 
+Tool calls: chat bodies take ``tools`` and ``tool_choice``. A forced call (a named function, or
+``"required"``) is generated under a JSON-schema constraint carried as
+``Request.metadata["structured_output"]`` (see :mod:`sagellm_obs.protocol.toolcalls`) and
+returned as
+``message.tool_calls`` (streamed: ``delta.tool_calls`` fragments) with finish reason
+``tool_calls``; ``"auto"``/``"none"`` answer with text (free-text calls are not parsed).
+
 Responses are plain dicts in OpenAI's shape, with ``usage.prompt_tokens_details.cached_tokens``
 from the engine's prefix-cache hits and, when asked for, a non-standard ``metrics`` object.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from sagellm_obs.protocol import (
     ChatMessage,
@@ -26,11 +34,14 @@ from sagellm_obs.protocol import (
     SamplingParams,
     validate,
 )
+from sagellm_obs.protocol.toolcalls import ForcedTool, ToolSpec, forced_tool
 
 CHAT_ID_PREFIX = "chatcmpl-"
 COMPLETION_ID_PREFIX = "cmpl-"
 DEFAULT_COMPLETION_MAX_TOKENS = 16
 """OpenAI's default ``max_tokens`` of ``/v1/completions``."""
+STRUCTURED_OUTPUT_KEY = "structured_output"
+"""``Request.metadata`` key of a vLLM structured-output constraint (``{"json": schema}``)."""
 
 
 class StreamOptions(BaseModel):
@@ -83,6 +94,8 @@ class OpenAIChatMessage(BaseModel):
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: str = ""
     name: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
 
     @field_validator("content", mode="before")
     @classmethod
@@ -106,7 +119,12 @@ class OpenAIChatMessage(BaseModel):
     def to_protocol(self) -> ChatMessage:
         """The protocol message (``developer`` is a ``system`` message there)."""
         role = "system" if self.role == "developer" else self.role
-        return ChatMessage(role=role, content=self.content, name=self.name)
+        content = self.content
+        if not content and self.tool_calls:  # an assistant turn that called tools, as text
+            fns = [c.get("function") or {} for c in self.tool_calls]
+            calls = [{"name": f.get("name"), "arguments": f.get("arguments")} for f in fns]
+            content = json.dumps(calls)
+        return ChatMessage(role=role, content=content, name=self.name)
 
 
 class ChatBody(_Common):
@@ -114,6 +132,26 @@ class ChatBody(_Common):
 
     messages: list[OpenAIChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(default=None, gt=0)
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+
+    @field_validator("tools")
+    @classmethod
+    def _function_tools(cls, value: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+        for tool in value or ():
+            ToolSpec.from_openai(tool)  # ValueError names the problem
+        return value
+
+    @field_validator("tool_choice")
+    @classmethod
+    def _known_choice(cls, value: Any, info: ValidationInfo) -> Any:
+        forced_tool(info.data.get("tools"), value)  # ValueError names the problem
+        return value
+
+    def forced_tool(self) -> ForcedTool | None:
+        """The tool call this body forces (a named function, or ``"required"``), if any."""
+        return forced_tool(self.tools, self.tool_choice)
 
 
 class CompletionBody(_Common):
@@ -154,14 +192,19 @@ def to_request(
         "model": body.model or "",
         "stream": body.stream,
     }
+    meta = dict(metadata)
     if isinstance(body, ChatBody):
-        fields["messages"] = [m.to_protocol() for m in body.messages]
+        messages = [m.to_protocol() for m in body.messages]
+        forced = body.forced_tool()
+        if forced is not None:
+            messages = _with_tool_instructions(messages, forced)
+            meta[STRUCTURED_OUTPUT_KEY] = {"json": forced.schema}
+        fields["messages"] = messages
         max_tokens = body.max_completion_tokens or body.max_tokens
     else:
         fields["prompt"] = body.prompt
         max_tokens = body.max_tokens
     fields["max_tokens"] = max_tokens or default_max_tokens
-    meta = dict(metadata)
     if body.ignore_eos:
         meta["ignore_eos"] = True
     fields["metadata"] = meta
@@ -173,6 +216,33 @@ def to_request(
         fields["top_p"] = body.top_p
     req: Request = validate(Request, fields)
     return req
+
+
+def _with_tool_instructions(messages: list[ChatMessage], forced: ForcedTool) -> list[ChatMessage]:
+    """The messages with the forced functions described in the (first) system message."""
+    text = forced.system_prompt()
+    if messages and messages[0].role == "system":
+        first = messages[0]
+        merged = f"{first.content}\n\n{text}" if first.content else text
+        return [first.model_copy(update={"content": merged}), *messages[1:]]
+    return [ChatMessage(role="system", content=text), *messages]
+
+
+def structured_output_supported() -> bool:
+    """Whether the engine maps ``metadata["structured_output"]`` onto vLLM (a feature check)."""
+    from sagellm_obs.engine import convert
+
+    probe = Request(
+        request_id="probe",
+        trace_id="probe",
+        prompt="x",
+        max_tokens=1,
+        metadata={STRUCTURED_OUTPUT_KEY: {"json": {"type": "object"}}},
+    )
+    try:
+        return "structured_outputs" in convert.sampling_kwargs(probe)
+    except Exception:
+        return False
 
 
 def _sampling_params(body: _Common) -> SamplingParams | None:
@@ -230,10 +300,27 @@ def finish_reason(reason: FinishReason) -> str:
     return "length" if reason == "length" else "stop"
 
 
+def tool_finish_reason(reason: FinishReason) -> str:
+    """OpenAI finish reason of a forced tool call (``tool_calls`` unless cut by ``length``)."""
+    return "length" if reason == "length" else "tool_calls"
+
+
 def chat_response(
-    resp: Response, *, response_id: str, model: str, created: int, with_metrics: bool
+    resp: Response,
+    *,
+    response_id: str,
+    model: str,
+    created: int,
+    with_metrics: bool,
+    forced: ForcedTool | None = None,
 ) -> dict[str, Any]:
-    """A ``chat.completion`` object."""
+    """A ``chat.completion`` object (with ``message.tool_calls`` for a ``forced`` call)."""
+    message: dict[str, Any] = {"role": "assistant", "content": resp.output_text}
+    reason = finish_reason(resp.finish_reason)
+    call = forced.parse(resp.output_text) if forced is not None else None
+    if call is not None:
+        message = {"role": "assistant", "content": None, "tool_calls": [call.to_openai()]}
+        reason = tool_finish_reason(resp.finish_reason)
     out: dict[str, Any] = {
         "id": response_id,
         "object": "chat.completion",
@@ -242,8 +329,8 @@ def chat_response(
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": resp.output_text},
-                "finish_reason": finish_reason(resp.finish_reason),
+                "message": message,
+                "finish_reason": reason,
                 "logprobs": None,
             }
         ],
@@ -327,9 +414,15 @@ class ChunkBuilder:
         """A chunk with new text."""
         return self._chunk([self._choice(text, None)])
 
-    def finish(self, reason: FinishReason) -> dict[str, Any]:
-        """The chunk carrying the finish reason (no text)."""
-        return self._chunk([self._choice(None if self.chat else "", finish_reason(reason))])
+    def finish(self, reason: FinishReason, openai_reason: str | None = None) -> dict[str, Any]:
+        """The chunk carrying the finish reason (no text); ``openai_reason`` overrides it."""
+        shown = openai_reason or finish_reason(reason)
+        return self._chunk([self._choice(None if self.chat else "", shown)])
+
+    def tool_calls(self, entries: list[dict[str, Any]]) -> dict[str, Any]:
+        """A chat chunk with ``delta.tool_calls`` entries."""
+        delta = {"tool_calls": entries}
+        return self._chunk([{"index": 0, "delta": delta, "finish_reason": None, "logprobs": None}])
 
     def usage(
         self, prompt_tokens: int, completion_tokens: int, metrics: Metrics | None

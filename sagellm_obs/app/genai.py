@@ -1,0 +1,272 @@
+"""One GenAI client operation: its CLIENT span and its ``gen_ai.client.*`` metric points.
+
+:class:`ClientOperation` is shared by :mod:`~sagellm_obs.app.openai_instrumentation` and
+:mod:`~sagellm_obs.app.streamer`. The span is named ``"{operation} {model}"`` (kind CLIENT) and
+carries the GenAI request/response attributes; a stream adds a ``gen_ai.first_chunk`` event and
+``gen_ai.response.time_to_first_chunk``. When the operation ends it records
+``gen_ai.client.operation.duration`` (with ``error.type`` on failure), ``gen_ai.client.token.usage``
+(input and output) and, for streams, ``gen_ai.client.operation.time_to_first_chunk`` and
+``time_per_output_chunk``.
+
+Every method swallows (and logs) its own failures: telemetry never breaks the caller.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from sagellm_obs.app import names as n
+from sagellm_obs.app.providers import ClientInstruments, Providers
+
+_log = logging.getLogger(__name__)
+
+
+class ClientOperation:
+    """The span and metrics of one client call (``chat``, ``text_completion``).
+
+    Args:
+        providers: Where the span and metrics go.
+        operation: ``gen_ai.operation.name``.
+        model: The requested model (may be updated later with :meth:`set_model`).
+        provider_name: ``gen_ai.provider.name``.
+        attributes: More request attributes for the span (None values are dropped).
+        stream: Whether the response is streamed.
+        context: Parent context; default the current one.
+        start_time_ns: Back-date the span to this epoch time (with ``start_monotonic``).
+        start_monotonic: ``time.monotonic()`` at that same moment (durations count from it).
+    """
+
+    def __init__(
+        self,
+        providers: Providers,
+        *,
+        operation: str,
+        model: str | None,
+        provider_name: str,
+        attributes: Mapping[str, Any] | None = None,
+        stream: bool = False,
+        context: otel_context.Context | None = None,
+        start_time_ns: int | None = None,
+        start_monotonic: float | None = None,
+    ) -> None:
+        self.operation = operation
+        self.model = model or ""
+        self.stream = stream
+        self.capture_content = providers.capture()
+        self.start_s = time.monotonic() if start_monotonic is None else start_monotonic
+        self.first_chunk_s: float | None = None
+        self.last_chunk_s: float | None = None
+        self.chunks = 0
+        self.input_tokens: int | None = None
+        self.output_tokens: int | None = None
+        self.response_model: str | None = None
+        self.finish_reasons: list[str] = []
+        self.cancelled = False
+        self.error_type: str | None = None
+        self.ended = False
+        self._lock = threading.Lock()
+        self._metric_attrs: dict[str, Any] = {
+            n.GEN_AI_OPERATION_NAME: operation,
+            n.GEN_AI_PROVIDER_NAME: provider_name,
+        }
+        attrs: dict[str, Any] = {
+            n.GEN_AI_OPERATION_NAME: operation,
+            n.GEN_AI_PROVIDER_NAME: provider_name,
+            n.GEN_AI_REQUEST_STREAM: stream,
+        }
+        if model:
+            attrs[n.GEN_AI_REQUEST_MODEL] = model
+            self._metric_attrs[n.GEN_AI_REQUEST_MODEL] = model
+        for key, value in (attributes or {}).items():
+            if value is not None:
+                attrs[key] = value
+                if key in (n.SERVER_ADDRESS, n.SERVER_PORT):
+                    self._metric_attrs[key] = value
+        self.instruments: ClientInstruments | None = None
+        try:
+            self.instruments = providers.instruments()
+        except Exception:
+            _log.debug("sagellm-obs: no client instruments", exc_info=True)
+        self.span: trace.Span = trace.INVALID_SPAN
+        try:
+            self.span = providers.get_tracer().start_span(
+                n.request_span_name(operation, self.model),
+                context=context,
+                kind=SpanKind.CLIENT,
+                attributes=attrs,
+                start_time=start_time_ns,
+            )
+        except Exception:
+            _log.debug("sagellm-obs: could not start the client span", exc_info=True)
+
+    # --- context -------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def activated(self) -> Iterator[None]:
+        """Make the span the current one inside the block (for nested spans and propagation)."""
+        token = None
+        with contextlib.suppress(Exception):
+            token = otel_context.attach(trace.set_span_in_context(self.span))
+        try:
+            yield
+        finally:
+            if token is not None:
+                with contextlib.suppress(Exception):
+                    otel_context.detach(token)
+
+    def context(self) -> otel_context.Context:
+        """A context whose current span is this operation's span."""
+        return trace.set_span_in_context(self.span)
+
+    # --- recording -----------------------------------------------------------------------------
+    def set_model(self, model: str | None) -> None:
+        """Set the model when it is only known from the response (and name the span after it)."""
+        if not model or self.ended:
+            return
+        with contextlib.suppress(Exception):
+            if not self.model:
+                self.model = model
+                self.span.update_name(n.request_span_name(self.operation, model))
+                self.span.set_attribute(n.GEN_AI_REQUEST_MODEL, model)
+                self._metric_attrs[n.GEN_AI_REQUEST_MODEL] = model
+            if self.response_model is None:
+                self.response_model = model
+                self.span.set_attribute(n.GEN_AI_RESPONSE_MODEL, model)
+                self._metric_attrs[n.GEN_AI_RESPONSE_MODEL] = model
+
+    def set_attributes(self, attributes: Mapping[str, Any]) -> None:
+        """Set span attributes (None values are skipped)."""
+        if self.ended:
+            return
+        with contextlib.suppress(Exception):
+            for key, value in attributes.items():
+                if value is not None:
+                    self.span.set_attribute(key, value)
+
+    def chunk(self) -> None:
+        """Note one streamed chunk: the first one adds the first-chunk event and metric."""
+        if self.ended:
+            return
+        try:
+            now = time.monotonic()
+            with self._lock:
+                self.chunks += 1
+                first = self.first_chunk_s is None
+                previous = self.last_chunk_s
+                self.last_chunk_s = now
+                if first:
+                    self.first_chunk_s = now
+            if first:
+                ttfc = now - self.start_s
+                self.span.add_event(n.EVENT_FIRST_CHUNK, {n.SAGELLM_STREAM_TTFC: ttfc})
+                self.span.set_attribute(n.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, ttfc)
+                self.span.set_attribute(n.SAGELLM_STREAM_TTFC, ttfc)
+                if self.instruments is not None:
+                    self.instruments.time_to_first_chunk.record(ttfc, self._metric_attrs)
+            elif previous is not None and self.instruments is not None:
+                self.instruments.time_per_output_chunk.record(now - previous, self._metric_attrs)
+        except Exception:
+            _log.debug("sagellm-obs: chunk not recorded", exc_info=True)
+
+    def usage(
+        self, input_tokens: int | None, output_tokens: int | None, cached: int | None = None
+    ) -> None:
+        """Token usage of the response."""
+        if input_tokens is not None:
+            self.input_tokens = int(input_tokens)
+        if output_tokens is not None:
+            self.output_tokens = int(output_tokens)
+        self.set_attributes(
+            {
+                n.GEN_AI_USAGE_INPUT_TOKENS: self.input_tokens,
+                n.GEN_AI_USAGE_OUTPUT_TOKENS: self.output_tokens,
+                n.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: cached,
+            }
+        )
+
+    def finish_reason(self, reason: str | None) -> None:
+        """Add a finish reason (one per choice)."""
+        if reason:
+            self.finish_reasons.append(str(reason))
+            self.set_attributes({n.GEN_AI_RESPONSE_FINISH_REASONS: list(self.finish_reasons)})
+
+    def response(self, response_id: str | None, model: str | None) -> None:
+        """Response id and model."""
+        self.set_model(model)
+        self.set_attributes({n.GEN_AI_RESPONSE_ID: response_id})
+
+    def content(self, key: str, value: str | None) -> None:
+        """A content attribute, set only when content capture is on."""
+        if self.capture_content and value is not None:
+            self.set_attributes({key: value})
+
+    def tool_calls(self, names: Sequence[str]) -> None:
+        """How many tool calls the response carried, and their function names."""
+        self.set_attributes(
+            {n.SAGELLM_TOOL_CALLS: len(names), n.SAGELLM_TOOL_CALL_NAMES: list(names)}
+        )
+
+    # --- ending --------------------------------------------------------------------------------
+    def cancel(self) -> None:
+        """End the operation as cancelled by the caller (not an error)."""
+        self.cancelled = True
+        self.end()
+
+    def mark_error(self, error_type: str) -> None:
+        """Mark the operation as failed (ERROR status, ``error.type``) without an exception."""
+        if self.ended:
+            return
+        self.error_type = error_type
+        with contextlib.suppress(Exception):
+            self.span.set_status(Status(StatusCode.ERROR, error_type))
+
+    def fail(self, exc: BaseException) -> None:
+        """End the operation as failed with ``exc`` (exception event, ERROR status, error.type)."""
+        if self.ended:
+            return
+        self.error_type = type(exc).__qualname__
+        with contextlib.suppress(Exception):
+            self.span.record_exception(exc)
+            self.span.set_status(Status(StatusCode.ERROR, self.error_type))
+        self.end()
+
+    def end(self) -> None:
+        """End the span and record the metric points (once)."""
+        with self._lock:
+            if self.ended:
+                return
+            self.ended = True
+        try:
+            duration = time.monotonic() - self.start_s
+            span = self.span
+            if self.stream:
+                span.set_attribute(n.SAGELLM_STREAM_CHUNKS, self.chunks)
+            if self.cancelled:
+                span.set_attribute(n.SAGELLM_CANCELLED, True)
+            attrs = dict(self._metric_attrs)
+            if self.error_type is not None:
+                span.set_attribute(n.ERROR_TYPE, self.error_type)
+                attrs[n.ERROR_TYPE] = self.error_type
+            span.end()
+            inst = self.instruments
+            if inst is None:
+                return
+            inst.duration.record(duration, attrs)
+            for kind, count in (
+                (n.TOKEN_TYPE_INPUT, self.input_tokens),
+                (n.TOKEN_TYPE_OUTPUT, self.output_tokens),
+            ):
+                if count is not None:
+                    inst.token_usage.record(
+                        count, {**self._metric_attrs, n.GEN_AI_TOKEN_TYPE: kind}
+                    )
+        except Exception:
+            _log.debug("sagellm-obs: client operation not recorded", exc_info=True)
