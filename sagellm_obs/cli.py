@@ -73,6 +73,16 @@ def run(
     multiprocess: Annotated[
         bool, typer.Option(help="Run vLLM's worker in its own process (vLLM's default).")
     ] = False,
+    endpoint: Annotated[
+        str | None,
+        typer.Option(
+            help="Send to this OpenAI-compatible server (e.g. http://127.0.0.1:8000) instead of "
+            "starting an engine; --model then names the served model ('tiny': its default)."
+        ),
+    ] = None,
+    api_key: Annotated[
+        str | None, typer.Option(help="Bearer key for --endpoint.", envvar="SAGELLM_OBS_API_KEY")
+    ] = None,
 ) -> None:
     """Run a workload through the instrumented engine; print a summary, keep a run folder."""
     slos = _parse_slo(slo)
@@ -93,6 +103,8 @@ def run(
         slo=slos,
         seed=seed,
         in_process=not multiprocess,
+        endpoint=endpoint,
+        api_key=api_key,
     )
     previous = signal.getsignal(signal.SIGINT)
 

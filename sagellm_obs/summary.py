@@ -52,6 +52,7 @@ class Summary:
     kv_usage_mean: float = 0.0
     preemptions: int = 0
     model: str = ""
+    note: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         """Plain data (for JSON, reports and comparisons)."""
@@ -126,6 +127,8 @@ def summarize(run: str | Path, *, slo: dict[str, float] | None = None) -> Summar
     client_ttft = [row["client_ttft_s"] for row in client if row.get("client_ttft_s") is not None]
     if client_ttft:
         summary.client_ttft = _quantiles(pl.Series(client_ttft, dtype=pl.Float64))
+    if not n and client:
+        _client_only(summary, client)
     if slo:
         summary.slo = dict(slo)
         if n:
@@ -148,6 +151,37 @@ def summarize(run: str | Path, *, slo: dict[str, float] | None = None) -> Summar
         summary.kv_usage_mean = float(steps["kv_cache_usage"].mean() or 0.0)  # type: ignore[arg-type]
         summary.preemptions = int(steps["preemptions"].sum() or 0)
     return summary
+
+
+CLIENT_ONLY_NOTE = "client-side figures only: engine-side spans are in the server's run folder"
+
+
+def _client_only(summary: Summary, client: list[dict[str, Any]]) -> None:
+    """Fill ``summary`` from client rows alone (``sagellm-obs run --endpoint``: no engine here)."""
+    rows = {str(r["request_id"]): r for r in client if r.get("request_id") is not None}
+    cancelled = sum(1 for r in rows.values() if r.get("error") == "cancelled")
+    failed = sum(1 for r in rows.values() if r.get("error") not in (None, "cancelled"))
+    ok = [r for r in rows.values() if r.get("error") is None]
+    starts = [
+        int(r["client_start_unix_nano"]) for r in rows.values() if r.get("client_start_unix_nano")
+    ]
+    ends = [
+        int(r["client_start_unix_nano"]) + int(float(r.get("client_e2e_s") or 0.0) * 1e9)
+        for r in rows.values()
+        if r.get("client_start_unix_nano")
+    ]
+    duration = max((max(ends) - min(starts)) / 1e9, 1e-9) if starts else 0.0
+    out_tokens = sum(int(r.get("output_tokens") or 0) for r in rows.values())
+    summary.requests = len(rows)
+    summary.ok, summary.failed, summary.cancelled = len(ok), failed, cancelled
+    summary.duration_s = duration
+    if duration > 0:
+        summary.request_throughput = len(ok) / duration
+        summary.output_token_throughput = out_tokens / duration
+    e2e = [float(r["client_e2e_s"]) for r in ok if r.get("client_e2e_s") is not None]
+    if e2e:
+        summary.latency["E2E (client)"] = _quantiles(pl.Series(e2e, dtype=pl.Float64))
+    summary.note = CLIENT_ONLY_NOTE
 
 
 def _ms(x: float | None) -> str:
@@ -184,6 +218,8 @@ def render_summary(s: Summary) -> Group:
     run.add_row("mean cached share of prompts", f"{s.mean_cached_share:.1%}")
     run.add_row("KV-cache usage peak / mean", f"{s.kv_usage_peak:.1%} / {s.kv_usage_mean:.1%}")
     run.add_row("preemptions", str(s.preemptions))
+    if s.note:
+        return Group(lat, run, s.note)
     return Group(lat, run)
 
 

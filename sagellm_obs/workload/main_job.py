@@ -33,6 +33,8 @@ class MainJob:
     slo: dict[str, float] = field(default_factory=dict)
     seed: int = 0
     in_process: bool = True
+    endpoint: str | None = None
+    api_key: str | None = None
     run_dir: Path | None = None
     _task: Any = None
     _loop: Any = None
@@ -78,6 +80,8 @@ class MainJob:
         )
         self.run_dir = tel.run_dir
         console.print(f"[bold]sagellm-obs run[/] -> {tel.run_dir}")
+        if self.endpoint:
+            return self._run_http(console, items, tel)
         t0 = time.perf_counter()
         with console.status("starting vLLM (the tiny model is built offline on first use)..."):
             engine = Engine(
@@ -90,19 +94,7 @@ class MainJob:
             f"engine up in {time.perf_counter() - t0:.1f} s: model [cyan]{engine.model_name}[/], "
             f"{len(items)} requests of workload [cyan]{items[0].kind}[/]"
         )
-        if tel.store is not None:
-            tel.store.update_manifest(
-                workload={
-                    "name": items[0].kind,
-                    "requests": len(items),
-                    "rate": self.rate,
-                    "concurrency": self.concurrency,
-                    "max_tokens": self.max_tokens,
-                    "seed": self.seed,
-                    "prefix_caching": self.prefix_caching,
-                    "slo": self.slo,
-                }
-            )
+        self._write_manifest(tel, items)
         result: RunResult | None = None
         try:
             with Progress(
@@ -149,6 +141,56 @@ class MainJob:
                 engine.close()
                 tel.shutdown()
         if result is not None and result.interrupted:
+            console.print("[yellow]Interrupted: the run folder keeps every finished request.[/]")
+        return self.report(console)
+
+    def _write_manifest(self, tel: Any, items: list[WorkItem]) -> None:
+        if tel.store is not None:
+            tel.store.update_manifest(
+                workload={
+                    "name": items[0].kind,
+                    "requests": len(items),
+                    "rate": self.rate,
+                    "concurrency": self.concurrency,
+                    "max_tokens": self.max_tokens,
+                    "seed": self.seed,
+                    "prefix_caching": self.prefix_caching,
+                    "slo": self.slo,
+                    "endpoint": self.endpoint,
+                }
+            )
+
+    def _run_http(self, console: Console, items: list[WorkItem], tel: Any) -> int:
+        """``--endpoint``: no local engine; the run folder gets the client rows and the manifest."""
+        from sagellm_obs.workload.http_runner import run_http_workload
+
+        assert self.endpoint is not None
+        self._write_manifest(tel, items)
+        console.print(
+            f"{len(items)} requests of workload [cyan]{items[0].kind}[/] "
+            f"to [cyan]{self.endpoint}[/]"
+        )
+        model = None if self.model == "tiny" else self.model
+
+        async def main() -> Any:
+            self._loop = asyncio.get_running_loop()
+            self._task = asyncio.current_task()
+            return await run_http_workload(
+                self.endpoint or "",
+                items,
+                store=tel.store,
+                concurrency=self.concurrency,
+                duration=self.duration,
+                api_key=self.api_key,
+                model=model,
+            )
+
+        try:
+            with console.status("sending requests..."):
+                result = asyncio.run(main())
+        finally:
+            tel.shutdown()
+        if result.interrupted:
             console.print("[yellow]Interrupted: the run folder keeps every finished request.[/]")
         return self.report(console)
 

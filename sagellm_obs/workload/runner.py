@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -121,12 +121,53 @@ async def run_workload(
             progress.done += 1
             refresh()
 
+    interrupted = await drive(
+        items,
+        one,
+        slots=slots,
+        duration=duration,
+        store=store,
+        pending=pending_client,
+        refresh=refresh,
+    )
+    return RunResult(progress=progress, client=client, interrupted=interrupted)
+
+
+async def drive(
+    items: Sequence[WorkItem],
+    one: Callable[[WorkItem], Coroutine[Any, Any, None]],
+    *,
+    slots: asyncio.Semaphore,
+    duration: float | None,
+    store: Any,
+    pending: list[dict[str, Any]],
+    refresh: Callable[[], None],
+) -> bool:
+    """Schedule ``one(item)`` for every item; shared by the in-process and the HTTP runner.
+
+    Timed items start at their ``at`` offsets (open loop); untimed ones wait for a free slot of
+    ``slots`` (closed loop). Rows appended to ``pending`` are written to ``store``'s
+    ``requests-client`` files about once a second and at the end.
+
+    Args:
+        items: What to send, in order.
+        one: Sends one item (acquires ``slots`` itself) and appends its row to ``pending``.
+        slots: The concurrency bound.
+        duration: Stop sending after this many seconds.
+        store: A :class:`~sagellm_obs.store.RunStore`, or None to keep rows in memory only.
+        pending: Rows not yet written; emptied as they are.
+        refresh: Called after each task is created.
+
+    Returns:
+        True when the run was cancelled (in-flight tasks are cancelled, finished rows kept).
+    """
+
     async def flush_client() -> None:
         while True:
             await asyncio.sleep(1.0)
-            if pending_client and store is not None:
-                rows = pending_client[:]
-                del pending_client[:]
+            if pending and store is not None:
+                rows = pending[:]
+                del pending[:]
                 await asyncio.to_thread(store.write, "requests-client", rows)
 
     tasks: list[asyncio.Task[None]] = []
@@ -156,6 +197,7 @@ async def run_workload(
             await asyncio.gather(*tasks, return_exceptions=True)
     finally:
         writer.cancel()
-        if pending_client and store is not None:
-            store.write("requests-client", pending_client)
-    return RunResult(progress=progress, client=client, interrupted=interrupted)
+        if pending and store is not None:
+            store.write("requests-client", pending[:])
+            del pending[:]
+    return interrupted

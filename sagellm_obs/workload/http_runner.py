@@ -1,0 +1,278 @@
+"""Drive a workload through any OpenAI-compatible HTTP endpoint, measuring the client side.
+
+:func:`run_http_workload` is the HTTP twin of :func:`~sagellm_obs.workload.runner.run_workload`:
+same scheduling (``at`` offsets open loop, else ``concurrency`` at a time), same
+:class:`~sagellm_obs.workload.runner.Progress` and
+:class:`~sagellm_obs.workload.runner.RunResult`, same ``requests-client`` rows in the run folder.
+There is no engine here: the engine-side spans live in the server's run folder (our server writes
+them; the request ids match because every request carries ``X-Request-Id``, and the trace ids
+match because it carries a W3C ``traceparent`` derived from the protocol trace id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import httpx
+
+from sagellm_obs.protocol import Request
+from sagellm_obs.protocol.tracecontext import otel_trace_id
+from sagellm_obs.workload.item import WorkItem
+from sagellm_obs.workload.runner import Progress, RunResult, drive
+
+__all__ = ["request_body", "run_http_workload"]
+
+COMPLETIONS = "/v1/completions"
+CHAT = "/v1/chat/completions"
+_DATA = "data:"
+
+
+def _base(endpoint: str) -> str:
+    """``endpoint`` without a trailing ``/`` or ``/v1`` (both are accepted)."""
+    base = endpoint.rstrip("/")
+    return base.removesuffix("/v1")
+
+
+def request_body(request: Request, model: str | None) -> tuple[str, dict[str, Any]]:
+    """The route and the streaming OpenAI body of a protocol request.
+
+    Args:
+        request: The protocol request (``prompt`` or ``messages``).
+        model: Model name to ask for; default: the request's, else none (the server's default).
+
+    Returns:
+        ``(path, body)``: ``/v1/chat/completions`` for messages, else ``/v1/completions``.
+    """
+    body: dict[str, Any] = {
+        "max_tokens": request.max_tokens,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "trace_id": request.trace_id,
+    }
+    name = model or request.model
+    if name:
+        body["model"] = name
+    sp = request.sampling_params
+    temperature = request.temperature
+    top_p = request.top_p
+    if sp is not None:
+        temperature = getattr(sp, "temperature", None) or temperature
+        top_p = getattr(sp, "top_p", None) or top_p
+    if temperature is not None:
+        body["temperature"] = temperature
+    if top_p is not None:
+        body["top_p"] = top_p
+    if (request.metadata or {}).get("ignore_eos"):
+        body["ignore_eos"] = True
+    if request.messages:
+        body["messages"] = [{"role": m.role, "content": m.content} for m in request.messages]
+        return CHAT, body
+    body["prompt"] = request.prompt
+    return COMPLETIONS, body
+
+
+def _content(chunk: dict[str, Any]) -> str:
+    """The generated text of one stream chunk (completions ``text`` or chat ``delta.content``)."""
+    out = ""
+    for choice in chunk.get("choices") or ():
+        if not isinstance(choice, dict):
+            continue
+        text = choice.get("text")
+        if text is None:
+            delta = choice.get("delta") or {}
+            text = delta.get("content") if isinstance(delta, dict) else None
+        if text:
+            out += str(text)
+    return out
+
+
+def _finish_reason(chunk: dict[str, Any]) -> str | None:
+    for choice in chunk.get("choices") or ():
+        if isinstance(choice, dict) and choice.get("finish_reason"):
+            return str(choice["finish_reason"])
+    return None
+
+
+async def run_http_workload(
+    endpoint: str,
+    items: Sequence[WorkItem],
+    *,
+    store: Any = None,
+    concurrency: int = 8,
+    duration: float | None = None,
+    api_key: str | None = None,
+    model: str | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    timeout: float = 120,
+) -> RunResult:
+    """Send ``items`` to an OpenAI-compatible server, streaming each and timing it client-side.
+
+    Each request goes to ``/v1/completions`` (prompt) or ``/v1/chat/completions`` (messages) with
+    ``stream=True`` and ``stream_options.include_usage``; it carries ``X-Request-Id`` (the
+    protocol request id), a ``traceparent`` whose trace id is
+    :func:`~sagellm_obs.protocol.tracecontext.otel_trace_id` of the protocol trace id (and a
+    random parent span id), and the body extensions ``ignore_eos`` and ``trace_id`` (our server
+    honours both, vLLM's honours ``ignore_eos``, others ignore them).
+
+    Timings per request: ``client_ttft_s`` is the time to the first chunk with non-empty content
+    (null when no text arrived at all: servers send no chunk for tokens that detokenize to "");
+    ``client_itl_ms`` holds the gaps between consecutive content chunks, so it has
+    ``chunks - 1`` entries. Over HTTP a chunk may carry several tokens and nothing says how many,
+    so these are chunk gaps, not per-token gaps (the in-process runner pads with zeros instead).
+    ``client_e2e_s`` runs to the end of the stream; output tokens come from the usage chunk.
+
+    One ``requests-client`` row is written per request to ``store`` (``request_id``,
+    ``client_start_unix_nano``, ``client_ttft_s``, ``client_e2e_s``, ``client_itl_ms``,
+    ``finish_reason``, ``error``, ``trace_id``, ``endpoint``, ``workload``, ``family``,
+    ``output_tokens``, ``chunks``). ``error`` is the HTTP status (an int) or the exception name;
+    such a request counts as failed and the run goes on. ``trace_id`` is the server's
+    ``X-Trace-Id`` when it returns one, else the trace id of the ``traceparent`` sent.
+
+    Args:
+        endpoint: Base URL, e.g. ``http://127.0.0.1:8000`` (a trailing ``/v1`` is accepted).
+        items: What to send; timed items at their ``at`` offsets, others ``concurrency`` at a
+            time.
+        store: A :class:`~sagellm_obs.store.RunStore` for the rows, or None.
+        concurrency: Most requests in flight (closed loop).
+        duration: Stop sending after this many seconds.
+        api_key: Sent as ``Authorization: Bearer``.
+        model: Model name to ask for; default: each request's, else the server's default.
+        on_progress: Called with the live :class:`Progress`.
+        timeout: Per-request read/connect timeout in seconds.
+
+    Returns:
+        The :class:`RunResult`; ``interrupted`` when the task was cancelled (in-flight requests
+        are closed and recorded as cancelled, finished rows are kept).
+    """
+    progress = Progress(total=len(items))
+    client_rows: list[dict[str, Any]] = []
+    pending: list[dict[str, Any]] = []
+    slots = asyncio.Semaphore(max(concurrency, 1))
+    base = _base(endpoint)
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    limits = httpx.Limits(
+        max_connections=max(concurrency, 1) + 4, max_keepalive_connections=max(concurrency, 1)
+    )
+
+    def refresh() -> None:
+        if on_progress is not None:
+            on_progress(progress)
+
+    async with httpx.AsyncClient(
+        base_url=base, headers=headers, limits=limits, timeout=httpx.Timeout(timeout)
+    ) as http:
+
+        async def one(item: WorkItem) -> None:
+            async with slots:
+                req = item.request
+                path, body = request_body(req, model)
+                trace_hex = otel_trace_id(req.trace_id)
+                traceparent = f"00-{trace_hex}-{secrets.token_hex(8)}-01"
+                row: dict[str, Any] = {
+                    "request_id": req.request_id,
+                    "client_start_unix_nano": time.time_ns(),
+                    "workload": item.kind,
+                    "family": item.family,
+                    "endpoint": base + path,
+                    "trace_id": trace_hex,
+                    "finish_reason": None,
+                    "error": None,
+                }
+                t0 = time.perf_counter()
+                first: float | None = None
+                last: float | None = None
+                itl_ms: list[float] = []
+                chunks = 0
+                progress.sent += 1
+                try:
+                    async with http.stream(
+                        "POST",
+                        path,
+                        json=body,
+                        headers={"X-Request-Id": req.request_id, "traceparent": traceparent},
+                    ) as resp:
+                        returned = resp.headers.get("x-trace-id")
+                        if returned:
+                            row["trace_id"] = returned
+                        if resp.status_code >= 400:
+                            await resp.aread()
+                            row["error"] = resp.status_code
+                            row["finish_reason"] = "error"
+                        else:
+                            async for line in resp.aiter_lines():
+                                if not line.startswith(_DATA):
+                                    continue
+                                data = line[len(_DATA) :].strip()
+                                if data == "[DONE]":
+                                    break
+                                try:
+                                    chunk = json.loads(data)
+                                except json.JSONDecodeError:
+                                    continue
+                                if not isinstance(chunk, dict):
+                                    continue
+                                if "error" in chunk and not chunk.get("choices"):
+                                    err = chunk["error"]
+                                    code = err.get("code") if isinstance(err, dict) else None
+                                    row["error"] = code or "stream_error"
+                                    row["finish_reason"] = "error"
+                                    break
+                                if _content(chunk):
+                                    now = time.perf_counter()
+                                    if first is None:
+                                        first = now - t0
+                                    elif last is not None:
+                                        itl_ms.append((now - last) * 1000.0)
+                                    last = now
+                                    chunks += 1
+                                reason = _finish_reason(chunk)
+                                if reason is not None:
+                                    row["finish_reason"] = reason
+                                usage = chunk.get("usage")
+                                if isinstance(usage, dict):
+                                    tokens = int(usage.get("completion_tokens") or 0)
+                                    row["output_tokens"] = tokens
+                                    progress.output_tokens += tokens
+                except asyncio.CancelledError:
+                    row["error"] = "cancelled"
+                    row["finish_reason"] = "cancelled"
+                    _record(row, first, t0, itl_ms, chunks)
+                    client_rows.append(row)
+                    pending.append(row)
+                    progress.failed += 1
+                    progress.done += 1
+                    raise
+                except Exception as exc:  # a bad request must not stop the run
+                    row["error"] = type(exc).__name__
+                if row["error"] is not None:
+                    progress.failed += 1
+                _record(row, first, t0, itl_ms, chunks)
+                client_rows.append(row)
+                pending.append(row)
+                progress.done += 1
+                refresh()
+
+        interrupted = await drive(
+            items,
+            one,
+            slots=slots,
+            duration=duration,
+            store=store,
+            pending=pending,
+            refresh=refresh,
+        )
+    return RunResult(progress=progress, client=client_rows, interrupted=interrupted)
+
+
+def _record(
+    row: dict[str, Any], first: float | None, t0: float, itl_ms: list[float], chunks: int
+) -> None:
+    row["client_ttft_s"] = first
+    row["client_e2e_s"] = time.perf_counter() - t0
+    row["client_itl_ms"] = itl_ms
+    row["chunks"] = chunks
