@@ -1,0 +1,275 @@
+"""Loading a run folder of 1M spans (10M with ``--big``) into frames, against the alternatives.
+
+The run folder is synthetic but shaped exactly like our store's (see
+:mod:`benchmarks._synth_store`): OTLP/JSON lines of 512 spans (128 requests: a request span with
+our ~30 attributes and a first-token event, plus queue/prefill/decode children), files rotated
+at 64 MB. Every loader runs in a fresh process (``python -m benchmarks._load_worker``); its time
+covers the load call only (imports excluded), its peak memory is the process's ``ru_maxrss``
+(imports included; the ``imports`` row is that floor). The files are in the OS page cache
+("cold" means: no Parquet cache). The machine is shared: each run also records the cores other
+processes kept busy meanwhile, and the CPU time of the loader (less sensitive to that than wall
+time). Loaders, rotated per repetition:
+
+* ``sagellm_cold``: ``sagellm_obs.frames.load(dir, cache=False)``: spans + requests frames.
+* ``sagellm_cache_write``: ``load(dir)`` with no cache yet: the same, plus writing the Parquet
+  cache (run once, first).
+* ``sagellm_cached``: ``load(dir)`` again: from the Parquet cache.
+* ``polars_ndjson``: ``polars.read_ndjson(files)``: parsing only, one nested row per line
+  (the floor the target refers to).
+* ``pyarrow_json``: ``pyarrow.json.read_json`` per file: parsing only (what our loader uses).
+* ``pandas_json``: what users write today: ``json.loads`` per line, walk
+  resourceSpans/scopeSpans/spans, one dict per span with its attributes, ``pandas.DataFrame``
+  (spans only: no requests frame). Not run above ``PANDAS_MAX_SPANS`` (memory).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from benchmarks._common import (
+    ROOT,
+    Options,
+    OthersMeter,
+    f,
+    median,
+    met,
+    progress,
+    ratio,
+    rotations,
+    say,
+    table,
+    write_result,
+)
+from benchmarks._synth_store import write_store
+
+NAME = "loading"
+TITLE = "Loading a run into frames"
+PANDAS_MAX_SPANS = 2_000_000  # json + pandas needs ~3 kB of RAM per span
+PRESETS: dict[str, dict[str, Any]] = {
+    "default": {"spans": 1_000_000, "reps": 3, "big_spans": 10_000_000},
+    "quick": {"spans": 200_000, "reps": 2, "big_spans": 2_000_000},
+    "toy": {"spans": 2_000, "reps": 1, "big_spans": 4_000},
+}
+ROTATED = ("sagellm_cold", "polars_ndjson", "pyarrow_json", "pandas_json")
+TARGETS = {"cold_s": 3.0, "cached_s": 0.3, "cold_over_ndjson": 2.0}
+TIMEOUT_S = 3600
+
+
+def _worker(loader: str, directory: Path) -> dict[str, Any]:
+    with OthersMeter() as others:
+        proc = subprocess.run(
+            [sys.executable, "-m", "benchmarks._load_worker", loader, str(directory)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT_S,
+            check=False,
+        )
+    if proc.returncode != 0:
+        tail = (proc.stderr or "").strip().splitlines()[-3:]
+        return {"loader": loader, "failed": f"exit {proc.returncode}: {' | '.join(tail)}"}
+    out: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    out["others_cores"] = others.cores
+    return out
+
+
+def _measure(directory: Path, spans: int, reps: int, p: dict[str, Any], bar: Any) -> dict[str, Any]:
+    loaders = [x for x in ROTATED if x != "pandas_json" or spans <= PANDAS_MAX_SPANS]
+    order = ["imports", "sagellm_cache_write", "sagellm_cached", *loaders]
+    raw: dict[str, list[dict[str, Any]]] = {name: [] for name in order}
+    task = bar.add_task(f"load {spans:,} spans", total=reps * (len(loaders) + 1) + 2, status="")
+    raw["imports"].append(_worker("imports", directory))
+    bar.update(task, advance=1)
+    shutil.rmtree(directory / ".cache", ignore_errors=True)
+    for rep in range(reps):
+        first = ["sagellm_cache_write"] if rep == 0 else []
+        for name in [*first, "sagellm_cached", *rotations(loaders, rep)]:
+            bar.update(task, status=f"rep {rep + 1}/{reps}: {name}")
+            r = _worker(name, directory)
+            raw[name].append(r)
+            shown = "failed" if "failed" in r else f"{r['seconds']:.2f} s"
+            bar.update(task, advance=1, status=f"rep {rep + 1}/{reps}: {name} {shown}")
+    summary: dict[str, Any] = {}
+    for name, runs in raw.items():
+        ok = [r for r in runs if "failed" not in r]
+        summary[name] = {
+            "seconds": median([r["seconds"] for r in ok]),
+            "cpu_s": median([r["cpu_s"] for r in ok]),
+            "others_cores": median([r["others_cores"] for r in ok]),
+            "min_s": min((r["seconds"] for r in ok), default=None),
+            "max_s": max((r["seconds"] for r in ok), default=None),
+            "maxrss_mb": median([r["maxrss_mb"] for r in ok]),
+            "rows": ok[0]["rows"] if ok else None,
+            "failed": [r["failed"] for r in runs if "failed" in r],
+            "runs": len(runs),
+        }
+    # Paired per repetition: cold / ndjson.
+    cold, nd = raw["sagellm_cold"], raw["polars_ndjson"]
+    pairs = [
+        ratio(a["seconds"], b["seconds"])
+        for a, b in zip(cold, nd, strict=True)
+        if "failed" not in a and "failed" not in b
+    ]
+    cache_dir = directory / ".cache"
+    cache_bytes = sum(x.stat().st_size for x in cache_dir.rglob("*") if x.is_file())
+    return {
+        "loaders": summary,
+        "cold_over_ndjson": median(pairs),
+        "cold_over_ndjson_runs": pairs,
+        "cache_bytes": cache_bytes,
+        "raw": raw,
+    }
+
+
+def run(opts: Options) -> dict[str, Any]:
+    """Run the benchmark; returns (and writes) the result document's ``results``."""
+    p = opts.sizes(PRESETS)
+    sizes = [int(p["spans"])]
+    if opts.big:
+        sizes.append(int(p["big_spans"]))
+    tmp = Path(tempfile.mkdtemp(prefix="bench-loading-"))
+    results: dict[str, Any] = {"sizes": {}, "targets": TARGETS}
+    try:
+        with progress(opts.show_progress) as bar:
+            for spans in sizes:
+                directory = tmp / f"run-{spans}"
+                gen = bar.add_task(f"write {spans:,} spans", total=-(-spans // 4), status="")
+
+                def advance(k: int, task: Any = gen) -> None:
+                    bar.advance(task, k)
+
+                info = write_store(directory, spans, on_progress=advance)
+                bar.update(gen, status=f"{info['bytes'] / 2**20:,.0f} MiB, {info['files']} files")
+                reps = int(p["reps"]) if spans == sizes[0] else 1
+                m = _measure(directory, spans, reps, p, bar)
+                m["store"] = info
+                m["reps"] = reps
+                results["sizes"][str(spans)] = m
+                shutil.rmtree(directory, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    write_result(NAME, opts, p, results)
+    first = results["sizes"][str(sizes[0])]["loaders"]
+    say(
+        f"[bold]{NAME}[/]: {sizes[0]:,} spans: cold {first['sagellm_cold']['seconds']:.2f} s, "
+        f"cached {first['sagellm_cached']['seconds']:.2f} s, read_ndjson "
+        f"{first['polars_ndjson']['seconds']:.2f} s"
+    )
+    return results
+
+
+_LABELS = {
+    "sagellm_cold": "`frames.load(dir, cache=False)` (cold)",
+    "sagellm_cache_write": "`frames.load(dir)`, first time (cold + write cache)",
+    "sagellm_cached": "`frames.load(dir)` from the Parquet cache",
+    "polars_ndjson": "`polars.read_ndjson` (parse only, floor)",
+    "pyarrow_json": "`pyarrow.json.read_json` (parse only)",
+    "pandas_json": "`json.loads` + pandas (spans only)",
+    "imports": "interpreter + imports only",
+}
+
+
+def render(doc: dict[str, Any]) -> str:
+    """Markdown tables of a result document."""
+    r = doc["results"]
+    out = [f"`{doc['command']}`"]
+    for spans, m in r["sizes"].items():
+        st = m["store"]
+        loaders = m["loaders"]
+        cold = loaders["sagellm_cold"]["seconds"]
+        rows = []
+        for name in (
+            "sagellm_cold",
+            "sagellm_cache_write",
+            "sagellm_cached",
+            "polars_ndjson",
+            "pyarrow_json",
+            "pandas_json",
+            "imports",
+        ):
+            x = loaders.get(name)
+            if x is None:
+                rows.append([_LABELS[name], "not run", "", "", "", "", "", ""])
+                continue
+            if x["failed"] and x["seconds"] != x["seconds"]:  # all runs failed (NaN)
+                rows.append([_LABELS[name], "failed", "", "", "", "", "", x["failed"][0][:80]])
+                continue
+            timed = name != "imports"
+            rows.append(
+                [
+                    _LABELS[name],
+                    f"**{f(x['seconds'], 2)}**" if timed else "",
+                    f"{f(x['min_s'], 2)} – {f(x['max_s'], 2)}" if timed else "",
+                    f(ratio(x["seconds"], cold), 2) if timed else "",
+                    f(x["cpu_s"], 2) if timed else "",
+                    f(x["maxrss_mb"], 0),
+                    f(x["rows"]) if timed else "",
+                    f(x["others_cores"], 2),
+                ]
+            )
+        out += [
+            "",
+            f"**{int(spans):,} spans** ({st['requests']:,} requests, "
+            f"{st['bytes'] / 2**20:,.0f} MiB in {st['files']} files; "
+            f"{m['reps']} repetition(s); Parquet cache {m['cache_bytes'] / 2**20:,.0f} MiB):",
+            "",
+            table(
+                [
+                    "loader",
+                    "wall s (median)",
+                    "min – max",
+                    "× cold",
+                    "CPU s",
+                    "peak RSS MiB",
+                    "rows",
+                    "others' load (cores)",
+                ],
+                rows,
+            ),
+            "",
+            f"Cold / read_ndjson, paired per repetition: **{f(m['cold_over_ndjson'], 2)}**. "
+            f"Targets at 1M spans: cold ≤ {r['targets']['cold_s']} s, cached ≤ "
+            f"{r['targets']['cached_s']} s, cold within {r['targets']['cold_over_ndjson']}× of "
+            "read_ndjson. Rows: spans for our loader and pandas, lines for the parse-only floors.",
+        ]
+    return "\n".join(out)
+
+
+def headline(doc: dict[str, Any]) -> list[list[str]]:
+    """Target rows for the summary table (the first, default size)."""
+    r = doc["results"]
+    spans, m = next(iter(r["sizes"].items()))
+    x = m["loaders"]
+    t = r["targets"]
+    n = f"{int(spans) / 1e6:g}M spans"
+    cold, cached, rel = (
+        x["sagellm_cold"]["seconds"],
+        x["sagellm_cached"]["seconds"],
+        m["cold_over_ndjson"],
+    )
+    return [
+        [
+            f"{n}: cold load (wall)",
+            f"≤ {t['cold_s']} s",
+            f"{f(cold, 2)} s",
+            met(cold <= t["cold_s"]),
+        ],
+        [
+            f"{n}: from the Parquet cache",
+            f"≤ {t['cached_s']} s",
+            f"{f(cached, 2)} s",
+            met(cached <= t["cached_s"]),
+        ],
+        [
+            f"{n}: cold / `polars.read_ndjson`",
+            f"≤ {t['cold_over_ndjson']}×",
+            f"{f(rel, 2)}×",
+            met(rel <= t["cold_over_ndjson"]),
+        ],
+    ]

@@ -1,0 +1,127 @@
+"""Every benchmark runs at a toy size so none can rot. No timing is asserted: only that each one
+runs, writes its result file, and renders its table into the document between its markers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks import BENCHMARKS  # noqa: E402
+from benchmarks import _docs as docs  # noqa: E402
+from benchmarks.__main__ import module  # noqa: E402
+from benchmarks._common import Options  # noqa: E402
+
+
+def _run_in_process(name: str, out: Path) -> dict[str, object]:
+    module(name).run(Options(preset="toy", out_dir=out, show_progress=False))
+    doc: dict[str, object] = json.loads((out / f"{name}.json").read_text())
+    return doc
+
+
+def _run_subprocess(name: str, out: Path) -> dict[str, object]:
+    """Benchmarks that start vLLM run in their own process (vLLM sets global tracing state)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", name, "--toy", "--no-progress", "--out", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc: dict[str, object] = json.loads((out / f"{name}.json").read_text())
+    return doc
+
+
+def _renders(name: str, doc: dict[str, object], out: Path) -> None:
+    assert doc["benchmark"] == name
+    assert doc["command"] == f"python -m benchmarks {name} --toy"
+    text = module(name).render(doc)
+    assert "|" in text or "Not yet measured" in text
+    page = out / "benchmarks.md"
+    page.write_text(
+        f"# Bench\n\nprose before\n\n{docs.begin(name)}\nold\n{docs.end(name)}\n\nafter\n"
+    )
+    docs.update(page, out, {name: module(name).render}, {name: name}, {name: module(name).headline})
+    new = page.read_text()
+    assert "prose before" in new and "after" in new and "\nold\n" not in new
+    assert docs.begin("machine") in new
+    assert docs.begin("summary") in new and f"[{name}]" in new
+
+
+def test_telemetry_cost(tmp_path: Path) -> None:
+    doc = _run_in_process("telemetry_cost", tmp_path)
+    results = doc["results"]
+    assert isinstance(results, dict)
+    for variant in ("full", "spans_only"):
+        v = results["variants"][variant]
+        assert v["spans_exported"] == v["spans_expected"]  # nothing dropped
+    assert results["profile_ours"]["parts"]
+    _renders("telemetry_cost", doc, tmp_path)
+
+
+def test_loading(tmp_path: Path) -> None:
+    doc = _run_in_process("loading", tmp_path)
+    results = doc["results"]
+    assert isinstance(results, dict)
+    (size,) = results["sizes"].values()
+    loaders = size["loaders"]
+    assert all(not x["failed"] for x in loaders.values()), loaders
+    assert (
+        loaders["sagellm_cold"]["rows"] == loaders["pandas_json"]["rows"] == size["store"]["spans"]
+    )
+    assert loaders["sagellm_cached"]["rows"] == size["store"]["spans"]
+    _renders("loading", doc, tmp_path)
+
+
+def test_charts(tmp_path: Path) -> None:
+    doc = _run_in_process("charts", tmp_path)
+    results = doc["results"]
+    assert isinstance(results, dict)
+    assert all(c["bytes"] > 0 for c in results["charts"].values())
+    _renders("charts", doc, tmp_path)
+
+
+@pytest.mark.engine
+def test_engine_overhead(tmp_path: Path) -> None:
+    doc = _run_subprocess("engine_overhead", tmp_path)
+    results = doc["results"]
+    assert isinstance(results, dict)
+    assert set(results[results["primary"]]["modes"]) == {
+        "vllm",
+        "ours",
+        "ours_stream",
+        "ours_stream_no_tel",
+        "vllm_tracing",
+    }
+    assert results["telemetry"]["requests_recorded"] > 0
+    assert results["vllm_tracing_export_requests"] > 0
+    _renders("engine_overhead", doc, tmp_path)
+
+
+@pytest.mark.engine
+@pytest.mark.slow
+def test_server(tmp_path: Path) -> None:
+    doc = _run_subprocess("server", tmp_path)
+    results = doc["results"]
+    assert isinstance(results, dict)
+    if "skipped" not in results:
+        assert results["servers"]["ours"]["errors"] == 0
+        assert results["servers"]["vllm"]["errors"] == 0
+    _renders("server", doc, tmp_path)
+
+
+def test_every_benchmark_has_a_smoke_test() -> None:
+    tested = {name.removeprefix("test_") for name in globals() if name.startswith("test_")}
+    assert set(BENCHMARKS) <= tested
