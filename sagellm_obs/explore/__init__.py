@@ -1,0 +1,78 @@
+"""Explore runs inside Jupyter: pickers, filters, a request list and linked charts.
+
+>>> from sagellm_obs.explore import explore
+>>> explore("sagellm-runs/20260101T000000Z-abc123")  # doctest: +SKIP
+
+:func:`explore` takes one run (a run folder or loaded :class:`~sagellm_obs.frames.Frames`),
+several (a dict by name or a list), or a folder of run folders such as ``sagellm-runs/``, and
+returns an :class:`~sagellm_obs.explore.widget.Explorer`. Importing this package imports neither
+ipywidgets nor Altair: :func:`explore` does, and enables the offline chart renderer first.
+The Polars side (filters, request tables) is in :mod:`sagellm_obs.explore.data`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from sagellm_obs.explore.data import Filters, RunsInput
+
+if TYPE_CHECKING:
+    from sagellm_obs.explore.widget import Explorer
+
+__all__ = ["Explorer", "Filters", "explore"]
+
+
+def explore(
+    run_or_frames: RunsInput,
+    *,
+    max_requests: int = 100,
+    sample: int = 2000,
+    run: str | None = None,
+) -> Explorer:
+    """An interactive explorer of one or more runs, for a notebook cell.
+
+    Args:
+        run_or_frames: A run folder or :class:`~sagellm_obs.frames.Frames`; runs by name
+            (``{"baseline": path_a, "no cache": frames_b}``); a list of them (named after their
+            folders or run ids); or a folder holding run folders (``"sagellm-runs"``).
+        max_requests: Most requests in the request list (the slowest of the filtered ones).
+        sample: Most requests behind the scatter and the dashboard's request charts.
+        run: Name of the run shown first (default: the first).
+
+    Returns:
+        The :class:`~sagellm_obs.explore.widget.Explorer`; leave it last in a cell to show it.
+
+    Raises:
+        ValueError: No run given, or ``run`` is not one of them.
+        FileNotFoundError: A run folder does not exist.
+        ImportError: ipywidgets, anywidget or vl-convert-python is missing
+            (``pip install 'sagellm-obs[notebook]'``).
+    """
+    from sagellm_obs.explore.data import normalize_runs
+
+    runs = normalize_runs(run_or_frames)
+    if run is not None and run not in runs:
+        raise ValueError(f"unknown run {run!r}; runs: {', '.join(runs)}")
+    try:
+        import anywidget  # noqa: F401
+        import ipywidgets  # type: ignore[import-untyped]  # noqa: F401
+    except ImportError as exc:
+        raise ImportError(
+            f"explore() needs ipywidgets and anywidget ({exc}): pip install 'sagellm-obs[notebook]'"
+        ) from exc
+    import altair as alt
+
+    from sagellm_obs.charts import enable_offline_renderer
+    from sagellm_obs.explore.widget import Explorer
+
+    enable_offline_renderer("jupyter")
+    alt.JupyterChart.enable_offline(True)
+    return Explorer(runs, max_requests=max_requests, sample=sample, run=run)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Explorer":
+        from sagellm_obs.explore.widget import Explorer
+
+        return Explorer
+    raise AttributeError(f"module 'sagellm_obs.explore' has no attribute {name!r}")

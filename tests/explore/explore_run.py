@@ -1,0 +1,125 @@
+"""Run folders for the explorer tests, written by the real telemetry pipeline.
+
+Adapted from ``tests/report/report_run.py``: synthetic finished requests (0.2 s apart) and engine
+steps (10 a second), submitted to a real ``configure()``'d pipeline and shut down, so the folder
+holds exactly what a real run writes.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from sagellm_obs import AdvancedOptions, configure
+from sagellm_obs import semconv as sc
+from sagellm_obs.telemetry import RequestRecord
+
+ENGINE = "engine-test"
+GAP_S = 0.2  # between arrivals
+STEP_S = 0.1  # between engine steps
+
+
+def build_run(
+    run_dir: Path,
+    n: int = 40,
+    *,
+    seed: int = 0,
+    slowdown: float = 1.0,
+    models: Sequence[str] = ("tiny-test",),
+    engines: Sequence[str] = (ENGINE,),
+    prefix: str = "req",
+) -> Path:
+    """Submits ``n`` requests (model and engine round-robin) and steps, then shuts down.
+
+    Request ``i`` is ``f"{prefix}-{i:03d}"`` and arrives ``GAP_S * i`` seconds after the first.
+    """
+    tel = configure(
+        run_dir=run_dir,
+        engine_id=engines[0],
+        make_current=False,
+        otlp_endpoint=False,
+        advanced=AdvancedOptions(simple_processors=True),
+    )
+    try:
+        anchor = tel.pipeline.anchor
+        rng = random.Random(seed)
+        start = time.time() - GAP_S * n - 5.0
+        for i in range(n):
+            arrival = start + GAP_S * i
+            queue = (0.002 + 0.03 * rng.random()) * slowdown
+            prefill = (0.01 + 0.04 * rng.random()) * slowdown
+            out = rng.randint(8, 64)
+            tpot = (0.004 + 0.004 * rng.random()) * slowdown
+            decode = tpot * (out - 1)
+            prompt = rng.randint(32, 1024)
+            cached = int(prompt * rng.random() * 0.8)
+            queued = anchor.to_mono(arrival) + 0.0005
+            scheduled = queued + queue
+            first = scheduled + prefill
+            last = first + decode
+            tel.pipeline.submit_request(
+                RequestRecord(
+                    request_id=f"{prefix}-{i:03d}",
+                    trace_id=f"trace-{prefix}-{i:03d}",
+                    engine_id=engines[i % len(engines)],
+                    model=models[i % len(models)],
+                    operation="text_completion",
+                    stream=True,
+                    arrival_time=arrival,
+                    queued_ts=queued,
+                    scheduled_ts=scheduled,
+                    first_token_ts=first,
+                    last_token_ts=last,
+                    ttft=anchor.to_epoch(first) - arrival,
+                    e2e=anchor.to_epoch(last) - arrival,
+                    queue=queue,
+                    prefill=prefill,
+                    decode=decode,
+                    inference=prefill + decode,
+                    tpot=tpot,
+                    prompt_tokens=prompt,
+                    output_tokens=out,
+                    cached_tokens=cached,
+                    max_tokens=64,
+                )
+            )
+        steps = int((GAP_S * n + 1.0) / STEP_S)
+        for k in range(steps):
+            t = start + STEP_S * k
+            queries = rng.randint(0, 600)
+            tel.pipeline.submit_step(
+                {
+                    sc.STEP_TIME_UNIX_NANO: int(t * 1e9),
+                    sc.STEP_ENGINE_ID: engines[k % len(engines)],
+                    sc.STEP_INDEX: k,
+                    sc.STEP_RUNNING: rng.randint(0, 8),
+                    sc.STEP_WAITING: rng.randint(0, 4),
+                    sc.STEP_KV_USAGE: 0.2 + 0.6 * k / steps * rng.random(),
+                    sc.STEP_PREFIX_QUERIES: queries,
+                    sc.STEP_PREFIX_HITS: int(queries * rng.random()),
+                    sc.STEP_PROMPT_TOKENS: queries,
+                    sc.STEP_CACHED_PROMPT_TOKENS: queries // 3,
+                    sc.STEP_GENERATION_TOKENS: rng.randint(0, 16),
+                    sc.STEP_PREEMPTIONS: 0,
+                    sc.STEP_FINISHED: rng.randint(0, 1),
+                }
+            )
+        assert tel.flush()
+    finally:
+        tel.shutdown()
+    return run_dir
+
+
+def build_empty_run(run_dir: Path) -> Path:
+    """A run folder whose telemetry was configured and shut down without any request."""
+    tel = configure(
+        run_dir=run_dir,
+        engine_id=ENGINE,
+        make_current=False,
+        otlp_endpoint=False,
+        advanced=AdvancedOptions(simple_processors=True),
+    )
+    tel.shutdown()
+    return run_dir

@@ -1,0 +1,137 @@
+"""Every notebook runs top to bottom in a fresh kernel (nbclient) and shows its charts.
+
+The static checks (stored without outputs, a markdown introduction first, the offline renderer
+enabled before any chart) are fast; executing the notebooks starts vLLM once or twice each and is
+marked ``engine``. Each notebook runs in its own temporary working directory, so its run folders
+(``sagellm-runs/``) land there. Timings go to ``test-artifacts/notebook-timings.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from notebook_helpers import ARTIFACTS, KERNEL, NOTEBOOKS, NOTEBOOKS_DIR
+
+CELL_TIMEOUT = 300  # seconds; an engine start on a busy CI machine can take a minute
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+VEGA_MIMES = ("application/vnd.vegalite.v5+json", "application/vnd.vegalite.v6+json")
+JUPYTER_CHART = "altair.jupyter.jupyter_chart.JupyterChart"
+# Fewest charts each notebook shows (JupyterChart widgets, explorer charts included).
+MIN_CHARTS = {
+    "01_quickstart": 9,
+    "02_latency_anatomy": 4,
+    "03_kv_and_prefix_cache": 5,
+    "04_loading_traces": 1,
+    "05_comparing_runs": 7,
+}
+EXPLORERS = {"01_quickstart": 1, "05_comparing_runs": 1}
+CHART_CALL = re.compile(r"\bcharts\.\w+\(|\balt\.Chart\(|\bexplore\(")
+
+
+def _read(name: str) -> nbformat.NotebookNode:
+    return nbformat.read(NOTEBOOKS_DIR / f"{name}.ipynb", as_version=4)
+
+
+def test_the_notebooks_are_there() -> None:
+    assert sorted(p.stem for p in NOTEBOOKS_DIR.glob("*.ipynb")) == list(NOTEBOOKS)
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_is_stored_clean(name: str) -> None:
+    path = NOTEBOOKS_DIR / f"{name}.ipynb"
+    nb = _read(name)
+    nbformat.validate(nb)
+    assert path.stat().st_size < 40_000, "notebooks are stored small, without outputs"
+    assert "widgets" not in nb.metadata
+    assert nb.metadata["kernelspec"]["name"] == KERNEL
+    first = nb.cells[0]
+    assert first.cell_type == "markdown" and first.source.startswith("# ")
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(c.outputs == [] and c.execution_count is None for c in code)
+    sources = [c.source for c in code]
+    offline = next(i for i, s in enumerate(sources) if "enable_offline_renderer()" in s)
+    drawing = [CHART_CALL.search(s.replace("charts.enable_offline_renderer(", "")) for s in sources]
+    first_chart = next(i for i, found in enumerate(drawing) if found)
+    assert offline < first_chart
+    assert "SAGELLM_OBS_NOTEBOOK_REQUESTS" in sources[offline]
+
+
+def _widget_states(nb: nbformat.NotebookNode) -> dict[str, Any]:
+    state: dict[str, Any] = nb.metadata.get("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
+    return state
+
+
+def _outputs(nb: nbformat.NotebookNode) -> list[Any]:
+    return [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+
+
+def _charts(nb: nbformat.NotebookNode) -> list[dict[str, Any]]:
+    """Vega-Lite specs of the charts the notebook drew: JupyterChart widgets (displayed alone or
+    inside another widget, e.g. the explorer) and plain Vega-Lite outputs."""
+    specs = [
+        dict(model["state"]["spec"])
+        for model in _widget_states(nb).values()
+        if model["state"].get("_anywidget_id") == JUPYTER_CHART and model["state"].get("spec")
+    ]
+    for out in _outputs(nb):
+        data = out.get("data", {})
+        specs.extend(dict(data[m]) for m in VEGA_MIMES if m in data)
+    return specs
+
+
+@pytest.mark.engine
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_executes(name: str, notebook_env: dict[str, str], tmp_path: Path) -> None:
+    from nbclient import NotebookClient
+
+    nb = _read(name)
+    client = NotebookClient(
+        nb,
+        timeout=CELL_TIMEOUT,
+        kernel_name=KERNEL,
+        resources={"metadata": {"path": str(tmp_path)}},
+    )
+    start = time.monotonic()
+    client.execute()  # raises CellExecutionError naming the cell on the first error
+    elapsed = time.monotonic() - start
+    _record_timing(name, elapsed)
+
+    outputs = _outputs(nb)
+    assert not [o for o in outputs if o.output_type == "error"]
+    stderr = "".join(o.text for o in outputs if o.output_type == "stream" and o.name == "stderr")
+    assert "Traceback" not in stderr, stderr[-3000:]
+
+    # Every widget view displayed refers to a widget whose state was stored.
+    states = _widget_states(nb)
+    views = [
+        o["data"][WIDGET_VIEW]["model_id"] for o in outputs if WIDGET_VIEW in o.get("data", {})
+    ]
+    assert views and all(v in states for v in views)
+    charts = _charts(nb)
+    assert len(charts) >= MIN_CHARTS[name], f"{len(charts)} charts"
+    drawn = [c for c in charts if c.get("datasets") or c.get("data")]
+    assert len(drawn) >= MIN_CHARTS[name]
+    explorers = [
+        m for m in states.values() if "sagellm-explorer" in m["state"].get("_dom_classes", [])
+    ]
+    assert len(explorers) == EXPLORERS.get(name, 0)
+    runs = [p for p in (tmp_path / "sagellm-runs").iterdir() if (p / "manifest.json").is_file()]
+    assert runs, "the notebook wrote no run folder"
+
+
+def _record_timing(name: str, seconds: float) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / "notebook-timings.json"
+    try:
+        timings = json.loads(path.read_text())
+    except (OSError, ValueError):
+        timings = {}
+    timings[name] = round(seconds, 1)
+    path.write_text(json.dumps(timings, indent=2, sort_keys=True) + "\n")
