@@ -117,8 +117,9 @@ def test_server(tmp_path: Path) -> None:
     results = doc["results"]
     assert isinstance(results, dict)
     if "skipped" not in results:
-        assert results["servers"]["ours"]["errors"] == 0
-        assert results["servers"]["vllm"]["errors"] == 0
+        servers = results[results["primary"]]["servers"]
+        assert servers["ours"]["errors"] == 0
+        assert servers["vllm"]["errors"] == 0
     _renders("server", doc, tmp_path)
 
 
