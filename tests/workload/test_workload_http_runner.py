@@ -166,7 +166,7 @@ def test_http_workload_joins_server_spans(served: Served, tmp_path: Path) -> Non
 
 
 def test_http_workload_cancel_keeps_rows(served: Served, tmp_path: Path) -> None:
-    items = build_workload("shared_prefix", n_requests=12, max_tokens=64, seed=1)
+    items = build_workload("shared_prefix", n_requests=200, max_tokens=64, seed=1)
     store = RunStore(tmp_path / "cancelled-run")
 
     async def main() -> Any:
