@@ -1,11 +1,11 @@
 """01_quickstart in a real JupyterLab, driven by headless Chromium: charts draw, widgets work.
 
 Starts ``jupyter lab`` from this venv on 127.0.0.1 (a free port, a random token, a temporary
-copy of the notebook as its root), opens the notebook, runs every cell from the Run menu and waits
-for the last one. Then: the charts (vega-embed SVG/canvas) have a size, the explorer's widgets are
-visible, no output holds a traceback, and choosing a request in the explorer's list redraws its
-waterfall (a round trip through the kernel). No request leaves the machine. The screenshot goes to
-``test-artifacts/jupyterlab-01.png``.
+copy of the notebook as its root), opens the notebook from the file browser, runs every cell from
+the Run menu and waits for the last one. Then: the charts (vega-embed SVG/canvas) have a size,
+the explorer's widgets are visible, no output holds a traceback, and choosing a request in the
+explorer's list redraws its waterfall (a round trip through the kernel). No request leaves the
+machine. The screenshot goes to ``test-artifacts/jupyterlab-01.png``.
 
 Needs ``/usr/bin/chromium`` (``apt-get install chromium chromium-driver``) and pip ``playwright``
 (never ``playwright install``); skipped without them, failed when ``CI=true``.
@@ -89,7 +89,7 @@ def _lab_config(env: dict[str, str]) -> None:
 
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """A running JupyterLab: yields the notebook's URL (with the token) and the server log."""
+    """A running JupyterLab: yields its URL (with the token) and the server log."""
     root = tmp_path / "notebooks"
     root.mkdir()
     shutil.copy(NOTEBOOKS_DIR / NOTEBOOK, root / NOTEBOOK)
@@ -134,33 +134,9 @@ def lab(tmp_path: Path) -> Iterator[tuple[str, Path]]:
             if time.monotonic() > deadline:
                 pytest.fail(f"jupyter lab did not start:\n{log.read_text()[-4000:]}")
             time.sleep(0.5)
-        _start_session(base, token)
-        yield f"{base}/lab/tree/{NOTEBOOK}?token={token}", log
+        yield f"{base}/lab?reset&token={token}", log
     finally:
         _stop(proc)
-
-
-def _api(base: str, token: str, path: str, body: dict[str, Any] | None = None) -> Any:
-    request = urllib.request.Request(
-        f"{base}{path}",
-        data=None if body is None else json.dumps(body).encode(),
-        headers={"Authorization": f"token {token}", "Content-Type": "application/json"},
-        method="GET" if body is None else "POST",
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read() or b"null")
-
-
-def _start_session(base: str, token: str) -> None:
-    """Starts the notebook's session (and kernel) through the REST API.
-
-    JupyterLab then attaches to this session instead of starting a kernel itself: opening a
-    notebook by URL right after the server started sometimes starts two and drops one, leaving
-    the page with a dead kernel connection.
-    """
-    body = {"path": NOTEBOOK, "type": "notebook", "name": NOTEBOOK, "kernel": {"name": "python3"}}
-    session = _api(base, token, "/api/sessions", body)
-    assert session["kernel"]["id"], session
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -232,6 +208,11 @@ def test_quickstart_runs_in_jupyterlab(lab: tuple[str, Path]) -> None:
             page.route("**/*", route)
             page.on("pageerror", lambda e: page_errors.append(str(e)))
             page.goto(url)
+            # Open the notebook as a user does, from the file browser (opening it through a
+            # /lab/tree/ URL races JupyterLab's layout restorer, which can start kernels twice).
+            item = page.locator(f'.jp-DirListing-item[title*="{NOTEBOOK}"]')
+            item.wait_for(timeout=90_000)
+            item.dblclick()
             page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
             try:
                 # The kernel must be up before "Run All Cells".
