@@ -219,6 +219,57 @@ def spread(values: Sequence[float]) -> dict[str, float]:
     }
 
 
+def median_ci(values: Sequence[float], z: float = 1.96) -> tuple[float, float]:
+    """Distribution-free ~95% confidence interval of the median (order statistics)."""
+    xs = sorted(v for v in values if not math.isnan(v))
+    n = len(xs)
+    if n == 0:
+        return math.nan, math.nan
+    k = max(math.floor((n - z * math.sqrt(n)) / 2), 0)
+    return xs[k], xs[min(n - 1 - k, n - 1)]
+
+
+def bootstrap_ratio_ci(
+    a: Sequence[Sequence[float]],
+    b: Sequence[Sequence[float]],
+    q: float,
+    *,
+    rounds: int = 1000,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """95% bootstrap interval of quantile-``q``(pooled ``b``) / quantile-``q``(pooled ``a``).
+
+    ``a[k]`` and ``b[k]`` are the samples of repetition ``k``; repetitions are resampled with
+    replacement, the same indices for both, so the pairing by repetition is kept.
+    """
+    import random
+
+    n = min(len(a), len(b))
+    if n == 0:
+        return math.nan, math.nan
+    rng = random.Random(seed)
+    out = []
+    for _ in range(rounds):
+        idx = [rng.randrange(n) for _ in range(n)]
+        xa = [v for k in idx for v in a[k] if not math.isnan(v)]
+        xb = [v for k in idx for v in b[k] if not math.isnan(v)]
+        out.append(ratio(quantile(xb, q), quantile(xa, q)))
+    return quantile(out, 0.025), quantile(out, 0.975)
+
+
+def verdict(lo: float, hi: float, target: float, *, at_least: bool) -> str:
+    """Whether a target is met given a confidence interval: yes, **no**, or unresolved."""
+    if math.isnan(lo) or math.isnan(hi):
+        return "n/a"
+    ok_all = lo >= target if at_least else hi <= target
+    bad_all = hi < target if at_least else lo > target
+    if ok_all:
+        return "yes"
+    if bad_all:
+        return "**no**"
+    return "unresolved (CI spans the target)"
+
+
 def ratio(a: float, b: float) -> float:
     """``a / b``, NaN when ``b`` is 0."""
     return a / b if b else math.nan

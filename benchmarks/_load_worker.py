@@ -34,6 +34,41 @@ def _sagellm(directory: Path, cache: bool) -> Callable[[], int]:
     return go
 
 
+PHASES: dict[str, float] = {}
+
+
+def _sagellm_phases(directory: Path) -> Callable[[], int]:
+    """A cold load with the loader's stages timed (decode lines, build spans, build requests).
+
+    Wraps private functions of ``sagellm_obs.frames.load``; stages it cannot find are left out.
+    """
+    import importlib
+
+    from sagellm_obs.frames import load
+
+    module = importlib.import_module("sagellm_obs.frames.load")
+    for name in ("read_lines", "build_spans", "build_requests", "build_steps", "build_metrics"):
+        inner = getattr(module, name, None)
+        if inner is None:
+            continue
+
+        def timed(*args: Any, _inner: Any = inner, _name: str = name, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return _inner(*args, **kwargs)
+            finally:
+                PHASES[_name] = PHASES.get(_name, 0.0) + time.perf_counter() - t0
+                rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+                PHASES[f"{_name}_peak_mb"] = rss
+
+        setattr(module, name, timed)
+
+    def go() -> int:
+        return load(directory, cache=False).spans.height
+
+    return go
+
+
 def _sagellm_cached(directory: Path) -> Callable[[], int]:
     from sagellm_obs.frames import load
 
@@ -140,6 +175,7 @@ LOADERS: dict[str, Callable[[Path], Callable[[], int]]] = {
     "sagellm_cold": lambda d: _sagellm(d, cache=False),
     "sagellm_cache_write": lambda d: _sagellm(d, cache=True),
     "sagellm_cached": _sagellm_cached,
+    "sagellm_phases": _sagellm_phases,
     "polars_ndjson": _polars_ndjson,
     "pyarrow_json": _pyarrow_json,
     "pandas_json": _pandas_json,
@@ -155,7 +191,15 @@ def main(argv: list[str]) -> int:
     seconds = time.perf_counter() - t0
     cpu = time.process_time() - c0
     maxrss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    out = {"loader": name, "seconds": seconds, "cpu_s": cpu, "rows": rows, "maxrss_mb": maxrss_mb}
+    out: dict[str, Any] = {
+        "loader": name,
+        "seconds": seconds,
+        "cpu_s": cpu,
+        "rows": rows,
+        "maxrss_mb": maxrss_mb,
+    }
+    if PHASES:
+        out["phases"] = PHASES
     print(json.dumps(out))
     return 0
 

@@ -58,8 +58,9 @@ from benchmarks._common import (
     QUIET_CORES,
     Options,
     OthersMeter,
+    bootstrap_ratio_ci,
     f,
-    met,
+    median_ci,
     progress,
     quantile,
     ratio,
@@ -67,6 +68,7 @@ from benchmarks._common import (
     say,
     spread,
     table,
+    verdict,
     write_result,
 )
 
@@ -471,6 +473,44 @@ _LABELS = {
 }
 
 
+def intervals(r: dict[str, Any], mode: str, n: int) -> dict[str, tuple[float, float]]:
+    """95% intervals of ``mode`` / A from the raw rounds of the reported repetitions:
+    the paired throughput ratio's median (order statistics), and the pooled p99 TTFT ratios
+    (bootstrap over repetitions)."""
+    raw = r["raw"]
+    reps = sorted({x["rep"] for x in raw})
+    if r["primary"] == "quiet":
+        reps = [
+            k
+            for k in reps
+            if all(x["others_cores"] <= r["quiet_cores"] for x in raw if x["rep"] == k)
+        ]
+    by = {(x["mode"], x["rep"]): x for x in raw}
+    reps = [k for k in reps if (mode, k) in by and ("vllm", k) in by]
+
+    def tps(x: dict[str, Any]) -> float:
+        return float(x["tokens"]) / float(x["wall_s"])
+
+    a = [by[("vllm", k)] for k in reps]
+    b = [by[(mode, k)] for k in reps]
+    return {
+        "throughput": median_ci([tps(y) / tps(x) for x, y in zip(a, b, strict=True)]),
+        "cpu_delta": median_ci(
+            [(y["cpu_s"] - x["cpu_s"]) / n * 1000 for x, y in zip(a, b, strict=True)]
+        ),
+        "ttft_p99": bootstrap_ratio_ci([x["ttft_ms"] for x in a], [y["ttft_ms"] for y in b], 0.99),
+        "engine_ttft_p99": bootstrap_ratio_ci(
+            [x["engine_ttft_ms"] for x in a], [y["engine_ttft_ms"] for y in b], 0.99
+        ),
+    }
+
+
+def _ci(value: float, ci: tuple[float, float], digits: int = 3) -> str:
+    if math.isnan(value):
+        return "n/a"
+    return f"{f(value, digits)} [{f(ci[0], digits)}, {f(ci[1], digits)}]"
+
+
 def _short(mode: str) -> str:
     return _LABELS[mode].split(":")[0]
 
@@ -501,17 +541,18 @@ def render(doc: dict[str, Any]) -> str:
         c = primary["vs_vllm"][m]
         tr = c["throughput_ratio"]
         d = c["cpu_ms_per_request_delta"]
+        ci = intervals(r, m, int(p["requests"]))
         comp.append(
             [
                 f"{_short(m)} / A",
-                f"**{f(tr['median'], 3)}** ({f(tr['q1'], 3)} – {f(tr['q3'], 3)})",
+                f"**{_ci(tr['median'], ci['throughput'])}**",
                 f(c["ttft_p50_ratio"], 3),
-                f(c["ttft_p99_ratio"], 3),
+                _ci(c["ttft_p99_ratio"], ci["ttft_p99"]),
                 f(c["engine_ttft_p50_ratio"], 3),
-                f(c["engine_ttft_p99_ratio"], 3),
+                _ci(c["engine_ttft_p99_ratio"], ci["engine_ttft_p99"]),
                 f(c["itl_p50_ratio"], 3),
                 f(c["itl_p99_ratio"], 3),
-                f"{f(d['median'], 3)} ({f(d['q1'], 3)} – {f(d['q3'], 3)})",
+                _ci(d["median"], ci["cpu_delta"]),
             ]
         )
     tel = r["telemetry"]
@@ -552,14 +593,14 @@ def render(doc: dict[str, Any]) -> str:
             table(
                 [
                     "ratio",
-                    "throughput, paired per rep (IQR)",
+                    "throughput, paired per rep [95% CI]",
                     "client TTFT p50",
-                    "client TTFT p99",
+                    "client TTFT p99 [95% CI]",
                     "vLLM TTFT p50",
-                    "vLLM TTFT p99",
+                    "vLLM TTFT p99 [95% CI]",
                     "ITL p50",
                     "ITL p99",
-                    "Δ frontend CPU ms/req, paired (IQR)",
+                    "Δ frontend CPU ms/req, paired [95% CI]",
                 ],
                 comp,
             ),
@@ -567,7 +608,8 @@ def render(doc: dict[str, Any]) -> str:
             f"Targets: throughput ratio ≥ {r['targets']['throughput_ratio']}, p99 TTFT ratio ≤ "
             f"{r['targets']['p99_ttft_ratio']}. Percentiles pool every request of a mode "
             f"({modes['vllm']['requests']:,} requests, {modes['vllm']['tokens']:,} tokens "
-            "each). Ratios of pooled percentiles; throughput and CPU paired per repetition. "
+            "each). TTFT/ITL: ratios of pooled percentiles (95% CI: bootstrap over repetitions); "
+            "throughput and CPU: medians of per-repetition pairs (95% CI of the median). "
             f"Our telemetry recorded {f(tel['requests_recorded'])} requests and "
             f"{f(tel['steps_recorded'])} steps, {f(r['store_spans'])} spans in the store, "
             f"{tel['records_dropped']} dropped, {tel['record_failures']} failures; vLLM's tracing "
@@ -588,18 +630,20 @@ def headline(doc: dict[str, Any]) -> list[list[str]]:
     ):
         c = r[r["primary"]]["vs_vllm"][mode]
         tr, ttft = c["throughput_ratio"]["median"], c[ttft_key]
+        ci = intervals(r, mode, int(doc["params"]["requests"]))
+        tci = ci["engine_ttft_p99" if ttft_key.startswith("engine") else "ttft_p99"]
         out += [
             [
                 f"output tok/s, {_short(mode)} (`{mode}`) / A (vLLM), same engine",
                 f"≥ {t['throughput_ratio']}",
-                f"{f(tr, 3)} ({r['primary']} reps)",
-                met(tr >= t["throughput_ratio"]),
+                f"{_ci(tr, ci['throughput'])} ({r['primary']} reps)",
+                verdict(*ci["throughput"], t["throughput_ratio"], at_least=True),
             ],
             [
                 f"p99 {what}, {_short(mode)} / A",
                 f"≤ {t['p99_ttft_ratio']}",
-                f(ttft, 3),
-                met(ttft <= t["p99_ttft_ratio"]),
+                _ci(ttft, tci),
+                verdict(*tci, t["p99_ttft_ratio"], at_least=False),
             ],
         ]
     return out

@@ -107,6 +107,7 @@ def _measure(directory: Path, spans: int, p: dict[str, Any], bar: Any) -> dict[s
     want, most = int(p["reps"]), int(p["max_reps"])
     task = bar.add_task(f"load {spans:,} spans", total=None, status="")
     raw["imports"].append(_worker("imports", directory))
+    phases = _worker("sagellm_phases", directory)
     shutil.rmtree(directory / ".cache", ignore_errors=True)
     deadline = time.monotonic() + float(p["max_seconds"])
     keys = ("sagellm_cold", "sagellm_cached", "polars_ndjson")
@@ -152,6 +153,7 @@ def _measure(directory: Path, spans: int, p: dict[str, Any], bar: Any) -> dict[s
     cache_bytes = sum(x.stat().st_size for x in cache_dir.rglob("*") if x.is_file())
     return {
         "loaders": summary,
+        "phases": phases,
         "cold_over_ndjson": median(ratios),
         "cold_over_ndjson_runs": ratios,
         "cold_over_ndjson_quiet": bool(calm),
@@ -206,6 +208,29 @@ _LABELS = {
     "pandas_json": "`json.loads` + pandas (spans only)",
     "imports": "interpreter + imports only",
 }
+
+
+def _phases(run: dict[str, Any] | None) -> str:
+    """One sentence: where a cold load spends its time and memory."""
+    if not run or "phases" not in run:
+        return ""
+    ph = run["phases"]
+    names = {
+        "read_lines": "decoding the lines (pyarrow, with the OTLP schema)",
+        "build_spans": "flattening them into spans",
+        "build_requests": "the requests frame",
+    }
+    parts = [
+        f"{label} {f(ph[k], 2)} s (peak RSS {f(ph.get(k + '_peak_mb'), 0)} MiB after it)"
+        for k, label in names.items()
+        if k in ph
+    ]
+    if not parts:
+        return ""
+    return (
+        f"Stages of one more cold load ({f(run['seconds'], 2)} s, others' load "
+        f"{f(run.get('others_cores'), 2)} cores): " + "; ".join(parts) + ".\n"
+    )
 
 
 def render(doc: dict[str, Any]) -> str:
@@ -270,6 +295,7 @@ def render(doc: dict[str, Any]) -> str:
                 rows,
             ),
             "",
+            _phases(m.get("phases")),
             f"Cold / read_ndjson, paired per repetition"
             f"{' (quiet pairs)' if m.get('cold_over_ndjson_quiet') else ''}: "
             f"**{f(m['cold_over_ndjson'], 2)}**. "

@@ -33,7 +33,9 @@ from benchmarks._common import (
     QUIET_CORES,
     Options,
     OthersMeter,
+    bootstrap_ratio_ci,
     f,
+    median_ci,
     progress,
     quantile,
     ratio,
@@ -407,6 +409,30 @@ def run(opts: Options) -> dict[str, Any]:
     return results
 
 
+def intervals(r: dict[str, Any]) -> dict[str, tuple[float, float]]:
+    """95% intervals of ours / vLLM from the raw rounds of the reported repetitions."""
+    raw = r.get("raw", [])
+    reps = sorted({x["rep"] for x in raw})
+    if r["primary"] == "quiet":
+        reps = [
+            k
+            for k in reps
+            if all(x["others_cores"] <= r["quiet_cores"] for x in raw if x["rep"] == k)
+        ]
+    by = {(x["server"], x["rep"]): x for x in raw}
+    reps = [k for k in reps if ("ours", k) in by and ("vllm", k) in by]
+    a = [by[("vllm", k)] for k in reps]
+    b = [by[("ours", k)] for k in reps]
+
+    def tps(x: dict[str, Any]) -> float:
+        return float(x["tokens"]) / float(x["wall_s"])
+
+    return {
+        "throughput": median_ci([tps(y) / tps(x) for x, y in zip(a, b, strict=True)]),
+        "ttft_p99": bootstrap_ratio_ci([x["ttft_ms"] for x in a], [y["ttft_ms"] for y in b], 0.99),
+    }
+
+
 _LABELS = {
     "vllm": "`python -m vllm.entrypoints.openai.api_server`",
     "ours": "`sagellm-obs serve`",
@@ -435,6 +461,7 @@ def render(doc: dict[str, Any]) -> str:
         for name in SERVERS
     ]
     c = primary["ours_over_vllm"]
+    ci = intervals(r)
     return "\n".join(
         [
             f"`{doc['command']}` — {p['requests']} streamed `/v1/completions` × "
@@ -458,10 +485,12 @@ def render(doc: dict[str, Any]) -> str:
                 rows,
             ),
             "",
-            f"Ours / vLLM: throughput **{f(c['throughput_ratio']['median'], 3)}** (paired per "
-            f"repetition, {f(c['throughput_ratio']['min'], 3)} – "
-            f"{f(c['throughput_ratio']['max'], 3)}), TTFT p50 {f(c['ttft_p50_ratio'], 3)}, "
-            f"TTFT p99 **{f(c['ttft_p99_ratio'], 3)}**, ITL p50 {f(c['itl_p50_ratio'], 3)}, "
+            f"Ours / vLLM: throughput **{f(c['throughput_ratio']['median'], 3)}** (median of "
+            f"per-repetition pairs, 95% CI {f(ci['throughput'][0], 3)} – "
+            f"{f(ci['throughput'][1], 3)}), TTFT p50 {f(c['ttft_p50_ratio'], 3)}, "
+            f"TTFT p99 **{f(c['ttft_p99_ratio'], 3)}** (bootstrap 95% CI "
+            f"{f(ci['ttft_p99'][0], 3)} – {f(ci['ttft_p99'][1], 3)}), "
+            f"ITL p50 {f(c['itl_p50_ratio'], 3)}, "
             f"ITL p99 {f(c['itl_p99_ratio'], 3)}, server CPU per request "
             f"{f(c['cpu_ratio'], 3)}.",
         ]
@@ -474,11 +503,19 @@ def headline(doc: dict[str, Any]) -> list[list[str]]:
     if "skipped" in r:
         return [["`sagellm-obs serve` vs vLLM's server", "—", "not yet measured", "—"]]
     c = r[r["primary"]]["ours_over_vllm"]
+    ci = intervals(r)
     return [
         [
             "output tok/s, `sagellm-obs serve` / vLLM's server",
             "— (none set)",
-            f"{f(c['throughput_ratio']['median'], 3)}; p99 TTFT {f(c['ttft_p99_ratio'], 3)}",
+            f"{f(c['throughput_ratio']['median'], 3)} [{f(ci['throughput'][0], 3)}, "
+            f"{f(ci['throughput'][1], 3)}]",
             "—",
-        ]
+        ],
+        [
+            "p99 TTFT, `sagellm-obs serve` / vLLM's server",
+            "— (none set)",
+            f"{f(c['ttft_p99_ratio'], 3)} [{f(ci['ttft_p99'][0], 3)}, {f(ci['ttft_p99'][1], 3)}]",
+            "—",
+        ],
     ]
