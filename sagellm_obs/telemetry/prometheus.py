@@ -20,10 +20,11 @@ class _GlobalRegistryView:
         yield from REGISTRY.collect()
 
 
-def start_prometheus(port: int, addr: str = "127.0.0.1") -> tuple[Any, Any, int, Any]:
+def start_prometheus(port: int | None, addr: str = "127.0.0.1") -> tuple[Any, Any, int | None, Any]:
     """Start a ``/metrics`` server; returns ``(reader, server, bound_port, registry)``.
 
-    ``port=0`` picks a free port. Needs the ``prometheus`` extra.
+    ``port=0`` picks a free port; ``None`` serves nothing (the registry alone, for an app that
+    serves it itself; server and port are then None). Needs the ``prometheus`` extra.
     """
     try:
         from opentelemetry.exporter.prometheus import PrometheusMetricReader
@@ -35,6 +36,8 @@ def start_prometheus(port: int, addr: str = "127.0.0.1") -> tuple[Any, Any, int,
     registry = CollectorRegistry(auto_describe=False)
     reader = PrometheusMetricReader(registry=registry)
     registry.register(_GlobalRegistryView())
+    if port is None:
+        return reader, None, None, registry
     server, _thread = start_http_server(port, addr=addr, registry=registry)
     bound = int(server.server_address[1])
     return reader, server, bound, registry

@@ -139,7 +139,7 @@ def configure(
     otlp_endpoint: str | Literal[False] | None = None,
     otlp_protocol: OtlpProtocol | None = None,
     otlp_headers: Mapping[str, str] | None = None,
-    prometheus_port: int | Literal[False] | None = None,
+    prometheus_port: int | Literal[False, "registry"] | None = None,
     capture_content: bool | None = None,
     resource_attributes: Mapping[str, str] | None = None,
     advanced: AdvancedOptions | None = None,
@@ -165,7 +165,8 @@ def configure(
             or ``http/protobuf``.
         otlp_headers: Extra headers (e.g. auth), added to ``OTEL_EXPORTER_OTLP_HEADERS``.
         prometheus_port: Serve ``/metrics`` on 127.0.0.1 at this port (0 picks a free one).
-            Off by default.
+            ``"registry"`` keeps the metrics in :attr:`Telemetry.prometheus_registry` without
+            serving it (for an app that serves it on its own route). Off by default.
         capture_content: Put prompt and completion text on spans (GenAI ``gen_ai.input.messages``
             / ``gen_ai.output.messages``). Off by default; ``$SAGELLM_OBS_CAPTURE_CONTENT=true``.
         resource_attributes: Extra resource attributes.
@@ -230,7 +231,9 @@ def configure(
         if prometheus_port is not False and prometheus_port is not None:
             from sagellm_obs.telemetry.prometheus import start_prometheus
 
-            reader, prom_server, port, prom_registry = start_prometheus(prometheus_port)
+            reader, prom_server, port, prom_registry = start_prometheus(
+                None if prometheus_port == "registry" else prometheus_port
+            )
             readers.append(reader)
         meter_provider = MeterProvider(resource=resource, metric_readers=readers, views=views())
         meter = meter_provider.get_meter(sc.SCOPE_NAME)

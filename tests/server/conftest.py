@@ -123,7 +123,7 @@ def _start(tmp: Path) -> ServerHarness:
         run_dir=tmp,
         engine_id="test-server-engine",
         otlp_endpoint=False,
-        prometheus_port=0,  # /metrics then serves the GenAI metrics next to vLLM's
+        prometheus_port="registry",  # the server's /metrics serves them next to vLLM's
         make_current=False,
         advanced=AdvancedOptions(span_exporters=[spans], simple_processors=True),
     )

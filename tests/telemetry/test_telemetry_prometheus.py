@@ -84,3 +84,30 @@ def test_prometheus_endpoint_serves_semconv_names(
             other.shutdown()
     finally:
         tel.shutdown()
+
+
+def test_registry_only_opens_no_listener(records: Callable[..., RequestRecord]) -> None:
+    """``prometheus_port="registry"``: the metrics land in a registry an app serves itself."""
+    from prometheus_client import generate_latest
+
+    tel = configure(
+        run_dir=False,
+        otlp_endpoint=False,
+        prometheus_port="registry",
+        make_current=False,
+        advanced=AdvancedOptions(simple_processors=True),
+    )
+    try:
+        assert tel.prometheus_port is None and tel._prometheus_server is None
+        for i in range(4):
+            tel.pipeline.submit_request(records(tel.pipeline.anchor, i))
+        assert tel.flush()
+        text = generate_latest(tel.prometheus_registry).decode()
+        counts = {
+            s.name: s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+        }
+        assert counts[f"{sc.M_TTFT.prometheus_name}_count"] == 4
+    finally:
+        tel.shutdown()
