@@ -102,3 +102,75 @@ def test_dashboard_queries_return_data(harness: EngineHarness, prometheus: str) 
                 assert result, f"{path.name}: panel {panel['title']!r} returned no data: {expr}"
                 values = [float(r["value"][1]) for r in result]
                 assert any(v == v for v in values), (panel["title"], values)  # not all NaN
+
+
+def _scalar(base: str, expr: str) -> float:
+    result = _query(base, expr)
+    return float(result[0]["value"][1]) if result else float("nan")
+
+
+def _bucket_of(bounds: list[float], value: float) -> tuple[float, float]:
+    """The Prometheus bucket ``(lower, le]`` holding ``value``; past the last bound, Prometheus
+    answers with the last bound, so the bucket is that bound alone."""
+    lower = 0.0
+    for le in bounds:
+        if value <= le:
+            return lower, le
+        lower = le
+    return bounds[-1], bounds[-1]
+
+
+def test_promql_matches_the_local_store(harness: EngineHarness, prometheus: str) -> None:
+    """What Prometheus scraped equals what the local store holds: request and token counts
+    exactly, histogram quantiles within the bucket that holds the store's exact quantile."""
+    import math
+
+    from sagellm_obs.frames import load
+
+    reqs = [
+        {
+            "request_id": f"promx-{i}",
+            "trace_id": f"promx-{i}",
+            "prompt": SHARED_PREFIX + f"question {i} " * (1 + i % 5),
+            "max_tokens": 2 + i % 7,
+            "metadata": {"ignore_eos": True},
+        }
+        for i in range(24)
+    ]
+    harness.engine.generate_batch(reqs)
+    harness.flush()
+    # The harness is shared by the session: the store holds every request this telemetry
+    # recorded, which is exactly what its registry counted.
+    requests = load(harness.run_dir, cache=False).requests
+    n = requests.height
+    deadline = time.monotonic() + 30
+    while _scalar(prometheus, f"sum({sc.M_REQUESTS.prometheus_name})") != n:
+        assert time.monotonic() < deadline, (
+            f"Prometheus counts {_scalar(prometheus, f'sum({sc.M_REQUESTS.prometheus_name})')} "
+            f"requests, the store {n}"
+        )
+        time.sleep(0.5)
+    usage = sc.M_TOKEN_USAGE.prometheus_name
+    tokens = {
+        r["metric"]["gen_ai_token_type"]: float(r["value"][1])
+        for r in _query(prometheus, f"sum by (gen_ai_token_type) ({usage}_sum)")
+    }
+    assert tokens["input"] == requests["input_tokens"].sum()
+    assert tokens["output"] == requests["output_tokens"].sum()
+    for spec, column in (
+        (sc.M_TTFT, "ttft_s"),
+        (sc.M_REQUEST_DURATION, "e2e_s"),
+        (sc.M_QUEUE, "queue_s"),
+        (sc.M_PREFILL, "prefill_s"),
+        (sc.M_DECODE, "decode_s"),
+    ):
+        values = sorted(requests[column].drop_nulls().to_list())
+        name = spec.prometheus_name
+        assert _scalar(prometheus, f"sum({name}_count)") == len(values), name
+        assert math.isclose(_scalar(prometheus, f"sum({name}_sum)"), sum(values), rel_tol=1e-9)
+        bounds = [float(b) for b in spec.buckets]
+        for q in (0.5, 0.9, 0.99):
+            exact = values[max(0, math.ceil(q * len(values)) - 1)]
+            estimate = _scalar(prometheus, f"histogram_quantile({q}, sum by (le) ({name}_bucket))")
+            lower, upper = _bucket_of(bounds, exact)
+            assert lower <= estimate <= upper, (name, q, exact, estimate, (lower, upper))
