@@ -28,3 +28,13 @@ def test_histograms_have_sorted_buckets() -> None:
         if metric.kind == "histogram":
             assert metric.buckets, metric.name
             assert list(metric.buckets) == sorted(set(metric.buckets)), metric.name
+
+
+def test_application_side_names_are_documented() -> None:
+    for key in sc.APP_ATTRIBUTE_DOCS:
+        assert f"`{key}`" in DOC, key
+    for metric in sc.CLIENT_METRICS:
+        assert f"`{metric.name}`" in DOC, metric.name
+        assert f"`{metric.prometheus_name}`" in DOC, metric.prometheus_name
+        assert metric.buckets == tuple(sorted(set(metric.buckets or ()))), metric.name
+    assert f"`{sc.tool_span_name('{gen_ai.tool.name}')}`" in DOC

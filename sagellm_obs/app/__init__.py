@@ -5,6 +5,11 @@
   tool-call assembly, as one GenAI CLIENT span with the ``gen_ai.client.*`` metrics.
 * :func:`instrument_openai`: CLIENT spans for the official ``openai`` client, with W3C trace
   context propagated to the server (and from there to the engine).
+* :func:`tool_span`: the ``execute_tool {name}`` span of a tool the application runs itself.
+
+Names and units come from :mod:`sagellm_obs.semconv`; the frames turn the joined trace into a call
+tree and a "where the time went" breakdown (:func:`sagellm_obs.frames.call_tree`,
+:func:`sagellm_obs.frames.time_breakdown`).
 
 Importing this package does not import ``openai``, vllm or torch.
 """
@@ -19,6 +24,7 @@ from sagellm_obs.app.openai_instrumentation import (
 )
 from sagellm_obs.app.protocol_tracing import is_traced, trace_protocol
 from sagellm_obs.app.streamer import TokenEvent, TokenStreamer, Usage
+from sagellm_obs.app.tools import ToolSpan, tool_span
 from sagellm_obs.protocol.toolcalls import ToolCall, ToolCallAccumulator
 
 __all__ = [
@@ -27,10 +33,12 @@ __all__ = [
     "TokenStreamer",
     "ToolCall",
     "ToolCallAccumulator",
+    "ToolSpan",
     "TracedAsyncStream",
     "TracedStream",
     "Usage",
     "instrument_openai",
     "is_traced",
+    "tool_span",
     "trace_protocol",
 ]

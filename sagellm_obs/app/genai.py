@@ -24,7 +24,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from sagellm_obs.app import names as n
+from sagellm_obs import semconv as sc
 from sagellm_obs.app.providers import ClientInstruments, Providers
 
 _log = logging.getLogger(__name__)
@@ -75,21 +75,21 @@ class ClientOperation:
         self.ended = False
         self._lock = threading.Lock()
         self._metric_attrs: dict[str, Any] = {
-            n.GEN_AI_OPERATION_NAME: operation,
-            n.GEN_AI_PROVIDER_NAME: provider_name,
+            sc.GEN_AI_OPERATION_NAME: operation,
+            sc.GEN_AI_PROVIDER_NAME: provider_name,
         }
         attrs: dict[str, Any] = {
-            n.GEN_AI_OPERATION_NAME: operation,
-            n.GEN_AI_PROVIDER_NAME: provider_name,
-            n.GEN_AI_REQUEST_STREAM: stream,
+            sc.GEN_AI_OPERATION_NAME: operation,
+            sc.GEN_AI_PROVIDER_NAME: provider_name,
+            sc.GEN_AI_REQUEST_STREAM: stream,
         }
         if model:
-            attrs[n.GEN_AI_REQUEST_MODEL] = model
-            self._metric_attrs[n.GEN_AI_REQUEST_MODEL] = model
+            attrs[sc.GEN_AI_REQUEST_MODEL] = model
+            self._metric_attrs[sc.GEN_AI_REQUEST_MODEL] = model
         for key, value in (attributes or {}).items():
             if value is not None:
                 attrs[key] = value
-                if key in (n.SERVER_ADDRESS, n.SERVER_PORT):
+                if key in (sc.SERVER_ADDRESS, sc.SERVER_PORT):
                     self._metric_attrs[key] = value
         self.instruments: ClientInstruments | None = None
         try:
@@ -99,7 +99,7 @@ class ClientOperation:
         self.span: trace.Span = trace.INVALID_SPAN
         try:
             self.span = providers.get_tracer().start_span(
-                n.request_span_name(operation, self.model),
+                sc.request_span_name(operation, self.model),
                 context=context,
                 kind=SpanKind.CLIENT,
                 attributes=attrs,
@@ -134,13 +134,13 @@ class ClientOperation:
         with contextlib.suppress(Exception):
             if not self.model:
                 self.model = model
-                self.span.update_name(n.request_span_name(self.operation, model))
-                self.span.set_attribute(n.GEN_AI_REQUEST_MODEL, model)
-                self._metric_attrs[n.GEN_AI_REQUEST_MODEL] = model
+                self.span.update_name(sc.request_span_name(self.operation, model))
+                self.span.set_attribute(sc.GEN_AI_REQUEST_MODEL, model)
+                self._metric_attrs[sc.GEN_AI_REQUEST_MODEL] = model
             if self.response_model is None:
                 self.response_model = model
-                self.span.set_attribute(n.GEN_AI_RESPONSE_MODEL, model)
-                self._metric_attrs[n.GEN_AI_RESPONSE_MODEL] = model
+                self.span.set_attribute(sc.GEN_AI_RESPONSE_MODEL, model)
+                self._metric_attrs[sc.GEN_AI_RESPONSE_MODEL] = model
 
     def set_attributes(self, attributes: Mapping[str, Any]) -> None:
         """Set span attributes (None values are skipped)."""
@@ -166,9 +166,9 @@ class ClientOperation:
                     self.first_chunk_s = now
             if first:
                 ttfc = now - self.start_s
-                self.span.add_event(n.EVENT_FIRST_CHUNK, {n.SAGELLM_STREAM_TTFC: ttfc})
-                self.span.set_attribute(n.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, ttfc)
-                self.span.set_attribute(n.SAGELLM_STREAM_TTFC, ttfc)
+                self.span.add_event(sc.EVENT_FIRST_CHUNK, {sc.SAGELLM_STREAM_TTFC: ttfc})
+                self.span.set_attribute(sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, ttfc)
+                self.span.set_attribute(sc.SAGELLM_STREAM_TTFC, ttfc)
                 if self.instruments is not None:
                     self.instruments.time_to_first_chunk.record(ttfc, self._metric_attrs)
             elif previous is not None and self.instruments is not None:
@@ -186,9 +186,9 @@ class ClientOperation:
             self.output_tokens = int(output_tokens)
         self.set_attributes(
             {
-                n.GEN_AI_USAGE_INPUT_TOKENS: self.input_tokens,
-                n.GEN_AI_USAGE_OUTPUT_TOKENS: self.output_tokens,
-                n.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: cached,
+                sc.GEN_AI_USAGE_INPUT_TOKENS: self.input_tokens,
+                sc.GEN_AI_USAGE_OUTPUT_TOKENS: self.output_tokens,
+                sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: cached,
             }
         )
 
@@ -196,12 +196,12 @@ class ClientOperation:
         """Add a finish reason (one per choice)."""
         if reason:
             self.finish_reasons.append(str(reason))
-            self.set_attributes({n.GEN_AI_RESPONSE_FINISH_REASONS: list(self.finish_reasons)})
+            self.set_attributes({sc.GEN_AI_RESPONSE_FINISH_REASONS: list(self.finish_reasons)})
 
     def response(self, response_id: str | None, model: str | None) -> None:
         """Response id and model."""
         self.set_model(model)
-        self.set_attributes({n.GEN_AI_RESPONSE_ID: response_id})
+        self.set_attributes({sc.GEN_AI_RESPONSE_ID: response_id})
 
     def content(self, key: str, value: str | None) -> None:
         """A content attribute, set only when content capture is on."""
@@ -211,7 +211,7 @@ class ClientOperation:
     def tool_calls(self, names: Sequence[str]) -> None:
         """How many tool calls the response carried, and their function names."""
         self.set_attributes(
-            {n.SAGELLM_TOOL_CALLS: len(names), n.SAGELLM_TOOL_CALL_NAMES: list(names)}
+            {sc.SAGELLM_TOOL_CALLS: len(names), sc.SAGELLM_TOOL_CALL_NAMES: list(names)}
         )
 
     # --- ending --------------------------------------------------------------------------------
@@ -248,25 +248,25 @@ class ClientOperation:
             duration = time.monotonic() - self.start_s
             span = self.span
             if self.stream:
-                span.set_attribute(n.SAGELLM_STREAM_CHUNKS, self.chunks)
+                span.set_attribute(sc.SAGELLM_STREAM_CHUNKS, self.chunks)
             if self.cancelled:
-                span.set_attribute(n.SAGELLM_CANCELLED, True)
+                span.set_attribute(sc.SAGELLM_CANCELLED, True)
             attrs = dict(self._metric_attrs)
             if self.error_type is not None:
-                span.set_attribute(n.ERROR_TYPE, self.error_type)
-                attrs[n.ERROR_TYPE] = self.error_type
+                span.set_attribute(sc.ERROR_TYPE, self.error_type)
+                attrs[sc.ERROR_TYPE] = self.error_type
             span.end()
             inst = self.instruments
             if inst is None:
                 return
             inst.duration.record(duration, attrs)
             for kind, count in (
-                (n.TOKEN_TYPE_INPUT, self.input_tokens),
-                (n.TOKEN_TYPE_OUTPUT, self.output_tokens),
+                (sc.TOKEN_TYPE_INPUT, self.input_tokens),
+                (sc.TOKEN_TYPE_OUTPUT, self.output_tokens),
             ):
                 if count is not None:
                     inst.token_usage.record(
-                        count, {**self._metric_attrs, n.GEN_AI_TOKEN_TYPE: kind}
+                        count, {**self._metric_attrs, sc.GEN_AI_TOKEN_TYPE: kind}
                     )
         except Exception:
             _log.debug("sagellm-obs: client operation not recorded", exc_info=True)

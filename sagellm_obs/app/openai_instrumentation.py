@@ -43,7 +43,7 @@ from typing import Any
 from opentelemetry import metrics, trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from sagellm_obs.app import names as n
+from sagellm_obs import semconv as sc
 from sagellm_obs.app.genai import ClientOperation
 from sagellm_obs.app.providers import Providers
 from sagellm_obs.app.streamer import TRACED_OPERATION_ATTR, parse_chunk
@@ -144,15 +144,15 @@ def _targets(client: Any) -> list[tuple[Any, str, bool, bool]]:
 
     if client is None:
         return [
-            (chat.Completions, n.OP_CHAT, False, False),
-            (chat.AsyncCompletions, n.OP_CHAT, True, False),
-            (text.Completions, n.OP_TEXT_COMPLETION, False, False),
-            (text.AsyncCompletions, n.OP_TEXT_COMPLETION, True, False),
+            (chat.Completions, sc.OP_CHAT, False, False),
+            (chat.AsyncCompletions, sc.OP_CHAT, True, False),
+            (text.Completions, sc.OP_TEXT_COMPLETION, False, False),
+            (text.AsyncCompletions, sc.OP_TEXT_COMPLETION, True, False),
         ]
     chat_res, text_res = client.chat.completions, client.completions
     return [
-        (chat_res, n.OP_CHAT, isinstance(chat_res, chat.AsyncCompletions), True),
-        (text_res, n.OP_TEXT_COMPLETION, isinstance(text_res, text.AsyncCompletions), True),
+        (chat_res, sc.OP_CHAT, isinstance(chat_res, chat.AsyncCompletions), True),
+        (text_res, sc.OP_TEXT_COMPLETION, isinstance(text_res, text.AsyncCompletions), True),
     ]
 
 
@@ -228,17 +228,17 @@ def _start(
         choices = _given(kwargs.get("n"))
         host, port = _server(resource)
         attrs = {
-            n.GEN_AI_REQUEST_MAX_TOKENS: _given(kwargs.get("max_completion_tokens"))
+            sc.GEN_AI_REQUEST_MAX_TOKENS: _given(kwargs.get("max_completion_tokens"))
             or _given(kwargs.get("max_tokens")),
-            n.GEN_AI_REQUEST_TEMPERATURE: _given(kwargs.get("temperature")),
-            n.GEN_AI_REQUEST_TOP_P: _given(kwargs.get("top_p")),
-            n.GEN_AI_REQUEST_SEED: _given(kwargs.get("seed")),
-            n.GEN_AI_REQUEST_FREQUENCY_PENALTY: _given(kwargs.get("frequency_penalty")),
-            n.GEN_AI_REQUEST_PRESENCE_PENALTY: _given(kwargs.get("presence_penalty")),
-            n.GEN_AI_REQUEST_STOP_SEQUENCES: [stop] if isinstance(stop, str) else stop,
-            n.GEN_AI_REQUEST_CHOICE_COUNT: choices if choices not in (None, 1) else None,
-            n.SERVER_ADDRESS: host,
-            n.SERVER_PORT: port,
+            sc.GEN_AI_REQUEST_TEMPERATURE: _given(kwargs.get("temperature")),
+            sc.GEN_AI_REQUEST_TOP_P: _given(kwargs.get("top_p")),
+            sc.GEN_AI_REQUEST_SEED: _given(kwargs.get("seed")),
+            sc.GEN_AI_REQUEST_FREQUENCY_PENALTY: _given(kwargs.get("frequency_penalty")),
+            sc.GEN_AI_REQUEST_PRESENCE_PENALTY: _given(kwargs.get("presence_penalty")),
+            sc.GEN_AI_REQUEST_STOP_SEQUENCES: [stop] if isinstance(stop, str) else stop,
+            sc.GEN_AI_REQUEST_CHOICE_COUNT: choices if choices not in (None, 1) else None,
+            sc.SERVER_ADDRESS: host,
+            sc.SERVER_PORT: port,
         }
         headers = dict(kwargs.get("extra_headers") or {})
         parent = None
@@ -251,17 +251,17 @@ def _start(
             providers,
             operation=operation,
             model=_given(kwargs.get("model")),
-            provider_name=n.PROVIDER_OPENAI,
+            provider_name=sc.PROVIDER_OPENAI,
             attributes=attrs,
             stream=bool(_given(kwargs.get("stream"))),
             context=parent,
         )
         if op.capture_content:
-            messages = kwargs.get("messages") if operation == n.OP_CHAT else kwargs.get("prompt")
-            op.content(n.GEN_AI_INPUT_MESSAGES, _json(messages))
+            messages = kwargs.get("messages") if operation == sc.OP_CHAT else kwargs.get("prompt")
+            op.content(sc.GEN_AI_INPUT_MESSAGES, _json(messages))
             tools = kwargs.get("tools")
             if isinstance(tools, (list, tuple)):
-                op.content(n.GEN_AI_TOOL_DEFINITIONS, _json(tools))
+                op.content(sc.GEN_AI_TOOL_DEFINITIONS, _json(tools))
         _PROPAGATOR.inject(headers, context=op.context())
         kwargs["extra_headers"] = headers
         return op
@@ -334,7 +334,7 @@ def _record_response(result: Any, op: ClientOperation) -> None:
     if names:
         op.tool_calls(names)
     if op.capture_content:
-        op.content(n.GEN_AI_OUTPUT_MESSAGES, _json(outputs))
+        op.content(sc.GEN_AI_OUTPUT_MESSAGES, _json(outputs))
 
 
 class _ChunkRecorder:
@@ -383,7 +383,7 @@ class _ChunkRecorder:
                     for c in calls
                 )
                 message = {"role": "assistant", "parts": parts, "finish_reason": self.finish_reason}
-                op.content(n.GEN_AI_OUTPUT_MESSAGES, _json([message]))
+                op.content(sc.GEN_AI_OUTPUT_MESSAGES, _json([message]))
         if error is not None:
             op.fail(error)
         elif cancelled:

@@ -60,7 +60,7 @@ from typing import Any, TypeVar, overload
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
-from sagellm_obs.app import names as n
+from sagellm_obs import semconv as sc
 from sagellm_obs.app.providers import Providers
 from sagellm_obs.app.traced_call import (
     NULL_CALL,
@@ -224,7 +224,7 @@ class _Method:
             if capture is None:
                 capture = self.options.providers.capture()
             attrs: dict[str, Any] = {
-                n.CODE_FUNCTION_NAME: f"{self.fn.__module__}.{self.fn.__qualname__}"
+                sc.CODE_FUNCTION_NAME: f"{self.fn.__module__}.{self.fn.__qualname__}"
             }
             attrs.update(self.summarize(args, kwargs, capture))
             span = self.options.providers.get_tracer().start_span(

@@ -21,7 +21,7 @@ from typing import Any
 
 from opentelemetry import metrics, trace
 
-from sagellm_obs.app import names as n
+from sagellm_obs import semconv as sc
 from sagellm_obs.semconv import MetricSpec
 from sagellm_obs.telemetry import Telemetry, current
 
@@ -55,11 +55,11 @@ class Providers:
         if self.tracer is not None:
             return self.tracer
         if self.tracer_provider is not None:
-            return self.tracer_provider.get_tracer(n.SCOPE_NAME)
+            return self.tracer_provider.get_tracer(sc.SCOPE_NAME)
         tel = self._telemetry()
         if tel is not None:
             return tel.tracer
-        return trace.get_tracer(n.SCOPE_NAME)
+        return trace.get_tracer(sc.SCOPE_NAME)
 
     def get_meter_provider(self) -> metrics.MeterProvider:
         """The meter provider to record into now."""
@@ -78,7 +78,7 @@ class Providers:
         except TypeError:  # not weak-referenceable
             found = _global_instruments.get(id(provider))
         if found is None:
-            found = ClientInstruments.create(provider.get_meter(n.SCOPE_NAME))
+            found = ClientInstruments.create(provider.get_meter(sc.SCOPE_NAME))
             try:
                 _instruments[provider] = found
             except TypeError:
@@ -95,7 +95,7 @@ class Providers:
 
 @dataclass(frozen=True)
 class ClientInstruments:
-    """The GenAI client histograms (buckets given as advice, see :mod:`~sagellm_obs.app.names`)."""
+    """The GenAI client histograms (buckets given as advice, see :mod:`~sagellm_obs.semconv`)."""
 
     duration: metrics.Histogram
     time_to_first_chunk: metrics.Histogram
@@ -115,8 +115,8 @@ class ClientInstruments:
             )
 
         return cls(
-            duration=make(n.M_CLIENT_OPERATION_DURATION),
-            time_to_first_chunk=make(n.M_CLIENT_TIME_TO_FIRST_CHUNK),
-            time_per_output_chunk=make(n.M_CLIENT_TIME_PER_OUTPUT_CHUNK),
-            token_usage=make(n.M_CLIENT_TOKEN_USAGE),
+            duration=make(sc.M_CLIENT_OPERATION_DURATION),
+            time_to_first_chunk=make(sc.M_CLIENT_TIME_TO_FIRST_CHUNK),
+            time_per_output_chunk=make(sc.M_CLIENT_TIME_PER_OUTPUT_CHUNK),
+            token_usage=make(sc.M_CLIENT_TOKEN_USAGE),
         )

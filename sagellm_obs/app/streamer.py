@@ -48,7 +48,7 @@ from typing import Any, Literal
 from opentelemetry import metrics
 from opentelemetry import trace as otel_trace
 
-from sagellm_obs.app import names as n
+from sagellm_obs import semconv as sc
 from sagellm_obs.app.genai import ClientOperation
 from sagellm_obs.app.providers import Providers
 from sagellm_obs.protocol.toolcalls import ToolCall, ToolCallAccumulator
@@ -158,7 +158,7 @@ def parse_chunk(chunk: Any) -> _Piece:
         response_id=_get(chunk, "id"),
         model=_get(chunk, "model"),
         usage=_usage(_get(chunk, "usage")),
-        operation=n.OP_TEXT_COMPLETION if obj == "text_completion" else n.OP_CHAT,
+        operation=sc.OP_TEXT_COMPLETION if obj == "text_completion" else sc.OP_CHAT,
     )
     for choice in _get(chunk, "choices") or ():
         if (_get(choice, "index") or 0) != 0:
@@ -356,10 +356,10 @@ class TokenStreamer:
             return None
         if self._op is None:
             try:
-                operation = self.operation or (piece.operation if piece else None) or n.OP_CHAT
+                operation = self.operation or (piece.operation if piece else None) or sc.OP_CHAT
                 provider = self.provider_name or (
-                    n.PROVIDER_VLLM if piece is not None and piece.operation is None
-                    else n.PROVIDER_OPENAI
+                    sc.PROVIDER_NAME if piece is not None and piece.operation is None
+                    else sc.PROVIDER_OPENAI
                 )  # fmt: skip
                 self._op = ClientOperation(
                     self.providers,
@@ -443,7 +443,7 @@ class TokenStreamer:
             calls = self._tools.complete()
             if calls:
                 op.tool_calls([c.name for c in calls])
-            op.content(n.GEN_AI_OUTPUT_MESSAGES, self._output_messages(calls))
+            op.content(sc.GEN_AI_OUTPUT_MESSAGES, self._output_messages(calls))
         if cancelled:
             op.cancel()
         else:

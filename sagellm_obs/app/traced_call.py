@@ -23,7 +23,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
-from sagellm_obs.app import names as n
+from sagellm_obs import semconv as sc
 
 _log = logging.getLogger(__name__)
 
@@ -103,9 +103,9 @@ class CallSpan(NullCall):
             self.chunks += 1
             if self.chunks == 1:
                 ttfc = time.monotonic() - self.start_s
-                self.span.add_event(n.EVENT_FIRST_CHUNK, {n.SAGELLM_STREAM_TTFC: ttfc})
-                self.span.set_attribute(n.SAGELLM_STREAM_TTFC, ttfc)
-                self.span.set_attribute(n.SAGELLM_STREAM_CHUNK_TYPE, type(item).__name__)
+                self.span.add_event(sc.EVENT_FIRST_CHUNK, {sc.SAGELLM_STREAM_TTFC: ttfc})
+                self.span.set_attribute(sc.SAGELLM_STREAM_TTFC, ttfc)
+                self.span.set_attribute(sc.SAGELLM_STREAM_CHUNK_TYPE, type(item).__name__)
         except Exception:
             _log.debug("sagellm-obs: chunk not recorded", exc_info=True)
 
@@ -127,12 +127,12 @@ class CallSpan(NullCall):
         self.ended = True
         try:
             if stream is not None:
-                self.span.set_attribute(n.SAGELLM_RESULT_TYPE, stream)
-                self.span.set_attribute(n.SAGELLM_STREAM_CHUNKS, self.chunks)
+                self.span.set_attribute(sc.SAGELLM_RESULT_TYPE, stream)
+                self.span.set_attribute(sc.SAGELLM_STREAM_CHUNKS, self.chunks)
             else:
-                self.span.set_attribute(n.SAGELLM_RESULT_TYPE, type(value).__name__)
+                self.span.set_attribute(sc.SAGELLM_RESULT_TYPE, type(value).__name__)
                 if self.capture:
-                    self.span.set_attribute(n.SAGELLM_RESULT_VALUE, text_value(value))
+                    self.span.set_attribute(sc.SAGELLM_RESULT_VALUE, text_value(value))
             self.span.end()
         except Exception:
             _log.debug("sagellm-obs: span not ended", exc_info=True)
@@ -148,9 +148,9 @@ class CallSpan(NullCall):
             name = type(exc).__qualname__
             self.span.record_exception(exc)
             self.span.set_status(Status(StatusCode.ERROR, name))
-            self.span.set_attribute(n.ERROR_TYPE, name)
+            self.span.set_attribute(sc.ERROR_TYPE, name)
             if self.chunks:
-                self.span.set_attribute(n.SAGELLM_STREAM_CHUNKS, self.chunks)
+                self.span.set_attribute(sc.SAGELLM_STREAM_CHUNKS, self.chunks)
             self.span.end()
         except Exception:
             _log.debug("sagellm-obs: span not ended", exc_info=True)
@@ -160,8 +160,8 @@ class CallSpan(NullCall):
             return
         self.ended = True
         try:
-            self.span.set_attribute(n.SAGELLM_CANCELLED, True)
-            self.span.set_attribute(n.SAGELLM_STREAM_CHUNKS, self.chunks)
+            self.span.set_attribute(sc.SAGELLM_CANCELLED, True)
+            self.span.set_attribute(sc.SAGELLM_STREAM_CHUNKS, self.chunks)
             self.span.end()
         except Exception:
             _log.debug("sagellm-obs: span not ended", exc_info=True)
@@ -169,7 +169,7 @@ class CallSpan(NullCall):
 
 def summarize_argument(out: dict[str, Any], name: str, value: Any, capture: bool) -> None:
     """Add ``sagellm.arg.<name>.*`` attributes for one argument to ``out``."""
-    prefix = f"{n.SAGELLM_ARG_PREFIX}{name}"
+    prefix = f"{sc.SAGELLM_ARG_PREFIX}{name}"
     out[f"{prefix}.type"] = type(value).__name__
     if isinstance(value, _SIZED):
         out[f"{prefix}.size"] = len(value)

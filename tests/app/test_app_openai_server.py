@@ -15,7 +15,6 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from sagellm_obs import semconv as sc
 from sagellm_obs.app import TokenEvent, TokenStreamer, instrument_openai, trace_protocol
-from sagellm_obs.app import names as n
 from sagellm_obs.protocol import Request
 
 if TYPE_CHECKING:
@@ -52,7 +51,7 @@ CLOCK: Any = {
         },
     },
 }
-CONTENT_KEYS = (sc.GEN_AI_INPUT_MESSAGES, sc.GEN_AI_OUTPUT_MESSAGES, n.GEN_AI_TOOL_DEFINITIONS)
+CONTENT_KEYS = (sc.GEN_AI_INPUT_MESSAGES, sc.GEN_AI_OUTPUT_MESSAGES, sc.GEN_AI_TOOL_DEFINITIONS)
 
 
 @pytest.fixture
@@ -130,8 +129,8 @@ def test_one_trace_from_application_to_engine_phases(served: Served, client: Ope
     assert resp.usage is not None
     assert a[sc.GEN_AI_USAGE_INPUT_TOKENS] == resp.usage.prompt_tokens
     assert a[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == resp.usage.completion_tokens
-    assert a[n.SERVER_ADDRESS] == "127.0.0.1"
-    assert a[n.SERVER_PORT] == served.server.port
+    assert a[sc.SERVER_ADDRESS] == "127.0.0.1"
+    assert a[sc.SERVER_PORT] == served.server.port
     assert a[sc.GEN_AI_RESPONSE_FINISH_REASONS] == (resp.choices[0].finish_reason,)
     # the engine saw the same tokens the client reports
     assert attrs(engine)[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == resp.usage.completion_tokens
@@ -168,7 +167,7 @@ def test_cancel_mid_stream_aborts_the_engine_request(served: Served, client: Ope
     a = attrs(cli)
     assert a[sc.SAGELLM_CANCELLED] is True
     assert a[sc.GEN_AI_REQUEST_STREAM] is True
-    assert a[n.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] > 0
+    assert a[sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] > 0
     assert cli.status.status_code == StatusCode.UNSET
     assert served.wait_for(lambda: served.unfinished_requests() == 0)
 
@@ -191,7 +190,7 @@ def test_forced_tool_call(served: Served, client: OpenAI) -> None:
     assert args["city"] in ("Paris", "Tokyo", "Rio de Janeiro")
     assert 1 <= args["days"] <= 14 and isinstance(args["metric"], bool)
     (cli,) = client_spans(served)
-    assert attrs(cli)[n.SAGELLM_TOOL_CALL_NAMES] == ("get_weather",)
+    assert attrs(cli)[sc.SAGELLM_TOOL_CALL_NAMES] == ("get_weather",)
     assert attrs(cli)[sc.GEN_AI_RESPONSE_FINISH_REASONS] == ("tool_calls",)
 
 
@@ -222,7 +221,7 @@ def test_streamed_tool_call_arrives_in_pieces(served: Served, client: OpenAI) ->
     assert streamer.content == ""
     assert streamer.usage is not None and streamer.usage.output_tokens
     (cli,) = client_spans(served)
-    assert attrs(cli)[n.SAGELLM_TOOL_CALL_NAMES] == (call.name,)
+    assert attrs(cli)[sc.SAGELLM_TOOL_CALL_NAMES] == (call.name,)
     assert attrs(cli)[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == streamer.usage.output_tokens
 
 
@@ -252,7 +251,7 @@ def test_async_client_stream_joins_the_trace(served: Served) -> None:
     assert cli.name == f"text_completion {served.model}"
     assert http.parent is not None and http.parent.span_id == cli.context.span_id
     a = attrs(cli)
-    assert a[n.SAGELLM_STREAM_CHUNKS] >= 2
+    assert a[sc.SAGELLM_STREAM_CHUNKS] >= 2
     assert a[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == attrs(engine)[sc.GEN_AI_USAGE_OUTPUT_TOKENS]
     assert sc.SAGELLM_CANCELLED not in a
 

@@ -12,7 +12,6 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from sagellm_obs import semconv as sc
 from sagellm_obs.app import is_traced, trace_protocol
-from sagellm_obs.app import names as n
 from sagellm_obs.protocol import Request
 
 if TYPE_CHECKING:
@@ -89,11 +88,11 @@ def test_sync_method_span(mem: Mem) -> None:
     assert a["sagellm.arg.prompt.type"] == "str"
     assert a["sagellm.arg.prompt.size"] == 11
     assert a["sagellm.arg.max_tokens.type"] == "int"
-    assert a[n.SAGELLM_RESULT_TYPE] == "str"
-    assert a[n.CODE_FUNCTION_NAME].endswith("Service.generate")
+    assert a[sc.SAGELLM_RESULT_TYPE] == "str"
+    assert a[sc.CODE_FUNCTION_NAME].endswith("Service.generate")
     # no content by default
     assert not any(k.endswith(".value") for k in a)
-    assert n.SAGELLM_RESULT_VALUE not in a
+    assert sc.SAGELLM_RESULT_VALUE not in a
     assert "hello" not in repr(a).lower()
 
 
@@ -108,7 +107,7 @@ def test_async_method_span_and_protocol_ids(mem: Mem) -> None:
     assert a["sagellm.arg.request.request_id"] == "r-1"
     assert a["sagellm.arg.request.trace_id"] == "t-1"
     assert a["sagellm.arg.tags.size"] == 2
-    assert a[n.SAGELLM_RESULT_TYPE] == "dict"
+    assert a[sc.SAGELLM_RESULT_TYPE] == "dict"
     assert "secret" not in repr(a)
 
 
@@ -120,10 +119,10 @@ def test_generator_method_span(mem: Mem) -> None:
     (span,) = mem.spans()
     a = attrs(span)
     assert span.name == "Service.tokens"
-    assert a[n.SAGELLM_STREAM_CHUNKS] == 3
-    assert a[n.SAGELLM_RESULT_TYPE] == "generator"
-    assert a[n.SAGELLM_STREAM_TTFC] >= 0
-    assert [e.name for e in span.events] == [n.EVENT_FIRST_CHUNK]
+    assert a[sc.SAGELLM_STREAM_CHUNKS] == 3
+    assert a[sc.SAGELLM_RESULT_TYPE] == "generator"
+    assert a[sc.SAGELLM_STREAM_TTFC] >= 0
+    assert [e.name for e in span.events] == [sc.EVENT_FIRST_CHUNK]
 
 
 def test_async_generator_and_returned_async_iterator(mem: Mem) -> None:
@@ -136,15 +135,15 @@ def test_async_generator_and_returned_async_iterator(mem: Mem) -> None:
 
     assert asyncio.run(run()) == (["x", "y"], ["p", "q", "r"])
     direct, inner = mem.named("Service.atokens")
-    assert attrs(direct)[n.SAGELLM_STREAM_CHUNKS] == 2
-    assert attrs(direct)[n.SAGELLM_RESULT_TYPE] == "async_generator"
+    assert attrs(direct)[sc.SAGELLM_STREAM_CHUNKS] == 2
+    assert attrs(direct)[sc.SAGELLM_RESULT_TYPE] == "async_generator"
     (stream,) = mem.named("Service.stream")
-    assert attrs(stream)[n.SAGELLM_STREAM_CHUNKS] == 3
-    assert attrs(stream)[n.SAGELLM_RESULT_TYPE] == "async_generator"
-    assert n.EVENT_FIRST_CHUNK in [e.name for e in stream.events]
+    assert attrs(stream)[sc.SAGELLM_STREAM_CHUNKS] == 3
+    assert attrs(stream)[sc.SAGELLM_RESULT_TYPE] == "async_generator"
+    assert sc.EVENT_FIRST_CHUNK in [e.name for e in stream.events]
     # the traced generator stream() returns runs inside stream()'s span
     assert inner.parent is not None and inner.parent.span_id == stream.context.span_id
-    assert attrs(inner)[n.SAGELLM_STREAM_CHUNKS] == 3
+    assert attrs(inner)[sc.SAGELLM_STREAM_CHUNKS] == 3
     assert direct.parent is None
 
 
@@ -158,7 +157,7 @@ def test_errors_are_recorded_and_reraised_unchanged(mem: Mem) -> None:
     for span in mem.spans():
         assert span.status.status_code == StatusCode.ERROR
         assert attrs(span)[sc.ERROR_TYPE] == "Boom"
-        assert [e.name for e in span.events] == [n.EVENT_EXCEPTION]
+        assert [e.name for e in span.events] == [sc.EVENT_EXCEPTION]
     assert attrs(mem.named("Service.fail")[0])["sagellm.arg.data.size"] == 3
 
 
@@ -187,7 +186,7 @@ def test_stream_error_and_early_close(mem: Mem) -> None:
     asyncio.run(partial())
     (broken,) = mem.named("Streams.broken")
     assert broken.status.status_code == StatusCode.ERROR
-    assert attrs(broken)[n.SAGELLM_STREAM_CHUNKS] == 1
+    assert attrs(broken)[sc.SAGELLM_STREAM_CHUNKS] == 1
     (long,) = mem.named("Streams.long")
     assert attrs(long)[sc.SAGELLM_CANCELLED] is True
     assert long.status.status_code == StatusCode.UNSET
@@ -262,7 +261,7 @@ def test_capture_content_records_values(mem: Mem) -> None:
     svc.generate("r", "visible text")
     a = attrs(mem.spans()[0])
     assert a["sagellm.arg.prompt.value"] == "visible text"
-    assert a[n.SAGELLM_RESULT_VALUE] == "VISIBLE TEXT"
+    assert a[sc.SAGELLM_RESULT_VALUE] == "VISIBLE TEXT"
 
 
 def test_broken_tracer_never_breaks_the_call(mem: Mem) -> None:

@@ -21,7 +21,6 @@ from opentelemetry.trace import SpanKind
 
 from sagellm_obs import semconv as sc
 from sagellm_obs.app import TokenEvent, TokenStreamer
-from sagellm_obs.app import names as n
 from sagellm_obs.protocol.toolcalls import (
     ForcedTool,
     ForcedToolStream,
@@ -125,22 +124,22 @@ def test_parallel_tool_calls_assemble(mem: Mem) -> None:
     assert a[sc.GEN_AI_RESPONSE_FINISH_REASONS] == ("tool_calls",)
     assert a[sc.GEN_AI_USAGE_INPUT_TOKENS] == 11
     assert a[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == 40
-    assert a[n.SAGELLM_TOOL_CALLS] == 2
-    assert a[n.SAGELLM_TOOL_CALL_NAMES] == ("get_weather", "get_time")
-    assert a[n.SAGELLM_STREAM_CHUNKS] == len(chunks)
-    assert a[n.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] >= 0
-    assert [e.name for e in span.events] == [n.EVENT_FIRST_CHUNK]
+    assert a[sc.SAGELLM_TOOL_CALLS] == 2
+    assert a[sc.SAGELLM_TOOL_CALL_NAMES] == ("get_weather", "get_time")
+    assert a[sc.SAGELLM_STREAM_CHUNKS] == len(chunks)
+    assert a[sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] >= 0
+    assert [e.name for e in span.events] == [sc.EVENT_FIRST_CHUNK]
     # no content by default: neither the arguments nor output messages
     assert sc.GEN_AI_OUTPUT_MESSAGES not in a
     assert "Rio" not in repr(a)
 
     mem.telemetry.flush()
-    durations = mem.metric_points(n.M_CLIENT_OPERATION_DURATION.name)
+    durations = mem.metric_points(sc.M_CLIENT_OPERATION_DURATION.name)
     assert durations and sum(p.count for p in durations) >= 1
-    assert mem.metric_points(n.M_CLIENT_TIME_TO_FIRST_CHUNK.name)
+    assert mem.metric_points(sc.M_CLIENT_TIME_TO_FIRST_CHUNK.name)
     usage = {
         p.attributes[sc.GEN_AI_TOKEN_TYPE]: p.sum
-        for p in mem.metric_points(n.M_CLIENT_TOKEN_USAGE.name)
+        for p in mem.metric_points(sc.M_CLIENT_TOKEN_USAGE.name)
     }
     assert float(usage["input"]) >= 11 and float(usage["output"]) >= 40
 
@@ -219,7 +218,7 @@ def test_cancel_from_callback_closes_the_source(mem: Mem) -> None:
     (span,) = mem.spans()
     a = dict(span.attributes or {})
     assert a[sc.SAGELLM_CANCELLED] is True
-    assert a[n.SAGELLM_STREAM_CHUNKS] == 3
+    assert a[sc.SAGELLM_STREAM_CHUNKS] == 3
 
 
 def test_async_source_and_break(mem: Mem) -> None:
