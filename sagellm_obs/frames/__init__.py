@@ -1,11 +1,13 @@
-"""Polars frames of a run: spans, requests, engine steps and metric points.
+"""Polars frames of a run: spans, requests, engine steps and metric points; call trees.
 
 >>> from sagellm_obs.frames import load, percentiles
 >>> run = load("sagellm-runs/20260101T000000Z-abc123")  # doctest: +SKIP
 >>> percentiles(run.requests)  # doctest: +SKIP
 
 See :mod:`sagellm_obs.frames.schemas` for the columns, :func:`load` for the sources it reads and
-:mod:`sagellm_obs.frames.analysis` for the helpers. Importing this package imports polars only.
+:mod:`sagellm_obs.frames.analysis` for the helpers. :func:`call_tree` and :func:`time_breakdown`
+(:mod:`sagellm_obs.frames.traces`) lay joined application-to-engine traces out. Importing this
+package imports polars only.
 """
 
 from __future__ import annotations
@@ -31,28 +33,35 @@ from sagellm_obs.frames.load import (
     load_steps,
 )
 from sagellm_obs.frames.schemas import (
+    CALL_TREE,
     METRICS,
     REQUESTS,
     REQUIRED_COLUMNS,
     SCHEMAS,
     SPANS,
     STEPS,
+    TIME_BREAKDOWN,
     SchemaError,
     attribute,
     check_schema,
 )
+from sagellm_obs.frames.traces import CATEGORIES, call_tree, time_breakdown
 
 __all__ = [
+    "CALL_TREE",
+    "CATEGORIES",
     "METRICS",
     "REQUESTS",
     "REQUIRED_COLUMNS",
     "SCHEMAS",
     "SPANS",
     "STEPS",
+    "TIME_BREAKDOWN",
     "Frames",
     "HistogramDelta",
     "SchemaError",
     "attribute",
+    "call_tree",
     "check_schema",
     "compare",
     "counter_delta",
@@ -68,4 +77,5 @@ __all__ = [
     "prefix_hit_rate",
     "rolling_hit_rate",
     "throughput",
+    "time_breakdown",
 ]

@@ -243,3 +243,61 @@ def attribute(key: str, dtype: PolarsDataType = pl.String) -> pl.Expr:
     if dtype == pl.Boolean:
         return (value == "true").alias(key)
     return value.cast(dtype, strict=False).alias(key)
+
+
+# --- Frames derived from ``spans`` (sagellm_obs.frames.traces) ---------------------------------
+CALL_TREE = _schema(
+    {
+        "trace_id": pl.String,
+        "span_id": pl.String,
+        "parent_span_id": pl.String,  # null for roots (and spans whose parent is not loaded)
+        "depth": pl.Int64,  # 0 for roots
+        "position": pl.Int64,  # 0-based rank in the trace's depth-first order
+        "name": pl.String,
+        "category": pl.String,  # one of sagellm_obs.frames.traces.CATEGORIES
+        "kind": pl.String,
+        "service_name": pl.String,
+        "start": TIME,
+        "end": TIME,
+        "offset_s": pl.Float64,  # start - the earliest start in the trace (the root's, normally)
+        "duration_s": pl.Float64,
+        "self_s": pl.Float64,  # duration not covered by any child span
+        "children": pl.Int64,  # direct children
+        "status_code": pl.String,
+        "error_type": pl.String,
+        "cancelled": pl.Boolean,
+        "request_id": pl.String,
+        "operation": pl.String,
+        "model": pl.String,
+        "input_tokens": pl.Int64,
+        "output_tokens": pl.Int64,
+    }
+)
+"""One row per span, in depth-first order: :func:`sagellm_obs.frames.call_tree`."""
+
+TIME_BREAKDOWN = _schema(
+    {
+        "trace_id": pl.String,
+        "request_id": pl.String,  # the engine request's id
+        "client_span_id": pl.String,
+        "server_span_id": pl.String,  # null when the client reached the engine without HTTP
+        "engine_span_id": pl.String,
+        "client_name": pl.String,  # the client span's name, e.g. "chat tiny-llama"
+        "operation": pl.String,
+        "model": pl.String,
+        "stream": pl.Boolean,
+        "client_start": TIME,
+        "client_s": pl.Float64,  # client span duration: the call as the application saw it
+        "server_s": pl.Float64,  # HTTP server span duration
+        "engine_s": pl.Float64,  # engine request span duration (arrival -> final output)
+        "queue_s": pl.Float64,
+        "prefill_s": pl.Float64,
+        "decode_s": pl.Float64,
+        "network_s": pl.Float64,  # client - server (- engine without a server span)
+        "server_overhead_s": pl.Float64,  # server - engine
+        "engine_other_s": pl.Float64,  # engine - queue - prefill - decode
+        "input_tokens": pl.Int64,
+        "output_tokens": pl.Int64,
+    }
+)
+"""One row per engine request with a client span: :func:`sagellm_obs.frames.time_breakdown`."""
