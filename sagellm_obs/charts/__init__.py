@@ -7,6 +7,10 @@ samples), so charts of runs with millions of requests stay small. Empty frames g
 Importing this package registers the ``"sagellm"`` theme (see :mod:`sagellm_obs.charts.theme`).
 Notebooks without internet access call :func:`enable_offline_renderer` first.
 
+Joined application-to-engine traces: :func:`trace_timeline` draws a
+:func:`~sagellm_obs.frames.call_tree`, :func:`time_breakdown` a
+:func:`~sagellm_obs.frames.time_breakdown` frame.
+
 Example:
     .. code-block:: python
 
@@ -32,11 +36,14 @@ from sagellm_obs.charts.theme import (
     register_theme,
 )
 from sagellm_obs.charts.throughput import concurrency, throughput
+from sagellm_obs.charts.trace import CATEGORY_COLORS, PART_COLORS, time_breakdown, trace_timeline
 from sagellm_obs.charts.waterfall import request_waterfall
 
 register_theme()
 
 __all__ = [
+    "CATEGORY_COLORS",
+    "PART_COLORS",
     "PHASES",
     "PHASE_COLORS",
     "THEME",
@@ -53,5 +60,7 @@ __all__ = [
     "request_waterfall",
     "run_dashboard",
     "throughput",
+    "time_breakdown",
+    "trace_timeline",
     "ttft_vs_prompt",
 ]
