@@ -65,9 +65,13 @@ PART_COLORS: Final = {
 """Fixed colour of each part of a model call's time."""
 
 _ROW_DIGITS: Final = 6
-_INDENT: Final = "\u00a0\u00a0\u00a0"  # no-break spaces: renderers keep them
+_INDENT: Final = "\u00b7\u00a0\u00a0"  # a dot, then no-break spaces: every renderer keeps it
 _LABEL_EXPR: Final = f"slice(datum.value, {_ROW_DIGITS + 1})"
 """Axis labels drop the ``000012|`` prefix that keeps rows unique and in order."""
+_MIN_BAR: Final = 0.004
+"""Bars are drawn at least this fraction of the longest trace wide (tiny spans stay visible)."""
+_CHAR_PX: Final = 6.3  # about the width of a label character at the theme's 11 px
+_INDENT_PX: Final = 3.1 * len(_INDENT)
 
 
 def _row_key(number: pl.Expr, label: pl.Expr) -> pl.Expr:
@@ -108,19 +112,23 @@ def timeline_rows(tree: pl.DataFrame, limit: int = 300) -> pl.DataFrame:
 
     Returns:
         Columns ``row`` (a unique, ordered key whose text after ``|`` is the indented name),
-        ``start_ms``/``end_ms`` (from the start of the trace), ``ms``, ``self_ms`` and the
-        columns shown in tooltips.
+        ``start_ms``/``end_ms`` (from the start of the trace), ``bar_end_ms`` (``end_ms``, or
+        a little more so that the bar of a very short span stays visible), ``ms``, ``self_ms``
+        and the columns shown in tooltips.
     """
     frame = _optional(tree.head(max(limit, 0)), _TIMELINE_OPTIONAL)
     indent = pl.lit(_INDENT).repeat_by(pl.col("depth").clip(0, 64)).list.join("")
     start = pl.col("offset_s").fill_nan(None).fill_null(0.0) * 1000.0
     ms = pl.col("duration_s").fill_nan(None).fill_null(0.0).clip(lower_bound=0.0) * 1000.0
+    end = start + ms
+    shortest = end.max() * _MIN_BAR
     return frame.select(
         _row_key(
             pl.int_range(pl.len()), pl.concat_str([indent, pl.col("name").fill_null("")])
         ).alias("row"),
         start.alias("start_ms"),
-        (start + ms).alias("end_ms"),
+        end.alias("end_ms"),
+        pl.max_horizontal(end, start + shortest).alias("bar_end_ms"),
         ms.alias("ms"),
         (pl.col("self_s") * 1000.0).alias("self_ms"),
         "name",
@@ -143,7 +151,8 @@ def trace_timeline(tree: pl.DataFrame, *, limit: int = 300, width: int = 620) ->
     Returns:
         Bars from each span's start to its end in milliseconds from the start of its trace,
         coloured by category (:data:`CATEGORY_COLORS`), with the duration written after each
-        bar and the span's details in the tooltip; or a "no data" chart.
+        bar and the span's details in the tooltip; or a "no data" chart. Spans shorter than
+        0.4 % of the axis are drawn that wide (their label gives the real duration).
     """
     title = "Trace timeline"
     if tree.height == 0 or limit <= 0:
@@ -154,16 +163,31 @@ def trace_timeline(tree: pl.DataFrame, *, limit: int = 300, width: int = 620) ->
     subtitle = f"{what}, {tree.height:,} spans"
     if rows.height < tree.height:
         subtitle = f"first {rows.height:,} of {tree.height:,} spans ({what})"
+    # Left-aligned labels, so that the indentation shows: pad them by the longest one's width.
+    widest = rows.select(
+        (
+            pl.col("name").fill_null("").str.len_chars() * _CHAR_PX
+            + pl.col("depth").clip(0, 64) * _INDENT_PX
+        ).max()
+    ).item()
+    pad = min(int(widest or 0) + 8, 420)
     y = alt.Y(
         "row:N",
         sort=None,
         title=None,
-        axis=alt.Axis(labelExpr=_LABEL_EXPR, labelLimit=360, ticks=False, domain=False),
+        axis=alt.Axis(
+            labelExpr=_LABEL_EXPR,
+            labelAlign="left",
+            labelPadding=pad,
+            labelLimit=pad,
+            ticks=False,
+            domain=False,
+        ),
     )
     base = alt.Chart(rows, width=width, height=max(rows.height * 20, 40)).encode(y=y)
     bars = base.mark_bar(height={"band": 0.7}).encode(
         x=alt.X("start_ms:Q", title="ms from the start of the trace"),
-        x2="end_ms:Q",
+        x2="bar_end_ms:Q",
         color=alt.Color("category:N", scale=_scale(CATEGORY_COLORS), title="span"),
         tooltip=[
             alt.Tooltip("name:N", title="span"),
@@ -185,7 +209,7 @@ def trace_timeline(tree: pl.DataFrame, *, limit: int = 300, width: int = 620) ->
     labels = (
         base.transform_calculate(label="format(datum.ms, ',.3~r') + ' ms'")
         .mark_text(align="left", dx=4, fontSize=10, color="#555")
-        .encode(x="end_ms:Q", text="label:N")
+        .encode(x="bar_end_ms:Q", text="label:N")
     )
     chart: ChartType = alt.layer(bars, labels).properties(title=alt.Title(title, subtitle=subtitle))
     return chart

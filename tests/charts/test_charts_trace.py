@@ -15,7 +15,7 @@ from sagellm_obs.charts.trace import PARTS
 from sagellm_obs.frames import CALL_TREE, CATEGORIES, TIME_BREAKDOWN
 from sagellm_obs.frames.schemas import conform, empty
 
-NBSP = "\u00a0"
+INDENT = "\u00b7\u00a0\u00a0"  # a dot and two no-break spaces per level
 
 
 def tree_frame(rows: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
@@ -99,16 +99,17 @@ def test_timeline_rows_in_tree_order_indented_by_depth() -> None:
     _, rows = bars(spec)
     assert [label(r) for r in rows] == [
         "Assistant.answer",
-        f"{NBSP * 3}chat tiny",
-        f"{NBSP * 6}POST /v1/chat/completions",
-        f"{NBSP * 9}chat tiny",
-        f"{NBSP * 12}queue",
-        f"{NBSP * 12}prefill",
-        f"{NBSP * 12}decode",
-        f"{NBSP * 3}execute_tool get_weather",
+        f"{INDENT * 1}chat tiny",
+        f"{INDENT * 2}POST /v1/chat/completions",
+        f"{INDENT * 3}chat tiny",
+        f"{INDENT * 4}queue",
+        f"{INDENT * 4}prefill",
+        f"{INDENT * 4}decode",
+        f"{INDENT * 1}execute_tool get_weather",
     ]
     decode = rows[6]
     assert (decode["start_ms"], decode["end_ms"], decode["ms"]) == pytest.approx((21, 39, 18))
+    assert decode["bar_end_ms"] == decode["end_ms"]
     assert decode["self_ms"] == pytest.approx(9.0)
     assert spec["title"]["subtitle"] == "1 trace, 8 spans"
 
@@ -118,9 +119,12 @@ def test_timeline_encodings() -> None:
     unit, _ = bars(spec)
     enc = unit["encoding"]
     assert (enc["x"]["field"], enc["x"]["type"]) == ("start_ms", "quantitative")
-    assert enc["x2"] == {"field": "end_ms"}
+    assert enc["x2"] == {"field": "bar_end_ms"}
     assert (enc["y"]["field"], enc["y"]["type"], enc["y"]["sort"]) == ("row", "nominal", None)
-    assert enc["y"]["axis"]["labelExpr"] == "slice(datum.value, 7)"
+    axis = enc["y"]["axis"]
+    assert axis["labelExpr"] == "slice(datum.value, 7)"
+    assert axis["labelAlign"] == "left"  # so that the indentation shows
+    assert axis["labelPadding"] == axis["labelLimit"] > 100
     assert enc["color"]["field"] == "category"
     assert enc["color"]["scale"] == {
         "domain": list(CATEGORY_COLORS),
@@ -129,8 +133,20 @@ def test_timeline_encodings() -> None:
     tooltip = {t["field"] for t in enc["tooltip"]}
     assert tooltip >= {"name", "category", "ms", "self_ms", "request_id", "trace_id"}
     (text,) = units_with_mark(spec, "text")
-    assert text["encoding"]["x"]["field"] == "end_ms"
+    assert text["encoding"]["x"]["field"] == "bar_end_ms"
     assert text["encoding"]["text"]["field"] == "label"
+
+
+def test_very_short_spans_stay_visible() -> None:
+    tree = a_tree().with_columns(
+        duration_s=pl.when(pl.col("category") == "tool call")
+        .then(pl.lit(1e-8))
+        .otherwise(pl.col("duration_s"))
+    )
+    _, rows = bars(charts.trace_timeline(tree).to_dict())
+    tool = rows[7]
+    assert tool["ms"] == pytest.approx(1e-5)
+    assert tool["bar_end_ms"] - tool["start_ms"] == pytest.approx(0.004 * 100.0)
 
 
 def test_timeline_limit() -> None:
