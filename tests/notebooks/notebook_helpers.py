@@ -21,6 +21,7 @@ NOTEBOOKS = (
     "03_kv_and_prefix_cache",
     "04_loading_traces",
     "05_comparing_runs",
+    "06_tool_using_app",
 )
 KERNEL = "python3"  # the name the notebooks' metadata asks for
 REQUESTS = "16"  # SAGELLM_OBS_NOTEBOOK_REQUESTS for the tests: small workloads

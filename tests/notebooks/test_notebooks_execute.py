@@ -30,6 +30,7 @@ MIN_CHARTS = {
     "03_kv_and_prefix_cache": 5,
     "04_loading_traces": 1,
     "05_comparing_runs": 7,
+    "06_tool_using_app": 2,
 }
 EXPLORERS = {"01_quickstart": 1, "05_comparing_runs": 1}
 CHART_CALL = re.compile(r"\bcharts\.\w+\(|\balt\.Chart\(|\bexplore\(")
