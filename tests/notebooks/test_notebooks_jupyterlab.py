@@ -318,7 +318,8 @@ def _wait_all_ran(page: Any, log: Path) -> None:
                 raise
             reruns += 1
             warnings.warn(
-                f"JupyterLab: cells pending on an idle kernel; Run All again\n{_diagnose(page, log)}",
+                "JupyterLab: cells pending on an idle kernel; Run All again\n"
+                + _diagnose(page, log),
                 stacklevel=1,
             )
             _run_all(page)
