@@ -38,3 +38,9 @@ def test_application_side_names_are_documented() -> None:
         assert f"`{metric.prometheus_name}`" in DOC, metric.prometheus_name
         assert metric.buckets == tuple(sorted(set(metric.buckets or ()))), metric.name
     assert f"`{sc.tool_span_name('{gen_ai.tool.name}')}`" in DOC
+
+
+def test_http_span_names_are_documented() -> None:
+    for key, meaning in sc.HTTP_ATTRIBUTE_DOCS.items():
+        assert f"| `{key}` | {meaning} |" in DOC, key
+    assert f"`{sc.TRACE_ID_HEADER}`" in DOC

@@ -27,22 +27,6 @@ from sagellm_obs.protocol import TRACEPARENT_KEY, TRACESTATE_KEY, TraceParent, o
 from sagellm_obs.telemetry import Telemetry
 from sagellm_obs.telemetry.ids import TraceIdOverride
 
-# HTTP server semantic-convention attributes (OpenTelemetry semconv, stable HTTP).
-HTTP_REQUEST_METHOD = "http.request.method"
-HTTP_ROUTE = "http.route"
-HTTP_RESPONSE_STATUS_CODE = "http.response.status_code"
-URL_PATH = "url.path"
-URL_SCHEME = "url.scheme"
-SERVER_ADDRESS = "server.address"
-SERVER_PORT = "server.port"
-CLIENT_ADDRESS = "client.address"
-CLIENT_PORT = "client.port"
-USER_AGENT_ORIGINAL = "user_agent.original"
-NETWORK_PROTOCOL_VERSION = "network.protocol.version"
-
-TRACE_ID_HEADER = "x-trace-id"
-"""Response header with the 32-hex OpenTelemetry trace id of the request."""
-
 _PROPAGATOR = TraceContextTextMapPropagator()
 
 
@@ -74,24 +58,24 @@ class HttpSpan:
         method = str(scope.get("method", "GET"))
         self.name = f"{method} {route}" if route else method
         self.attributes: dict[str, Any] = {
-            HTTP_REQUEST_METHOD: method,
-            URL_PATH: str(scope.get("path", "")),
-            URL_SCHEME: str(scope.get("scheme", "http")),
-            NETWORK_PROTOCOL_VERSION: str(scope.get("http_version", "1.1")),
+            sc.HTTP_REQUEST_METHOD: method,
+            sc.URL_PATH: str(scope.get("path", "")),
+            sc.URL_SCHEME: str(scope.get("scheme", "http")),
+            sc.NETWORK_PROTOCOL_VERSION: str(scope.get("http_version", "1.1")),
         }
         if route:
-            self.attributes[HTTP_ROUTE] = route
+            self.attributes[sc.HTTP_ROUTE] = route
         server = scope.get("server")
         if server:
-            self.attributes[SERVER_ADDRESS] = str(server[0])
+            self.attributes[sc.SERVER_ADDRESS] = str(server[0])
             if server[1] is not None:
-                self.attributes[SERVER_PORT] = int(server[1])
+                self.attributes[sc.SERVER_PORT] = int(server[1])
         client = scope.get("client")
         if client:
-            self.attributes[CLIENT_ADDRESS] = str(client[0])
-            self.attributes[CLIENT_PORT] = int(client[1])
+            self.attributes[sc.CLIENT_ADDRESS] = str(client[0])
+            self.attributes[sc.CLIENT_PORT] = int(client[1])
         if "user-agent" in self.headers:
-            self.attributes[USER_AGENT_ORIGINAL] = self.headers["user-agent"]
+            self.attributes[sc.USER_AGENT_ORIGINAL] = self.headers["user-agent"]
         self.parent = _PROPAGATOR.extract(self.headers)
         self.has_parent = trace.get_current_span(self.parent).get_span_context().is_valid
         self.span: trace.Span | None = None
@@ -158,7 +142,7 @@ class HttpSpan:
         """``X-Trace-Id`` and ``traceparent`` response headers."""
         tp = self.traceparent()
         return [
-            (TRACE_ID_HEADER.encode(), tp.trace_id.encode()),
+            (sc.TRACE_ID_HEADER.encode(), tp.trace_id.encode()),
             (TRACEPARENT_KEY.encode(), str(tp).encode()),
         ]
 
@@ -166,7 +150,7 @@ class HttpSpan:
         """End the span with the response status (5xx and exceptions mark it as an error)."""
         span = self.start()
         if status is not None:
-            span.set_attribute(HTTP_RESPONSE_STATUS_CODE, status)
+            span.set_attribute(sc.HTTP_RESPONSE_STATUS_CODE, status)
         if error_type is not None:
             span.set_attribute(sc.ERROR_TYPE, error_type)
             span.set_status(Status(StatusCode.ERROR))

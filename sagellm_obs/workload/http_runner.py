@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from sagellm_obs import semconv as sc
 from sagellm_obs.protocol import Request
 from sagellm_obs.protocol.tracecontext import otel_trace_id
 from sagellm_obs.workload.item import WorkItem
@@ -196,7 +197,7 @@ async def run_http_workload(
                         json=body,
                         headers={"X-Request-Id": req.request_id, "traceparent": traceparent},
                     ) as resp:
-                        returned = resp.headers.get("x-trace-id")
+                        returned = resp.headers.get(sc.TRACE_ID_HEADER)
                         if returned:
                             row["trace_id"] = returned
                         if resp.status_code >= 400:
