@@ -15,10 +15,14 @@ Variants:
 
 * ``full``: ``configure()`` with the local store on: spans (request + 3 phases + 1 event), metric
   points with exemplars, OTLP/JSON lines written to ``traces-*.jsonl``, metrics exported
-  every 5 s to ``metrics-*.jsonl``.
-* ``store_off``: ``configure(run_dir=False)``, no OTLP: spans and metric points are still built,
-  nothing is exported.
+  every 5 s to ``metrics-*.jsonl``. The pipeline takes its direct way (no SDK span objects).
+* ``store_off``: ``configure(run_dir=False)``, no OTLP: span ids, sampling decisions and metric
+  points are still made, nothing is exported.
 * ``spans_only``: the store on, metric recording patched out (``full - spans_only`` = metrics).
+* ``otlp``: ``full`` plus a span exporter that encodes OTLP protobuf and drops it (as for
+  ``vllm_style`` below): the pipeline hands ``ReadableSpan`` objects to its batch processor.
+* ``sdk_path``: ``full`` with a (no-op) span processor added by the user to the tracer provider:
+  the pipeline falls back to ``Tracer.start_span`` and the store's batch span processor.
 * ``vllm_style``: what vLLM's ``--otlp-traces-endpoint`` does per finished request
   (``OutputProcessor.do_tracing`` + ``vllm.tracing.otel.manual_instrument_otel``: one
   ``llm_request`` span with vLLM's attributes, parent context extracted from the environment),
@@ -64,8 +68,6 @@ from benchmarks._common import (
 )
 from benchmarks._records import make_record
 from sagellm_obs.protocol.timing import ClockAnchor
-from sagellm_obs.store.exporters import StoreSpanExporter
-from sagellm_obs.store.run import RunStore
 from sagellm_obs.telemetry import AdvancedOptions, RequestRecord, Telemetry, configure
 
 NAME = "telemetry_cost"
@@ -87,7 +89,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     "toy": {"records": 256, "reps": 1, "max_reps": 1, "max_seconds": 60, "profile_records": 128},
 }
-VARIANTS = ("off", "full", "store_off", "spans_only", "vllm_style")
+VARIANTS = ("off", "full", "store_off", "spans_only", "otlp", "sdk_path", "vllm_style")
 TARGET_US = 30.0
 SPANS_PER_BATCH = 512  # the batch span processor's max_export_batch_size
 METRIC_EXPORTS = 5
@@ -197,7 +199,7 @@ class VllmStyle:
 # --- our variants --------------------------------------------------------------------------------
 
 
-def _no_metrics(record: RequestRecord) -> None:
+def _no_metrics(record: RequestRecord, context: Any) -> None:
     return None
 
 
@@ -206,7 +208,15 @@ class Ours:
 
     chunk = SPANS_PER_BATCH // 4  # four spans per request
 
-    def __init__(self, run_dir: Path | None, *, metrics: bool = True) -> None:
+    def __init__(
+        self,
+        run_dir: Path | None,
+        *,
+        metrics: bool = True,
+        otlp: bool = False,
+        user_processor: bool = False,
+    ) -> None:
+        self.otlp = ProtobufDropExporter() if otlp else None
         self.tel: Telemetry = configure(
             run_dir=run_dir if run_dir is not None else False,
             otlp_endpoint=False,
@@ -214,10 +224,13 @@ class Ours:
             engine_id="vllm-bench",
             service_name="sagellm-obs-bench",
             make_current=False,
+            advanced=AdvancedOptions(span_exporters=[self.otlp] if self.otlp else []),
         )
         if not metrics:
             # Instance attribute shadows the method: the pipeline records no metric points.
-            self.tel.pipeline._record_request_metrics = _no_metrics  # type: ignore[method-assign,assignment]
+            self.tel.pipeline._record_request_metrics = _no_metrics  # type: ignore[method-assign]
+        if user_processor:
+            self.tel.tracer_provider.add_span_processor(SpanProcessor())
         self.submitted = 0
         self.submit: Callable[[RequestRecord], None] = self._submit
 
@@ -247,7 +260,9 @@ class Ours:
         run = self.tel.run_dir
         if run is None:
             return None
-        return sum(p.read_bytes().count(b'"spanId":') for p in run.glob("traces-*.jsonl"))
+        stored = sum(p.read_bytes().count(b'"spanId":') for p in run.glob("traces-*.jsonl"))
+        # With OTLP, a span missing on either side shows as a shortfall.
+        return min(stored, self.otlp.spans) if self.otlp is not None else stored
 
     def close(self) -> None:
         self.tel.shutdown()
@@ -289,6 +304,8 @@ def _variants(tmp: Path) -> dict[str, Any]:
         "full": Ours(tmp / "full"),
         "store_off": Ours(None),
         "spans_only": Ours(tmp / "spans_only", metrics=False),
+        "otlp": Ours(tmp / "otlp", otlp=True),
+        "sdk_path": Ours(tmp / "sdk_path", user_processor=True),
         "vllm_style": VllmStyle(),
     }
 
@@ -336,21 +353,21 @@ class _Collect(SpanProcessor):
 # (label, file suffix, function name): inclusive times; "  of which" rows are part of the row
 # above, a row with an empty label adds to the one before it.
 _OURS_PARTS: list[tuple[str, str, str]] = [
-    ("our attribute dict (`_request_attributes`)", "telemetry/pipeline.py", "_request_attributes"),
-    ("  of which prefix-block hashes", "telemetry/pipeline.py", "prefix_block_hashes"),
-    ("SDK span creation (`Tracer.start_span`, 4/request)", "sdk/trace/__init__.py", "start_span"),
-    ("  of which attribute cleaning (`BoundedAttributes`)", "attributes/__init__.py", "__init__"),
-    ("  of which id generation", "telemetry/ids.py", "generate_span_id"),
-    ("SDK span end (`Span.end`)", "sdk/trace/__init__.py", "end"),
-    ("first-token event (`add_event`)", "sdk/trace/__init__.py", "add_event"),
-    ("metric recording (9 points)", "telemetry/pipeline.py", "_record_request_metrics"),
+    ("our attribute dict (`request_attributes`)", "telemetry/attributes.py", "request_attributes"),
+    ("  of which prefix-block hashes", "telemetry/attributes.py", "prefix_block_hashes"),
+    ("spans, direct (`RequestSpans._direct`)", "telemetry/spans.py", "_direct"),
+    ("  of which ids (`generate_*_id`)", "telemetry/ids.py", "generate_span_id"),
+    ("", "telemetry/ids.py", "generate_trace_id"),
+    ("  of which OTLP/JSON text (`RequestSpans._store`)", "telemetry/spans.py", "_store"),
+    ("  of which attribute text (`attributes_text`)", "store/otlp_text.py", "attributes_text"),
+    ("  of which exemplar context (`set_span_in_context`)", "trace/propagation/__init__.py",
+     "set_span_in_context"),
+    ("metric recording (9 points)", "telemetry/instruments.py", "record_request"),
+    ("  of which `Measurement` objects (attribute cleaning)", "_internal/measurement.py",
+     "__post_init__"),
     ("  of which aggregation + attribute keys", "_view_instrument_match.py", "consume_measurement"),
     ("  of which exemplar offers", "exemplar/exemplar_reservoir.py", "offer"),
-    ("context attach/detach", "opentelemetry/context/__init__.py", "attach"),
-    ("", "opentelemetry/context/__init__.py", "detach"),
-    ("OTLP/JSON shaping (`encode_spans`)", "store/otlp_json.py", "encode_spans"),
-    ("JSON serialisation (`json.dumps`)", "store/run.py", "_dumps"),
-    ("store file write (`_RotatingLines.write`, incl. dumps)", "store/run.py", "write"),
+    ("store line write (`SpanLines._write`: join, encode, write)", "store/otlp_text.py", "_write"),
 ]  # fmt: skip
 _VLLM_PARTS: list[tuple[str, str, str]] = [
     ("context from os.environ (`_get_smart_context`)", "telemetry_cost.py", "_vllm_smart_context"),
@@ -412,41 +429,31 @@ def _summarise(prof: cProfile.Profile, n: int, parts: list[tuple[str, str, str]]
 
 
 def _profile_ours(n: int, tmp: Path, anchor: ClockAnchor) -> dict[str, Any]:
-    """The full variant's work in one thread under cProfile: drain, then export 512-span batches.
+    """The full variant's work in one thread under cProfile: one drain of ``n`` records.
 
-    The store is replaced by the same exporter driven from this thread, and its periodic metric
-    reader by an in-memory one (same aggregation work per point; its export is measured apart).
+    The store is on (its span lines are written by the drain); the periodic metric export is
+    pushed out of the run (it is measured apart).
     """
-    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-
     tel = configure(
-        run_dir=False,
+        run_dir=tmp / "profile",
         otlp_endpoint=False,
         prometheus_port=False,
         engine_id="vllm-bench",
         make_current=False,
-        advanced=AdvancedOptions(
-            pipeline_interval=3600.0,  # we drain it ourselves
-            metric_readers=[InMemoryMetricReader()],
-        ),
+        advanced=AdvancedOptions(pipeline_interval=3600.0, metric_export_interval=3600.0),
     )
-    collect = _Collect()
-    tel.tracer_provider.add_span_processor(collect)
-    store = RunStore(tmp / "profile")
-    exporter = StoreSpanExporter(store)
     try:
         for i in range(n):
             tel.pipeline.submit_request(make_record(anchor, i, tag="profile"))
         gc.collect()
         prof = cProfile.Profile()
         prof.enable()
-        tel.pipeline._drain()
-        for k in range(0, len(collect.spans), SPANS_PER_BATCH):
-            exporter.export(collect.spans[k : k + SPANS_PER_BATCH])
+        tel.pipeline._drain(write_all=True)
         prof.disable()
+        if not tel.pipeline.spans.direct:
+            raise RuntimeError("the profiled pipeline did not take its direct way")
     finally:
         tel.shutdown()
-        store.close()
     return _summarise(prof, n, _OURS_PARTS)
 
 
@@ -522,6 +529,8 @@ def run(opts: Options) -> dict[str, Any]:
             spans_expected = {
                 "full": 4 * n * reps,
                 "spans_only": 4 * n * reps,
+                "otlp": 4 * n * reps,
+                "sdk_path": 4 * n * reps,
                 "vllm_style": n * reps,
             }
             ptask = bar.add_task("profiles", total=2, status="cProfile, one thread")
@@ -595,6 +604,8 @@ _LABELS = {
     "full": "ours, full (store on)",
     "store_off": "ours, store off",
     "spans_only": "ours, spans only (store on, no metrics)",
+    "otlp": "ours, full + OTLP protobuf exporter (network dropped)",
+    "sdk_path": "ours, full, a user's span processor present (SDK spans)",
     "vllm_style": "vLLM-style single span + OTLP protobuf",
 }
 
@@ -608,7 +619,7 @@ def render(doc: dict[str, Any]) -> str:
         v["full"]["cpu_us_per_request"]["median"] - v["spans_only"]["cpu_us_per_request"]["median"]
     )
     rows = []
-    for name in ("full", "store_off", "spans_only", "vllm_style"):
+    for name in ("full", "store_off", "spans_only", "otlp", "sdk_path", "vllm_style"):
         x = v[name]
         c = x["cpu_us_per_request"]
         spans = (

@@ -63,7 +63,12 @@ class _RotatingLines:
         data = "".join(_dumps(o) + "\n" for o in objects)
         if not data:
             return 0
-        encoded = data.encode()
+        return self.write_bytes(data.encode())
+
+    def write_bytes(self, encoded: bytes) -> int:
+        """Append already-encoded whole lines (each ending in a newline)."""
+        if not encoded:
+            return 0
         with self._lock:
             if self._file is None:
                 self._open()
@@ -76,7 +81,7 @@ class _RotatingLines:
             if self._fsync:
                 os.fsync(self._file.fileno())
             self._size += len(encoded)
-            n = data.count("\n")
+            n = encoded.count(b"\n")
             self.lines_written += n
             return n
 
@@ -125,6 +130,15 @@ class RunStore:
     def write(self, kind: str, objects: Iterable[Mapping[str, Any]]) -> int:
         """Append objects (one line each) to the ``kind`` files; returns the lines written."""
         return self._files[kind].write(objects)
+
+    def write_lines(self, kind: str, data: bytes) -> int:
+        """Append pre-encoded JSON lines (UTF-8, each ending in ``\\n``) to the ``kind`` files.
+
+        For writers that build the JSON text themselves (the telemetry thread's span lines).
+        """
+        if data and not data.endswith(b"\n"):
+            raise ValueError("data must be whole lines ending in a newline")
+        return self._files[kind].write_bytes(data)
 
     def lines_written(self, kind: str) -> int:
         """Lines this writer has appended to ``kind`` files."""

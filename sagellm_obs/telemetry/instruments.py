@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from opentelemetry.context import Context
 from opentelemetry.metrics import Meter
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 
 from sagellm_obs import semconv as sc
+from sagellm_obs.telemetry.records import RequestRecord
+
+_MAX_ATTRIBUTE_SETS = 4096
 
 
 def views() -> list[View]:
@@ -54,6 +58,35 @@ class Instruments:
     generation_tokens: Any
     preemptions: Any
     dropped: Any
+    # Attribute dicts per (operation, model, error type, finish reason): built once, shared by
+    # every measurement (the SDK copies what it keeps).
+    _sets: dict[tuple[str, ...], tuple[dict[str, Any], ...]] = field(
+        default_factory=dict, repr=False
+    )
+
+    def record_request(self, r: RequestRecord, context: Context | None) -> None:
+        """A finished request's metric points; ``context`` names its span (for exemplars)."""
+        key = (r.operation, r.model, r.error_type or "", r.finish_reason)
+        sets = self._sets.get(key) if all(type(k) is str for k in key) else None
+        if sets is None:
+            sets = _attribute_sets(r)
+            if len(self._sets) >= _MAX_ATTRIBUTE_SETS:
+                self._sets.clear()
+            self._sets[key] = sets
+        attrs, with_reason, tokens_in, tokens_out = sets
+        self.requests.add(1, with_reason, context)
+        self.duration.record(r.e2e, attrs, context)
+        if r.error_type:
+            return
+        if r.first_token_ts:
+            self.ttft.record(r.ttft, attrs, context)
+            self.queue.record(r.queue, attrs, context)
+            self.prefill.record(r.prefill, attrs, context)
+        if r.output_tokens > 1:
+            self.tpot.record(r.tpot, attrs, context)
+            self.decode.record(r.decode, attrs, context)
+        self.token_usage.record(r.prompt_tokens, tokens_in, context)
+        self.token_usage.record(r.output_tokens, tokens_out, context)
 
     @classmethod
     def create(cls, meter: Meter) -> Instruments:
@@ -77,3 +110,19 @@ class Instruments:
             preemptions=_make(meter, sc.M_PREEMPTIONS),
             dropped=_make(meter, sc.M_TELEMETRY_DROPPED),
         )
+
+
+def _attribute_sets(r: RequestRecord) -> tuple[dict[str, Any], ...]:
+    attrs: dict[str, Any] = {
+        sc.GEN_AI_OPERATION_NAME: r.operation,
+        sc.GEN_AI_PROVIDER_NAME: sc.PROVIDER_NAME,
+        sc.GEN_AI_REQUEST_MODEL: r.model,
+    }
+    if r.error_type:
+        attrs[sc.ERROR_TYPE] = r.error_type
+    return (
+        attrs,
+        {**attrs, sc.GEN_AI_RESPONSE_FINISH_REASONS: r.finish_reason},
+        {**attrs, sc.GEN_AI_TOKEN_TYPE: "input"},
+        {**attrs, sc.GEN_AI_TOKEN_TYPE: "output"},
+    )

@@ -8,50 +8,22 @@ engine: failures are logged and counted.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import resource
 import threading
 import time
-from array import array
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from typing import Any
-
-from opentelemetry import context as otel_context
-from opentelemetry import trace
-from opentelemetry.trace import (
-    NonRecordingSpan,
-    SpanContext,
-    SpanKind,
-    Status,
-    StatusCode,
-    TraceFlags,
-    TraceState,
-)
 
 from sagellm_obs import semconv as sc
 from sagellm_obs.protocol.timing import ClockAnchor
-from sagellm_obs.telemetry.ids import TraceIdOverride
 from sagellm_obs.telemetry.instruments import Instruments
 from sagellm_obs.telemetry.records import RequestRecord
+from sagellm_obs.telemetry.spans import RequestSpans
 
 _log = logging.getLogger(__name__)
-
-PREFIX_BLOCK_TOKENS = 128  # vLLM's CPU block size; hashes are for studying reuse, not for vLLM
-
-
-def prefix_block_hashes(token_ids: Sequence[int], block: int = PREFIX_BLOCK_TOKENS) -> list[str]:
-    """Chained hashes of the full prompt blocks, as a prefix cache keys them (no text exported)."""
-    out: list[str] = []
-    parent = b""
-    for start in range(0, len(token_ids) - block + 1, block):
-        h = hashlib.blake2b(parent, digest_size=8)
-        h.update(array("q", token_ids[start : start + block]).tobytes())
-        parent = h.digest()
-        out.append(parent.hex())
-    return out
 
 
 class _MemoryWatch:
@@ -86,10 +58,8 @@ class Pipeline:
     """Background recorder of request and step records.
 
     Args:
-        tracer: Tracer that builds the spans.
+        spans: Builds each request's spans (and the store's span lines).
         instruments: Metric instruments.
-        id_override: The provider's id generator, to give root spans the protocol's trace id.
-        anchor: Wall/monotonic anchor for converting vLLM's monotonic timestamps.
         write_steps: Sink for step records (the local store), or None.
         interval: Seconds between drains.
         max_pending: Records kept waiting at most; beyond, new ones are dropped and counted.
@@ -97,19 +67,15 @@ class Pipeline:
 
     def __init__(
         self,
-        tracer: trace.Tracer,
+        spans: RequestSpans,
         instruments: Instruments,
-        id_override: TraceIdOverride,
-        anchor: ClockAnchor,
         write_steps: Callable[[list[dict[str, Any]]], Any] | None,
         *,
         interval: float = 0.1,
         max_pending: int = 100_000,
     ) -> None:
-        self._tracer = tracer
+        self.spans = spans
         self._inst = instruments
-        self._ids = id_override
-        self.anchor = anchor
         self._write_steps = write_steps
         self._interval = interval
         self._max_pending = max_pending
@@ -119,6 +85,7 @@ class Pipeline:
         self._idle = threading.Condition()
         self._drains = 0
         self._stop = False
+        self._flush_lines = False
         self.dropped = 0
         self.failures = 0
         self.requests_recorded = 0
@@ -127,6 +94,11 @@ class Pipeline:
         self._last_mem = 0.0
         self._thread = threading.Thread(target=self._run, name="sagellm-obs-telemetry", daemon=True)
         self._thread.start()
+
+    @property
+    def anchor(self) -> ClockAnchor:
+        """Wall/monotonic anchor for converting vLLM's monotonic timestamps."""
+        return self.spans.anchor
 
     # --- hot path: O(1), never raises ---------------------------------------------------------
     def submit_request(self, record: RequestRecord) -> None:
@@ -152,10 +124,11 @@ class Pipeline:
     def flush(self, timeout: float = 10.0) -> bool:
         """Process everything queued so far; returns False if that did not finish in time."""
         if not self._thread.is_alive():
-            self._drain()
+            self._drain(write_all=True)
             return True
         with self._idle:
             target = self._drains + 2  # a drain that started after this call
+            self._flush_lines = True
             self._wake.set()
             return self._idle.wait_for(lambda: self._drains >= target, timeout=timeout)
 
@@ -164,18 +137,19 @@ class Pipeline:
         self._stop = True
         self._wake.set()
         self._thread.join(timeout)
-        self._drain()
+        self._drain(write_all=True)
 
     def _run(self) -> None:
         while not self._stop:
             self._wake.wait(self._interval)
             self._wake.clear()
-            self._drain()
+            write_all, self._flush_lines = self._flush_lines, False
+            self._drain(write_all=write_all)
             with self._idle:
                 self._drains += 1
                 self._idle.notify_all()
 
-    def _drain(self) -> None:
+    def _drain(self, *, write_all: bool = False) -> None:
         now = time.monotonic()
         if now - self._last_mem > 1.0:
             self._last_mem = now
@@ -185,6 +159,8 @@ class Pipeline:
             steps.append(self._steps.popleft())
         if steps:
             self._record_steps(steps)
+        if self._requests:
+            self.spans.refresh()
         while self._requests:
             record = self._requests.popleft()
             try:
@@ -193,6 +169,13 @@ class Pipeline:
             except Exception:
                 self.failures += 1
                 _log.exception("sagellm-obs: recording request %s failed", record.request_id)
+        lines = self.spans.store_lines
+        if lines is not None:
+            try:
+                lines.write_due(force=write_all)
+            except Exception:
+                self.failures += 1
+                _log.exception("sagellm-obs: writing span lines to the local store failed")
         if self.dropped:
             with contextlib.suppress(Exception):
                 self._inst.dropped.add(self.dropped)
@@ -245,133 +228,8 @@ class Pipeline:
             _log.exception("sagellm-obs: recording %d step records failed", len(steps))
 
     def _record_request(self, r: RequestRecord) -> None:
-        anchor = self.anchor
-        start_ns = int(r.arrival_time * 1e9)
-        end_ns = start_ns + int(r.e2e * 1e9)
-        parent_ctx = None
-        if r.parent_span_id:
-            parent = SpanContext(
-                trace_id=r.otel_trace_id,
-                span_id=r.parent_span_id,
-                is_remote=True,
-                trace_flags=TraceFlags(TraceFlags.SAMPLED if r.parent_sampled else 0),
-                trace_state=TraceState.from_header([r.tracestate]) if r.tracestate else None,
-            )
-            parent_ctx = trace.set_span_in_context(NonRecordingSpan(parent))
-        elif r.otel_trace_id:
-            self._ids.next_trace_id = r.otel_trace_id
-        try:
-            span = self._tracer.start_span(
-                sc.request_span_name(r.operation, r.model),
-                context=parent_ctx,
-                kind=SpanKind.SERVER,
-                attributes=self._request_attributes(r),
-                start_time=start_ns,
-            )
-        finally:
-            self._ids.next_trace_id = 0
-        if r.first_token_ts:
-            span.add_event(
-                sc.EVENT_FIRST_TOKEN, timestamp=start_ns + int(r.ttft * 1e9), attributes=None
-            )
-        if r.error_type:
-            span.set_status(Status(StatusCode.ERROR, r.error_type))
-        child_ctx = trace.set_span_in_context(span)
-        phases = (
-            (sc.SPAN_QUEUE, r.queued_ts, r.scheduled_ts),
-            (sc.SPAN_PREFILL, r.scheduled_ts, r.first_token_ts),
-            (sc.SPAN_DECODE, r.first_token_ts, r.last_token_ts),
-        )
-        for name, begin, end in phases:
-            if begin <= 0 or end <= 0:
-                continue  # phase never reached (e.g. aborted while queued)
-            child = self._tracer.start_span(
-                name,
-                context=child_ctx,
-                kind=SpanKind.INTERNAL,
-                start_time=anchor.to_epoch_ns(begin),
-            )
-            child.end(end_time=anchor.to_epoch_ns(end))
-        # Metric points carry the request span as exemplar context.
-        token = otel_context.attach(child_ctx)
-        try:
-            self._record_request_metrics(r)
-        finally:
-            otel_context.detach(token)
-        span.end(end_time=end_ns)
+        context = self.spans.record(r)
+        self._record_request_metrics(r, context)
 
-    def _record_request_metrics(self, r: RequestRecord) -> None:
-        inst = self._inst
-        attrs: dict[str, Any] = {
-            sc.GEN_AI_OPERATION_NAME: r.operation,
-            sc.GEN_AI_PROVIDER_NAME: sc.PROVIDER_NAME,
-            sc.GEN_AI_REQUEST_MODEL: r.model,
-        }
-        if r.error_type:
-            attrs[sc.ERROR_TYPE] = r.error_type
-        inst.requests.add(1, {**attrs, sc.GEN_AI_RESPONSE_FINISH_REASONS: r.finish_reason})
-        inst.duration.record(r.e2e, attrs)
-        if r.error_type:
-            return
-        if r.first_token_ts:
-            inst.ttft.record(r.ttft, attrs)
-            inst.queue.record(r.queue, attrs)
-            inst.prefill.record(r.prefill, attrs)
-        if r.output_tokens > 1:
-            inst.tpot.record(r.tpot, attrs)
-            inst.decode.record(r.decode, attrs)
-        inst.token_usage.record(r.prompt_tokens, {**attrs, sc.GEN_AI_TOKEN_TYPE: "input"})
-        inst.token_usage.record(r.output_tokens, {**attrs, sc.GEN_AI_TOKEN_TYPE: "output"})
-
-    def _request_attributes(self, r: RequestRecord) -> Mapping[str, Any]:
-        a: dict[str, Any] = {
-            sc.GEN_AI_OPERATION_NAME: r.operation,
-            sc.GEN_AI_PROVIDER_NAME: sc.PROVIDER_NAME,
-            sc.GEN_AI_REQUEST_MODEL: r.model,
-            sc.GEN_AI_RESPONSE_MODEL: r.model,
-            sc.GEN_AI_RESPONSE_ID: r.request_id,
-            sc.GEN_AI_RESPONSE_FINISH_REASONS: [r.finish_reason],
-            sc.GEN_AI_REQUEST_STREAM: r.stream,
-            sc.GEN_AI_USAGE_INPUT_TOKENS: r.prompt_tokens,
-            sc.GEN_AI_USAGE_OUTPUT_TOKENS: r.output_tokens,
-            sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: r.cached_tokens,
-            sc.GEN_AI_REQUEST_ID: r.request_id,
-            sc.GEN_AI_LATENCY_TIME_IN_QUEUE: r.queue,
-            sc.GEN_AI_LATENCY_TIME_TO_FIRST_TOKEN: r.ttft,
-            sc.GEN_AI_LATENCY_E2E: r.e2e,
-            sc.GEN_AI_LATENCY_TIME_IN_MODEL_PREFILL: r.prefill,
-            sc.GEN_AI_LATENCY_TIME_IN_MODEL_DECODE: r.decode,
-            sc.GEN_AI_LATENCY_TIME_IN_MODEL_INFERENCE: r.inference,
-            sc.SAGELLM_TPOT: r.tpot,
-            sc.SAGELLM_REQUEST_ID: r.request_id,
-            sc.SAGELLM_TRACE_ID: r.trace_id,
-            sc.SAGELLM_ENGINE_ID: r.engine_id,
-            sc.SAGELLM_CACHED_PROMPT_TOKENS: r.cached_tokens,
-            sc.SAGELLM_COMPUTED_PROMPT_TOKENS: r.prompt_tokens - r.cached_tokens,
-            sc.SAGELLM_PREEMPTIONS: r.preemptions,
-            sc.SAGELLM_ARRIVAL_UNIX_NANO: int(r.arrival_time * 1e9),
-            sc.SAGELLM_KV_TOKENS: r.kv_tokens,
-            sc.SAGELLM_KV_BYTES: r.kv_bytes,
-        }
-        for key, value in (
-            (sc.GEN_AI_REQUEST_MAX_TOKENS, r.max_tokens),
-            (sc.GEN_AI_REQUEST_TEMPERATURE, r.temperature),
-            (sc.GEN_AI_REQUEST_TOP_P, r.top_p),
-            (sc.GEN_AI_REQUEST_TOP_K, r.top_k),
-            (sc.GEN_AI_REQUEST_SEED, r.seed),
-            (sc.ERROR_TYPE, r.error_type),
-            (sc.SAGELLM_ERROR_CODE, r.error_code),
-            (sc.GEN_AI_INPUT_MESSAGES, r.input_messages),
-            (sc.GEN_AI_OUTPUT_MESSAGES, r.output_messages),
-        ):
-            if value is not None:
-                a[key] = value
-        if r.cancelled:
-            a[sc.SAGELLM_CANCELLED] = True
-        if r.clock_issues:
-            a[sc.SAGELLM_CLOCK_ISSUES] = list(r.clock_issues)
-        if r.prompt_token_ids:
-            hashes = prefix_block_hashes(r.prompt_token_ids)
-            if hashes:
-                a[sc.SAGELLM_PREFIX_HASH] = hashes
-        return a
+    def _record_request_metrics(self, r: RequestRecord, context: Any) -> None:
+        self._inst.record_request(r, context)

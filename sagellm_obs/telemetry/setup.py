@@ -20,15 +20,18 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.id_generator import IdGenerator
 
 from sagellm_obs import semconv as sc
 from sagellm_obs.protocol.timing import ClockAnchor
 from sagellm_obs.store.exporters import StoreMetricExporter, StoreSpanExporter
+from sagellm_obs.store.otlp_text import SpanLines
 from sagellm_obs.store.run import RunStore, new_run_id
 from sagellm_obs.telemetry.exporting import CountingSpanExporter, otlp_exporters
 from sagellm_obs.telemetry.ids import TraceIdOverride
 from sagellm_obs.telemetry.instruments import Instruments, views
 from sagellm_obs.telemetry.pipeline import Pipeline
+from sagellm_obs.telemetry.spans import RequestSpans
 
 _log = logging.getLogger(__name__)
 _TRUE = {"1", "true", "yes", "on"}
@@ -48,6 +51,7 @@ class AdvancedOptions:
         metric_export_interval: Seconds between metric exports to the store and OTLP.
         span_batch_delay: Seconds the batch span processor waits before exporting.
         store_max_bytes: Rotate store files past this size.
+        id_generator: Trace and span ids (tests: a deterministic generator); random by default.
     """
 
     span_exporters: Sequence[SpanExporter] = ()
@@ -57,6 +61,7 @@ class AdvancedOptions:
     metric_export_interval: float = 5.0
     span_batch_delay: float = 1.0
     store_max_bytes: int = 64 * 2**20
+    id_generator: IdGenerator | None = None
 
 
 @dataclass
@@ -202,21 +207,25 @@ def configure(
             attrs["service.name"] = sc.SERVICE_NAME_DEFAULT
         resource = Resource.create(attrs)
 
-        ids = TraceIdOverride()
+        ids = TraceIdOverride(adv.id_generator)
         tracer_provider = TracerProvider(resource=resource, id_generator=ids)
-        span_exporters: list[SpanExporter] = list(adv.span_exporters)
-        if store is not None:
-            span_exporters.append(StoreSpanExporter(store))
         otlp_spans, otlp_metrics = otlp_exporters(otlp_endpoint, otlp_protocol, otlp_headers)
         counting = [CountingSpanExporter(e) for e in otlp_spans]
-        for exporter in [*span_exporters, *counting]:
-            processor: SpanProcessor
+        store_exporter = StoreSpanExporter(store) if store is not None else None
+
+        def processor_for(exporter: SpanExporter) -> SpanProcessor:
             if adv.simple_processors:
-                processor = SimpleSpanProcessor(exporter)
-            else:
-                processor = BatchSpanProcessor(
-                    exporter, schedule_delay_millis=int(adv.span_batch_delay * 1000)
-                )
+                return SimpleSpanProcessor(exporter)
+            return BatchSpanProcessor(
+                exporter, schedule_delay_millis=int(adv.span_batch_delay * 1000)
+            )
+
+        own = [processor_for(e) for e in adv.span_exporters]
+        # The store's processor carries other code's spans (server, app); the pipeline writes
+        # its own spans straight to the store (see telemetry/spans.py).
+        store_processor = processor_for(store_exporter) if store_exporter is not None else None
+        otlp_processors = [processor_for(e) for e in counting]
+        for processor in [*own, *([store_processor] if store_processor else []), *otlp_processors]:
             tracer_provider.add_span_processor(processor)
 
         readers: list[MetricReader] = list(adv.metric_readers)
@@ -238,11 +247,23 @@ def configure(
         meter_provider = MeterProvider(resource=resource, metric_readers=readers, views=views())
         meter = meter_provider.get_meter(sc.SCOPE_NAME)
         tracer = tracer_provider.get_tracer(sc.SCOPE_NAME)
-        pipeline = Pipeline(
+        store_lines = None
+        if store is not None:
+            store_lines = SpanLines(
+                store, max_delay=0.0 if adv.simple_processors else adv.span_batch_delay
+            )
+        spans = RequestSpans(
+            tracer_provider,
             tracer,
-            Instruments.create(meter),
             ids,
             ClockAnchor.now(),
+            store_lines=store_lines,
+            store_processor=store_processor,
+            own_processors=[*own, *otlp_processors],
+        )
+        pipeline = Pipeline(
+            spans,
+            Instruments.create(meter),
             (lambda steps: store.write("steps", steps)) if store is not None else None,
             interval=adv.pipeline_interval,
         )

@@ -188,3 +188,18 @@ def test_new_run_ids_sort_by_time_and_are_unique() -> None:
     assert len(stamp) == 16
     assert stamp.endswith("Z")
     assert len(suffix) == 6
+
+
+def test_pre_encoded_lines_are_written_whole(tmp_path: Path) -> None:
+    store = RunStore(tmp_path, max_bytes=40)
+    lines = [{"i": i, "s": "ü" * i} for i in range(6)]
+    for start in range(0, 6, 2):
+        data = "".join(json.dumps(o, ensure_ascii=False) + "\n" for o in lines[start : start + 2])
+        assert store.write_lines("traces", data.encode()) == 2
+    assert store.write_lines("traces", b"") == 0
+    with pytest.raises(ValueError, match="whole lines"):
+        store.write_lines("traces", b'{"torn": ')
+    store.close()
+    assert _read_all(tmp_path, "traces") == lines
+    assert len(files_of(tmp_path, "traces")) > 1
+    assert store.lines_written("traces") == 6

@@ -1,0 +1,229 @@
+"""OTLP/JSON span lines written as text, straight from plain values (no SDK span objects).
+
+The telemetry thread knows every field of its spans as plain ints and strings, so it formats
+their OTLP/JSON text directly and joins a batch into one line behind a precomputed resource/scope
+envelope. The text is exactly what :func:`~sagellm_obs.store.otlp_json.encode_spans` followed by
+``json.dumps`` writes for the same span (same keys, same value encodings: camelCase, hex ids,
+int64 as decimal strings, enums as integers); values of unusual types go through that very
+encoder. ``tests/telemetry/test_telemetry_direct_spans.py`` checks it field by field against
+the SDK path.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Mapping
+from json.encoder import encode_basestring
+from typing import Any
+
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+from sagellm_obs.store.otlp_json import any_value, key_values
+from sagellm_obs.store.run import RunStore
+
+KIND_INTERNAL = 1
+KIND_SERVER = 2
+STATUS_ERROR = 2
+FLAG_HAS_IS_REMOTE = 0x100  # SpanFlags: "has is_remote"
+FLAG_IS_REMOTE = 0x200  # SpanFlags: the parent is remote
+
+_log = logging.getLogger(__name__)
+_TRUE = '{"boolValue":true}'
+_FALSE = '{"boolValue":false}'
+_KEY_CACHE: dict[str, tuple[str, str, str, str]] = {}
+_SENTINEL = "\x00sagellm-spans\x00"
+
+
+def _dumps(obj: Any) -> str:
+    # The store's own serialisation (RunStore.write): the reference for every fragment here.
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def value_text(value: Any) -> str:
+    """One attribute value as OTLP/JSON ``AnyValue`` text (as ``_dumps(any_value(value))``)."""
+    t = type(value)
+    if t is str:
+        return '{"stringValue":' + encode_basestring(value) + "}"
+    if t is float:
+        if value - value == 0.0:  # finite: repr is what json writes; NaN/inf below
+            return '{"doubleValue":' + float.__repr__(value) + "}"
+    elif t is int:
+        return '{"intValue":"' + int.__repr__(value) + '"}'
+    elif t is bool:
+        return _TRUE if value else _FALSE
+    elif t is tuple or t is list:
+        return '{"arrayValue":{"values":[' + ",".join([value_text(v) for v in value]) + "]}}"
+    return _dumps(any_value(value))
+
+
+def attributes_text(attributes: Mapping[str, Any]) -> str:
+    """Attributes as the text of an OTLP/JSON ``KeyValue`` list, without the brackets."""
+    cache = _KEY_CACHE
+    parts: list[str] = []
+    add = parts.append
+    for key, value in attributes.items():
+        heads = cache.get(key)
+        if heads is None:
+            head = '{"key":' + encode_basestring(key) + ',"value":'
+            heads = cache[key] = (
+                head + '{"stringValue":',
+                head + '{"doubleValue":',
+                head + '{"intValue":"',
+                head,
+            )
+        # The common cases of value_text, inlined (a third of the cost of this function).
+        t = type(value)
+        if t is str:
+            add(heads[0] + encode_basestring(value) + "}}")
+        elif t is float and value - value == 0.0:
+            add(heads[1] + float.__repr__(value) + "}}")
+        elif t is int:
+            add(heads[2] + int.__repr__(value) + '"}}')
+        else:
+            add(heads[3] + value_text(value) + "}")
+    return ",".join(parts)
+
+
+def span_text(
+    trace_id: int,
+    span_id: int,
+    trace_state: str,
+    parent_span_id: int,
+    flags: int,
+    name: str,
+    kind: int,
+    start_ns: int,
+    end_ns: int,
+    attributes: str,
+    events: str,
+    status: str,
+) -> str:
+    """One span's OTLP/JSON text.
+
+    Args:
+        trace_id: Trace id.
+        span_id: Span id.
+        trace_state: W3C tracestate header, or "".
+        parent_span_id: Parent span id, or 0 for a root span.
+        flags: OTLP ``SpanFlags`` (W3C trace flags plus the is-remote bits).
+        name: Span name.
+        kind: OTLP span kind number.
+        start_ns: Start, epoch nanoseconds.
+        end_ns: End, epoch nanoseconds.
+        attributes: :func:`attributes_text`, or "" for none.
+        events: Comma-joined :func:`event_text`, or "" for none.
+        status: :func:`status_text`.
+    """
+    out = f'{{"traceId":"{trace_id:032x}","spanId":"{span_id:016x}"'
+    if trace_state:
+        out += ',"traceState":' + encode_basestring(trace_state)
+    if parent_span_id:
+        out += f',"parentSpanId":"{parent_span_id:016x}"'
+    out += (
+        f',"flags":{flags:d},"name":{encode_basestring(name)},"kind":{kind:d},'
+        f'"startTimeUnixNano":"{start_ns:d}","endTimeUnixNano":"{end_ns:d}"'
+    )
+    if attributes:
+        out += ',"attributes":[' + attributes + "]"
+    if events:
+        out += ',"events":[' + events + "]"
+    return out + ',"status":' + status + "}"
+
+
+def event_text(timestamp_ns: int, name: str) -> str:
+    """An event without attributes."""
+    return f'{{"timeUnixNano":"{timestamp_ns:d}","name":{encode_basestring(name)}}}'
+
+
+def status_text(code: int, message: str | None) -> str:
+    """A span status: ``{}`` for UNSET, else the code and message (if any)."""
+    status: dict[str, Any] = {}
+    if code:
+        status["code"] = code
+    if message:
+        status["message"] = message
+    return _dumps(status)
+
+
+STATUS_UNSET = status_text(0, None)
+
+
+def envelope(resource: Resource, scope: InstrumentationScope) -> tuple[str, str]:
+    """Text before and after the spans of one line, as ``encode_spans`` shapes them."""
+    entry: dict[str, Any] = {"scope": {"name": scope.name}, "spans": _SENTINEL}
+    if scope.version:
+        entry["scope"]["version"] = scope.version
+    if scope.attributes:
+        entry["scope"]["attributes"] = key_values(scope.attributes)
+    if scope.schema_url:
+        entry["schemaUrl"] = scope.schema_url
+    rs: dict[str, Any] = {
+        "resource": {"attributes": key_values(resource.attributes)},
+        "scopeSpans": [entry],
+    }
+    if resource.schema_url:
+        rs["schemaUrl"] = resource.schema_url
+    text = _dumps({"resourceSpans": [rs]})
+    head, tail = text.split(_dumps(_SENTINEL))
+    return head + "[", "]" + tail
+
+
+class SpanLines:
+    """Batches span texts of one resource/scope into ``traces-*.jsonl`` lines of a RunStore.
+
+    Like the SDK's batch span processor: a line holds up to ``max_spans`` spans and is written
+    once full, or once its first span has waited ``max_delay`` seconds (checked by
+    :meth:`write_due`, which the telemetry thread calls after every drain), or on flush.
+
+    Args:
+        store: The run store.
+        max_spans: Spans per line at most.
+        max_delay: Seconds a span may wait for its line.
+    """
+
+    def __init__(self, store: RunStore, *, max_spans: int = 512, max_delay: float = 1.0) -> None:
+        self._store = store
+        self._max_spans = max_spans
+        self._max_delay = max_delay
+        self._key: tuple[Resource, InstrumentationScope] | None = None
+        self._head = self._tail = ""
+        self._texts: list[str] = []
+        self._since = 0.0
+        self.spans_written = 0
+        self.spans_failed = 0
+
+    def add(self, resource: Resource, scope: InstrumentationScope, texts: list[str]) -> None:
+        """Queue span texts; writes the lines that filled up."""
+        key = self._key
+        if key is None or key[0] is not resource or key[1] is not scope:
+            self.write_due(force=True)  # a line has one resource and scope
+            self._key = (resource, scope)
+            self._head, self._tail = envelope(resource, scope)
+        if not self._texts:
+            self._since = time.monotonic()
+        self._texts.extend(texts)
+        if len(self._texts) >= self._max_spans:
+            self._write(len(self._texts) // self._max_spans * self._max_spans)
+
+    def write_due(self, *, force: bool = False) -> None:
+        """Write what is queued if it waited long enough (or ``force``)."""
+        if self._texts and (force or time.monotonic() - self._since >= self._max_delay):
+            self._write(len(self._texts))
+
+    def _write(self, n: int) -> None:
+        texts, self._texts = self._texts[:n], self._texts[n:]
+        self._since = time.monotonic()
+        head, tail, step = self._head, self._tail, self._max_spans
+        lines = [
+            head + ",".join(texts[k : k + step]) + tail + "\n" for k in range(0, len(texts), step)
+        ]
+        try:
+            self._store.write_lines("traces", "".join(lines).encode())
+        except Exception:  # the store must never take the engine down (as StoreSpanExporter)
+            self.spans_failed += len(texts)
+            _log.exception("sagellm-obs: writing %d spans to the local store failed", len(texts))
+            return
+        self.spans_written += len(texts)

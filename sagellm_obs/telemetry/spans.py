@@ -1,0 +1,469 @@
+"""A request record's spans: the SERVER span, its ``queue``/``prefill``/``decode`` children and the
+first-token event.
+
+Two ways to make them, with the same result:
+
+* **Direct** (the usual case): ids and sampling decisions are computed here, the OTLP/JSON text
+  for the local store is formatted straight from the record (:mod:`sagellm_obs.store.otlp_text`),
+  and only where another exporter of ours is configured (OTLP, ``AdvancedOptions.span_exporters``)
+  are ``ReadableSpan`` objects built and handed to its processor's ``on_end``. Creating SDK spans
+  through ``Tracer.start_span`` costs several times more than the whole store line, mostly
+  re-validating attributes this module built clean.
+* **Through the SDK's Tracer**, exactly as any instrumentation would, whenever the direct way
+  could differ from it: a span processor we did not add (a user's ``add_span_processor``), a
+  sampler other than the parent-based ones of ``OTEL_TRACES_SAMPLER`` with fixed delegates,
+  attribute length limits, the SDK's own span metrics, a disabled tracer, or more attributes
+  than the count limit. Spans then reach the store through its span processor, as other code's
+  spans do.
+
+Ids are drawn from the provider's id generator in the SDK's order (trace id, then one span id
+per span); the protocol trace id still names root spans (see :mod:`sagellm_obs.telemetry.ids`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.attributes import BoundedAttributes
+from opentelemetry.context import Context
+from opentelemetry.sdk import trace as sdk_trace
+from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
+    ALWAYS_ON,
+    Decision,
+    ParentBased,
+    ParentBasedTraceIdRatio,
+    Sampler,
+    TraceIdRatioBased,
+)
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+    TraceState,
+)
+
+from sagellm_obs import semconv as sc
+from sagellm_obs.protocol.timing import ClockAnchor
+from sagellm_obs.store import otlp_text as text
+from sagellm_obs.store.otlp_text import SpanLines
+from sagellm_obs.telemetry.attributes import request_attributes
+from sagellm_obs.telemetry.ids import TraceIdOverride
+from sagellm_obs.telemetry.records import RequestRecord
+
+try:  # the SDK's own span metrics (OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED); private module
+    from opentelemetry.sdk.trace._tracer_metrics import NoOpTracerMetrics
+except ImportError:  # pragma: no cover - another SDK layout: always go through the Tracer
+    NoOpTracerMetrics = None  # type: ignore[assignment,misc]
+
+_SAMPLED = TraceFlags.SAMPLED
+_RANDOM = TraceFlags.RANDOM_TRACE_ID
+_UNSET = Status(StatusCode.UNSET)
+_NO_EVENT_ATTRIBUTES = BoundedAttributes(immutable=True)
+_PARENT_DELEGATES = (
+    "_remote_parent_sampled",
+    "_remote_parent_not_sampled",
+    "_local_parent_sampled",
+    "_local_parent_not_sampled",
+)
+
+
+def _fixed(sampler: Any) -> bool | None:
+    """True/False for the SDK's always-on/always-off samplers, None for anything else."""
+    if sampler is ALWAYS_ON:
+        return True
+    if sampler is ALWAYS_OFF:
+        return False
+    return None
+
+
+class _Plan:
+    """Sampling decisions of a parent-based sampler whose parent delegates are fixed."""
+
+    def __init__(self, sampler: ParentBased) -> None:
+        self.sampler = sampler
+        root = sampler._root
+        self.root_fixed = _fixed(root)
+        self.root_ratio = root if type(root) is TraceIdRatioBased else None
+        (
+            self.remote_sampled,
+            self.remote_not_sampled,
+            self.local_sampled,
+            self.local_not_sampled,
+        ) = (bool(_fixed(getattr(sampler, name))) for name in _PARENT_DELEGATES)
+
+    @staticmethod
+    def of(sampler: Sampler) -> _Plan | None:
+        if type(sampler) not in (ParentBased, ParentBasedTraceIdRatio):
+            return None
+        if any(_fixed(getattr(sampler, n, None)) is None for n in _PARENT_DELEGATES):
+            return None
+        root = getattr(sampler, "_root", None)
+        if _fixed(root) is None and type(root) is not TraceIdRatioBased:
+            return None
+        assert isinstance(sampler, ParentBased)
+        return _Plan(sampler)
+
+    def root(self, trace_id: int, name: str, attributes: dict[str, Any]) -> bool:
+        if self.root_fixed is not None:
+            return self.root_fixed
+        assert self.root_ratio is not None  # decided by the trace id alone
+        result = self.root_ratio.should_sample(None, trace_id, name, SpanKind.SERVER, attributes)
+        return result.decision is Decision.RECORD_AND_SAMPLE
+
+
+class RequestSpans:
+    """Turns request records into spans (see the module docstring for the two ways).
+
+    Args:
+        provider: The tracer provider of this telemetry.
+        tracer: Its tracer for our scope.
+        ids: The provider's id generator.
+        anchor: Converts vLLM's monotonic stamps to epoch time.
+        store_lines: Where the local store's span lines go, or None (store off).
+        store_processor: The store's span processor on ``provider`` (other code's spans).
+        own_processors: The other span processors :func:`configure` added (OTLP, extra
+            exporters); they only export, so they can be handed ``ReadableSpan`` objects.
+    """
+
+    def __init__(
+        self,
+        provider: TracerProvider,
+        tracer: trace.Tracer,
+        ids: TraceIdOverride,
+        anchor: ClockAnchor,
+        *,
+        store_lines: SpanLines | None = None,
+        store_processor: SpanProcessor | None = None,
+        own_processors: Sequence[SpanProcessor] = (),
+    ) -> None:
+        self._provider = provider
+        self._tracer = tracer
+        self._ids = ids
+        self.anchor = anchor
+        self.store_lines = store_lines
+        self._store_processor = store_processor
+        self._own = (*own_processors, store_processor)
+        self._processors: Any = None
+        self._sampler: Any = None
+        self._plan: _Plan | None = None
+        self._ours_only = False
+        self._export: tuple[SpanProcessor, ...] = ()
+        self._max_attributes: int | None = None
+        scope = getattr(tracer, "_instrumentation_scope", None)
+        self._scope = scope if isinstance(scope, InstrumentationScope) else None
+        #: Whether records currently take the direct way.
+        self.direct = False
+        self.refresh()
+
+    # --- which way ------------------------------------------------------------------------------
+    def refresh(self) -> None:
+        """Decide between the direct way and the Tracer (cheap; once per drain)."""
+        active = getattr(self._provider, "_active_span_processor", None)
+        procs = getattr(active, "_span_processors", None)
+        tracer = self._tracer
+        sampler = getattr(tracer, "sampler", None)
+        if procs is not self._processors or sampler is not self._sampler:
+            # add_span_processor replaces the tuple, so identity tells a change.
+            self._processors, self._sampler = procs, sampler
+            self._plan = _Plan.of(sampler) if sampler is not None else None
+            listed: tuple[SpanProcessor, ...] = tuple(procs) if procs is not None else ()
+            self._ours_only = procs is not None and all(
+                any(p is o for o in self._own) for p in listed
+            )
+            self._export = tuple(p for p in listed if p is not self._store_processor)
+        self.direct = self._ours_only and self._plan is not None and self._plain_tracer(tracer)
+
+    def _plain_tracer(self, tracer: Any) -> bool:
+        """An enabled SDK tracer without its own span metrics or attribute length limits."""
+        if not isinstance(tracer, sdk_trace.Tracer) or self._scope is None:
+            return False
+        enabled = getattr(tracer, "_is_enabled", None)
+        if enabled is None or not enabled():
+            return False
+        metrics = getattr(tracer, "_tracer_metrics", None)
+        if NoOpTracerMetrics is None or not isinstance(metrics, NoOpTracerMetrics):
+            return False
+        limits = getattr(tracer, "_span_limits", None)
+        if limits is None or limits.max_attribute_length is not None:
+            return False
+        if limits.max_span_attribute_length is not None:
+            return False
+        if limits.max_events is not None and limits.max_events < 1:
+            return False
+        self._max_attributes = limits.max_span_attributes
+        return True
+
+    # --- per request ----------------------------------------------------------------------------
+    def record(self, r: RequestRecord) -> Context:
+        """Make the record's spans; returns the context naming its SERVER span (for exemplars)."""
+        attrs = request_attributes(r)
+        limit = self._max_attributes
+        if self.direct and (limit is None or len(attrs) <= limit):
+            return self._direct(r, attrs)
+        return self._through_tracer(r, attrs)
+
+    def _direct(self, r: RequestRecord, attrs: dict[str, Any]) -> Context:
+        plan = self._plan
+        assert plan is not None
+        ids = self._ids
+        name = sc.request_span_name(r.operation, r.model)
+        parent: SpanContext | None = None
+        if r.parent_span_id:
+            remote = _remote_parent(r)
+            if remote.is_valid:
+                parent = remote
+        if parent is not None:
+            trace_id = parent.trace_id
+            sampled = plan.remote_sampled if parent.trace_flags.sampled else plan.remote_not_sampled
+            trace_state = parent.trace_state
+            random = parent.trace_flags.random_trace_id
+        else:
+            trace_id = (not r.parent_span_id and r.otel_trace_id) or ids.generate_trace_id()
+            sampled = plan.root(trace_id, name, attrs)
+            trace_state = None
+            random = ids.is_trace_id_random()
+        flags = (_SAMPLED if sampled else 0) | (_RANDOM if random else 0)
+        span_id = ids.generate_span_id()
+        root = SpanContext(trace_id, span_id, False, TraceFlags(flags), trace_state)
+        # ParentBased: children follow the (local) SERVER span's decision.
+        child_sampled = plan.local_sampled if sampled else plan.local_not_sampled
+        child_flags = (_SAMPLED if child_sampled else 0) | (flags & _RANDOM)
+        anchor = self.anchor
+        phases = []
+        for phase, begin, end in (
+            (sc.SPAN_QUEUE, r.queued_ts, r.scheduled_ts),
+            (sc.SPAN_PREFILL, r.scheduled_ts, r.first_token_ts),
+            (sc.SPAN_DECODE, r.first_token_ts, r.last_token_ts),
+        ):
+            if begin <= 0 or end <= 0:
+                continue  # phase never reached (e.g. aborted while queued)
+            phases.append(
+                (phase, ids.generate_span_id(), anchor.to_epoch_ns(begin), anchor.to_epoch_ns(end))
+            )
+        if sampled or child_sampled:
+            start_ns = int(r.arrival_time * 1e9)
+            end_ns = start_ns + int(r.e2e * 1e9)
+            ttft_ns = start_ns + int(r.ttft * 1e9) if r.first_token_ts else None
+            if self.store_lines is not None:
+                self._store(
+                    r,
+                    root,
+                    name,
+                    attrs,
+                    phases,
+                    child_sampled,
+                    child_flags,
+                    parent,
+                    start_ns,
+                    end_ns,
+                    ttft_ns,
+                )
+            if self._export:
+                self._hand_over(
+                    r,
+                    root,
+                    name,
+                    attrs,
+                    phases,
+                    child_sampled,
+                    child_flags,
+                    parent,
+                    start_ns,
+                    end_ns,
+                    ttft_ns,
+                )
+        return trace.set_span_in_context(NonRecordingSpan(root))
+
+    def _store(
+        self,
+        r: RequestRecord,
+        root: SpanContext,
+        name: str,
+        attrs: dict[str, Any],
+        phases: list[tuple[str, int, int, int]],
+        child_sampled: bool,
+        child_flags: int,
+        parent: SpanContext | None,
+        start_ns: int,
+        end_ns: int,
+        ttft_ns: int | None,
+    ) -> None:
+        lines = self.store_lines
+        assert lines is not None
+        trace_id, span_id = root.trace_id, root.span_id
+        state = root.trace_state.to_header() if root.trace_state else ""
+        out = []
+        if child_sampled:
+            flags = child_flags | text.FLAG_HAS_IS_REMOTE  # the parent is local
+            for phase, sid, begin, end in phases:
+                out.append(
+                    text.span_text(
+                        trace_id,
+                        sid,
+                        state,
+                        span_id,
+                        flags,
+                        phase,
+                        text.KIND_INTERNAL,
+                        begin,
+                        end,
+                        "",
+                        "",
+                        text.STATUS_UNSET,
+                    )
+                )
+        if root.trace_flags.sampled:
+            flags = int(root.trace_flags) | text.FLAG_HAS_IS_REMOTE
+            if parent is not None and parent.is_remote:
+                flags |= text.FLAG_IS_REMOTE
+            out.append(
+                text.span_text(
+                    trace_id,
+                    span_id,
+                    state,
+                    parent.span_id if parent is not None else 0,
+                    flags,
+                    name,
+                    text.KIND_SERVER,
+                    start_ns,
+                    end_ns,
+                    text.attributes_text(attrs),
+                    text.event_text(ttft_ns, sc.EVENT_FIRST_TOKEN) if ttft_ns is not None else "",
+                    text.status_text(text.STATUS_ERROR, _error_status(r).description)
+                    if r.error_type
+                    else text.STATUS_UNSET,
+                )
+            )
+        tracer: Any = self._tracer
+        assert self._scope is not None
+        lines.add(tracer.resource, self._scope, out)
+
+    def _hand_over(
+        self,
+        r: RequestRecord,
+        root: SpanContext,
+        name: str,
+        attrs: dict[str, Any],
+        phases: list[tuple[str, int, int, int]],
+        child_sampled: bool,
+        child_flags: int,
+        parent: SpanContext | None,
+        start_ns: int,
+        end_ns: int,
+        ttft_ns: int | None,
+    ) -> None:
+        """``ReadableSpan`` objects, as the SDK would end them, to our exporting processors."""
+        tracer: Any = self._tracer
+        resource, info, scope = tracer.resource, tracer.instrumentation_info, self._scope
+        spans = []
+        if child_sampled:
+            flags = TraceFlags(child_flags)
+            for phase, sid, begin, end in phases:
+                ctx = SpanContext(root.trace_id, sid, False, flags, root.trace_state)
+                spans.append(
+                    ReadableSpan(
+                        phase,
+                        ctx,
+                        root,
+                        resource,
+                        None,
+                        (),
+                        (),
+                        SpanKind.INTERNAL,
+                        info,
+                        _UNSET,
+                        begin,
+                        end,
+                        scope,
+                    )
+                )
+        if root.trace_flags.sampled:
+            events: tuple[Event, ...] = ()
+            if ttft_ns is not None:
+                events = (Event(sc.EVENT_FIRST_TOKEN, _NO_EVENT_ATTRIBUTES, ttft_ns),)
+            status = _error_status(r) if r.error_type else _UNSET
+            spans.append(
+                ReadableSpan(
+                    name,
+                    root,
+                    parent,
+                    resource,
+                    attrs,
+                    events,
+                    (),
+                    SpanKind.SERVER,
+                    info,
+                    status,
+                    start_ns,
+                    end_ns,
+                    scope,
+                )
+            )
+        for span in spans:
+            for processor in self._export:
+                processor.on_end(span)
+
+    def _through_tracer(self, r: RequestRecord, attrs: dict[str, Any]) -> Context:
+        """The SDK's way: ``Tracer.start_span`` for every span (see the module docstring)."""
+        anchor, tracer, ids = self.anchor, self._tracer, self._ids
+        start_ns = int(r.arrival_time * 1e9)
+        parent_ctx = None
+        if r.parent_span_id:
+            parent_ctx = trace.set_span_in_context(NonRecordingSpan(_remote_parent(r)))
+        elif r.otel_trace_id:
+            ids.next_trace_id = r.otel_trace_id
+        try:
+            span = tracer.start_span(
+                sc.request_span_name(r.operation, r.model),
+                context=parent_ctx,
+                kind=SpanKind.SERVER,
+                attributes=attrs,
+                start_time=start_ns,
+            )
+        finally:
+            ids.next_trace_id = 0
+        if r.first_token_ts:
+            span.add_event(
+                sc.EVENT_FIRST_TOKEN, timestamp=start_ns + int(r.ttft * 1e9), attributes=None
+            )
+        if r.error_type:
+            span.set_status(_error_status(r))
+        child_ctx = trace.set_span_in_context(span)
+        for name, begin, end in (
+            (sc.SPAN_QUEUE, r.queued_ts, r.scheduled_ts),
+            (sc.SPAN_PREFILL, r.scheduled_ts, r.first_token_ts),
+            (sc.SPAN_DECODE, r.first_token_ts, r.last_token_ts),
+        ):
+            if begin <= 0 or end <= 0:
+                continue
+            child = tracer.start_span(
+                name,
+                context=child_ctx,
+                kind=SpanKind.INTERNAL,
+                start_time=anchor.to_epoch_ns(begin),
+            )
+            child.end(end_time=anchor.to_epoch_ns(end))
+        span.end(end_time=start_ns + int(r.e2e * 1e9))
+        return child_ctx
+
+
+def _error_status(r: RequestRecord) -> Status:
+    return Status(StatusCode.ERROR, r.error_type)
+
+
+def _remote_parent(r: RequestRecord) -> SpanContext:
+    return SpanContext(
+        trace_id=r.otel_trace_id,
+        span_id=r.parent_span_id,
+        is_remote=True,
+        trace_flags=TraceFlags(TraceFlags.SAMPLED if r.parent_sampled else 0),
+        trace_state=TraceState.from_header([r.tracestate]) if r.tracestate else None,
+    )

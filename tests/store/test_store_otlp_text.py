@@ -1,0 +1,210 @@
+"""The text encoder of span lines against the dict encoder (``encode_spans`` + ``json.dumps``)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+    TraceState,
+    set_span_in_context,
+)
+
+from sagellm_obs.store import RunStore, files_of, iter_jsonl
+from sagellm_obs.store.otlp_json import any_value, encode_spans, key_values
+from sagellm_obs.store.otlp_text import (
+    FLAG_HAS_IS_REMOTE,
+    FLAG_IS_REMOTE,
+    KIND_INTERNAL,
+    KIND_SERVER,
+    STATUS_ERROR,
+    STATUS_UNSET,
+    SpanLines,
+    attributes_text,
+    envelope,
+    event_text,
+    span_text,
+    status_text,
+    value_text,
+)
+
+
+def _dumps(obj: Any) -> str:
+    # What RunStore.write writes for a dict line.
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+class Reason(str):
+    pass
+
+
+VALUES: list[Any] = [
+    "",
+    "plain",
+    'héllo "quoted" \\ back\nslash\t\u2028\u0000 ✓ </script>',
+    Reason("str subclass"),
+    0,
+    -42,
+    2**63 - 1,
+    -(2**63),
+    True,
+    False,
+    0.0,
+    -0.0,
+    3.25,
+    1e-300,
+    1e16,
+    -0.5,
+    math.nan,
+    math.inf,
+    -math.inf,
+    (),
+    ("a", "", "ü"),
+    (1, -2, 2**40),
+    (0.5, math.inf),
+    (True, False),
+    ["list", "too"],
+    (None, "x"),
+    None,
+    b"\x00\xffbytes",
+]
+
+
+@pytest.mark.parametrize("value", VALUES, ids=repr)
+def test_value_text_is_the_dict_encoders_text(value: Any) -> None:
+    assert value_text(value) == _dumps(any_value(value))
+
+
+def test_attributes_text_is_the_dict_encoders_text() -> None:
+    attrs = {f"k.{i}": v for i, v in enumerate(VALUES)}
+    attrs['ключ "quoted"'] = 1
+    assert "[" + attributes_text(attrs) + "]" == _dumps(key_values(attrs))
+    assert attributes_text({}) == ""
+
+
+def _sdk_spans() -> tuple[list[ReadableSpan], Resource, InstrumentationScope]:
+    exporter = InMemorySpanExporter()
+    resource = Resource.create({"service.name": "text-test", "r.n": 7}, schema_url="https://s/1")
+    tp = TracerProvider(resource=resource)
+    tp.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = tp.get_tracer("text.scope", "0.1", schema_url="https://s/2", attributes={"a": 1})
+    remote = SpanContext(
+        0x0AF7651916CD43DD8448EB211C80319C,
+        0x00F067AA0BA902B7,
+        is_remote=True,
+        trace_flags=TraceFlags(TraceFlags.SAMPLED),
+        trace_state=TraceState([("vendor", "v1")]),
+    )
+    root = tracer.start_span(
+        "server é",
+        context=set_span_in_context(NonRecordingSpan(remote)),
+        kind=SpanKind.SERVER,
+        attributes={"s": "x", "i": 1, "f": 0.5, "b": True, "t": ("a", "b")},
+        start_time=1_000,
+    )
+    root.add_event("first_token", timestamp=1_500)
+    root.set_status(Status(StatusCode.ERROR, "it broke"))
+    child = tracer.start_span("queue", context=set_span_in_context(root), start_time=1_100)
+    child.end(end_time=1_200)
+    root.end(end_time=2_000)
+    tp.shutdown()
+    scope = root.instrumentation_scope  # type: ignore[attr-defined]
+    return list(exporter.get_finished_spans()), resource, scope
+
+
+def _text_of(span: ReadableSpan) -> str:
+    ctx = span.get_span_context()
+    assert ctx is not None
+    parent = span.parent
+    flags = int(ctx.trace_flags) | FLAG_HAS_IS_REMOTE
+    if parent is not None and parent.is_remote:
+        flags |= FLAG_IS_REMOTE
+    status = STATUS_UNSET
+    if span.status.status_code is StatusCode.ERROR:
+        status = status_text(STATUS_ERROR, span.status.description)
+    return span_text(
+        ctx.trace_id,
+        ctx.span_id,
+        ctx.trace_state.to_header() if ctx.trace_state else "",
+        parent.span_id if parent is not None else 0,
+        flags,
+        span.name,
+        KIND_SERVER if span.kind is SpanKind.SERVER else KIND_INTERNAL,
+        span.start_time or 0,
+        span.end_time or 0,
+        attributes_text(span.attributes or {}),
+        ",".join(event_text(e.timestamp, e.name) for e in span.events),
+        status,
+    )
+
+
+def test_a_line_of_span_texts_is_the_dict_encoders_line() -> None:
+    spans, resource, scope = _sdk_spans()
+    head, tail = envelope(resource, scope)
+    line = head + ",".join(_text_of(s) for s in spans) + tail
+    assert line == _dumps(encode_spans(spans))
+
+
+def _line_spans(run: Path) -> list[list[str]]:
+    out = []
+    for f in files_of(run, "traces"):
+        for _, obj in iter_jsonl(f):
+            (rs,) = obj["resourceSpans"]
+            (ss,) = rs["scopeSpans"]
+            out.append([s["name"] for s in ss["spans"]])
+    return out
+
+
+def _span(name: str) -> str:
+    return span_text(1, 2, "", 0, 0x101, name, KIND_INTERNAL, 1, 2, "", "", STATUS_UNSET)
+
+
+def test_span_lines_batch_like_the_batch_processor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = RunStore(tmp_path)
+    lines = SpanLines(store, max_spans=3, max_delay=3600)
+    resource, scope = Resource.create({"service.name": "a"}), InstrumentationScope("s")
+    lines.add(resource, scope, [_span("a"), _span("b")])
+    lines.write_due()
+    assert _line_spans(tmp_path) == []  # neither full nor old
+    lines.add(resource, scope, [_span(c) for c in "cdefghi"])
+    assert _line_spans(tmp_path) == [["a", "b", "c"], ["d", "e", "f"], ["g", "h", "i"]]
+    lines.add(resource, scope, [_span("j")])
+    other = Resource.create({"service.name": "b"})
+    lines.add(other, scope, [_span("k")])  # a new resource starts a new line
+    lines.write_due(force=True)
+    assert _line_spans(tmp_path)[3:] == [["j"], ["k"]]
+    assert lines.spans_written == 11
+
+    def full_disk(kind: str, data: bytes) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store, "write_lines", full_disk)
+    lines.add(resource, scope, [_span("x")])
+    lines.write_due(force=True)  # counted and logged, never raised
+    assert lines.spans_failed == 1
+    store.close()
+
+
+def test_span_lines_write_after_max_delay(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    lines = SpanLines(store, max_spans=512, max_delay=0.0)
+    lines.add(Resource.create({}), InstrumentationScope("s"), [_span("a")])
+    lines.write_due()
+    assert _line_spans(tmp_path) == [["a"]]
+    store.close()
