@@ -175,7 +175,7 @@ class SpanLines:
     """Batches span texts of one resource/scope into ``traces-*.jsonl`` lines of a RunStore.
 
     Like the SDK's batch span processor: a line holds up to ``max_spans`` spans and is written
-    once full, or once its first span has waited ``max_delay`` seconds (checked by
+    once full, or before its first span has waited ``max_delay`` seconds (checked by
     :meth:`write_due`, which the telemetry thread calls after every drain), or on flush.
 
     Args:
@@ -208,9 +208,10 @@ class SpanLines:
         if len(self._texts) >= self._max_spans:
             self._write(len(self._texts) // self._max_spans * self._max_spans)
 
-    def write_due(self, *, force: bool = False) -> None:
-        """Write what is queued if it waited long enough (or ``force``)."""
-        if self._texts and (force or time.monotonic() - self._since >= self._max_delay):
+    def write_due(self, *, force: bool = False, within: float = 0.0) -> None:
+        """Write what is queued if it waited long enough, or will have ``within`` seconds from
+        now (the caller's next check), or ``force``."""
+        if self._texts and (force or time.monotonic() - self._since + within >= self._max_delay):
             self._write(len(self._texts))
 
     def _write(self, n: int) -> None:

@@ -207,4 +207,11 @@ def test_span_lines_write_after_max_delay(tmp_path: Path) -> None:
     lines.add(Resource.create({}), InstrumentationScope("s"), [_span("a")])
     lines.write_due()
     assert _line_spans(tmp_path) == [["a"]]
+    # A caller that checks again in 10 s gets the line now rather than 10 s late.
+    lines = SpanLines(store, max_spans=512, max_delay=5.0)
+    lines.add(Resource.create({}), InstrumentationScope("s"), [_span("b")])
+    lines.write_due(within=1.0)
+    assert _line_spans(tmp_path) == [["a"]]
+    lines.write_due(within=10.0)
+    assert _line_spans(tmp_path) == [["a"], ["b"]]
     store.close()
