@@ -350,6 +350,7 @@ class InstrumentedEngine:
         tel = self.telemetry
         try:
             prompt, operation = await self._prompt(req)
+            _check_text(prompt, "messages" if operation == sc.OP_CHAT else "prompt")
             params = _sampling_params(sampling_kwargs(req), stream)
         except ProtocolValidationError as exc:
             self._reject(req, exc)
@@ -518,14 +519,31 @@ def _new_request(**fields: Any) -> Request:
     return validate(Request, {"request_id": rid, **fields})
 
 
+_INT64 = range(-(2**63), 2**63)
+
+
+def _check_text(text: str, field: str) -> None:
+    """Text vLLM's tokenizer cannot encode (a lone surrogate) is the request's fault."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise invalid(field, "text is not valid Unicode (a lone surrogate)") from None
+
+
 def _sampling_params(kwargs: dict[str, Any], stream: bool) -> Any:
     from vllm import SamplingParams
     from vllm.sampling_params import RequestOutputKind
 
+    for key, value in kwargs.items():  # vLLM cannot pass larger integers to its engine core
+        if isinstance(value, int) and value not in _INT64:
+            field = key if key == "max_tokens" else f"sampling_params.{key}"
+            raise invalid(field, "must fit in a signed 64-bit integer")
     try:
         return SamplingParams(output_kind=RequestOutputKind.DELTA, **kwargs)
-    except (ValueError, TypeError) as exc:
-        raise invalid("sampling_params", str(exc)) from exc
+    except Exception as exc:  # ValueError, TypeError, or VLLMValidationError (not a ValueError)
+        if isinstance(exc, TypeError) or _is_client_error(exc):
+            raise invalid("sampling_params", str(exc)) from exc
+        raise
 
 
 def _input_messages(req: Request) -> str:

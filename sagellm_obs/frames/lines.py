@@ -17,6 +17,7 @@ import io
 import json
 import logging
 import os
+import re
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -43,6 +44,10 @@ TORN = "torn last line (incomplete write)"
 
 _MIN_BLOCK = 1 << 20
 _MAX_BLOCK = (1 << 31) - 1
+# A line whose value is JSON ``null`` (whitespace or a BOM before it): pyarrow's JSON reader
+# dereferences a null pointer when a block starts with one (apache/arrow#47409).
+_NULL_FIRST = re.compile(rb"[\s\xef\xbb\xbf]*null")
+_NULL_LINE = re.compile(rb"\n[\s\xef\xbb\xbf]*null")
 
 
 def read_lines(
@@ -192,6 +197,8 @@ def decode(data: bytes, schema: pl.Schema, engine: str = "auto") -> pl.DataFrame
     arrow = _pyarrow() if engine in ("auto", "pyarrow") else None
     if arrow is None:
         return pl.read_ndjson(io.BytesIO(data), schema=schema)
+    if _NULL_FIRST.match(data) or _NULL_LINE.search(data):
+        raise ValueError("a line is JSON null")  # never handed to pyarrow: it would crash
     pa, pj = arrow
 
     arrow_schema = pa.schema([(name, _arrow(dtype)) for name, dtype in schema.items()])

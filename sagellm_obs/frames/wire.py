@@ -277,7 +277,10 @@ def _coerce_float(value: Any, path: str) -> float | None:
     if isinstance(value, bool):
         raise ShapeError(f"{path}: expected a number, got a boolean")
     if isinstance(value, (int, float)):
-        out = float(value)
+        try:
+            out = float(value)
+        except OverflowError:  # an integer beyond the double range: not finite as a double
+            return None
     elif isinstance(value, str):
         try:
             out = float(value)

@@ -115,10 +115,16 @@ class ProtocolValidationError(ValueError):
         errors: list[FieldError] = []
         for err in exc.errors(include_url=False, include_input=False):
             loc = [str(part) for part in err["loc"]]
-            discriminator = err.get("ctx", {}).get("discriminator")
+            ctx = err.get("ctx", {})
+            discriminator = ctx.get("discriminator")
+            message = err["msg"]
             if err["type"].startswith("union_tag_") and isinstance(discriminator, str):
                 loc.append(discriminator.strip("'"))  # the bad field is the discriminator itself
-            errors.append({"field": ".".join(loc), "message": err["msg"]})
+            if err["type"] == "union_tag_invalid":  # pydantic's message quotes the input tag
+                message = (
+                    f"Input tag does not match any of the expected tags: {ctx.get('expected_tags')}"
+                )
+            errors.append({"field": ".".join(loc), "message": message})
         return cls(model or exc.title, errors)
 
 
@@ -174,6 +180,10 @@ def validate(model_cls: Any, data: Any, *, name: str | None = None) -> Any:
         return adapter.validate_python(data)
     except ValidationError as exc:
         raise ProtocolValidationError.from_validation_error(exc, name) from exc
+    except RecursionError:  # a Python payload nested deeper than validation can follow
+        raise ProtocolValidationError(
+            name, [{"field": "", "message": "the payload is nested too deeply"}]
+        ) from None
 
 
 class Error(BaseModel):
