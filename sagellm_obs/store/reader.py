@@ -78,7 +78,7 @@ def iter_jsonl(
             obj = json.loads(raw)
             if not isinstance(obj, dict):
                 raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # deep nesting: bad line
             if torn and i == last - 1:
                 report.add(path, lineno, "torn last line (incomplete write)")
                 warnings.warn(

@@ -377,21 +377,7 @@ FIXED: dict[str, Callable[[], bytes]] = {
 }
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(
-            name,
-            marks=pytest.mark.xfail(
-                raises=RecursionError,
-                reason="store/reader.py iter_jsonl lets json.loads' RecursionError escape",
-            ),
-        )
-        if name == "deep-nesting"
-        else name
-        for name in sorted(FIXED)
-    ],
-)
+@pytest.mark.parametrize("name", sorted(FIXED))
 def test_fixed_adversarial_files(tmp_path: Path, name: str) -> None:
     kind = "steps" if "kv-usage" in name or "int-string" in name else "traces"
     path = tmp_path / _KINDS[kind]
