@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from opentelemetry import trace
+
 from sagellm_obs import semconv as sc
 from sagellm_obs.engine.convert import (
     build_metrics,
@@ -216,7 +218,10 @@ class InstrumentedEngine:
                 llm.shutdown()
                 # AsyncLLM.__del__ calls shutdown() again, which fails at interpreter exit.
                 llm.shutdown = _noop
-        self.telemetry.flush()
+        # Flush what is configured; never configure a new telemetry (and run folder) to do it.
+        tel = self._pinned or current_telemetry()
+        if tel is not None:
+            tel.flush()
 
     # --- requests --------------------------------------------------------------------------------
     async def generate(self, request: Request | dict[str, Any]) -> Response:
@@ -339,6 +344,13 @@ class InstrumentedEngine:
             rec.parent_sampled = tp.sampled
             ts = meta.get(TRACESTATE_KEY)
             rec.tracestate = ts if isinstance(ts, str) else None
+        elif (ctx := trace.get_current_span().get_span_context()).is_valid:
+            # Called in-process under an application's span (@trace_protocol, a notebook's own
+            # span): join its trace, as a traceparent from a client would.
+            rec.otel_trace_id = ctx.trace_id
+            rec.parent_span_id = ctx.span_id
+            rec.parent_sampled = ctx.trace_flags.sampled
+            rec.tracestate = ctx.trace_state.to_header() or None
         else:
             rec.otel_trace_id = int(otel_trace_id(request.trace_id), 16)
         return rec
@@ -473,7 +485,14 @@ class InstrumentedEngine:
             rec.kv_bytes = rec.kv_tokens * self._kv_bytes_per_token
             if tel.capture_content:
                 rec.output_messages = json.dumps(
-                    [{"role": "assistant", "parts": [{"type": "text", "content": text}]}]
+                    [
+                        {
+                            "role": "assistant",
+                            "parts": [{"type": "text", "content": text}],
+                            # The GenAI schema requires it; Phoenix drops messages without.
+                            "finish_reason": rec.finish_reason or "",
+                        }
+                    ]
                 )
             metrics = build_metrics(
                 rec,

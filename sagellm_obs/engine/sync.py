@@ -13,6 +13,8 @@ import threading
 from collections.abc import Coroutine, Iterator, Sequence
 from typing import Any, TypeVar
 
+from opentelemetry import context as otel_context
+
 from sagellm_obs.engine.core import EngineConfig, InstrumentedEngine, TokenCallback
 from sagellm_obs.protocol import ChatMessage, Request, Response, StreamEvent
 from sagellm_obs.telemetry import Telemetry
@@ -23,6 +25,16 @@ _DONE = object()
 
 async def _async(fn: Any) -> Any:
     return fn()
+
+
+async def _in_context(coro: Coroutine[Any, Any, T], ctx: otel_context.Context) -> T:
+    """Runs ``coro`` under the caller's OpenTelemetry context: the loop thread has its own, and
+    the engine parents a request without a ``traceparent`` on the current span."""
+    token = otel_context.attach(ctx)
+    try:
+        return await coro
+    finally:
+        otel_context.detach(token)
 
 
 class Engine:
@@ -70,11 +82,14 @@ class Engine:
         return self.engine.model_name
 
     def _call(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+        return self.submit(coro).result()
 
     def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
-        """Run a coroutine on the engine's event loop (e.g. a workload runner)."""
-        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+        """Run a coroutine on the engine's event loop (e.g. a workload runner), under the
+        caller's OpenTelemetry context."""
+        return asyncio.run_coroutine_threadsafe(
+            _in_context(coro, otel_context.get_current()), self._loop
+        )
 
     def generate(self, request: Request | dict[str, Any]) -> Response:
         """Run one request to completion (see :meth:`InstrumentedEngine.generate`)."""
@@ -119,7 +134,7 @@ class Engine:
             finally:
                 events.put(_DONE)
 
-        future = asyncio.run_coroutine_threadsafe(pump(), self._loop)
+        future = self.submit(pump())
         done = False
         try:
             while True:

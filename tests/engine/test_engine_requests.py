@@ -11,7 +11,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from sagellm_obs import semconv as sc
 from sagellm_obs.protocol import ErrorCode, ProtocolValidationError, Request
-from sagellm_obs.protocol.tracecontext import TraceParent
+from sagellm_obs.protocol.tracecontext import TraceParent, otel_trace_id
 from sagellm_obs.store import files_of, iter_jsonl
 from sagellm_obs.store.otlp_json import parse_traces_line
 
@@ -286,3 +286,37 @@ def test_store_reloads_with_protobuf_parser_even_truncated(
     with pytest.warns(UserWarning, match="torn last line"):
         rows = list(iter_jsonl(cut))
     assert len(rows) == data.count(b"\n") - 1
+
+
+def test_in_process_calls_join_the_current_trace(harness: EngineHarness) -> None:
+    """Without a traceparent, a request made under an application's span (here through the
+    sync facade, whose event loop runs in another thread) is a child of that span; the
+    traceparent, when given, still wins."""
+    tracer = harness.telemetry.tracer
+    engine = harness.engine
+    with tracer.start_as_current_span("Assistant.ask") as app:
+        engine.generate(
+            {"request_id": "joined-1", "trace_id": "joined-1", "prompt": "a b", "max_tokens": 2}
+        )
+        list(
+            engine.stream(
+                {"request_id": "joined-2", "trace_id": "joined-2", "prompt": "c d", "max_tokens": 2}
+            )
+        )
+        (explicit,) = _shared_prefix_requests("joined-explicit", 1, PARENT)
+        engine.generate(explicit)
+    engine.generate(
+        {"request_id": "joined-none", "trace_id": "joined-none", "prompt": "e f", "max_tokens": 2}
+    )
+    harness.flush()
+    spans = harness.request_spans()
+    ctx = app.get_span_context()
+    for rid in ("joined-1", "joined-2"):
+        span = spans[rid]
+        assert span.context.trace_id == ctx.trace_id, rid
+        assert span.parent is not None and span.parent.span_id == ctx.span_id, rid
+        assert [k.name for k in harness.children(span)] == list(sc.PHASE_SPANS)
+    assert f"{spans['joined-explicit-0'].context.trace_id:032x}" == PARENT.trace_id
+    alone = spans["joined-none"]
+    assert alone.parent is None and alone.context.trace_id != ctx.trace_id
+    assert f"{alone.context.trace_id:032x}" == otel_trace_id("joined-none")
