@@ -45,6 +45,9 @@ class ServerOptions:
         served_model_names: Names requests may use; default: the engine's model name.
         log_level: uvicorn's log level.
         access_log: uvicorn's access log.
+        keep_alive_s: Seconds an idle keep-alive connection stays open. Longer than common
+            clients' own idle expiry (httpx: 5 s, uvicorn's default too), so the server does not
+            close a connection just as a client reuses it under load.
     """
 
     host: str = "127.0.0.1"
@@ -54,6 +57,7 @@ class ServerOptions:
     served_model_names: list[str] | None = None
     log_level: str = "warning"
     access_log: bool = False
+    keep_alive_s: int = 30
 
 
 async def run_server(
@@ -82,6 +86,7 @@ async def run_server(
             access_log=options.access_log,
             lifespan="off",
             timeout_graceful_shutdown=int(GRACEFUL_SHUTDOWN_S),
+            timeout_keep_alive=options.keep_alive_s,
         )
     )
     if on_server is not None:

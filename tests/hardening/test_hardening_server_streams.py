@@ -90,10 +90,10 @@ async def _run_clients(
 ) -> tuple[list[Sent], list[str]]:
     sent: list[Sent] = []
     failed: list[str] = []
-    # One connection per request. Reusing keep-alive connections races the server's keep-alive
-    # timeout (uvicorn's 5 s, as long as httpx's own expiry): on a loaded machine a client that
-    # reads its response late can send its next request as the server closes the connection.
-    limits = httpx.Limits(max_connections=CLIENTS + 8, max_keepalive_connections=0)
+    # Connections are reused, as real clients do: the server keeps idle connections longer
+    # (ServerOptions.keep_alive_s) than httpx's 5 s expiry, so it never closes one as a client
+    # sends on it (with equal timeouts that race showed up as ReadErrors under load).
+    limits = httpx.Limits(max_connections=CLIENTS + 8, max_keepalive_connections=CLIENTS + 8)
     async with httpx.AsyncClient(
         base_url=server.url, headers=server.headers(), timeout=180, limits=limits
     ) as http:
