@@ -11,10 +11,9 @@ Two ways to make them, with the same result:
   re-validating attributes this module built clean.
 * **Through the SDK's Tracer**, exactly as any instrumentation would, whenever the direct way
   could differ from it: a span processor we did not add (a user's ``add_span_processor``), a
-  sampler other than the parent-based ones of ``OTEL_TRACES_SAMPLER`` with fixed delegates,
-  attribute length limits, the SDK's own span metrics, a disabled tracer, or more attributes
-  than the count limit. Spans then reach the store through its span processor, as other code's
-  spans do.
+  sampler :mod:`sagellm_obs.telemetry.sampling` does not cover, attribute length limits, the
+  SDK's own span metrics, a disabled tracer, or more attributes than the count limit. Spans then
+  reach the store through its span processor, as other code's spans do.
 
 Ids are drawn from the provider's id generator in the SDK's order (trace id, then one span id
 per span); the protocol trace id still names root spans (see :mod:`sagellm_obs.telemetry.ids`).
@@ -30,15 +29,6 @@ from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
 from opentelemetry.sdk import trace as sdk_trace
 from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.sampling import (
-    ALWAYS_OFF,
-    ALWAYS_ON,
-    Decision,
-    ParentBased,
-    ParentBasedTraceIdRatio,
-    Sampler,
-    TraceIdRatioBased,
-)
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import (
     NonRecordingSpan,
@@ -57,6 +47,7 @@ from sagellm_obs.store.otlp_text import SpanLines
 from sagellm_obs.telemetry.attributes import request_attributes
 from sagellm_obs.telemetry.ids import TraceIdOverride
 from sagellm_obs.telemetry.records import RequestRecord
+from sagellm_obs.telemetry.sampling import SamplingPlan
 
 try:  # the SDK's own span metrics (OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED); private module
     from opentelemetry.sdk.trace._tracer_metrics import NoOpTracerMetrics
@@ -67,56 +58,6 @@ _SAMPLED = TraceFlags.SAMPLED
 _RANDOM = TraceFlags.RANDOM_TRACE_ID
 _UNSET = Status(StatusCode.UNSET)
 _NO_EVENT_ATTRIBUTES = BoundedAttributes(immutable=True)
-_PARENT_DELEGATES = (
-    "_remote_parent_sampled",
-    "_remote_parent_not_sampled",
-    "_local_parent_sampled",
-    "_local_parent_not_sampled",
-)
-
-
-def _fixed(sampler: Any) -> bool | None:
-    """True/False for the SDK's always-on/always-off samplers, None for anything else."""
-    if sampler is ALWAYS_ON:
-        return True
-    if sampler is ALWAYS_OFF:
-        return False
-    return None
-
-
-class _Plan:
-    """Sampling decisions of a parent-based sampler whose parent delegates are fixed."""
-
-    def __init__(self, sampler: ParentBased) -> None:
-        self.sampler = sampler
-        root = sampler._root
-        self.root_fixed = _fixed(root)
-        self.root_ratio = root if type(root) is TraceIdRatioBased else None
-        (
-            self.remote_sampled,
-            self.remote_not_sampled,
-            self.local_sampled,
-            self.local_not_sampled,
-        ) = (bool(_fixed(getattr(sampler, name))) for name in _PARENT_DELEGATES)
-
-    @staticmethod
-    def of(sampler: Sampler) -> _Plan | None:
-        if type(sampler) not in (ParentBased, ParentBasedTraceIdRatio):
-            return None
-        if any(_fixed(getattr(sampler, n, None)) is None for n in _PARENT_DELEGATES):
-            return None
-        root = getattr(sampler, "_root", None)
-        if _fixed(root) is None and type(root) is not TraceIdRatioBased:
-            return None
-        assert isinstance(sampler, ParentBased)
-        return _Plan(sampler)
-
-    def root(self, trace_id: int, name: str, attributes: dict[str, Any]) -> bool:
-        if self.root_fixed is not None:
-            return self.root_fixed
-        assert self.root_ratio is not None  # decided by the trace id alone
-        result = self.root_ratio.should_sample(None, trace_id, name, SpanKind.SERVER, attributes)
-        return result.decision is Decision.RECORD_AND_SAMPLE
 
 
 class RequestSpans:
@@ -153,7 +94,7 @@ class RequestSpans:
         self._own = (*own_processors, store_processor)
         self._processors: Any = None
         self._sampler: Any = None
-        self._plan: _Plan | None = None
+        self._plan: SamplingPlan | None = None
         self._ours_only = False
         self._export: tuple[SpanProcessor, ...] = ()
         self._max_attributes: int | None = None
@@ -173,7 +114,7 @@ class RequestSpans:
         if procs is not self._processors or sampler is not self._sampler:
             # add_span_processor replaces the tuple, so identity tells a change.
             self._processors, self._sampler = procs, sampler
-            self._plan = _Plan.of(sampler) if sampler is not None else None
+            self._plan = SamplingPlan.of(sampler) if sampler is not None else None
             listed: tuple[SpanProcessor, ...] = tuple(procs) if procs is not None else ()
             self._ours_only = procs is not None and all(
                 any(p is o for o in self._own) for p in listed
