@@ -37,6 +37,12 @@ def any_value(value: Any) -> dict[str, Any]:
     if isinstance(value, int):
         return {"intValue": str(value)}
     if isinstance(value, float):
+        if value - value != 0.0:  # proto3 JSON writes NaN and the infinities as strings
+            return {
+                "doubleValue": "NaN"
+                if value != value
+                else ("Infinity" if value > 0 else "-Infinity")
+            }
         return {"doubleValue": value}
     if isinstance(value, str):
         return {"stringValue": value}
@@ -44,6 +50,8 @@ def any_value(value: Any) -> dict[str, Any]:
         return {"bytesValue": base64.b64encode(value).decode()}
     if value is None:
         return {}
+    if isinstance(value, Mapping):
+        return {"kvlistValue": {"values": key_values(value)}}
     return {"arrayValue": {"values": [any_value(v) for v in value]}}
 
 

@@ -215,3 +215,42 @@ def test_span_lines_write_after_max_delay(tmp_path: Path) -> None:
     lines.write_due(within=10.0)
     assert _line_spans(tmp_path) == [["a"], ["b"]]
     store.close()
+
+
+def test_non_finite_and_mapping_values_stay_readable(tmp_path: Path) -> None:
+    """NaN and the infinities are strings in OTLP/JSON (bare NaN is not JSON); a mapping is a
+    kvlist. A line holding them parses and loads instead of being rejected whole."""
+    from sagellm_obs.frames import load
+    from sagellm_obs.store.otlp_json import parse_traces_line
+
+    assert any_value(math.nan) == {"doubleValue": "NaN"}
+    assert any_value(-math.inf) == {"doubleValue": "-Infinity"}
+    assert any_value({"a": 1}) == {
+        "kvlistValue": {"values": [{"key": "a", "value": {"intValue": "1"}}]}
+    }
+    spans, _, _ = _sdk_spans()
+    attrs = {"x.nan": math.nan, "x.inf": math.inf, "x.map": {"k": "v"}, "x.ok": 1.5}
+    line = encode_spans([_with_attributes(spans[0], attrs)])
+    text = _dumps(line)
+    assert "NaN" in text and json.loads(text, parse_constant=lambda c: pytest.fail(c))
+    parsed = parse_traces_line(json.loads(text))
+    got = {kv.key: kv.value for kv in parsed.resource_spans[0].scope_spans[0].spans[0].attributes}
+    assert math.isnan(got["x.nan"].double_value) and got["x.inf"].double_value == math.inf
+    assert got["x.map"].kvlist_value.values[0].value.string_value == "v"
+    (tmp_path / "traces-000001.jsonl").write_text(text + "\n")
+    frame = load(tmp_path, cache=False).spans
+    assert frame.height == 1
+
+
+def _with_attributes(span: ReadableSpan, attributes: dict[str, Any]) -> ReadableSpan:
+    return ReadableSpan(
+        name=span.name,
+        context=span.get_span_context(),
+        parent=span.parent,
+        resource=span.resource,
+        attributes=attributes,
+        kind=span.kind,
+        start_time=span.start_time,
+        end_time=span.end_time,
+        instrumentation_scope=span.instrumentation_scope,
+    )
