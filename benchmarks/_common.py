@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
@@ -362,6 +363,30 @@ class OthersMeter:
     @property
     def quiet(self) -> bool:
         return self.cores <= QUIET_CORES
+
+
+class GcPauses:
+    """This process's garbage-collection pauses during a block, per generation.
+
+    ``with GcPauses() as g: ...; g.pauses[2]`` = the durations (ms) of the full collections. A
+    full collection stops every Python thread, so in a process serving requests it shows up as a
+    burst of slow first tokens.
+    """
+
+    def __enter__(self) -> GcPauses:
+        self.pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
+        self._t = 0.0
+        gc.callbacks.append(self._on_gc)
+        return self
+
+    def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._t = time.perf_counter()
+        else:
+            self.pauses[int(info["generation"])].append((time.perf_counter() - self._t) * 1000)
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._on_gc)
 
 
 class Stopwatch:

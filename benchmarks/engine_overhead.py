@@ -56,6 +56,7 @@ from typing import Any
 from benchmarks import _otlp_sink
 from benchmarks._common import (
     QUIET_CORES,
+    GcPauses,
     Options,
     OthersMeter,
     bootstrap_ratio_ci,
@@ -127,6 +128,7 @@ class Round:
     core_cpu: float
     others: float  # cores other processes kept busy meanwhile
     samples: list[Sample]
+    gc_full_ms: list[float] = field(default_factory=list)  # full (gen-2) collection pauses
 
     @property
     def tokens(self) -> int:
@@ -267,14 +269,14 @@ class Bench:
             async with sem:
                 return await call(_prompt(rep, i))
 
-        with OthersMeter() as others:
+        with OthersMeter() as others, GcPauses() as pauses:
             k0, c0, w0 = self.core_cpu(), time.process_time(), time.perf_counter()
             samples = await asyncio.gather(*(one(i) for i in range(int(self.p["requests"]))))
             wall = time.perf_counter() - w0
             await asyncio.to_thread(self.settle)
             cpu = time.process_time() - c0
             core = self.core_cpu() - k0
-        return Round(mode, rep, wall, cpu, core, others.cores, list(samples))
+        return Round(mode, rep, wall, cpu, core, others.cores, list(samples), pauses.pauses[2])
 
 
 def _status(r: Round) -> str:
@@ -381,6 +383,11 @@ def _summary(rounds: list[Round], p: dict[str, Any]) -> dict[str, Any]:
             "tokens": sum(r.tokens for r in rs),
             "rounds": len(rs),
             "others_cores": spread([r.others for r in rs]),
+            "gc_full": {
+                "count": sum(len(r.gc_full_ms) for r in rs),
+                "total_ms": sum(sum(r.gc_full_ms) for r in rs),
+                "max_ms": max((ms for r in rs for ms in r.gc_full_ms), default=0.0),
+            },
         }
 
     def paired(mode: str, key: Callable[[Round], float]) -> dict[str, float]:
@@ -447,6 +454,7 @@ def run(opts: Options) -> dict[str, Any]:
                     "tokens": r.tokens,
                     "ttft_ms": [round(s.ttft * 1e3, 3) for s in r.samples],
                     "engine_ttft_ms": [round(s.engine_ttft * 1e3, 3) for s in r.samples],
+                    "gc_full_ms": [round(ms, 2) for ms in r.gc_full_ms],
                 }
                 for r in rounds
             ],
@@ -515,6 +523,15 @@ def _short(mode: str) -> str:
     return _LABELS[mode].split(":")[0]
 
 
+def _gc_cell(gc_full: dict[str, float] | None) -> str:
+    """``count (max ms)`` of the full collections of a mode's rounds."""
+    if gc_full is None:
+        return "n/a"
+    if not gc_full["count"]:
+        return "0"
+    return f"{int(gc_full['count'])} (max {f(gc_full['max_ms'], 0)} ms)"
+
+
 def render(doc: dict[str, Any]) -> str:
     """Markdown tables of a result document."""
     r, p = doc["results"], doc["params"]
@@ -533,6 +550,7 @@ def render(doc: dict[str, Any]) -> str:
             f(modes[m]["itl_ms"]["p99"], 2),
             f(modes[m]["cpu_ms_per_request"]["median"], 3),
             f(modes[m]["engine_core_cpu_ms_per_request"]["median"], 2),
+            _gc_cell(modes[m].get("gc_full")),
         ]
         for m in MODES
     ]
@@ -586,6 +604,7 @@ def render(doc: dict[str, Any]) -> str:
                     "ITL p99 ms",
                     "frontend CPU ms/req",
                     "EngineCore CPU ms/req",
+                    "full GCs of the frontend",
                 ],
                 rows,
             ),

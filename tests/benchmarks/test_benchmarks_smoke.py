@@ -126,3 +126,57 @@ def test_server(tmp_path: Path) -> None:
 def test_every_benchmark_has_a_smoke_test() -> None:
     tested = {name.removeprefix("test_") for name in globals() if name.startswith("test_")}
     assert set(BENCHMARKS) <= tested
+
+
+def test_docs_keep_the_figures_of_benchmarks_without_a_result_here(tmp_path: Path) -> None:
+    """Result files are not committed: rerunning one benchmark must not erase the others'."""
+    page = tmp_path / "benchmarks.md"
+    page.write_text(
+        "\n".join(
+            [
+                "# B",
+                docs.begin("summary"),
+                "| benchmark | measure | target | measured | met |",
+                "|---|---|---|---|---|",
+                "| [loading](#loading) | cold | ≤ 3 s | 8 s | **no** |",
+                "| [server](#server) | old server row | — | 1.0 | — |",
+                docs.end("summary"),
+                docs.begin("machine"),
+                "| results | loading (2026-01-01T00:00:00), server (2026-01-02T00:00:00) |",
+                docs.end("machine"),
+                docs.begin("server"),
+                "old",
+                docs.end("server"),
+                "",
+            ]
+        )
+    )
+    out = tmp_path / "results"
+    out.mkdir()
+    doc = {
+        "benchmark": "server",
+        "finished_at": "2026-02-02T00:00:00",
+        "git": "abc",
+        "machine": {
+            "cpu_model": "cpu",
+            "nproc": 2,
+            "memory_gib": 1.0,
+            "os": "os",
+            "python": "3",
+        },
+        "versions": {},
+    }
+    (out / "server.json").write_text(json.dumps(doc))
+    docs.update(
+        page,
+        out,
+        {"loading": lambda d: "L", "server": lambda d: "S"},
+        {},
+        {"server": lambda d: [["new server row", "≥ 0.98", "0.99", "yes"]]},
+    )
+    text = page.read_text()
+    assert "| [loading](#loading) | cold | ≤ 3 s | 8 s | **no** |" in text
+    assert "new server row" in text and "old server row" not in text
+    assert text.index("[loading]") < text.index("new server row")
+    assert "loading (2026-01-01T00:00:00), server (2026-02-02T00:00:00)" in text
+    assert "\nS\n" in text and "\nold\n" not in text
