@@ -229,7 +229,10 @@ def _phases(run: dict[str, Any] | None) -> str:
         return ""
     return (
         f"Stages of one more cold load ({f(run['seconds'], 2)} s, others' load "
-        f"{f(run.get('others_cores'), 2)} cores): " + "; ".join(parts) + ".\n"
+        f"{f(run.get('others_cores'), 2)} cores; files are decoded and flattened two at a time, "
+        "so the stages' times are summed over both threads and add up to more than the load): "
+        + "; ".join(parts)
+        + ".\n"
     )
 
 

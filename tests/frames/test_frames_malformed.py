@@ -88,6 +88,33 @@ def test_skip_mode_counts_bad_lines_and_warns_once(tmp_path: Path) -> None:
     assert spans["source_line"].to_list() == [1, 3, 6, 8]  # blank line 7 still counts
 
 
+def test_many_files_keep_file_order_in_rows_reports_and_errors(tmp_path: Path) -> None:
+    """Files are decoded two at a time; what comes out must not depend on which finishes first."""
+    good = _good(12)
+    bad_span = _line(99)
+    del bad_span["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["spanId"]
+    paths = [
+        write_lines(tmp_path / f"traces-{k + 1:05d}.jsonl", [good[2 * k], good[2 * k + 1]])
+        for k in range(6)
+    ]
+    # A big file first (slowest to finish), then small files with bad lines of both kinds.
+    write_lines(paths[0], [*_good(2), *[json.dumps(_line(i)) for i in range(200, 2200)]])
+    write_lines(paths[2], [good[4], json.dumps(bad_span), good[5]])
+    write_lines(paths[4], [good[8], "{oops", good[9]])
+    with pytest.raises(StoreFormatError) as info:
+        load(tmp_path, cache=False)
+    assert (info.value.path, info.value.line) == (paths[2], 2)
+    with pytest.warns(StoreWarning, match=r"skipped 2 bad record\(s\); first at .*traces-00003"):
+        out = load(tmp_path, cache=False, errors="skip")
+    assert [(Path(p).name, line) for p, line, _ in out.report.skipped] == [
+        ("traces-00003.jsonl", 2),
+        ("traces-00005.jsonl", 2),
+    ]
+    files = out.spans["source_file"].to_list()
+    assert files == sorted(files) and out.spans.height == 2002 + 10
+    assert out.spans["name"].to_list()[:2] == ["s0", "s1"]
+
+
 def test_json_object_that_is_not_otlp(tmp_path: Path) -> None:
     good = _good(2)
     write_lines(tmp_path / "traces-00001.jsonl", [good[0], good[1], '{"time_unix_nano": 5}'])
