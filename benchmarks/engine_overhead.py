@@ -286,7 +286,9 @@ def _status(r: Round) -> str:
     )
 
 
-async def _main(p: dict[str, Any], opts: Options, sink: _otlp_sink.Sink) -> dict[str, Any]:
+async def _main(
+    p: dict[str, Any], opts: Options, sink: _otlp_sink.Sink, name: str
+) -> dict[str, Any]:
     from sagellm_obs.engine import EngineConfig, InstrumentedEngine
     from sagellm_obs.telemetry import configure
 
@@ -299,7 +301,7 @@ async def _main(p: dict[str, Any], opts: Options, sink: _otlp_sink.Sink) -> dict
         make_current=False,
     )
     cfg = EngineConfig(
-        model="tiny",
+        model=_model_path(str(p.get("model", "tiny"))),
         in_process=True,
         dtype="float32",
         enforce_eager=True,
@@ -310,7 +312,7 @@ async def _main(p: dict[str, Any], opts: Options, sink: _otlp_sink.Sink) -> dict
     saved = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
     rounds: list[Round] = []
     with progress(opts.show_progress) as bar:
-        task = bar.add_task(f"{NAME} (quiet reps)", total=int(p["reps"]), status="starting vLLM")
+        task = bar.add_task(f"{name} (quiet reps)", total=int(p["reps"]), status="starting vLLM")
         t0 = time.perf_counter()
         engine = await InstrumentedEngine.start(cfg, telemetry=tel)
         start_s = time.perf_counter() - t0
@@ -416,12 +418,27 @@ def paired_delta(a: list[Round], b: list[Round], n: int) -> dict[str, float]:
     return spread([(y.cpu - x.cpu) / n * 1000 for x, y in zip(a, b, strict=True)])
 
 
-def run(opts: Options) -> dict[str, Any]:
-    """Run the benchmark; returns (and writes) the result document's ``results``."""
-    p = opts.sizes(PRESETS)
+def _model_path(model: str) -> str:
+    """``"tiny"`` as is (the engine builds it); another offline preset built here, as a folder."""
+    if model == "tiny":
+        return model
+    from sagellm_obs.models import PRESETS as MODEL_PRESETS
+    from sagellm_obs.models import build_model
+
+    return str(build_model(MODEL_PRESETS[model]))
+
+
+def run(
+    opts: Options, *, name: str = NAME, presets: dict[str, dict[str, Any]] = PRESETS
+) -> dict[str, Any]:
+    """Run the benchmark; returns (and writes) the result document's ``results``.
+
+    ``name`` and ``presets`` let a variant (another model) reuse it under its own result file.
+    """
+    p = opts.sizes(presets)
     sink = _otlp_sink.start()
     try:
-        out = asyncio.run(_main(p, opts, sink))
+        out = asyncio.run(_main(p, opts, sink, name))
     finally:
         received = sink.stop()
     rounds: list[Round] = out["rounds"]
@@ -460,11 +477,11 @@ def run(opts: Options) -> dict[str, Any]:
             ],
         }
     )
-    write_result(NAME, opts, p, results)
+    write_result(name, opts, p, results)
     comp = results[results["primary"]]["vs_vllm"]
     b, bs = comp["ours"], comp["ours_stream"]
     say(
-        f"[bold]{NAME}[/]: throughput B/A {b['throughput_ratio']['median']:.3f} "
+        f"[bold]{name}[/]: throughput B/A {b['throughput_ratio']['median']:.3f} "
         f"(stream B′/A {bs['throughput_ratio']['median']:.3f}), p99 TTFT B/A "
         f"{b['engine_ttft_p99_ratio']:.3f} (B′/A client {bs['ttft_p99_ratio']:.3f}), frontend CPU "
         f"+{b['cpu_ms_per_request_delta']['median']:.3f} ms/request"
@@ -521,6 +538,13 @@ def _ci(value: float, ci: tuple[float, float], digits: int = 3) -> str:
 
 def _short(mode: str) -> str:
     return _LABELS[mode].split(":")[0]
+
+
+def _model_label(p: dict[str, Any]) -> str:
+    """The model a result was measured on, as the docs name it."""
+    model = str(p.get("model", "tiny"))
+    sizes = {"tiny": "3.4 M parameters", "small": "109 M parameters"}
+    return f"`{model}` model ({sizes[model]})" if model in sizes else f"model `{model}`"
 
 
 def _gc_cell(gc_full: dict[str, float] | None) -> str:
@@ -584,7 +608,8 @@ def render(doc: dict[str, Any]) -> str:
         )
     return "\n".join(
         [
-            f"`{doc['command']}` — {p['requests']} requests × {p['max_tokens']} output tokens "
+            f"`{doc['command']}` — {_model_label(p)}, {p['requests']} requests × "
+            f"{p['max_tokens']} output tokens "
             f"(ignore_eos), concurrency {p['concurrency']}, one warm-up round per mode, then "
             f"{r['reps_run']} interleaved repetitions of the {len(MODES)} modes, of which "
             f"{r['quiet_reps']} were quiet (every round ran while other processes kept ≤ "
@@ -642,6 +667,7 @@ def headline(doc: dict[str, Any]) -> list[list[str]]:
     """Target rows for the summary table."""
     r = doc["results"]
     t = r["targets"]
+    model = str(doc["params"].get("model", "tiny"))
     out = []
     for mode, ttft_key, what in (
         ("ours", "engine_ttft_p99_ratio", "vLLM TTFT"),
@@ -653,13 +679,13 @@ def headline(doc: dict[str, Any]) -> list[list[str]]:
         tci = ci["engine_ttft_p99" if ttft_key.startswith("engine") else "ttft_p99"]
         out += [
             [
-                f"output tok/s, {_short(mode)} (`{mode}`) / A (vLLM), same engine",
+                f"output tok/s, {_short(mode)} (`{mode}`) / A (vLLM), {model} model",
                 f"≥ {t['throughput_ratio']}",
                 f"{_ci(tr, ci['throughput'])} ({r['primary']} reps)",
                 verdict(*ci["throughput"], t["throughput_ratio"], at_least=True),
             ],
             [
-                f"p99 {what}, {_short(mode)} / A",
+                f"p99 {what}, {_short(mode)} / A, {model} model",
                 f"≤ {t['p99_ttft_ratio']}",
                 _ci(ttft, tci),
                 verdict(*tci, t["p99_ttft_ratio"], at_least=False),

@@ -111,6 +111,18 @@ def test_engine_overhead(tmp_path: Path) -> None:
 
 
 @pytest.mark.engine
+def test_engine_overhead_small(tmp_path: Path) -> None:
+    """The heavier-model variant: same benchmark, the offline ``small`` model, its own file."""
+    doc = _run_subprocess("engine_overhead_small", tmp_path)
+    assert doc["params"]["model"] == "small"  # type: ignore[index]
+    results = doc["results"]
+    assert isinstance(results, dict)
+    assert results["telemetry"]["requests_recorded"] > 0
+    assert "`small` model" in module("engine_overhead_small").render(doc)
+    _renders("engine_overhead_small", doc, tmp_path)
+
+
+@pytest.mark.engine
 @pytest.mark.slow
 def test_server(tmp_path: Path) -> None:
     doc = _run_subprocess("server", tmp_path)
