@@ -311,6 +311,16 @@ _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 QUIET_CORES = 0.2
 """A measurement counts as quiet when other processes used at most this many cores meanwhile."""
 
+TOY_ROUNDS: dict[str, Any] = {
+    "requests": 4,
+    "max_tokens": 4,
+    "concurrency": 2,
+    "reps": 1,
+    "max_reps": 1,
+    "max_seconds": 60,
+}
+"""The ``toy`` preset of the benchmarks that send rounds of requests (smoke tests only)."""
+
 
 def machine_busy() -> float:
     """CPU seconds every core of the machine has spent busy since boot (``/proc/stat``)."""

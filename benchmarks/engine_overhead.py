@@ -56,6 +56,7 @@ from typing import Any
 from benchmarks import _otlp_sink
 from benchmarks._common import (
     QUIET_CORES,
+    TOY_ROUNDS,
     GcPauses,
     Options,
     OthersMeter,
@@ -93,14 +94,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "max_reps": 8,
         "max_seconds": 180,
     },
-    "toy": {
-        "requests": 4,
-        "max_tokens": 4,
-        "concurrency": 2,
-        "reps": 1,
-        "max_reps": 1,
-        "max_seconds": 60,
-    },
+    "toy": dict(TOY_ROUNDS),
 }
 MODES = ("vllm", "ours", "ours_stream", "ours_stream_no_tel", "vllm_tracing")
 COMPARED = MODES[1:]

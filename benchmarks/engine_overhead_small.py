@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from benchmarks import engine_overhead as _base
-from benchmarks._common import Options
+from benchmarks._common import TOY_ROUNDS, Options
 
 NAME = "engine_overhead_small"
 TITLE = "Engine overhead on a heavier model (small, 109 M parameters)"
@@ -36,15 +36,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "max_reps": 4,
         "max_seconds": 240,
     },
-    "toy": {
-        "model": "small",
-        "requests": 4,
-        "max_tokens": 4,
-        "concurrency": 2,
-        "reps": 1,
-        "max_reps": 1,
-        "max_seconds": 60,
-    },
+    "toy": {"model": "small", **TOY_ROUNDS},
 }
 
 render = _base.render

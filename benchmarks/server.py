@@ -31,6 +31,7 @@ from typing import Any
 
 from benchmarks._common import (
     QUIET_CORES,
+    TOY_ROUNDS,
     Options,
     OthersMeter,
     bootstrap_ratio_ci,
@@ -69,14 +70,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "max_reps": 6,
         "max_seconds": 120,
     },
-    "toy": {
-        "requests": 4,
-        "max_tokens": 4,
-        "concurrency": 2,
-        "reps": 1,
-        "max_reps": 1,
-        "max_seconds": 60,
-    },
+    "toy": dict(TOY_ROUNDS),
 }
 SERVERS = ("vllm", "ours")
 MODEL_NAME = "tiny-llama"
