@@ -61,6 +61,36 @@ def _shaped(
     return schedule(items, arrival, seed=seed, duration=duration)
 
 
+def _uniform(
+    kind: str,
+    n_requests: int,
+    prompt_tokens: int,
+    max_tokens: int,
+    *,
+    seed: int,
+    arrival: ArrivalLike,
+    duration: float | None,
+    stream: bool,
+    temperature: float | None,
+) -> list[WorkItem]:
+    """``n_requests`` requests of one shape (validated), scheduled."""
+    for name, value in (
+        ("n_requests", n_requests),
+        ("max_tokens", max_tokens),
+        ("prompt_tokens", prompt_tokens),
+    ):
+        check_positive(name, value)
+    return _shaped(
+        kind,
+        [(kind, prompt_tokens, max_tokens)] * n_requests,
+        seed=seed,
+        arrival=arrival,
+        duration=duration,
+        stream=stream,
+        temperature=temperature,
+    )
+
+
 def long_prompt_short_answer(
     *,
     seed: int = 0,
@@ -90,16 +120,11 @@ def long_prompt_short_answer(
     Raises:
         ValueError: A count or length is not a positive integer, or a bad ``arrival``.
     """
-    for name, value in (
-        ("n_requests", n_requests),
-        ("max_tokens", max_tokens),
-        ("prompt_tokens", prompt_tokens),
-    ):
-        check_positive(name, value)
-    shapes = [(LONG_PROMPT_SHORT_ANSWER, prompt_tokens, max_tokens)] * n_requests
-    return _shaped(
+    return _uniform(
         LONG_PROMPT_SHORT_ANSWER,
-        shapes,
+        n_requests,
+        prompt_tokens,
+        max_tokens,
         seed=seed,
         arrival=arrival,
         duration=duration,
@@ -137,16 +162,11 @@ def short_prompt_long_answer(
     Raises:
         ValueError: A count or length is not a positive integer, or a bad ``arrival``.
     """
-    for name, value in (
-        ("n_requests", n_requests),
-        ("max_tokens", max_tokens),
-        ("prompt_tokens", prompt_tokens),
-    ):
-        check_positive(name, value)
-    shapes = [(SHORT_PROMPT_LONG_ANSWER, prompt_tokens, max_tokens)] * n_requests
-    return _shaped(
+    return _uniform(
         SHORT_PROMPT_LONG_ANSWER,
-        shapes,
+        n_requests,
+        prompt_tokens,
+        max_tokens,
         seed=seed,
         arrival=arrival,
         duration=duration,
