@@ -7,14 +7,15 @@ loader's columns and dtypes: a schema change shows up here, not as charts passin
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import datetime, timezone
 from typing import Any
 
 import polars as pl
 
+# The million-row benchmark and these tests draw the same synthetic frames (re-exported).
+from benchmarks.charts import START as START
+from benchmarks.charts import synthetic_requests as synthetic_requests
+from benchmarks.charts import synthetic_steps as synthetic_steps
 from sagellm_obs.frames.schemas import REQUESTS, STEPS, conform, empty
-
-START = datetime(2025, 1, 1, tzinfo=timezone.utc)
 
 
 def empty_requests() -> pl.DataFrame:
@@ -28,72 +29,6 @@ def empty_steps() -> pl.DataFrame:
 def requests_frame(rows: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
     """A requests frame from a few hand-written rows (missing columns are null)."""
     return conform(pl.DataFrame(rows, infer_schema_length=None), REQUESTS)
-
-
-def _uniform(n: int, k: int) -> pl.Expr:
-    """Deterministic pseudo-uniform numbers in [0, 1) per row."""
-    return (pl.int_range(n).hash(seed=k) % 1_000_003).cast(pl.Float64) / 1_000_003
-
-
-def synthetic_requests(n: int, *, rate: float = 1000.0, engines: int = 1) -> pl.DataFrame:
-    """``n`` plausible requests arriving at ``rate`` per second, built with Polars expressions."""
-    i = pl.int_range(n)
-    prompt = (16 + _uniform(n, 4) * 2000).cast(pl.Int64)
-    frame = pl.select(
-        request_id=pl.format("req-{}", i),
-        trace_id=pl.format("{}", i.hash(seed=9)),
-        model=pl.lit("tiny"),
-        engine_id=pl.format("engine-{}", i % engines),
-        run_id=pl.lit("run-1"),
-        operation=pl.lit("text_completion"),
-        arrival=pl.lit(START) + pl.duration(microseconds=(i * (1e6 / rate)).cast(pl.Int64)),
-        queue_s=_uniform(n, 1) ** 3 * 0.2,
-        prefill_s=0.005 + _uniform(n, 2) * 0.05,
-        decode_s=0.1 + _uniform(n, 3) * 0.5,
-        input_tokens=prompt,
-        output_tokens=(1 + _uniform(n, 5) * 255).cast(pl.Int64),
-        cached_tokens=(prompt.cast(pl.Float64) * _uniform(n, 6)).floor().cast(pl.Int64),
-        finish_reason=pl.lit("stop"),
-        error_type=pl.when(i % 97 == 0).then(pl.lit("timeout")).otherwise(pl.lit(None)),
-        cancelled=pl.lit(False),
-        stream=pl.lit(True),
-        source=pl.lit("sagellm"),
-    ).with_columns(
-        ttft_s=pl.col("queue_s") + pl.col("prefill_s"),
-        inference_s=pl.col("prefill_s") + pl.col("decode_s"),
-        e2e_s=pl.col("queue_s") + pl.col("prefill_s") + pl.col("decode_s"),
-        tpot_s=pl.col("decode_s") / pl.max_horizontal(pl.col("output_tokens") - 1, 1),
-        prefix_hit_rate=pl.col("cached_tokens") / pl.col("input_tokens"),
-    )
-    return conform(frame, REQUESTS)
-
-
-def synthetic_steps(n: int, *, every_ms: float = 10.0, engines: int = 1) -> pl.DataFrame:
-    """``n`` engine steps ``every_ms`` apart (round-robin over ``engines``)."""
-    i = pl.int_range(n)
-    frame = pl.select(
-        time=pl.lit(START) + pl.duration(microseconds=(i * every_ms * 1000).cast(pl.Int64)),
-        engine_id=pl.format("engine-{}", i % engines),
-        run_id=pl.lit("run-1"),
-        step=i // engines,
-        running=(_uniform(n, 11) * 16).cast(pl.Int64),
-        waiting=(_uniform(n, 12) ** 2 * 8).cast(pl.Int64),
-        kv_cache_usage=_uniform(n, 13),
-        prefix_queries=(_uniform(n, 14) * 512).cast(pl.Int64),
-        prompt_tokens=(_uniform(n, 16) * 512).cast(pl.Int64),
-        generation_tokens=(_uniform(n, 17) * 16).cast(pl.Int64),
-        preemptions=pl.lit(0, pl.Int64),
-        finished=(_uniform(n, 18) * 2).cast(pl.Int64),
-    ).with_columns(
-        prefix_hits=(pl.col("prefix_queries").cast(pl.Float64) * _uniform(n, 15)).cast(pl.Int64),
-        cached_prompt_tokens=pl.col("prompt_tokens") // 2,
-    )
-    frame = frame.with_columns(
-        prefix_hit_rate=pl.when(pl.col("prefix_queries") > 0).then(
-            pl.col("prefix_hits") / pl.col("prefix_queries")
-        )
-    )
-    return conform(frame, STEPS)
 
 
 # --- spec helpers -------------------------------------------------------------------------------
