@@ -26,9 +26,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from sagellm_obs import semconv as sc
-from sagellm_obs.protocol.timing import ClockAnchor
 from sagellm_obs.telemetry.records import RequestRecord
+from tests.records import make_record as make_record
 
 IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 ROTEL_HOW = "pip install 'rotel>=0.0.1a15'"
@@ -47,64 +46,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-# --- request records -----------------------------------------------------------------------------
-
-
-def make_record(
-    anchor: ClockAnchor,
-    i: int,
-    *,
-    model: str = "tiny-model",
-    operation: str = sc.OP_TEXT_COMPLETION,
-    queue: float = 0.002,
-    prefill: float = 0.015,
-    decode: float = 0.12,
-    output_tokens: int = 9,
-    **overrides: Any,
-) -> RequestRecord:
-    """A finished request whose engine-monotonic stamps agree with ``anchor`` and its durations.
-
-    Arrival is ``10 s - i * 50 ms`` before the anchor's monotonic reading; then 1 ms to the
-    engine queue, ``queue`` waiting, ``prefill`` to the first token, ``decode`` to the last, and
-    1 ms to the final output at the frontend.
-    """
-    arrival_mono = anchor.mono_s - 10.0 + i * 0.05
-    queued = arrival_mono + 0.001
-    scheduled = queued + queue
-    first = scheduled + prefill
-    last = first + decode
-    fields: dict[str, Any] = {
-        "request_id": f"req-{i}",
-        "trace_id": f"proto-trace-{i}",
-        "engine_id": "engine-test",
-        "model": model,
-        "operation": operation,
-        "arrival_time": anchor.to_epoch(arrival_mono),
-        "queued_ts": queued,
-        "scheduled_ts": scheduled,
-        "first_token_ts": first,
-        "last_token_ts": last,
-        "ttft": first - arrival_mono,
-        "e2e": last - arrival_mono + 0.001,
-        "queue": queue,
-        "prefill": prefill,
-        "decode": decode,
-        "inference": last - scheduled,
-        "tpot": decode / (output_tokens - 1) if output_tokens > 1 else 0.0,
-        "prompt_tokens": 40 + i,
-        "output_tokens": output_tokens,
-        "cached_tokens": 16,
-        "kv_tokens": 40 + i + output_tokens,
-        "kv_bytes": (40 + i + output_tokens) * 1024,
-        "max_tokens": 32,
-        "temperature": 0.7,
-        "top_p": 0.9,
-        "stream": bool(i % 2),
-    }
-    fields.update(overrides)
-    return RequestRecord(**fields)
 
 
 # --- an OTLP/HTTP receiver ------------------------------------------------------------------------
