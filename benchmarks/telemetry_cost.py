@@ -23,6 +23,9 @@ Variants:
   ``vllm_style`` below): the pipeline hands ``ReadableSpan`` objects to its batch processor.
 * ``sdk_path``: ``full`` with a (no-op) span processor added by the user to the tracer provider:
   the pipeline falls back to ``Tracer.start_span`` and the store's batch span processor.
+* ``sdk_metrics``: ``full`` with the request metrics recorded through the SDK's synchronous
+  instruments (``AdvancedOptions.sdk_request_metrics``, the fallback) instead of pre-aggregated
+  in the telemetry thread (``telemetry/aggregate.py``).
 * ``vllm_style``: what vLLM's ``--otlp-traces-endpoint`` does per finished request
   (``OutputProcessor.do_tracing`` + ``vllm.tracing.otel.manual_instrument_otel``: one
   ``llm_request`` span with vLLM's attributes, parent context extracted from the environment),
@@ -89,7 +92,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     "toy": {"records": 256, "reps": 1, "max_reps": 1, "max_seconds": 60, "profile_records": 128},
 }
-VARIANTS = ("off", "full", "store_off", "spans_only", "otlp", "sdk_path", "vllm_style")
+VARIANTS = (
+    "off", "full", "store_off", "spans_only", "otlp", "sdk_path", "sdk_metrics", "vllm_style",
+)  # fmt: skip
 TARGET_US = 30.0
 SPANS_PER_BATCH = 512  # the batch span processor's max_export_batch_size
 METRIC_EXPORTS = 5
@@ -199,7 +204,7 @@ class VllmStyle:
 # --- our variants --------------------------------------------------------------------------------
 
 
-def _no_metrics(record: RequestRecord, context: Any) -> None:
+def _no_metrics(record: RequestRecord, span: Any) -> None:
     return None
 
 
@@ -215,6 +220,7 @@ class Ours:
         metrics: bool = True,
         otlp: bool = False,
         user_processor: bool = False,
+        sdk_metrics: bool = False,
     ) -> None:
         self.otlp = ProtobufDropExporter() if otlp else None
         self.tel: Telemetry = configure(
@@ -224,11 +230,14 @@ class Ours:
             engine_id="vllm-bench",
             service_name="sagellm-obs-bench",
             make_current=False,
-            advanced=AdvancedOptions(span_exporters=[self.otlp] if self.otlp else []),
+            advanced=AdvancedOptions(
+                span_exporters=[self.otlp] if self.otlp else [],
+                sdk_request_metrics=sdk_metrics,
+            ),
         )
         if not metrics:
             # Instance attribute shadows the method: the pipeline records no metric points.
-            self.tel.pipeline._record_request_metrics = _no_metrics  # type: ignore[method-assign]
+            self.tel.pipeline._record_request_metrics = _no_metrics  # type: ignore[method-assign,assignment]
         if user_processor:
             self.tel.tracer_provider.add_span_processor(SpanProcessor())
         self.submitted = 0
@@ -306,6 +315,7 @@ def _variants(tmp: Path) -> dict[str, Any]:
         "spans_only": Ours(tmp / "spans_only", metrics=False),
         "otlp": Ours(tmp / "otlp", otlp=True),
         "sdk_path": Ours(tmp / "sdk_path", user_processor=True),
+        "sdk_metrics": Ours(tmp / "sdk_metrics", sdk_metrics=True),
         "vllm_style": VllmStyle(),
     }
 
@@ -360,13 +370,9 @@ _OURS_PARTS: list[tuple[str, str, str]] = [
     ("", "telemetry/ids.py", "generate_trace_id"),
     ("  of which OTLP/JSON text (`RequestSpans._store`)", "telemetry/spans.py", "_store"),
     ("  of which attribute text (`attributes_text`)", "store/otlp_text.py", "attributes_text"),
-    ("  of which exemplar context (`set_span_in_context`)", "trace/propagation/__init__.py",
-     "set_span_in_context"),
-    ("metric recording (9 points)", "telemetry/instruments.py", "record_request"),
-    ("  of which `Measurement` objects (attribute cleaning)", "_internal/measurement.py",
-     "__post_init__"),
-    ("  of which aggregation + attribute keys", "_view_instrument_match.py", "consume_measurement"),
-    ("  of which exemplar offers", "exemplar/exemplar_reservoir.py", "offer"),
+    ("metric points, pre-aggregated (`RequestMetrics.record`, 9 points)", "telemetry/aggregate.py",
+     "record"),
+    ("  of which histogram points (`_Hist.add`, 8)", "telemetry/aggregate.py", "add"),
     ("store line write (`SpanLines._write`: join, encode, write)", "store/otlp_text.py", "_write"),
 ]  # fmt: skip
 _VLLM_PARTS: list[tuple[str, str, str]] = [
@@ -531,6 +537,7 @@ def run(opts: Options) -> dict[str, Any]:
                 "spans_only": 4 * n * reps,
                 "otlp": 4 * n * reps,
                 "sdk_path": 4 * n * reps,
+                "sdk_metrics": 4 * n * reps,
                 "vllm_style": n * reps,
             }
             ptask = bar.add_task("profiles", total=2, status="cProfile, one thread")
@@ -606,6 +613,7 @@ _LABELS = {
     "spans_only": "ours, spans only (store on, no metrics)",
     "otlp": "ours, full + OTLP protobuf exporter (network dropped)",
     "sdk_path": "ours, full, a user's span processor present (SDK spans)",
+    "sdk_metrics": "ours, full, request metrics through the SDK's instruments (the fallback)",
     "vllm_style": "vLLM-style single span + OTLP protobuf",
 }
 
@@ -618,8 +626,17 @@ def render(doc: dict[str, Any]) -> str:
     metrics_us = (
         v["full"]["cpu_us_per_request"]["median"] - v["spans_only"]["cpu_us_per_request"]["median"]
     )
+    sdk_metrics = ""
+    if "sdk_metrics" in v:
+        sdk_us = (
+            v["sdk_metrics"]["cpu_us_per_request"]["median"]
+            - v["spans_only"]["cpu_us_per_request"]["median"]
+        )
+        sdk_metrics = f"; through the SDK's instruments instead: {f(sdk_us, 1)} µs"
     rows = []
-    for name in ("full", "store_off", "spans_only", "otlp", "sdk_path", "vllm_style"):
+    for name in _LABELS:
+        if name not in v:  # a result from before the variant existed
+            continue
         x = v[name]
         c = x["cpu_us_per_request"]
         spans = (
@@ -665,7 +682,7 @@ def render(doc: dict[str, Any]) -> str:
         f"min {f(r['full_over_vllm_style']['min'], 2)}, max "
         f"{f(r['full_over_vllm_style']['max'], 2)}). Target ≤ {f(r['target_us'], 0)} µs: "
         f"gap {f(r['gap_us'], 1)} µs. Metrics share (full − spans only): "
-        f"{f(metrics_us, 1)} µs.",
+        f"{f(metrics_us, 1)} µs{sdk_metrics}.",
         "",
         f"Periodic metric export to the store: {f(r['metric_export']['ms_per_export'], 2)} ms CPU "
         f"per export (every 5 s), i.e. {f(r['metric_export']['us_per_request_at_rate'], 1)} µs per "

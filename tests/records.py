@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from opentelemetry.sdk.trace.id_generator import IdGenerator
+
 from sagellm_obs import semconv as sc
 from sagellm_obs.protocol.timing import ClockAnchor
 from sagellm_obs.telemetry.records import RequestRecord
@@ -62,3 +64,18 @@ def make_record(
     }
     fields.update(overrides)
     return RequestRecord(**fields)
+
+
+class CountingIds(IdGenerator):
+    """Deterministic ids: two telemetries draw the same sequence if they ask in the same order."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def generate_span_id(self) -> int:
+        self.n += 1
+        return 0x5A00_0000_0000_0000 + self.n
+
+    def generate_trace_id(self) -> int:
+        self.n += 1
+        return (0x7E00_0000_0000_0000 << 64) + self.n * 0x0123_4567_89AB_CDEF

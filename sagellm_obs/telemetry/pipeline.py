@@ -17,8 +17,11 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from opentelemetry.trace import SpanContext
+
 from sagellm_obs import semconv as sc
 from sagellm_obs.protocol.timing import ClockAnchor
+from sagellm_obs.telemetry.aggregate import RequestMetrics
 from sagellm_obs.telemetry.instruments import Instruments
 from sagellm_obs.telemetry.records import RequestRecord
 from sagellm_obs.telemetry.spans import RequestSpans
@@ -64,6 +67,8 @@ class Pipeline:
         write_steps: Sink for step records (the local store), or None.
         interval: Seconds between drains.
         max_pending: Records kept waiting at most; beyond, new ones are dropped and counted.
+        request_metrics: Pre-aggregated request metrics attached to the readers; None records
+            finished requests through ``instruments`` (the SDK's way).
     """
 
     def __init__(
@@ -74,9 +79,11 @@ class Pipeline:
         *,
         interval: float = 0.1,
         max_pending: int = 100_000,
+        request_metrics: RequestMetrics | None = None,
     ) -> None:
         self.spans = spans
         self._inst = instruments
+        self._aggregated = request_metrics
         self._write_steps = write_steps
         self._interval = interval
         self._max_pending = max_pending
@@ -230,7 +237,7 @@ class Pipeline:
         Two tight loops rather than one alternating loop: ~6% less CPU (the interpreter's
         caches stay warm), and the same measurements in the same order.
         """
-        done: list[tuple[RequestRecord, Any]] = []
+        done: list[tuple[RequestRecord, SpanContext]] = []
         for _ in range(min(len(queue), _CHUNK)):
             record = queue.popleft()
             try:
@@ -246,5 +253,8 @@ class Pipeline:
                 self.failures += 1
                 _log.exception("sagellm-obs: metrics of request %s failed", record.request_id)
 
-    def _record_request_metrics(self, r: RequestRecord, context: Any) -> None:
-        self._inst.record_request(r, context)
+    def _record_request_metrics(self, r: RequestRecord, span: SpanContext) -> None:
+        if self._aggregated is not None:
+            self._aggregated.record(r, span)
+        else:
+            self._inst.record_request(r, span)

@@ -27,6 +27,7 @@ from sagellm_obs.protocol.timing import ClockAnchor
 from sagellm_obs.store.exporters import StoreMetricExporter, StoreSpanExporter
 from sagellm_obs.store.otlp_text import SpanLines
 from sagellm_obs.store.run import RunStore, new_run_id
+from sagellm_obs.telemetry.aggregate import RequestMetrics
 from sagellm_obs.telemetry.exporting import CountingSpanExporter, otlp_exporters
 from sagellm_obs.telemetry.ids import TraceIdOverride
 from sagellm_obs.telemetry.instruments import Instruments, views
@@ -52,6 +53,8 @@ class AdvancedOptions:
         span_batch_delay: Seconds the batch span processor waits before exporting.
         store_max_bytes: Rotate store files past this size.
         id_generator: Trace and span ids (tests: a deterministic generator); random by default.
+        sdk_request_metrics: Record finished requests through the SDK's instruments instead of
+            pre-aggregating them (slower; the reference the fast way is tested against).
     """
 
     span_exporters: Sequence[SpanExporter] = ()
@@ -62,6 +65,7 @@ class AdvancedOptions:
     span_batch_delay: float = 1.0
     store_max_bytes: int = 64 * 2**20
     id_generator: IdGenerator | None = None
+    sdk_request_metrics: bool = False
 
 
 @dataclass
@@ -246,6 +250,11 @@ def configure(
             readers.append(reader)
         meter_provider = MeterProvider(resource=resource, metric_readers=readers, views=views())
         meter = meter_provider.get_meter(sc.SCOPE_NAME)
+        request_metrics: RequestMetrics | None = None
+        if not adv.sdk_request_metrics:
+            request_metrics = RequestMetrics(resource)
+            if not request_metrics.attach(readers):
+                request_metrics = None
         tracer = tracer_provider.get_tracer(sc.SCOPE_NAME)
         store_lines = None
         if store is not None:
@@ -266,6 +275,7 @@ def configure(
             Instruments.create(meter),
             (lambda steps: store.write("steps", steps)) if store is not None else None,
             interval=adv.pipeline_interval,
+            request_metrics=request_metrics,
         )
         telemetry = Telemetry(
             tracer_provider=tracer_provider,

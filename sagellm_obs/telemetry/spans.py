@@ -26,7 +26,6 @@ from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.attributes import BoundedAttributes
-from opentelemetry.context import Context
 from opentelemetry.sdk import trace as sdk_trace
 from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
@@ -143,15 +142,15 @@ class RequestSpans:
         return True
 
     # --- per request ----------------------------------------------------------------------------
-    def record(self, r: RequestRecord) -> Context:
-        """Make the record's spans; returns the context naming its SERVER span (for exemplars)."""
+    def record(self, r: RequestRecord) -> SpanContext:
+        """Make the record's spans; returns its SERVER span's context (for exemplars)."""
         attrs = request_attributes(r)
         limit = self._max_attributes
         if self.direct and (limit is None or len(attrs) <= limit):
             return self._direct(r, attrs)
         return self._through_tracer(r, attrs)
 
-    def _direct(self, r: RequestRecord, attrs: dict[str, Any]) -> Context:
+    def _direct(self, r: RequestRecord, attrs: dict[str, Any]) -> SpanContext:
         plan = self._plan
         assert plan is not None
         ids = self._ids
@@ -221,7 +220,7 @@ class RequestSpans:
                     end_ns,
                     ttft_ns,
                 )
-        return trace.set_span_in_context(NonRecordingSpan(root))
+        return root
 
     def _store(
         self,
@@ -352,7 +351,7 @@ class RequestSpans:
             for processor in self._export:
                 processor.on_end(span)
 
-    def _through_tracer(self, r: RequestRecord, attrs: dict[str, Any]) -> Context:
+    def _through_tracer(self, r: RequestRecord, attrs: dict[str, Any]) -> SpanContext:
         """The SDK's way: ``Tracer.start_span`` for every span (see the module docstring)."""
         anchor, tracer, ids = self.anchor, self._tracer, self._ids
         start_ns = int(r.arrival_time * 1e9)
@@ -393,7 +392,7 @@ class RequestSpans:
             )
             child.end(end_time=anchor.to_epoch_ns(end))
         span.end(end_time=start_ns + int(r.e2e * 1e9))
-        return child_ctx
+        return span.get_span_context()
 
 
 def _error_status(r: RequestRecord) -> Status:

@@ -21,7 +21,6 @@ from google.protobuf.json_format import MessageToDict
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.trace import SpanKind
 
 from sagellm_obs import frames
@@ -31,25 +30,11 @@ from sagellm_obs.protocol.tracecontext import otel_trace_id
 from sagellm_obs.store import files_of, iter_jsonl
 from sagellm_obs.store.otlp_json import parse_traces_line
 from sagellm_obs.telemetry import AdvancedOptions, RequestRecord, Telemetry, configure
+from tests.records import CountingIds
 
 MakeRecord = Callable[..., RequestRecord]
 PARENT_TRACE_ID = 0x4BF92F3577B34DA6A3CE929D0E0E4736
 PARENT_SPAN_ID = 0x00F067AA0BA902B7
-
-
-class CountingIds(IdGenerator):
-    """Deterministic ids: both telemetries draw the same sequence if they ask in the same order."""
-
-    def __init__(self) -> None:
-        self.n = 0
-
-    def generate_span_id(self) -> int:
-        self.n += 1
-        return 0x5A00_0000_0000_0000 + self.n
-
-    def generate_trace_id(self) -> int:
-        self.n += 1
-        return (0x7E00_0000_0000_0000 << 64) + self.n * 0x0123_4567_89AB_CDEF
 
 
 class Reason(str, enum.Enum):
@@ -92,6 +77,8 @@ def _side(root: Path, name: str, *, through_tracer: bool) -> Side:
             metric_export_interval=3600,
             span_batch_delay=0.05,
             id_generator=CountingIds(),
+            # The reference side records its metric points through the SDK's instruments too.
+            sdk_request_metrics=through_tracer,
         ),
         make_current=False,
     )
