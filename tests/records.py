@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from opentelemetry.sdk.trace.id_generator import IdGenerator
 
 from sagellm_obs import semconv as sc
 from sagellm_obs.protocol.timing import ClockAnchor
+from sagellm_obs.telemetry import AdvancedOptions, Telemetry, configure
 from sagellm_obs.telemetry.records import RequestRecord
 
 
@@ -79,3 +81,24 @@ class CountingIds(IdGenerator):
     def generate_trace_id(self) -> int:
         self.n += 1
         return (0x7E00_0000_0000_0000 << 64) + self.n * 0x0123_4567_89AB_CDEF
+
+
+def compare_telemetry(run_dir: Path, **advanced: Any) -> Telemetry:
+    """One side of a two-way comparison: deterministic ids, fixed names, no OTLP, no timers.
+
+    ``advanced`` sets further :class:`AdvancedOptions` (readers, exporters, switches).
+    """
+    return configure(
+        run_dir=run_dir,
+        run_id="run-compare",
+        engine_id="engine-test",
+        service_name="compare",
+        otlp_endpoint=False,
+        advanced=AdvancedOptions(
+            metric_export_interval=3600,
+            span_batch_delay=0.05,
+            id_generator=CountingIds(),
+            **advanced,
+        ),
+        make_current=False,
+    )

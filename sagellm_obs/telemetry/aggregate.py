@@ -47,6 +47,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext
 
 from sagellm_obs import semconv as sc
+from sagellm_obs.telemetry.instruments import attribute_sets
 from sagellm_obs.telemetry.records import RequestRecord
 
 _log = logging.getLogger(__name__)
@@ -357,20 +358,12 @@ class RequestMetrics:
             s.tokens_out.add(r.output_tokens, ex)
 
     def _new_series(self, r: RequestRecord, key: tuple[Any, ...]) -> _Series:
-        base: dict[str, Any] = {
-            sc.GEN_AI_OPERATION_NAME: r.operation,
-            sc.GEN_AI_PROVIDER_NAME: sc.PROVIDER_NAME,
-            sc.GEN_AI_REQUEST_MODEL: r.model,
-        }
-        if r.error_type:
-            base[sc.ERROR_TYPE] = r.error_type
-        attrs = _clean(base)
-        with_reason = _clean({**base, sc.GEN_AI_RESPONSE_FINISH_REASONS: r.finish_reason})
+        attrs, with_reason, tokens_in, tokens_out = (_clean(a) for a in attribute_sets(r))
         requests = self._sum(with_reason)
         series = _Series(
             [self._hist(i, attrs) for i in range(_TOKENS)],
-            self._hist(_TOKENS, _clean({**base, sc.GEN_AI_TOKEN_TYPE: "input"})),
-            self._hist(_TOKENS, _clean({**base, sc.GEN_AI_TOKEN_TYPE: "output"})),
+            self._hist(_TOKENS, tokens_in),
+            self._hist(_TOKENS, tokens_out),
             requests,
             with_reason if requests.overflow else _NONE,
         )

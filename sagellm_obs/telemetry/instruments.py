@@ -75,7 +75,7 @@ class Instruments:
         key = (r.operation, r.model, r.error_type or "", r.finish_reason)
         sets = self._sets.get(key) if all(type(k) is str for k in key) else None
         if sets is None:
-            sets = _attribute_sets(r)
+            sets = attribute_sets(r)
             if len(self._sets) >= _MAX_ATTRIBUTE_SETS:
                 self._sets.clear()
             self._sets[key] = sets
@@ -118,7 +118,8 @@ class Instruments:
         )
 
 
-def _attribute_sets(r: RequestRecord) -> tuple[dict[str, Any], ...]:
+def attribute_sets(r: RequestRecord) -> tuple[dict[str, Any], ...]:
+    """A request's metric attributes: plain, with its finish reason, for input and output tokens."""
     attrs: dict[str, Any] = {
         sc.GEN_AI_OPERATION_NAME: r.operation,
         sc.GEN_AI_PROVIDER_NAME: sc.PROVIDER_NAME,

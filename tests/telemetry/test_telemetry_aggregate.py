@@ -26,9 +26,9 @@ from opentelemetry.sdk.metrics.export import (
 
 from sagellm_obs import semconv as sc
 from sagellm_obs.protocol.timing import ClockAnchor
-from sagellm_obs.telemetry import AdvancedOptions, RequestRecord, Telemetry, configure
+from sagellm_obs.telemetry import RequestRecord, Telemetry
 from sagellm_obs.telemetry.aggregate import CARDINALITY_LIMIT, RequestMetrics
-from tests.records import CountingIds
+from tests.records import compare_telemetry
 
 MakeRecord = Callable[..., RequestRecord]
 _DELTA = {Histogram: AggregationTemporality.DELTA, Counter: AggregationTemporality.DELTA}
@@ -63,20 +63,8 @@ class Side:
 def _side(root: Path, name: str, *, sdk: bool, limits: dict[type, int] | None = None) -> Side:
     cumulative = InMemoryMetricReader(cardinality_limits=limits)
     delta = InMemoryMetricReader(preferred_temporality=_DELTA)  # type: ignore[arg-type]
-    tel = configure(
-        run_dir=root / name,
-        run_id="run-compare",
-        engine_id="engine-test",
-        service_name="compare",
-        otlp_endpoint=False,
-        advanced=AdvancedOptions(
-            metric_readers=[cumulative, delta],
-            metric_export_interval=3600,
-            span_batch_delay=0.05,
-            id_generator=CountingIds(),
-            sdk_request_metrics=sdk,
-        ),
-        make_current=False,
+    tel = compare_telemetry(
+        root / name, metric_readers=[cumulative, delta], sdk_request_metrics=sdk
     )
     return Side(tel, cumulative, delta)
 

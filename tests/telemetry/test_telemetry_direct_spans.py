@@ -29,8 +29,8 @@ from sagellm_obs.protocol.timing import ClockAnchor
 from sagellm_obs.protocol.tracecontext import otel_trace_id
 from sagellm_obs.store import files_of, iter_jsonl
 from sagellm_obs.store.otlp_json import parse_traces_line
-from sagellm_obs.telemetry import AdvancedOptions, RequestRecord, Telemetry, configure
-from tests.records import CountingIds
+from sagellm_obs.telemetry import RequestRecord, Telemetry
+from tests.records import compare_telemetry
 
 MakeRecord = Callable[..., RequestRecord]
 PARENT_TRACE_ID = 0x4BF92F3577B34DA6A3CE929D0E0E4736
@@ -65,22 +65,12 @@ class Side:
 def _side(root: Path, name: str, *, through_tracer: bool) -> Side:
     spans = InMemorySpanExporter()
     reader = InMemoryMetricReader()
-    tel = configure(
-        run_dir=root / name,
-        run_id="run-compare",
-        engine_id="engine-test",
-        service_name="compare",
-        otlp_endpoint=False,
-        advanced=AdvancedOptions(
-            span_exporters=[spans],
-            metric_readers=[reader],
-            metric_export_interval=3600,
-            span_batch_delay=0.05,
-            id_generator=CountingIds(),
-            # The reference side records its metric points through the SDK's instruments too.
-            sdk_request_metrics=through_tracer,
-        ),
-        make_current=False,
+    # The reference side records its metric points through the SDK's instruments too.
+    tel = compare_telemetry(
+        root / name,
+        span_exporters=[spans],
+        metric_readers=[reader],
+        sdk_request_metrics=through_tracer,
     )
     if through_tracer:
         tel.tracer_provider.add_span_processor(SpanProcessor())  # a user's processor
