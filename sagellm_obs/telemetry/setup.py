@@ -254,6 +254,10 @@ def configure(
         if not adv.sdk_request_metrics:
             request_metrics = RequestMetrics(resource)
             if not request_metrics.attach(readers):
+                _log.info(
+                    "sagellm-obs: a metric reader cannot take pre-aggregated points; request "
+                    "metrics go through the SDK's instruments (slower, same points)"
+                )
                 request_metrics = None
         tracer = tracer_provider.get_tracer(sc.SCOPE_NAME)
         store_lines = None

@@ -264,10 +264,14 @@ def test_readers_without_the_sdk_hook_fall_back_to_the_instruments() -> None:
     assert RequestMetrics(Resource.create({})).attach([Odd()]) is False  # type: ignore[list-item]
 
 
-def test_a_reader_with_its_own_cardinality_limits_falls_back(tmp_path: Path) -> None:
-    side = _side(tmp_path, "limits", sdk=False, limits={Histogram: 10})
+def test_a_reader_with_its_own_cardinality_limits_falls_back(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="sagellm_obs.telemetry.setup"):
+        side = _side(tmp_path, "limits", sdk=False, limits={Histogram: 10})
     try:
         assert side.telemetry.pipeline._aggregated is None
+        assert "request metrics go through the SDK's instruments" in caplog.text
     finally:
         side.telemetry.shutdown()
 
