@@ -20,10 +20,15 @@ time). Loaders, rotated per repetition:
 * ``pandas_json``: what users write today: ``json.loads`` per line, walk
   resourceSpans/scopeSpans/spans, one dict per span with its attributes, ``pandas.DataFrame``
   (spans only: no requests frame). Not run above ``PANDAS_MAX_SPANS`` (memory).
+
+``polars_ndjson`` is not run above ``NDJSON_MAX_SPANS`` either (~4.7 GB per million spans here).
+Every loader process is watched: one whose resident memory passes ``MEMORY_SHARE`` of the
+machine's RAM is killed and reported as failed, rather than leaving the machine to the OOM killer.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import subprocess
@@ -53,6 +58,8 @@ from benchmarks._synth_store import write_store
 NAME = "loading"
 TITLE = "Loading a run into frames"
 PANDAS_MAX_SPANS = 2_000_000  # json + pandas needs ~3 kB of RAM per span
+NDJSON_MAX_SPANS = 2_000_000  # polars.read_ndjson needs ~4.7 kB of RAM per span
+MEMORY_SHARE = 0.85  # of the machine's RAM: a loader process past it is killed
 PRESETS: dict[str, dict[str, Any]] = {
     # reps: quiet runs wanted of the loaders with targets; at most max_reps repetitions.
     "default": {
@@ -77,19 +84,44 @@ TIMEOUT_S = 3600
 
 
 def _worker(loader: str, directory: Path) -> dict[str, Any]:
-    with OthersMeter() as others:
-        proc = subprocess.run(
-            [sys.executable, "-m", "benchmarks._load_worker", loader, str(directory)],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=TIMEOUT_S,
-            check=False,
-        )
+    import psutil
+
+    limit = psutil.virtual_memory().total * MEMORY_SHARE
+    peak = 0
+    with OthersMeter() as others, tempfile.TemporaryFile("w+") as out_f:
+        with tempfile.TemporaryFile("w+") as err_f:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "benchmarks._load_worker", loader, str(directory)],
+                cwd=ROOT,
+                stdout=out_f,
+                stderr=err_f,
+                text=True,
+            )
+            watched = psutil.Process(proc.pid)
+            deadline = time.monotonic() + TIMEOUT_S
+            killed = ""
+            while proc.poll() is None:
+                with contextlib.suppress(psutil.Error):
+                    peak = max(peak, watched.memory_info().rss)
+                if peak > limit:
+                    killed = f"killed at {peak / 2**30:.1f} GiB RSS (limit {limit / 2**30:.1f})"
+                elif time.monotonic() > deadline:
+                    killed = f"killed after {TIMEOUT_S} s"
+                if killed:
+                    proc.kill()
+                    proc.wait()
+                    break
+                time.sleep(0.2)
+            err_f.seek(0)
+            stderr = err_f.read()
+        out_f.seek(0)
+        stdout = out_f.read()
+    if killed:
+        return {"loader": loader, "failed": killed}
     if proc.returncode != 0:
-        tail = (proc.stderr or "").strip().splitlines()[-3:]
+        tail = stderr.strip().splitlines()[-3:]
         return {"loader": loader, "failed": f"exit {proc.returncode}: {' | '.join(tail)}"}
-    out: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    out: dict[str, Any] = json.loads(stdout.strip().splitlines()[-1])
     out["others_cores"] = others.cores
     return out
 
@@ -101,7 +133,8 @@ def _quiet(run: dict[str, Any]) -> bool:
 def _measure(directory: Path, spans: int, p: dict[str, Any], bar: Any) -> dict[str, Any]:
     """Every loader, rotated, for at least ``reps`` repetitions; more (up to ``max_reps`` and
     ``max_seconds``) while the loaders with targets have fewer than ``reps`` quiet runs."""
-    loaders = [x for x in ROTATED if x != "pandas_json" or spans <= PANDAS_MAX_SPANS]
+    too_big = {"pandas_json": PANDAS_MAX_SPANS, "polars_ndjson": NDJSON_MAX_SPANS}
+    loaders = [x for x in ROTATED if spans <= too_big.get(x, spans)]
     order = ["imports", "sagellm_cache_write", "sagellm_cached", *loaders]
     raw: dict[str, list[dict[str, Any]]] = {name: [] for name in order}
     want, most = int(p["reps"]), int(p["max_reps"])
@@ -110,7 +143,7 @@ def _measure(directory: Path, spans: int, p: dict[str, Any], bar: Any) -> dict[s
     phases = _worker("sagellm_phases", directory)
     shutil.rmtree(directory / ".cache", ignore_errors=True)
     deadline = time.monotonic() + float(p["max_seconds"])
-    keys = ("sagellm_cold", "sagellm_cached", "polars_ndjson")
+    keys = [k for k in ("sagellm_cold", "sagellm_cached", "polars_ndjson") if k in raw]
 
     def enough() -> bool:
         return all(sum(map(_quiet, raw[k])) >= want for k in keys)
@@ -143,9 +176,9 @@ def _measure(directory: Path, spans: int, p: dict[str, Any], bar: Any) -> dict[s
             "quiet_runs": len(quiet),
         }
     # Paired per repetition: cold / ndjson, from repetitions where both ran quietly (else all).
-    cold, nd = raw["sagellm_cold"], raw["polars_ndjson"]
+    cold, nd = raw["sagellm_cold"], raw.get("polars_ndjson", [])
     pairs = [
-        (a, b) for a, b in zip(cold, nd, strict=True) if "failed" not in a and "failed" not in b
+        (a, b) for a, b in zip(cold, nd, strict=bool(nd)) if "failed" not in a and "failed" not in b
     ]
     calm = [(a, b) for a, b in pairs if _quiet(a) and _quiet(b)]
     ratios = [ratio(a["seconds"], b["seconds"]) for a, b in (calm or pairs)]
@@ -299,9 +332,13 @@ def render(doc: dict[str, Any]) -> str:
             ),
             "",
             _phases(m.get("phases")),
-            f"Cold / read_ndjson, paired per repetition"
-            f"{' (quiet pairs)' if m.get('cold_over_ndjson_quiet') else ''}: "
-            f"**{f(m['cold_over_ndjson'], 2)}**. "
+            (
+                f"Cold / read_ndjson, paired per repetition"
+                f"{' (quiet pairs)' if m.get('cold_over_ndjson_quiet') else ''}: "
+                f"**{f(m['cold_over_ndjson'], 2)}**. "
+                if m.get("cold_over_ndjson_runs")
+                else "read_ndjson not run at this size (memory). "
+            ),
             f"Targets at 1M spans: cold ≤ {r['targets']['cold_s']} s, cached ≤ "
             f"{r['targets']['cached_s']} s, cold within {r['targets']['cold_over_ndjson']}× of "
             "read_ndjson. Rows: spans for our loader and pandas, lines for the parse-only floors.",

@@ -85,6 +85,29 @@ def test_loading(tmp_path: Path) -> None:
     _renders("loading", doc, tmp_path)
 
 
+def test_loading_big_skips_and_kills_what_does_not_fit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from benchmarks import loading
+
+    # The toy "big" size (4,000 spans) stands for 10M: read_ndjson and pandas are skipped there,
+    # and a loader past the memory limit is killed and reported, not left to the OOM killer.
+    monkeypatch.setattr(loading, "NDJSON_MAX_SPANS", 3_000)
+    monkeypatch.setattr(loading, "PANDAS_MAX_SPANS", 3_000)
+    assert 0 < loading.MEMORY_SHARE < 1
+    loading.run(Options(preset="toy", out_dir=tmp_path, show_progress=False, big=True))
+    doc = json.loads((tmp_path / "loading.json").read_text())
+    small, big = doc["results"]["sizes"].values()
+    assert "polars_ndjson" in small["loaders"] and "polars_ndjson" not in big["loaders"]
+    assert not big["cold_over_ndjson_runs"]
+    text = loading.render(doc)
+    assert "read_ndjson not run at this size" in text and "| not run |" in text
+
+    monkeypatch.setattr(loading, "MEMORY_SHARE", 1e-6)  # every process is over the limit
+    failed = loading._worker("imports", tmp_path)
+    assert "killed at" in failed["failed"]
+
+
 def test_charts(tmp_path: Path) -> None:
     doc = _run_in_process("charts", tmp_path)
     results = doc["results"]
