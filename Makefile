@@ -54,7 +54,7 @@ format: install
 	$(VENV)/bin/ruff check --fix sagellm_obs tests benchmarks examples dashboards
 
 bench: install
-	$(PY) -m benchmarks
+	$(PY) -m benchmarks --big
 
 # The hardening tests at soak strength: 20x the fuzzing examples, minutes of concurrent clients.
 soak: install

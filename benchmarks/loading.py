@@ -338,8 +338,8 @@ def render(doc: dict[str, Any]) -> str:
                 f"**{f(m['cold_over_ndjson'], 2)}**. "
                 if m.get("cold_over_ndjson_runs")
                 else "read_ndjson not run at this size (memory). "
-            ),
-            f"Targets at 1M spans: cold ≤ {r['targets']['cold_s']} s, cached ≤ "
+            )
+            + f"Targets at 1M spans: cold ≤ {r['targets']['cold_s']} s, cached ≤ "
             f"{r['targets']['cached_s']} s, cold within {r['targets']['cold_over_ndjson']}× of "
             "read_ndjson. Rows: spans for our loader and pandas, lines for the parse-only floors.",
         ]
