@@ -217,6 +217,16 @@ def _histogram_point(
     )
 
 
+def _collection_time(data: MetricsData | None) -> int | None:
+    """The time the SDK stamped on the points of this collection, if it collected any."""
+    for rm in data.resource_metrics if data is not None else ():
+        for sm in rm.scope_metrics:
+            for metric in sm.metrics:
+                for point in metric.data.data_points:
+                    return int(point.time_unix_nano)
+    return None
+
+
 def _clean(attrs: dict[str, Any]) -> dict[str, Any]:
     """Drop what the SDK would drop (None, non-primitive values) from an attribute set."""
     return {k: v for k, v in attrs.items() if isinstance(v, _PRIMITIVE)}
@@ -293,7 +303,9 @@ class RequestMetrics:
         def collect(reader: MetricReader, timeout_millis: float = 10_000) -> MetricsData | None:
             data = sdk_collect(reader, timeout_millis=timeout_millis)
             try:
-                ours = self.metrics(state)
+                # One collection, one time: ours take the SDK's so deltas between collections
+                # line up (frames.counter_delta and friends).
+                ours = self.metrics(state, _collection_time(data))
             except Exception:  # telemetry must not break the reader's export
                 _log.exception("sagellm-obs: collecting the request metrics failed")
                 return data
@@ -403,9 +415,12 @@ class RequestMetrics:
         return found
 
     # --- collection (a reader's thread) ---------------------------------------------------------
-    def metrics(self, state: _ReaderState) -> list[Metric]:
-        """The points a reader gets now, in its temporality (and updates what it has seen)."""
-        now = time_ns()
+    def metrics(self, state: _ReaderState, now: int | None = None) -> list[Metric]:
+        """The points a reader gets now, in its temporality (and updates what it has seen).
+
+        ``now`` is the collection's time (the SDK's points carry it); default: the clock.
+        """
+        now = now or time_ns()
         with self._lock:
             since, state.seq = state.seq, self._seq
             last, state.last_ns = state.last_ns, now

@@ -221,6 +221,37 @@ def test_past_the_cardinality_limit_points_overflow_as_in_the_sdk(
     assert len(overflow) == 1 and overflow[0]["count"] == 5
 
 
+def _step() -> dict[str, Any]:
+    return {
+        sc.STEP_ENGINE_ID: "engine-test",
+        sc.STEP_KV_USAGE: 0.5,
+        sc.STEP_RUNNING: 1,
+        sc.STEP_WAITING: 0,
+        sc.STEP_PREFIX_QUERIES: 10,
+        sc.STEP_PREFIX_HITS: 4,
+        sc.STEP_PROMPT_TOKENS: 10,
+        sc.STEP_GENERATION_TOKENS: 3,
+        sc.STEP_PREEMPTIONS: 0,
+    }
+
+
+def test_one_collection_has_one_time(sides: tuple[Side, Side], records: MakeRecord) -> None:
+    """Our points carry the SDK's collection time, so deltas between collections line up."""
+    ours, _ = sides
+    ours.telemetry.pipeline.submit_step(_step())
+    ours.submit([records(ours.telemetry.pipeline.anchor, 0)])
+    data = ours.cumulative.get_metrics_data()
+    assert data is not None
+    points = {
+        m.name: {p.time_unix_nano for p in m.data.data_points}
+        for rm in data.resource_metrics
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+    }
+    assert sc.M_KV_USAGE.name in points and sc.M_TTFT.name in points
+    assert len(set().union(*points.values())) == 1, points
+
+
 def test_a_failing_collection_leaves_the_sdks_points_and_logs(
     sides: tuple[Side, Side],
     records: MakeRecord,
@@ -229,19 +260,7 @@ def test_a_failing_collection_leaves_the_sdks_points_and_logs(
 ) -> None:
     ours, _ = sides
     anchor = ours.telemetry.pipeline.anchor
-    ours.telemetry.pipeline.submit_step(
-        {
-            sc.STEP_ENGINE_ID: "engine-test",
-            sc.STEP_KV_USAGE: 0.5,
-            sc.STEP_RUNNING: 1,
-            sc.STEP_WAITING: 0,
-            sc.STEP_PREFIX_QUERIES: 10,
-            sc.STEP_PREFIX_HITS: 4,
-            sc.STEP_PROMPT_TOKENS: 10,
-            sc.STEP_GENERATION_TOKENS: 3,
-            sc.STEP_PREEMPTIONS: 0,
-        }
-    )
+    ours.telemetry.pipeline.submit_step(_step())
     ours.submit([records(anchor, 0)])
 
     def broken(self: RequestMetrics, state: Any) -> list[Any]:
