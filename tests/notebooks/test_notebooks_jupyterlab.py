@@ -303,9 +303,15 @@ def _run_all(page: Any, attempts: int = 5) -> None:
 def _wait_all_ran(page: Any, log: Path) -> None:
     """Waits until every code cell has an execution count. If the kernel sits idle with cells
     still pending and nothing changes for a while, the execute requests were lost (seen once in
-    CI, right after the kernel started): say so with the page's state and run them again."""
-    deadline = time.monotonic() + RUN_ALL_TIMEOUT_S
+    CI, right after the kernel started): say so with the page's state and run them again.
+
+    If JupyterLab asks for a kernel again mid-run (seen once in CI: the later cells then ran in a
+    fresh kernel and failed on names the earlier ones had defined), the run starts over in the
+    new kernel, from cleared outputs, once."""
+    started = time.monotonic()
+    deadline = started + RUN_ALL_TIMEOUT_S
     reruns = 0
+    restarted = False
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
@@ -313,6 +319,22 @@ def _wait_all_ran(page: Any, log: Path) -> None:
         try:
             _wait_for(page, _ALL_RAN, min(STALL_S, remaining), stall_check=True)
             return
+        except _CellRaised as exc:
+            asked = any("Select Kernel" in d for d in exc.state["dialogs"]) or any(
+                t >= started for t in _KERNEL_ASKED
+            )
+            if restarted or not asked:
+                raise
+            restarted = True
+            warnings.warn(
+                "JupyterLab: a new kernel was chosen mid-run; running every cell again\n"
+                + _diagnose(page, log),
+                stacklevel=1,
+            )
+            _wait_for(page, _KERNEL_IDLE, 120)
+            page.locator('.lm-MenuBar-itemLabel:text-is("Edit")').click()
+            page.locator('.lm-Menu-itemLabel:text-is("Clear Outputs of All Cells")').click()
+            _run_all(page)
         except _Stalled:
             if reruns >= 2:
                 raise
@@ -331,6 +353,18 @@ class _Stalled(TimeoutError):
     """The kernel is idle, cells are pending and nothing changed in STALL_S seconds."""
 
 
+class _CellRaised(RuntimeError):
+    """A cell's output shows a traceback; ``state`` is the page's state then."""
+
+    def __init__(self, message: str, state: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.state = state
+
+
+# When _wait_for accepted JupyterLab's "Select Kernel" dialog (time.monotonic()).
+_KERNEL_ASKED: list[float] = []
+
+
 def _wait_for(page: Any, condition: str, seconds: float, stall_check: bool = False) -> None:
     """Polls a JavaScript condition; accepts JupyterLab's kernel choice if it asks for one
     (it sometimes does for a notebook opened right after the server started). Stops early
@@ -342,11 +376,12 @@ def _wait_for(page: Any, condition: str, seconds: float, stall_check: bool = Fal
         dialog = page.locator('.jp-Dialog:has-text("Select Kernel")')
         if dialog.count() and dialog.first.is_visible():
             dialog.locator(".jp-mod-accept").first.click()
+            _KERNEL_ASKED.append(time.monotonic())
         if page.evaluate(condition):
             return
         state = page.evaluate(_STATE)
         if state["tracebacks"]:
-            raise RuntimeError("a cell raised:\n" + "\n---\n".join(state["tracebacks"]))
+            raise _CellRaised("a cell raised:\n" + "\n---\n".join(state["tracebacks"]), state)
         if state["status"] == "dead":
             raise RuntimeError("the kernel died")
         if stall_check:
