@@ -55,6 +55,7 @@ _log = logging.getLogger(__name__)
 #: The SDK's default limit of attribute sets per metric; later sets share one overflow point.
 CARDINALITY_LIMIT = 2000
 _OVERFLOW_ATTRS: dict[str, Any] = {"otel.metric.overflow": True}
+_OVERFLOW_KEY = tuple(_OVERFLOW_ATTRS.items())
 # Series (request keys) remembered for the fast lookup; past this, keys are looked up afresh.
 _MAX_SERIES = 4 * CARDINALITY_LIMIT
 _PRIMITIVE = (str, bool, int, float)
@@ -144,7 +145,7 @@ class _Overflow:
 class _Sum:
     """One monotonic sum point."""
 
-    __slots__ = ("attrs", "overflow", "reservoirs", "start_ns", "value")
+    __slots__ = ("attrs", "reservoirs", "start_ns", "value")
 
     def __init__(self, attrs: dict[str, Any], n_readers: int) -> None:
         self.attrs = attrs
@@ -153,7 +154,6 @@ class _Sum:
         # uniformly random one of the measurements offered since that reader's last collection.
         self.reservoirs: list[list[Any]] = [[0, None] for _ in range(n_readers)]
         self.start_ns = time_ns()
-        self.overflow = attrs is _OVERFLOW_ATTRS
 
 
 class _Series:
@@ -254,7 +254,6 @@ class RequestMetrics:
         self._seq = 0
         self._n_windows = 0
         self._n_readers = 0
-        self._readers: dict[int, _ReaderState] = {}
 
     # --- wiring ---------------------------------------------------------------------------------
     def attach(self, readers: Sequence[MetricReader]) -> bool:
@@ -294,7 +293,6 @@ class RequestMetrics:
         for reader, collect, state in plans:
             # The SDK's own hook (module docstring): its type annotation is narrower than its use.
             reader._collect = self._collector(collect, state)  # type: ignore[assignment]
-            self._readers[id(reader)] = state
         return True
 
     def _collector(
@@ -377,7 +375,7 @@ class RequestMetrics:
             self._hist(_TOKENS, tokens_in),
             self._hist(_TOKENS, tokens_out),
             requests,
-            with_reason if requests.overflow else _NONE,
+            with_reason if requests.attrs is _OVERFLOW_ATTRS else _NONE,
         )
         if len(self._series) < _MAX_SERIES:
             self._series[key] = series
@@ -386,21 +384,16 @@ class RequestMetrics:
     def _hist(self, index: int, attrs: dict[str, Any]) -> _Hist | _Overflow:
         points = self._hists[index]
         key = tuple(sorted(attrs.items()))
+        if key not in points and len(points) >= CARDINALITY_LIMIT:
+            return _Overflow(self._hist_at(index, _OVERFLOW_KEY, _OVERFLOW_ATTRS), attrs)
+        return self._hist_at(index, key, attrs)
+
+    def _hist_at(self, index: int, key: tuple[Any, ...], attrs: dict[str, Any]) -> _Hist:
+        points = self._hists[index]
         found = points.get(key)
         if found is None:
-            if len(points) >= CARDINALITY_LIMIT:
-                return _Overflow(self._hist_overflow(index), attrs)
             bounds = tuple(_HISTOGRAMS[index].buckets or ())
             found = points[key] = _Hist(attrs, bounds, self._n_windows)
-        return found
-
-    def _hist_overflow(self, index: int) -> _Hist:
-        points = self._hists[index]
-        key = tuple(_OVERFLOW_ATTRS.items())
-        found = points.get(key)
-        if found is None:
-            bounds = tuple(_HISTOGRAMS[index].buckets or ())
-            found = points[key] = _Hist(_OVERFLOW_ATTRS, bounds, self._n_windows)
         return found
 
     def _sum(self, attrs: dict[str, Any]) -> _Sum:
@@ -408,7 +401,7 @@ class RequestMetrics:
         found = self._sums.get(key)
         if found is None:
             if len(self._sums) >= CARDINALITY_LIMIT:
-                key, attrs = tuple(_OVERFLOW_ATTRS.items()), _OVERFLOW_ATTRS
+                key, attrs = _OVERFLOW_KEY, _OVERFLOW_ATTRS
                 found = self._sums.get(key)
             if found is None:
                 found = self._sums[key] = _Sum(attrs, self._n_readers)
