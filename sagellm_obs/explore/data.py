@@ -19,7 +19,7 @@ from typing import Any
 import polars as pl
 
 from sagellm_obs.frames import Frames, load
-from sagellm_obs.store.run import MANIFEST
+from sagellm_obs.store.layout import MANIFEST
 
 __all__ = [
     "SORT_COLUMNS",

@@ -26,17 +26,20 @@ from sagellm_obs.frames.analysis import (
 )
 from sagellm_obs.frames.load import (
     Frames,
+    Scan,
     load,
     load_metrics,
     load_requests,
     load_spans,
     load_steps,
+    scan,
 )
 from sagellm_obs.frames.schemas import (
     CALL_TREE,
     METRICS,
     REQUESTS,
     REQUIRED_COLUMNS,
+    RUNS,
     SCHEMAS,
     SPANS,
     STEPS,
@@ -53,12 +56,14 @@ __all__ = [
     "METRICS",
     "REQUESTS",
     "REQUIRED_COLUMNS",
+    "RUNS",
     "SCHEMAS",
     "SPANS",
     "STEPS",
     "TIME_BREAKDOWN",
     "Frames",
     "HistogramDelta",
+    "Scan",
     "SchemaError",
     "attribute",
     "call_tree",
@@ -76,6 +81,7 @@ __all__ = [
     "percentiles",
     "prefix_hit_rate",
     "rolling_hit_rate",
+    "scan",
     "throughput",
     "time_breakdown",
 ]

@@ -1,71 +1,54 @@
-"""``load()``: a run folder, a JSON-lines file, a collector's output or a Parquet dir → frames.
+"""``load()`` and ``scan()``: one or many sources → the frames, eager or lazy.
 
-Sources:
+A source is a run folder, a directory of OTLP/JSON files (a collector's export), a single such
+file, or a Parquet directory (see :mod:`~sagellm_obs.frames.sources`); ``load`` and ``scan`` take
+one, a list of them, or a glob (``"sagellm-runs/*"``). A run folder is read from its columnar
+copies, so a scan's filters on time, model, engine or run and its choice of columns reach the
+Parquet reader.
 
-* a run folder (``manifest.json``, ``traces-*.jsonl``, ``metrics-*.jsonl``, ``steps-*.jsonl``,
-  ``requests-client-*.jsonl``);
-* a directory of OTLP/JSON files with any names (``*.json``/``*.jsonl``), e.g. what an
-  OpenTelemetry Collector's file exporter writes: trace and metric lines may share a file;
-* a single such file;
-* a Parquet directory: one written by :meth:`Frames.save` (``spans.parquet``...) or a cache
-  directory (``<run>/.cache``).
-
-In a directory, only the top-level files are read. ``steps-*`` and ``requests-client-*`` files
-are flat records (see :mod:`~sagellm_obs.frames.wire` for the client-timing line format); any
-other file is OTLP/JSON unless its first line looks like a step or client record. The same span
-loaded twice (e.g. a run folder that also holds a collector's copy) appears twice.
-``source_file`` columns name files relative to the loaded directory, ``source_line`` is 1-based.
+``source_file`` columns name files relative to their source, ``source_line`` is 1-based. With
+several sources every frame's ``run_id`` is filled (the manifest's run id, else the source's
+name) and ``runs`` has one row per source: join it on ``run_id`` for the run's set-up.
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import os
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from sagellm_obs import semconv as sc
-from sagellm_obs.frames import cache as cache_mod
-from sagellm_obs.frames import wire
-from sagellm_obs.frames.lines import LINE, TORN, Check, read_lines
-from sagellm_obs.frames.metrics import build_metrics
-from sagellm_obs.frames.schemas import (
-    METRICS,
-    REQUESTS,
-    SCHEMAS,
-    SPANS,
-    STEPS,
-    TIME,
-    check_schema,
-    conform,
-)
-from sagellm_obs.frames.spans import build_requests, build_spans
-from sagellm_obs.store.reader import Errors, ReadReport, StoreFormatError
-from sagellm_obs.store.run import MANIFEST
+from sagellm_obs.frames.schemas import RUNS, SCHEMAS, check_schema
+from sagellm_obs.frames.sources import FRAME_NAMES, SourceScan, runs_row, scan_source
+from sagellm_obs.store.layout import MANIFEST
+from sagellm_obs.store.reader import Errors, ReadReport
 
 Source = str | os.PathLike[str]
+Sources = Source | Sequence[Source]
 
-OTLP, STEPS_KIND, CLIENT = "otlp", "steps", "requests-client"
-_SNIFF_BYTES = 4096
+_GLOB_CHARS = frozenset("*?[")
 
 
 @dataclass
 class Frames:
-    """The frames of one source. See :mod:`sagellm_obs.frames.schemas` for their columns.
+    """The frames of one or many sources. See :mod:`sagellm_obs.frames.schemas` for columns.
 
     Attributes:
         spans: One row per span.
         requests: One row per request span, with client timings when recorded.
         steps: One row per engine step.
         metrics: One row per metric data point (long format).
-        manifest: The run's ``manifest.json`` (empty when there is none).
-        report: What was skipped: torn last lines, and bad lines with ``errors="skip"``.
-        source: Where the frames were loaded from.
-        from_cache: True when read from the Parquet cache.
+        manifest: The run's ``manifest.json`` (empty when there is none, or several sources).
+        report: What was skipped: torn last lines, bad lines and sources with ``errors="skip"``.
+        source: Where the frames were loaded from (the first source of several).
+        from_cache: True when every source was read from Parquet (columnar copies or cache).
+        runs: One row per source (:data:`~sagellm_obs.frames.schemas.RUNS`).
+        rebuilt: ``(file, why)`` for each columnar copy this load had to build from the JSON.
     """
 
     spans: pl.DataFrame
@@ -76,6 +59,8 @@ class Frames:
     report: ReadReport = field(default_factory=ReadReport)
     source: Path | None = None
     from_cache: bool = False
+    runs: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=RUNS))
+    rebuilt: list[tuple[str, str]] = field(default_factory=list)
 
     def frames(self) -> dict[str, pl.DataFrame]:
         """The four frames by name."""
@@ -99,278 +84,180 @@ class Frames:
         return out
 
 
-def load(source: Source, *, errors: Errors = "raise", cache: bool = True) -> Frames:
-    """Load the frames of a run folder, JSON-lines file(s) or Parquet directory.
+@dataclass
+class Scan:
+    """Lazy frames of one or many sources: :func:`scan`. ``collect()`` gives :class:`Frames`.
+
+    Attributes:
+        spans, requests, steps, metrics: ``pl.LazyFrame`` over the sources' rows.
+        manifest, report, source, from_cache, runs, rebuilt: As :class:`Frames`.
+    """
+
+    spans: pl.LazyFrame
+    requests: pl.LazyFrame
+    steps: pl.LazyFrame
+    metrics: pl.LazyFrame
+    manifest: dict[str, Any] = field(default_factory=dict)
+    report: ReadReport = field(default_factory=ReadReport)
+    source: Path | None = None
+    from_cache: bool = False
+    runs: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=RUNS))
+    rebuilt: list[tuple[str, str]] = field(default_factory=list)
+
+    def frames(self) -> dict[str, pl.LazyFrame]:
+        """The four lazy frames by name."""
+        return {
+            "spans": self.spans,
+            "requests": self.requests,
+            "steps": self.steps,
+            "metrics": self.metrics,
+        }
+
+    def collect(self) -> Frames:
+        """Every frame, collected in one go (shared scans are read once)."""
+        eager = pl.collect_all([self.frames()[name] for name in FRAME_NAMES])
+        checked = {
+            name: check_schema(df, SCHEMAS[name], name)
+            for name, df in zip(FRAME_NAMES, eager, strict=True)
+        }
+        return Frames(
+            spans=checked["spans"],
+            requests=checked["requests"],
+            steps=checked["steps"],
+            metrics=checked["metrics"],
+            manifest=self.manifest,
+            report=self.report,
+            source=self.source,
+            from_cache=self.from_cache,
+            runs=self.runs,
+            rebuilt=self.rebuilt,
+        )
+
+
+def scan(source: Sources, *, errors: Errors = "raise", cache: bool = True) -> Scan:
+    """Lazy frames of one or many run folders, JSON-lines files or Parquet directories.
+
+    A run folder's rows are read from its columnar copies (built from the JSON when missing,
+    stale or unreadable, and written back when ``cache``); filters and column choices on the
+    returned LazyFrames are pushed down to the Parquet reader.
 
     Args:
-        source: See the module docstring for what is accepted.
+        source: A source, a list of sources, or a glob matching several (see the module
+            docstring for what a source is).
         errors: On a malformed line, ``"raise"`` a :class:`~sagellm_obs.store.StoreFormatError`
-            naming file and line, or ``"skip"`` it; skipped lines are counted in
-            ``Frames.report`` and one :class:`~sagellm_obs.store.StoreWarning` says how many.
-            A torn last line (a write cut short) is always skipped with a warning.
-        cache: Reuse (or write) the Parquet cache in ``.cache`` next to the source.
+            naming file and line, or ``"skip"`` it; skipped lines are counted in ``report`` and
+            one :class:`~sagellm_obs.store.StoreWarning` says how many. A torn last line (a
+            write cut short) is always skipped with a warning. With several sources, a source
+            that cannot be read at all raises too, or (``"skip"``) is left out, reported and
+            named in ``runs.problem``; the other sources are kept.
+        cache: Use and write the columnar copies of run folders and the Parquet cache of other
+            files (in ``.cache`` next to them). False reads every JSON file and writes nothing.
+
+    Raises:
+        FileNotFoundError: A source (or every match of a glob) does not exist.
+        StoreFormatError: A malformed line, with ``errors="raise"``.
+    """
+    if errors not in ("raise", "skip"):
+        raise ValueError(f'errors must be "raise" or "skip", not {errors!r}')
+    paths = _expand(source)
+    report = ReadReport()
+    scans: list[SourceScan] = []
+    rows: list[pl.DataFrame] = []
+    for path in paths:
+        try:
+            one = scan_source(path, errors=errors, cache=cache)
+        except Exception as exc:
+            if errors == "raise" or len(paths) == 1:
+                raise
+            report.add(path, 0, f"not loaded: {type(exc).__name__}: {exc}")
+            rows.append(runs_row(None, path, f"{type(exc).__name__}: {exc}"))
+            continue
+        scans.append(one)
+        report.skipped.extend(one.report.skipped)
+        rows.append(runs_row(one, path))
+    report.warn()
+    frames = _combine(scans)
+    single = len(paths) == 1 and len(scans) == 1
+    return Scan(
+        **frames,
+        manifest=scans[0].manifest if single else {},
+        report=report,
+        source=paths[0],
+        from_cache=bool(scans) and all(s.from_cache for s in scans),
+        runs=pl.concat(rows) if rows else pl.DataFrame(schema=RUNS),
+        rebuilt=[(str(s.path / f), why) for s in scans for f, why in s.rebuilt],
+    )
+
+
+def load(source: Sources, *, errors: Errors = "raise", cache: bool = True) -> Frames:
+    """The frames of one or many sources, collected: :func:`scan` then :meth:`Scan.collect`.
 
     Returns:
         The :class:`Frames`; every frame matches its declared schema, empty ones included.
 
     Raises:
-        FileNotFoundError: ``source`` does not exist.
+        FileNotFoundError: A source does not exist.
         StoreFormatError: A malformed line, with ``errors="raise"``.
     """
-    if errors not in ("raise", "skip"):
-        raise ValueError(f'errors must be "raise" or "skip", not {errors!r}')
-    path = Path(source)
-    if not path.exists():
-        raise FileNotFoundError(f"no such run folder or file: {path}")
-    if path.is_dir():
-        parquet = _parquet_files(path)
-        if parquet is not None:
-            return _from_parquet(path, parquet)
-        root, files = path, _discover(path)
-        cache_dir = path / cache_mod.CACHE_DIR
-    else:
-        root, files = path.parent, [(path, _classify(path))]
-        cache_dir = path.parent / cache_mod.CACHE_DIR / path.name
-    manifest = _manifest(root) if path.is_dir() else {}
-    fp = ""
-    if cache:
-        fp = cache_mod.fingerprint([f for f, _ in files], root)
-        hit = cache_mod.read(cache_dir, fp)
-        if hit is not None:
-            frames, meta = hit
-            report = ReadReport([(str(f), int(n), str(m)) for f, n, m in meta.get("skipped", [])])
-            # An entry built with errors="skip" that skipped bad lines cannot answer "raise":
-            # read the sources again, which raises on the first bad line.
-            if errors == "skip" or all(m == TORN for _, _, m in report.skipped):
-                report.warn()
-                return _frames(frames, manifest=manifest, report=report, source=path)
-    report = ReadReport()
-    out = _build(root, files, manifest, errors=errors, report=report)
-    out.source = path
-    if cache:
-        cache_mod.write(cache_dir, fp, out.frames(), {"skipped": report.skipped})
-    report.warn()
-    return out
+    return scan(source, errors=errors, cache=cache).collect()
 
 
-def load_spans(source: Source, **kwargs: Any) -> pl.DataFrame:
+def load_spans(source: Sources, **kwargs: Any) -> pl.DataFrame:
     """The ``spans`` frame of ``source`` (see :func:`load` for the options)."""
-    return load(source, **kwargs).spans
+    return scan(source, **kwargs).spans.collect()
 
 
-def load_requests(source: Source, **kwargs: Any) -> pl.DataFrame:
+def load_requests(source: Sources, **kwargs: Any) -> pl.DataFrame:
     """The ``requests`` frame of ``source`` (see :func:`load` for the options)."""
-    return load(source, **kwargs).requests
+    return scan(source, **kwargs).requests.collect()
 
 
-def load_steps(source: Source, **kwargs: Any) -> pl.DataFrame:
+def load_steps(source: Sources, **kwargs: Any) -> pl.DataFrame:
     """The ``steps`` frame of ``source`` (see :func:`load` for the options)."""
-    return load(source, **kwargs).steps
+    return scan(source, **kwargs).steps.collect()
 
 
-def load_metrics(source: Source, **kwargs: Any) -> pl.DataFrame:
+def load_metrics(source: Sources, **kwargs: Any) -> pl.DataFrame:
     """The ``metrics`` frame of ``source`` (see :func:`load` for the options)."""
-    return load(source, **kwargs).metrics
+    return scan(source, **kwargs).metrics.collect()
 
 
-# --- building ----------------------------------------------------------------------------------
+def _expand(source: Sources) -> list[Path]:
+    """The sources as paths: a glob expanded (sorted), a list kept in its order."""
+    items = [source] if isinstance(source, str | os.PathLike) else list(source)
+    if not items:
+        raise ValueError("no source given")
+    paths: list[Path] = []
+    for item in items:
+        path = Path(item).expanduser()
+        if path.exists():
+            paths.append(path)
+            continue
+        text = str(path)
+        if _GLOB_CHARS & set(text):
+            matches = [Path(m) for m in sorted(glob.glob(text)) if _loadable(Path(m))]
+            if matches:
+                paths.extend(matches)
+                continue
+            raise FileNotFoundError(f"no run folder or file matches {text}")
+        raise FileNotFoundError(f"no such run folder or file: {path}")
+    return paths
 
 
-def _build(
-    root: Path,
-    files: list[tuple[Path, str]],
-    manifest: dict[str, Any],
-    *,
-    errors: Errors,
-    report: ReadReport,
-) -> Frames:
-    def read(kind: str, schema: pl.Schema, check: Check, suspect: pl.Expr) -> pl.DataFrame:
+def _loadable(path: Path) -> bool:
+    return path.is_dir() or path.suffix in (".json", ".jsonl")
+
+
+def _combine(scans: list[SourceScan]) -> dict[str, pl.LazyFrame]:
+    """The sources' frames end to end; with several, each row's ``run_id`` filled."""
+    if not scans:
+        return {name: pl.LazyFrame(schema=SCHEMAS[name]) for name in FRAME_NAMES}
+    if len(scans) == 1:
+        return dict(scans[0].frames)
+    out = {}
+    for name in FRAME_NAMES:
         parts = [
-            read_lines(
-                f, schema, errors=errors, report=report, check=check, suspect=suspect
-            ).with_columns(pl.lit(_relative(f, root)).alias("source_file"))
-            for f, k in files
-            if k == kind
+            s.frames[name].with_columns(pl.col("run_id").fill_null(pl.lit(s.run_id))) for s in scans
         ]
-        if not parts:
-            return pl.DataFrame(schema={**schema, LINE: pl.Int64, "source_file": pl.String})
-        return pl.concat(parts)
-
-    def spans_of(path: Path) -> tuple[pl.DataFrame, pl.DataFrame, ReadReport]:
-        """One OTLP file's spans, its metric lines, and what it skipped."""
-        local = ReadReport()
-
-        def on_bad(file: str, line: int, message: str) -> None:
-            if errors == "raise":
-                raise StoreFormatError(root / file, line, message)
-            local.add(root / file, line, message)
-
-        lines = read_lines(
-            path,
-            wire.OTLP_LINE,
-            errors=errors,
-            report=local,
-            check=wire.check_otlp_object,
-            suspect=pl.col("resourceSpans").is_null() & pl.col("resourceMetrics").is_null(),
-        ).with_columns(pl.lit(_relative(path, root)).alias("source_file"))
-        metric_lines = lines.filter(pl.col("resourceMetrics").list.len() > 0)
-        return build_spans(lines, on_bad), metric_lines, local
-
-    # Spans are built file by file, two files at a time: a file's decoded lines are dropped once
-    # its spans are built (half the memory of flattening every file's lines at once), and the
-    # decoder's and polars' single-threaded stretches of one file overlap the other's. A million
-    # spans load ~25% faster than all at once. Metric lines are few: kept and built once.
-    # ``map`` returns in file order, so reports, errors and rows stay in file order.
-    otlp_files = [f for f, k in files if k == OTLP]
-    pool = ThreadPoolExecutor(max_workers=max(1, min(2, len(otlp_files))))
-    try:
-        results = list(pool.map(spans_of, otlp_files))
-    finally:  # after an error, files not started yet are not read
-        pool.shutdown(wait=True, cancel_futures=True)
-    for _, _, local in results:
-        report.skipped.extend(local.skipped)
-    empty = pl.DataFrame(schema={**wire.OTLP_LINE, LINE: pl.Int64, "source_file": pl.String})
-    spans = pl.concat([r[0] for r in results]) if results else build_spans(empty, lambda *_: None)
-    otlp = pl.concat([r[1] for r in results]) if results else empty
-    steps_lines = read(
-        STEPS_KIND,
-        wire.STEP_LINE,
-        _flat_check(STEPS_KIND),
-        pl.col(sc.STEP_TIME_UNIX_NANO).is_null(),
-    )
-    client = read(CLIENT, wire.CLIENT_LINE, _flat_check(CLIENT), pl.col("request_id").is_null())
-
-    run_id = None if manifest.get("run_id") is None else str(manifest["run_id"])
-    frames = Frames(
-        spans=check_schema(spans, SPANS, "spans"),
-        requests=check_schema(build_requests(spans, client), REQUESTS, "requests"),
-        steps=check_schema(build_steps(steps_lines, run_id), STEPS, "steps"),
-        metrics=check_schema(build_metrics(otlp), METRICS, "metrics"),
-        manifest=manifest,
-        report=report,
-    )
-    return frames
-
-
-def build_steps(lines: pl.DataFrame, run_id: str | None = None) -> pl.DataFrame:
-    """The ``steps`` frame of decoded step lines, sorted by time."""
-    queries, hits = pl.col(sc.STEP_PREFIX_QUERIES), pl.col(sc.STEP_PREFIX_HITS)
-    out = lines.with_columns(
-        pl.col(sc.STEP_TIME_UNIX_NANO).cast(TIME).alias("time"),
-        pl.lit(run_id, dtype=pl.String).alias("run_id"),
-        pl.when(queries > 0).then(hits / queries).alias("prefix_hit_rate"),
-    ).sort("time", maintain_order=True)
-    return conform(out, STEPS)
-
-
-def _flat_check(kind: str) -> Check:
-    required = wire.required_keys(kind)
-
-    def check(obj: Any) -> None:
-        missing = [key for key in required if obj.get(key) is None]
-        if missing:
-            raise wire.ShapeError(f"not a {kind} record: missing {', '.join(missing)}")
-
-    return check
-
-
-# --- sources ------------------------------------------------------------------------------------
-
-
-# The files of a run folder; anything else there (summary.json, notes...) is not telemetry.
-_RUN_FILE_PREFIXES = ("traces-", "metrics-", "steps-", "requests-client-")
-
-
-def _discover(directory: Path) -> list[tuple[Path, str]]:
-    run_folder = (directory / MANIFEST).is_file()
-    files = sorted(
-        p
-        for p in directory.iterdir()
-        if p.is_file()
-        and p.suffix in (".json", ".jsonl")
-        and p.name != MANIFEST
-        and not p.name.startswith(".")
-        and (not run_folder or p.name.startswith(_RUN_FILE_PREFIXES))
-    )
-    return [(p, _classify(p)) for p in files]
-
-
-def _classify(path: Path) -> str:
-    name = path.name
-    if name.startswith("steps-"):
-        return STEPS_KIND
-    if name.startswith("requests-client-"):
-        return CLIENT
-    if name.startswith(("traces-", "metrics-")):
-        return OTLP
-    with open(path, "rb") as fh:
-        head = fh.read(_SNIFF_BYTES).lstrip()
-    if head.startswith(b'{"resource'):
-        return OTLP
-    first = head.split(b"\n", 1)[0]
-    if b'"' + sc.STEP_TIME_UNIX_NANO.encode() + b'"' in first and b'"step"' in first:
-        return STEPS_KIND
-    if b'"request_id"' in first and b'"client_' in first:
-        return CLIENT
-    return OTLP
-
-
-def _relative(path: Path, root: Path) -> str:
-    try:
-        return str(path.relative_to(root))
-    except ValueError:
-        return path.name
-
-
-def _manifest(directory: Path) -> dict[str, Any]:
-    path = directory / MANIFEST
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text())
-    except ValueError as exc:
-        raise StoreFormatError(path, 1, f"manifest is not valid JSON: {exc}") from None
-    return data if isinstance(data, dict) else {}
-
-
-def _parquet_files(directory: Path) -> dict[str, Path] | None:
-    named = {name: directory / f"{name}.parquet" for name in cache_mod.FRAME_NAMES}
-    if any(p.is_file() for p in named.values()):
-        return named
-    if directory.name == cache_mod.CACHE_DIR:
-        return cache_mod.entry_files(directory)
-    return None
-
-
-def _from_parquet(directory: Path, files: dict[str, Path]) -> Frames:
-    def read(name: str) -> pl.DataFrame:
-        path = files[name]
-        schema = SCHEMAS[name]
-        if not path.is_file():
-            return pl.DataFrame(schema=schema)
-        return check_schema(pl.read_parquet(path), schema, f"{name} ({path})")
-
-    manifest_dir = directory.parent if directory.name == cache_mod.CACHE_DIR else directory
-    frames = {name: read(name) for name in cache_mod.FRAME_NAMES}
-    return _frames(frames, manifest=_manifest(manifest_dir), report=ReadReport(), source=directory)
-
-
-def _frames(
-    frames: dict[str, pl.DataFrame],
-    *,
-    manifest: dict[str, Any],
-    report: ReadReport,
-    source: Path,
-) -> Frames:
-    """Frames read back from Parquet, each checked against its schema."""
-    checked = {name: check_schema(df, SCHEMAS[name], name) for name, df in frames.items()}
-    return Frames(
-        spans=checked["spans"],
-        requests=checked["requests"],
-        steps=checked["steps"],
-        metrics=checked["metrics"],
-        manifest=manifest,
-        report=report,
-        source=source,
-        from_cache=True,
-    )
+        out[name] = pl.concat(parts, how="vertical")
+    return out

@@ -21,12 +21,15 @@ so that equal attribute sets compare equal and identify a time series; read one 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import polars as pl
 
 if TYPE_CHECKING:
     from polars._typing import PolarsDataType
+
+
+FrameT = TypeVar("FrameT", pl.DataFrame, pl.LazyFrame)
 
 
 def _schema(columns: Mapping[str, PolarsDataType]) -> pl.Schema:
@@ -162,6 +165,26 @@ METRICS = _schema(
     }
 )
 
+RUNS = _schema(
+    {
+        "run_id": pl.String,  # the manifest's, else the folder's or file's name
+        "path": pl.String,  # the source as loaded
+        "kind": pl.String,  # run (a run folder), otlp (other JSON files), parquet
+        "model": pl.String,
+        "engine_id": pl.String,
+        "workload": pl.String,  # the workload's name
+        "requests": pl.Int64,  # requests the workload sent (the manifest's count)
+        "concurrency": pl.Int64,
+        "rate": pl.Float64,  # requests per second, null for closed-loop workloads
+        "max_tokens": pl.Int64,
+        "prefix_caching": pl.Boolean,
+        "started_at": TIME,
+        "ended_at": TIME,  # null while running, or after a crash
+        "problem": pl.String,  # why the source was skipped (errors="skip"), else null
+    }
+)
+"""One row per loaded source: ``Frames.runs``; join it on ``run_id`` for the run's set-up."""
+
 SCHEMAS: Mapping[str, pl.Schema] = {
     "spans": SPANS,
     "requests": REQUESTS,
@@ -214,15 +237,16 @@ def empty(schema: pl.Schema) -> pl.DataFrame:
     return pl.DataFrame(schema=schema)
 
 
-def conform(df: pl.DataFrame, schema: pl.Schema) -> pl.DataFrame:
+def conform(df: FrameT, schema: pl.Schema) -> FrameT:
     """``df`` with ``schema``'s columns in order, missing ones added as nulls, others cast.
 
     Casts are strict: a value that cannot be represented raises (a loader bug, not bad input).
-    Extra columns are dropped.
+    Extra columns are dropped. Works on a LazyFrame too (the casts run when it is collected).
     """
+    have = df.collect_schema() if isinstance(df, pl.LazyFrame) else df.schema
     return df.select(
         [
-            (pl.col(col) if col in df.schema else pl.lit(None)).cast(dtype).alias(col)
+            (pl.col(col) if col in have else pl.lit(None)).cast(dtype).alias(col)
             for col, dtype in schema.items()
         ]
     )

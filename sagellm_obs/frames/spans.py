@@ -65,6 +65,9 @@ _LOOKUP_KEYS = sorted(
 CONSUMED = frozenset(_LOOKUP_KEYS) - KEPT_IN_ATTRIBUTES
 """Attribute keys that are not repeated in ``attributes``."""
 
+_TRACE_ID = r"^[0-9a-fA-F]{32}$"
+_SPAN_ID = r"^[0-9a-fA-F]{16}$"
+
 OnBad = Callable[[str, int, str], None]
 """``on_bad(source_file, line, message)``: raise or record a malformed record."""
 
@@ -162,11 +165,19 @@ def build_spans(lines: pl.DataFrame, on_bad: OnBad) -> pl.DataFrame:
 
 def _drop_bad(flat: pl.DataFrame, on_bad: OnBad) -> pl.DataFrame:
     start_ok = pl.col("startTimeUnixNano").cast(pl.Int64, strict=False).is_not_null()
+    parent = pl.col("parentSpanId")
+    # OTLP/JSON ids are lowercase hex (W3C); upper case is accepted, anything else is not an id.
     problem = (
         pl.when(pl.col("traceId").is_null() | (pl.col("traceId") == ""))
         .then(pl.lit("span without traceId"))
         .when(pl.col("spanId").is_null() | (pl.col("spanId") == ""))
         .then(pl.lit("span without spanId"))
+        .when(~pl.col("traceId").str.contains(_TRACE_ID))
+        .then(pl.lit("traceId is not 32 hex digits: ") + pl.col("traceId").str.slice(0, 40))
+        .when(~pl.col("spanId").str.contains(_SPAN_ID))
+        .then(pl.lit("spanId is not 16 hex digits: ") + pl.col("spanId").str.slice(0, 40))
+        .when(parent.is_not_null() & (parent != "") & ~parent.str.contains(_SPAN_ID))
+        .then(pl.lit("parentSpanId is not 16 hex digits: ") + parent.str.slice(0, 40))
         .when(~start_ok)
         .then(pl.lit("span without a valid startTimeUnixNano"))
     )
@@ -178,6 +189,12 @@ def _drop_bad(flat: pl.DataFrame, on_bad: OnBad) -> pl.DataFrame:
 
 
 def build_requests(spans: pl.DataFrame, client: pl.DataFrame | None = None) -> pl.DataFrame:
+    """The ``requests`` frame of a ``spans`` frame (and client timings): see :func:`requests_of`."""
+    lazy_client = client.lazy() if client is not None and client.height else None
+    return requests_of(spans.lazy(), lazy_client).collect()
+
+
+def requests_of(spans: pl.LazyFrame, client: pl.LazyFrame | None = None) -> pl.LazyFrame:
     """One row per request span: ours (``source="sagellm"``) or vLLM's ``llm_request`` ("vllm").
 
     A request span is a span named ``llm_request``, or a SERVER span carrying both
@@ -185,7 +202,7 @@ def build_requests(spans: pl.DataFrame, client: pl.DataFrame | None = None) -> p
     ``decode_s / (output_tokens - 1)``, missing ``e2e_s`` as the span's duration and missing
     ``inference_s`` as ``prefill_s + decode_s``. ``cancelled`` is false on our spans unless set
     (vLLM does not say). Client timings (``client``: ``CLIENT_LINE`` rows) are joined on
-    ``request_id``; the last line wins for a repeated id.
+    ``request_id``; the last line wins for a repeated id. Sorted by arrival.
     """
     is_vllm = pl.col("name") == sc.VLLM_REQUEST_SPAN_NAME
     is_ours = (
@@ -195,8 +212,7 @@ def build_requests(spans: pl.DataFrame, client: pl.DataFrame | None = None) -> p
     )
     out_tokens = pl.col("output_tokens")
     req = (
-        spans.lazy()
-        .filter(is_vllm | is_ours)
+        spans.filter(is_vllm | is_ours)
         .with_columns(
             pl.when(is_vllm).then(pl.lit("vllm")).otherwise(pl.lit("sagellm")).alias("source")
         )
@@ -219,10 +235,9 @@ def build_requests(spans: pl.DataFrame, client: pl.DataFrame | None = None) -> p
             .alias("prefix_hit_rate"),
         )
     )
-    if client is not None and client.height:
+    if client is not None:
         c = (
-            client.lazy()
-            .filter(pl.col("request_id").is_not_null())
+            client.filter(pl.col("request_id").is_not_null())
             .unique("request_id", keep="last", maintain_order=True)
             .select(
                 "request_id",
@@ -232,4 +247,4 @@ def build_requests(spans: pl.DataFrame, client: pl.DataFrame | None = None) -> p
             )
         )
         req = req.join(c, on="request_id", how="left", maintain_order="left")
-    return conform(req.sort("arrival", maintain_order=True).collect(), REQUESTS)
+    return conform(req.sort("arrival", maintain_order=True), REQUESTS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from sagellm_obs.store.layout import MANIFEST
 from sagellm_obs.store.reader import (
     ReadReport,
     StoreFormatError,
@@ -9,7 +10,7 @@ from sagellm_obs.store.reader import (
     files_of,
     iter_jsonl,
 )
-from sagellm_obs.store.run import MANIFEST, RunStore, new_run_id
+from sagellm_obs.store.run import RunStore, new_run_id
 
 __all__ = [
     "MANIFEST",

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from sagellm_obs.store.layout import data_files
+
 Errors = Literal["raise", "skip"]
 
 
@@ -100,4 +102,4 @@ def files_of(run: Path | str, kind: str) -> list[Path]:
     run = Path(run)
     if run.is_file():
         return [run]
-    return sorted(run.glob(f"{kind}-*.jsonl"))
+    return data_files(run, kind)

@@ -1,33 +1,38 @@
-"""The local store: a run folder of OTLP-JSON-lines files, step records and a manifest.
+"""The local store's writer: a run folder of OTLP-JSON-lines files, step records and a manifest.
 
-Layout of a run folder::
-
-    <run>/manifest.json           run id, start/end, config, versions, engine args
-    <run>/traces-00001.jsonl      one OTLP/JSON ExportTraceServiceRequest per line
-    <run>/metrics-00001.jsonl     one OTLP/JSON ExportMetricsServiceRequest per line
-    <run>/steps-00001.jsonl       one engine-step record per line (keys in semconv.STEP_*)
-    <run>/requests-client-00001.jsonl  client-side timings, when a client measured them
-
-Each batch is written as whole lines in one ``write`` and flushed, so a crash loses at most the
-batch being written, and a torn last line is the only damage a reader can meet (it skips it).
-Files rotate when they pass ``max_bytes``.
+The folder's layout is :mod:`sagellm_obs.store.layout`. Each batch is written as whole lines in
+one ``write`` and flushed, so a crash loses at most the batch being written, and a torn last line
+is the only damage a reader can meet (it skips it). Files rotate when they pass ``max_bytes``.
+A file the writer is done with (rotated away, or open at :meth:`RunStore.close`) is handed to the
+``seal`` callback on a background thread of its own, never the writer's: the telemetry set-up
+passes :func:`sagellm_obs.frames.columnar.write_copies`, which writes the file's columnar copy.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
+import queue
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-MANIFEST = "manifest.json"
-KINDS = ("traces", "metrics", "steps", "requests-client")
+from sagellm_obs.store.layout import KINDS, MANIFEST, RUN_FORMAT, data_file, data_files
+
+_log = logging.getLogger(__name__)
+
 DEFAULT_MAX_BYTES = 64 * 2**20
+SEAL_TIMEOUT_S = 300.0
+"""How long :meth:`RunStore.close` waits for the last files' copies (a load rebuilds any left)."""
+
+Sealer = Callable[[Path], object]
+"""Called with a data file the store will not append to again (on the sealing thread)."""
 
 
 def new_run_id() -> str:
@@ -43,13 +48,22 @@ def _dumps(obj: Any) -> str:
 class _RotatingLines:
     """Append-only JSON-lines files ``<kind>-NNNNN.jsonl`` that rotate by size."""
 
-    def __init__(self, directory: Path, kind: str, max_bytes: int, fsync: bool) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        kind: str,
+        max_bytes: int,
+        fsync: bool,
+        on_rotate: Callable[[Path], None],
+    ) -> None:
         self._dir = directory
         self._kind = kind
         self._max_bytes = max_bytes
         self._fsync = fsync
+        self._on_rotate = on_rotate
         self._lock = threading.Lock()
-        existing = sorted(directory.glob(f"{kind}-*.jsonl"))
+        existing = data_files(directory, kind)
+        # A reopened folder appends to its last file of each kind.
         self._index = int(existing[-1].stem.rsplit("-", 1)[1]) if existing else 1
         self._file: Any = None
         self._size = 0
@@ -57,7 +71,7 @@ class _RotatingLines:
 
     @property
     def path(self) -> Path:
-        return self._dir / f"{self._kind}-{self._index:05d}.jsonl"
+        return data_file(self._dir, self._kind, self._index)
 
     def write(self, objects: Iterable[Any]) -> int:
         data = "".join(_dumps(o) + "\n" for o in objects)
@@ -74,6 +88,7 @@ class _RotatingLines:
                 self._open()
             elif self._size and self._size + len(encoded) > self._max_bytes:
                 self._file.close()
+                self._on_rotate(self.path)
                 self._index += 1
                 self._open()
             self._file.write(encoded)
@@ -89,11 +104,50 @@ class _RotatingLines:
         self._file = open(self.path, "ab")  # noqa: SIM115 - kept open across batches
         self._size = self._file.tell()
 
-    def close(self) -> None:
+    def close(self) -> Path | None:
+        """Close the open file; returns it when this writer wrote to it."""
         with self._lock:
-            if self._file is not None:
-                self._file.close()
-                self._file = None
+            if self._file is None:
+                return None
+            self._file.close()
+            self._file = None
+            return self.path
+
+
+class _SealingThread:
+    """Runs the ``seal`` callback on files one at a time, off the writer's threads.
+
+    Sealing is telemetry work: it runs at the lowest CPU priority Linux gives a thread, and a
+    failure is logged, never raised (the next load rebuilds a copy that is missing).
+    """
+
+    def __init__(self, seal: Sealer) -> None:
+        self._seal = seal
+        self._queue: queue.SimpleQueue[Path | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._work, name="sagellm-obs-seal", daemon=True)
+        self._thread.start()
+
+    def put(self, path: Path) -> None:
+        self._queue.put(path)
+
+    def finish(self, timeout: float) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            _log.warning(
+                "sagellm-obs: columnar copies still being written after %.0f s; the next "
+                "load builds any that are missing",
+                timeout,
+            )
+
+    def _work(self) -> None:
+        with contextlib.suppress(AttributeError, OSError):  # per-thread nice: Linux only
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        while (path := self._queue.get()) is not None:
+            try:
+                self._seal(path)
+            except Exception:
+                _log.exception("sagellm-obs: sealing %s failed", path)
 
 
 class RunStore:
@@ -104,6 +158,8 @@ class RunStore:
         run_id: Id recorded in the manifest; a new one by default.
         max_bytes: Rotate a file when it would grow past this size.
         fsync: ``fsync`` after every batch (durable across power loss, slower).
+        seal: Called on a background thread with each data file once the store is done with it
+            (rotated away, or at :meth:`close`), e.g. to write its columnar copy.
     """
 
     def __init__(
@@ -113,14 +169,18 @@ class RunStore:
         run_id: str | None = None,
         max_bytes: int = DEFAULT_MAX_BYTES,
         fsync: bool = False,
+        seal: Sealer | None = None,
     ) -> None:
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
         self.run_id = run_id or new_run_id()
-        self._files = {k: _RotatingLines(self.path, k, max_bytes, fsync) for k in KINDS}
+        self._sealer = _SealingThread(seal) if seal is not None else None
+        self._files = {
+            k: _RotatingLines(self.path, k, max_bytes, fsync, self._rotated) for k in KINDS
+        }
         self._manifest: dict[str, Any] = {
             "run_id": self.run_id,
-            "format": "sagellm-obs/run@1",
+            "format": RUN_FORMAT,
             "started_at": time.time(),
             "ended_at": None,
         }
@@ -161,8 +221,19 @@ class RunStore:
         tmp.write_text(json.dumps(self._manifest, indent=2, default=str) + "\n")
         os.replace(tmp, self.path / MANIFEST)
 
-    def close(self) -> None:
-        """Close the files and stamp the end time in the manifest."""
-        for f in self._files.values():
-            f.close()
+    def _rotated(self, path: Path) -> None:
+        if self._sealer is not None:
+            self._sealer.put(path)
+
+    def close(self, seal_timeout: float = SEAL_TIMEOUT_S) -> None:
+        """Close the files, stamp the end time in the manifest and seal the last files.
+
+        Waits up to ``seal_timeout`` seconds for their columnar copies (if ``seal`` was given).
+        """
+        last = [f.close() for f in self._files.values()]
         self.update_manifest(ended_at=time.time())
+        if self._sealer is not None:
+            for path in last:
+                if path is not None:
+                    self._sealer.put(path)
+            self._sealer.finish(seal_timeout)

@@ -138,6 +138,14 @@ def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in _TRUE
 
 
+def _write_columnar_copies(path: Path) -> None:
+    """The store's sealer: a finished data file's columnar copy (polars loads on first use, on
+    the store's sealing thread, not in the engine's start-up)."""
+    from sagellm_obs.frames.columnar import write_copies
+
+    write_copies(path)
+
+
 def configure(
     *,
     service_name: str | None = None,
@@ -200,7 +208,9 @@ def configure(
             rid = run_id or new_run_id()
             if not path:
                 path = Path(runs_root or "sagellm-runs") / rid
-            store = RunStore(path, run_id=rid, max_bytes=adv.store_max_bytes)
+            store = RunStore(
+                path, run_id=rid, max_bytes=adv.store_max_bytes, seal=_write_columnar_copies
+            )
         attrs: dict[str, Any] = {sc.RESOURCE_ENGINE_ID: engine}
         if store is not None:
             attrs[sc.RESOURCE_RUN_ID] = store.run_id

@@ -48,7 +48,12 @@ class WrittenRun:
     steps: list[dict[str, Any]] = field(default_factory=list)
 
 
-def write_run(path: Path, batches: Sequence[Sequence[Mapping[str, Any]]]) -> WrittenRun:
+def write_run(
+    path: Path,
+    batches: Sequence[Sequence[Mapping[str, Any]]],
+    *,
+    store_max_bytes: int | None = None,
+) -> WrittenRun:
     """Drive the real writer: one flush (one metrics line) per batch of record overrides.
 
     Each batch is a list of ``make_record`` keyword overrides (``i`` required). Three step
@@ -59,7 +64,11 @@ def write_run(path: Path, batches: Sequence[Sequence[Mapping[str, Any]]]) -> Wri
         make_current=False,
         otlp_endpoint=False,
         engine_id="engine-test",
-        advanced=AdvancedOptions(simple_processors=True, metric_export_interval=3600.0),
+        advanced=AdvancedOptions(
+            simple_processors=True,
+            metric_export_interval=3600.0,
+            **({} if store_max_bytes is None else {"store_max_bytes": store_max_bytes}),
+        ),
     )
     assert tel.store is not None
     run = WrittenRun(path=path, run_id=tel.store.run_id)
