@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 CONCURRENCY = 8
+ROTATE_BYTES = 64 * 1024
 PREFIX = "You are a careful assistant that reviews Python code and explains each bug. " * 3
 
 
@@ -41,8 +42,12 @@ def main(run_dir: str) -> None:
     from sagellm_obs import AdvancedOptions, configure
     from sagellm_obs.engine import Engine
 
-    advanced = AdvancedOptions()  # the defaults a user gets
-    tel = configure(run_dir=run_dir, engine_id="sigkill-child", otlp_endpoint=False)
+    # The defaults a user gets, but files rotate every 64 KiB: the kill comes after some files
+    # were sealed (columnar copies written) and while others are open.
+    advanced = AdvancedOptions(store_max_bytes=ROTATE_BYTES)
+    tel = configure(
+        run_dir=run_dir, engine_id="sigkill-child", otlp_endpoint=False, advanced=advanced
+    )
     intervals = {
         "pipeline_interval": advanced.pipeline_interval,
         "span_batch_delay": advanced.span_batch_delay,

@@ -18,12 +18,14 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 from hardening_procs import LinePump, child_env, group_alive, kill_group, wait_until
 
 from sagellm_obs import semconv as sc
 from sagellm_obs.frames import load
 from sagellm_obs.frames.lines import TORN
 from sagellm_obs.store import StoreWarning
+from sagellm_obs.store.layout import columnar_copy, data_files
 from sagellm_obs.summary import summarize
 
 pytestmark = [pytest.mark.engine, pytest.mark.timeout(300)]
@@ -129,6 +131,22 @@ def test_sigkill_mid_run_loses_at_most_the_last_flush(tmp_path: Path) -> None:
     phases = dict(zip(children["parent_span_id"], children["name"].to_list(), strict=True))
     for row in old.select("request_id", "span_id").iter_rows():
         assert phases.get(row[1]) == sorted(sc.PHASE_SPANS), row
+
+    # Files rotated long enough before the kill have their columnar copies; a load builds the
+    # missing ones (the files open at the kill) and gives the same frames as the JSON alone.
+    traces = data_files(run_dir, "traces")
+    assert len(traces) >= 3, "the child should have rotated its traces files"
+    for f in traces[:-2]:  # the newest rotated file may still have been being sealed
+        assert columnar_copy(f, "spans").is_file(), f
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StoreWarning)
+        copied = load(run_dir)
+        assert ("traces", "missing") in {
+            (Path(f).name.split("-")[0], why) for f, why in copied.rebuilt
+        }, copied.rebuilt
+        for name, df in frames.frames().items():
+            assert_frame_equal(copied.frames()[name], df)
+        assert load(run_dir).from_cache
 
     # A summary of the killed run can still be made from the folder alone.
     summary = summarize(run_dir)
