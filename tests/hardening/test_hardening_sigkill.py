@@ -18,8 +18,8 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from polars.testing import assert_frame_equal
 from hardening_procs import LinePump, child_env, group_alive, kill_group, wait_until
+from polars.testing import assert_frame_equal
 
 from sagellm_obs import semconv as sc
 from sagellm_obs.frames import load
