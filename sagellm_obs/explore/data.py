@@ -19,6 +19,7 @@ from typing import Any
 import polars as pl
 
 from sagellm_obs.frames import Frames, load
+from sagellm_obs.frames.load import expand_sources
 from sagellm_obs.store.layout import MANIFEST
 
 __all__ = [
@@ -203,9 +204,13 @@ def normalize_runs(runs: RunsInput) -> dict[str, RunInput]:
         named: list[tuple[str, RunInput]] = [(str(k), v) for k, v in runs.items()]
     else:
         items: Iterable[RunInput]
-        if isinstance(runs, (Frames, str, os.PathLike)):
-            folders = [] if isinstance(runs, Frames) else _run_folders(Path(runs))
-            items = folders or [runs]
+        if isinstance(runs, Frames):
+            items = [runs]
+        elif isinstance(runs, (str, os.PathLike)):
+            # A glob ("sagellm-runs/2026*") stands for its matches.
+            paths = expand_sources(runs)
+            folders = _run_folders(paths[0]) if len(paths) == 1 else []
+            items = folders or list(paths)
         else:
             items = runs
         named = [(_name_of(r, i), r) for i, r in enumerate(items)]

@@ -159,7 +159,7 @@ def scan(source: Sources, *, errors: Errors = "raise", cache: bool = True) -> Sc
     """
     if errors not in ("raise", "skip"):
         raise ValueError(f'errors must be "raise" or "skip", not {errors!r}')
-    paths = _expand(source)
+    paths = expand_sources(source)
     report = ReadReport()
     scans: list[SourceScan] = []
     rows: list[pl.DataFrame] = []
@@ -222,8 +222,12 @@ def load_metrics(source: Sources, **kwargs: Any) -> pl.DataFrame:
     return scan(source, **kwargs).metrics.collect()
 
 
-def _expand(source: Sources) -> list[Path]:
-    """The sources as paths: a glob expanded (sorted), a list kept in its order."""
+def expand_sources(source: Sources) -> list[Path]:
+    """The sources as paths: a glob expanded (sorted), a list kept in its order.
+
+    Raises:
+        FileNotFoundError: A path does not exist, or a glob matches nothing loadable.
+    """
     items = [source] if isinstance(source, str | os.PathLike) else list(source)
     if not items:
         raise ValueError("no source given")

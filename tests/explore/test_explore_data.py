@@ -70,3 +70,7 @@ def test_normalize_runs_names(run_a: Path, run_b: Path, runs_root: Path) -> None
     assert list(normalize_runs({"x": run_a})) == ["x"]
     assert list(normalize_runs(runs_root)) == ["baseline", "slower"]
     assert list(normalize_runs([run_a, str(run_b)])) == ["baseline", "slower"]
+    assert list(normalize_runs(str(runs_root / "*"))) == ["baseline", "slower"]
+    assert list(normalize_runs(str(runs_root / "slow*"))) == ["slower"]
+    with pytest.raises(FileNotFoundError, match="matches"):
+        normalize_runs(str(runs_root / "nope*"))
