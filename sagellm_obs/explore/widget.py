@@ -23,8 +23,6 @@ import polars as pl
 import traitlets
 from altair.typing import ChartType
 
-from sagellm_obs import charts
-from sagellm_obs.charts.dashboard import request_sample
 from sagellm_obs.explore.data import (
     SORT_COLUMNS,
     Filters,
@@ -36,6 +34,15 @@ from sagellm_obs.explore.data import (
     request_spans,
     slowest,
 )
+from sagellm_obs.explore.views import (
+    PICK,
+    TAB_VIEWS,
+    list_label,
+    message_chart,
+    request_waterfall,
+    status_text,
+    tab_chart,
+)
 from sagellm_obs.frames import Frames
 
 __all__ = ["ALL", "PICK", "Explorer"]
@@ -43,22 +50,8 @@ __all__ = ["ALL", "PICK", "Explorer"]
 ALL: Final = ""
 """Value of the model and engine pickers meaning "all"."""
 
-PICK: Final = "pick"
-"""Name of the click selection on the request scatter."""
-
 _EMBED: Final = {"actions": {"export": True, "source": False, "compiled": False, "editor": False}}
 _KEEP: Final = object()
-# The chart views of each tab, in tab order.
-_TAB_VIEWS: Final = (("pick", "waterfall"), ("dashboard",), ("latency",), ("cache",))
-
-
-def _message_chart(title: str, message: str) -> alt.Chart:
-    chart: alt.Chart = (
-        alt.Chart(pl.DataFrame({"message": [message]}), title=title, width=420, height=60)
-        .mark_text(fontSize=14, color="#888")
-        .encode(text="message:N")
-    )
-    return chart
 
 
 def _nice_step(span: float, steps: int = 400) -> float:
@@ -130,6 +123,13 @@ class Explorer(traitlets.HasTraits):
     # --- widgets -------------------------------------------------------------------------------
 
     def _build(self) -> None:
+        self._build_filters()
+        self._build_views()
+        self._build_layout()
+        self._wire()
+
+    def _build_filters(self) -> None:
+        """The pickers and sliders that hold the filters, and the status line."""
         names = list(self._sources)
         wide = {"description_width": "initial"}
         self.run_picker = widgets.Dropdown(
@@ -181,6 +181,10 @@ class Explorer(traitlets.HasTraits):
             description="Reset filters", icon="undo", layout=widgets.Layout(width="130px")
         )
         self.status = widgets.HTML()
+
+    def _build_views(self) -> None:
+        """The request list, the detail panel and one chart widget per view."""
+        wide = {"description_width": "initial"}
         self.sort_picker = widgets.Dropdown(
             options=list(SORT_COLUMNS), value="e2e_s", description="list", style=wide
         )
@@ -188,13 +192,15 @@ class Explorer(traitlets.HasTraits):
             options=[], rows=12, layout=widgets.Layout(width="430px", height="240px")
         )
         self.detail = widgets.HTML()
-        empty = _message_chart("", "loading…")
+        empty = message_chart("", "loading…")
         self.pick_view = alt.JupyterChart(empty, embed_options=_EMBED)
         self.waterfall_view = alt.JupyterChart(empty, embed_options=_EMBED)
         self.dashboard_view = alt.JupyterChart(empty, embed_options=_EMBED)
         self.latency_view = alt.JupyterChart(empty, embed_options=_EMBED)
         self.cache_view = alt.JupyterChart(empty, embed_options=_EMBED)
 
+    def _build_layout(self) -> None:
+        """Tabs of views under the filters: :attr:`widget`."""
         requests_tab = widgets.VBox(
             [
                 self.pick_view,
@@ -233,6 +239,8 @@ class Explorer(traitlets.HasTraits):
         )
         self.widget.add_class("sagellm-explorer")
 
+    def _wire(self) -> None:
+        """Every control's change handler."""
         self.run_picker.observe(self._on_run, names="value")
         for w in (self.model_picker, self.engine_picker, self.time_range):
             w.observe(self._on_filter, names="value")
@@ -480,7 +488,17 @@ class Explorer(traitlets.HasTraits):
         else:
             self._requests = run.requests(filters)
             self._steps = run.steps(filters)
-        self._set_message(run, filters)
+        self._message = status_text(
+            self.run_name,
+            run,
+            str(self._loaded.get(self.run_name, "")),
+            self._requests,
+            self._steps,
+            filters,
+            self.time_range.value,
+        )
+        color = "#b35900" if run is None or self._requests.height == 0 else "#444"
+        self.status.value = f'<span style="color:{color}">{html.escape(self._message)}</span>'
         self._update_charts()
         self._refresh_list()
         current = self.selected_request_id
@@ -491,130 +509,34 @@ class Explorer(traitlets.HasTraits):
                 return
         self._show_request()  # same id, but maybe another run or filter: redraw
 
-    def _set_message(self, run: RunData | None, filters: Filters) -> None:
-        name = self.run_name
-        if run is None:
-            error = self._loaded.get(name, "")
-            text = f"Could not load run {name!r}: {error}"
-        elif run.frames.requests.height == 0:
-            steps = run.frames.steps.height
-            what = f"{steps:,} engine steps but no request spans" if steps else "no requests"
-            text = (
-                f"Run {name!r} has {what} yet. Send some requests, flush the telemetry "
-                "(engine.flush() or telemetry.flush()), then call explore() again."
-            )
-        elif self._requests.height == 0:
-            text = (
-                f"No request of run {name!r} matches the filters "
-                f"({run.frames.requests.height:,} in the run): widen the time range or the "
-                "latency limits, or press Reset filters."
-            )
-        else:
-            total = run.frames.requests.height
-            parts = [f"{self._requests.height:,} of {total:,} requests"]
-            if filters.model:
-                parts.append(f"model {filters.model}")
-            if filters.engine:
-                parts.append(f"engine {filters.engine}")
-            if filters.start_s is not None or filters.end_s is not None:
-                lo, hi = self.time_range.value
-                parts.append(f"arriving {lo:.2f}–{hi:.2f} s after the start")
-            if filters.ttft_max_ms is not None:
-                parts.append(f"TTFT ≤ {filters.ttft_max_ms:,.1f} ms")
-            if filters.e2e_max_ms is not None:
-                parts.append(f"E2E ≤ {filters.e2e_max_ms:,.1f} ms")
-            steps = self._steps.height
-            text = ", ".join(parts) + f"; {steps:,} engine steps in the window."
-        self._message = text
-        color = "#b35900" if run is None or self._requests.height == 0 else "#444"
-        self.status.value = f'<span style="color:{color}">{html.escape(text)}</span>'
-
-    def _pick_chart(self) -> ChartType:
-        title = "Requests: click one to see its waterfall and attributes"
-        req = self._requests
-        data = request_sample(req, self.sample) if req.height else pl.DataFrame()
-        if data.height == 0:
-            return _message_chart(title, "no requests to show")
-        pick = alt.selection_point(name=PICK, fields=["request_id"], on="click", empty=False)
-        note = f"{data.height:,} of {req.height:,} shown" if data.height < req.height else ""
-        chart: alt.Chart = (
-            alt.Chart(data, title=alt.Title(title, subtitle=note), width=760, height=180)
-            .mark_circle(stroke="#d62728")
-            .encode(
-                x=alt.X("time:T", title="arrival", axis=alt.Axis(format="%H:%M:%S.%L")),
-                y=alt.Y("e2e_ms:Q", title="E2E (ms)"),
-                color=alt.Color(
-                    "cached_share:Q",
-                    title="cached share",
-                    scale=alt.Scale(domain=[0, 1], scheme="viridis"),
-                    legend=alt.Legend(format="%"),
-                ),
-                size=alt.when(pick).then(alt.value(160)).otherwise(alt.value(40)),
-                strokeWidth=alt.when(pick).then(alt.value(2)).otherwise(alt.value(0)),
-                tooltip=[
-                    alt.Tooltip("request_id:N", title="request"),
-                    alt.Tooltip("ttft_ms:Q", title="TTFT (ms)", format=",.2f"),
-                    alt.Tooltip("e2e_ms:Q", title="E2E (ms)", format=",.2f"),
-                    alt.Tooltip("input_tokens:Q", title="prompt tokens", format=","),
-                    alt.Tooltip("cached_share:Q", title="cached share", format=".0%"),
-                ],
-            )
-            .add_params(pick)
-        )
-        return chart
-
     def _update_charts(self) -> None:
         """Marks every filtered chart stale and redraws those of the visible tab."""
-        self._stale = {name for names in _TAB_VIEWS for name in names} - {"waterfall"}
+        self._stale = {name for names in TAB_VIEWS for name in names} - {"waterfall"}
         self._flush()
 
     def _flush(self, *, everything: bool = False) -> None:
         """Rebuilds the stale charts of the visible tab (of every tab with ``everything``)."""
-        visible = set(_TAB_VIEWS[self.tabs.selected_index or 0])
+        visible = set(TAB_VIEWS[self.tabs.selected_index or 0])
         for name in sorted(self._stale):
             if everything or name in visible:
                 self._stale.discard(name)
-                self._show(name, self._build_chart(name))
+                chart = (
+                    message_chart("", self._message)
+                    if self._run is None
+                    else tab_chart(name, self._run, self._requests, self._steps, self.sample)
+                )
+                self._show(name, chart)
 
     def _on_tab(self, _change: Any) -> None:
         self._flush()
-
-    def _build_chart(self, name: str) -> ChartType:
-        req, steps = self._requests, self._steps
-        if self._run is None:
-            return _message_chart("", self._message)
-        if name == "pick":
-            return self._pick_chart()
-        if name == "dashboard":
-            frames = self._run.frames
-            view = Frames(spans=frames.spans, requests=req, steps=steps, metrics=frames.metrics)
-            return charts.run_dashboard(view, sample=self.sample)
-        if name == "latency":
-            return alt.vconcat(
-                alt.hconcat(
-                    charts.latency_distribution(req, "ttft_s"),
-                    charts.latency_distribution(req, "e2e_s"),
-                ),
-                charts.latency_over_time(req, "ttft_s"),
-            )
-        if name == "cache":
-            return alt.vconcat(charts.kv_usage(steps), charts.prefix_hit_rate(steps))
-        raise ValueError(f"unknown chart {name!r}")  # pragma: no cover - internal names
 
     def _refresh_list(self) -> None:
         by = str(self.sort_picker.value)
         req = self._requests
         self._listed = slowest(req, by, self.max_requests) if req.height else req
-        options = []
-        for row in self._listed.iter_rows(named=True):
-            parts = [str(row["request_id"])]
-            for col, label in (("e2e_s", "E2E"), ("ttft_s", "TTFT"), ("queue_s", "queue")):
-                value = row.get(col)
-                if value is not None and math.isfinite(value):
-                    parts.append(f"{label} {value * 1000.0:,.1f} ms")
-            if row.get("error_type"):
-                parts.append(f"error {row['error_type']}")
-            options.append((" · ".join(parts), str(row["request_id"])))
+        options = [
+            (list_label(row), str(row["request_id"])) for row in self._listed.iter_rows(named=True)
+        ]
         with self._silent():
             self.request_list.options = options
             ids = [v for _, v in options]
@@ -642,29 +564,12 @@ class Explorer(traitlets.HasTraits):
             self.request_attributes = pl.DataFrame(schema={"key": pl.String, "value": pl.String})
             self._show(
                 "waterfall",
-                _message_chart("Request waterfall", "select a request in the list or the scatter"),
+                message_chart("Request waterfall", "select a request in the list or the scatter"),
             )
             self.detail.value = ""
             return
         one = self._run.frames.requests.filter(pl.col("request_id") == rid).head(1)
-        waterfall = charts.request_waterfall(one, 1)
-        if isinstance(waterfall, alt.Chart):  # one row: no row axis, few time labels
-            waterfall = waterfall.encode(
-                x=alt.X(
-                    "start:T",
-                    title=None,
-                    axis=alt.Axis(format="%H:%M:%S.%L", tickCount=3, labelOverlap=True),
-                ),
-                y=alt.Y("row:O", axis=None),
-            )
-        waterfall = waterfall.properties(
-            title=alt.Title(
-                f"Request {rid}", subtitle="queue, prefill and decode from its arrival"
-            ),
-            width=440,
-            height=50,
-        )
-        self._show("waterfall", waterfall)
+        self._show("waterfall", request_waterfall(one, str(rid)))
         spans = self._run.frames.spans
         self.request_spans = request_spans(spans, row)
         self.request_attributes = request_attributes(spans, row)
