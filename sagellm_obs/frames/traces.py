@@ -407,6 +407,28 @@ def time_breakdown(
     selected = _select_traces(spans, trace_id).unique(
         ["trace_id", "span_id"], keep="first", maintain_order=True
     )
+    out = _parts(_joined(found, selected, tree))
+    return conform(out.sort("client_start", "engine_span_id", nulls_last=True), TIME_BREAKDOWN)
+
+
+_ENGINE_COLUMNS = (
+    "duration_s",
+    "request_id",
+    "operation",
+    "model",
+    "stream",
+    "input_tokens",
+    "output_tokens",
+    "queue_s",
+    "prefill_s",
+    "decode_s",
+)
+
+
+def _joined(found: pl.DataFrame, selected: pl.DataFrame, tree: pl.DataFrame) -> pl.DataFrame:
+    """Each (client, server, engine) triple with the three spans' columns side by side
+    (``_engine_*``, ``_client_*``, ``_server_*``) and the phase spans' summed durations
+    (``_span_<phase>_s``)."""
 
     def side(prefix: str, *columns: str) -> pl.DataFrame:
         return selected.select(
@@ -421,26 +443,8 @@ def time_breakdown(
         "category",
         "duration_s",
     )
-    phase_cols = [
-        phases.filter(pl.col("category") == phase)
-        .group_by("trace_id", "engine_span_id")
-        .agg(pl.col("duration_s").sum().alias(f"_span_{phase}_s"))
-        for phase in sc.PHASE_SPANS
-    ]
-    engine_cols = (
-        "duration_s",
-        "request_id",
-        "operation",
-        "model",
-        "stream",
-        "input_tokens",
-        "output_tokens",
-        "queue_s",
-        "prefill_s",
-        "decode_s",
-    )
     out = (
-        found.join(side("engine", *engine_cols), on=["trace_id", "engine_span_id"], how="left")
+        found.join(side("engine", *_ENGINE_COLUMNS), on=["trace_id", "engine_span_id"], how="left")
         .join(
             side("client", "name", "start", "duration_s", "operation", "model", "stream"),
             on=["trace_id", "client_span_id"],
@@ -448,9 +452,20 @@ def time_breakdown(
         )
         .join(side("server", "duration_s"), on=["trace_id", "server_span_id"], how="left")
     )
-    for frame in phase_cols:
-        out = out.join(frame, on=["trace_id", "engine_span_id"], how="left")
-    out = out.with_columns(
+    for phase in sc.PHASE_SPANS:
+        summed = (
+            phases.filter(pl.col("category") == phase)
+            .group_by("trace_id", "engine_span_id")
+            .agg(pl.col("duration_s").sum().alias(f"_span_{phase}_s"))
+        )
+        out = out.join(summed, on=["trace_id", "engine_span_id"], how="left")
+    return out
+
+
+def _parts(joined: pl.DataFrame) -> pl.DataFrame:
+    """The breakdown's columns: the engine's phases (its attributes, else its phase spans), the
+    call's identity and the parts between the spans' durations."""
+    return joined.with_columns(
         *(pl.coalesce(f"_engine_{p}_s", f"_span_{p}_s").alias(f"{p}_s") for p in sc.PHASE_SPANS),
         pl.col("_engine_request_id").alias("request_id"),
         pl.col("_client_name").alias("client_name"),
@@ -471,4 +486,3 @@ def time_breakdown(
             - pl.sum_horizontal(*(pl.col(f"{p}_s").fill_null(0.0) for p in sc.PHASE_SPANS))
         ).alias("engine_other_s"),
     )
-    return conform(out.sort("client_start", "engine_span_id", nulls_last=True), TIME_BREAKDOWN)
