@@ -103,7 +103,14 @@ def relative(path: Path, root: Path) -> str:
 
 
 def build_file(
-    path: Path, kind: str, root: Path, *, run_id: str | None, errors: Errors
+    path: Path,
+    kind: str,
+    root: Path,
+    *,
+    run_id: str | None,
+    errors: Errors,
+    data: bytes | None = None,
+    first_line: int = 1,
 ) -> tuple[dict[str, pl.DataFrame], ReadReport]:
     """The rows one file contributes to each frame of :data:`FRAMES_OF` ``[kind]``.
 
@@ -114,6 +121,8 @@ def build_file(
         run_id: The run's id for the ``steps`` rows (step records do not carry it).
         errors: ``"raise"`` a :class:`~sagellm_obs.store.StoreFormatError` naming file and line
             on a malformed record, or ``"skip"`` it (recorded in the returned report).
+        data: Part of the file already read (whole lines), numbered from ``first_line``;
+            default the whole file.
 
     Returns:
         The frames by name, each matching :data:`FILE_SCHEMAS`, and what was skipped.
@@ -121,7 +130,7 @@ def build_file(
     report = ReadReport()
     name = relative(path, root)
     if kind == OTLP:
-        return _otlp(path, name, errors, report), report
+        return _otlp(path, name, errors, report, data, first_line), report
     if kind == STEPS_KIND:
         lines = read_lines(
             path,
@@ -130,6 +139,8 @@ def build_file(
             report=report,
             check=_flat_check(STEPS_KIND),
             suspect=pl.col(sc.STEP_TIME_UNIX_NANO).is_null(),
+            data=data,
+            first_line=first_line,
         )
         return {"steps": build_steps(lines, run_id)}, report
     lines = read_lines(
@@ -139,11 +150,15 @@ def build_file(
         report=report,
         check=_flat_check(CLIENT),
         suspect=pl.col("request_id").is_null(),
+        data=data,
+        first_line=first_line,
     )
     return {"client": lines.with_columns(pl.lit(name).alias("source_file"))}, report
 
 
-def _otlp(path: Path, name: str, errors: Errors, report: ReadReport) -> dict[str, pl.DataFrame]:
+def _otlp(
+    path: Path, name: str, errors: Errors, report: ReadReport, data: bytes | None, first_line: int
+) -> dict[str, pl.DataFrame]:
     def on_bad(file: str, line: int, message: str) -> None:
         if errors == "raise":
             raise StoreFormatError(path, line, message)
@@ -156,6 +171,8 @@ def _otlp(path: Path, name: str, errors: Errors, report: ReadReport) -> dict[str
         report=report,
         check=wire.check_otlp_object,
         suspect=pl.col("resourceSpans").is_null() & pl.col("resourceMetrics").is_null(),
+        data=data,
+        first_line=first_line,
     ).with_columns(pl.lit(name).alias("source_file"))
     spans = build_spans(lines, on_bad).sort("start", maintain_order=True)
     metric_lines = lines.filter(pl.col("resourceMetrics").list.len() > 0)

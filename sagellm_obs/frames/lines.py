@@ -58,6 +58,8 @@ def read_lines(
     report: ReadReport,
     check: Check,
     suspect: pl.Expr,
+    data: bytes | None = None,
+    first_line: int = 1,
 ) -> pl.DataFrame:
     """Decode ``path`` into ``schema`` plus :data:`LINE`, one row per JSON line.
 
@@ -69,14 +71,19 @@ def read_lines(
         check: Validates a decoded line whose row matches ``suspect``.
         suspect: Rows that may be lines of another shape (e.g. every field null), checked with
             ``check`` on the original JSON.
+        data: The bytes to decode, when they are in memory already (default: the whole file).
+        first_line: The line number of the first line of ``data``.
 
     Returns:
         The decoded rows, in file order.
     """
-    data = path.read_bytes()
-    fast = _fast(data, schema)
+    if data is None:
+        data = path.read_bytes()
+    fast = _fast(data, schema, first_line)
     if fast is None:
-        return _tolerant(path, schema, errors=errors, report=report, check=check)
+        return _tolerant(
+            path, schema, errors=errors, report=report, check=check, data=data, first=first_line
+        )
     df, torn = fast
     if torn is not None:
         report.add(path, torn, TORN)
@@ -86,7 +93,7 @@ def read_lines(
         drop: list[int] = []
         for lineno in bad[LINE].to_list():
             try:
-                obj = json.loads(lines[lineno - 1])
+                obj = json.loads(lines[lineno - first_line])
                 if not isinstance(obj, dict):
                     raise wire.ShapeError(f"expected a JSON object, got {type(obj).__name__}")
                 check(obj)
@@ -100,7 +107,9 @@ def read_lines(
     return df
 
 
-def _fast(data: bytes, schema: pl.Schema) -> tuple[pl.DataFrame, int | None] | None:
+def _fast(
+    data: bytes, schema: pl.Schema, first_line: int = 1
+) -> tuple[pl.DataFrame, int | None] | None:
     """Decode ``data`` natively; None when the tolerant path must decide."""
     torn: int | None = None
     if data and not data.endswith(b"\n"):
@@ -112,7 +121,7 @@ def _fast(data: bytes, schema: pl.Schema) -> tuple[pl.DataFrame, int | None] | N
             except ValueError:
                 complete = False
             if not complete:
-                torn = data.count(b"\n", 0, cut) + 1
+                torn = data.count(b"\n", 0, cut) + first_line
                 data = data[:cut]
     if not data.strip():
         return _empty(schema), torn
@@ -124,18 +133,28 @@ def _fast(data: bytes, schema: pl.Schema) -> tuple[pl.DataFrame, int | None] | N
         return None
     if df.height != expected:  # blank lines: row numbers would not be line numbers
         return None
-    return df.with_columns(pl.int_range(1, df.height + 1, dtype=pl.Int64).alias(LINE)), torn
+    lines = pl.int_range(first_line, first_line + df.height, dtype=pl.Int64)
+    return df.with_columns(lines.alias(LINE)), torn
 
 
 def _tolerant(
-    path: Path, schema: pl.Schema, *, errors: Errors, report: ReadReport, check: Check
+    path: Path,
+    schema: pl.Schema,
+    *,
+    errors: Errors,
+    report: ReadReport,
+    check: Check,
+    data: bytes,
+    first: int,
 ) -> pl.DataFrame:
     """Read line by line: exact errors, coerced variants, then decode what is good."""
     good: list[tuple[int, dict[str, Any]]] = []
     with warnings.catch_warnings():
         # The torn line is in ``report``; the loader warns once for everything it skipped.
         warnings.simplefilter("ignore", StoreWarning)
-        for lineno, obj in iter_jsonl(path, errors=errors, report=report):
+        for lineno, obj in iter_jsonl(
+            path, errors=errors, report=report, data=data, first_line=first
+        ):
             try:
                 check(obj)
                 good.append((lineno, wire.normalize(obj, schema)))

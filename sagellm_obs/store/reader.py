@@ -55,17 +55,25 @@ class StoreWarning(UserWarning):
 
 
 def iter_jsonl(
-    path: Path | str, *, errors: Errors = "raise", report: ReadReport | None = None
+    path: Path | str,
+    *,
+    errors: Errors = "raise",
+    report: ReadReport | None = None,
+    data: bytes | None = None,
+    first_line: int = 1,
 ) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield ``(line_number, object)`` for each JSON object line of ``path``.
 
     Blank lines are ignored. A line that is not a JSON object raises :class:`StoreFormatError`
     (``errors="raise"``) or is recorded in ``report`` and skipped (``errors="skip"``).
+    ``data`` (with the number of its first line) reads part of the file already in memory,
+    e.g. the lines a tail reader found appended since its last read.
     """
     path = Path(path)
     report = report if report is not None else ReadReport()
-    with open(path, "rb") as fh:
-        data = fh.read()
+    if data is None:
+        with open(path, "rb") as fh:
+            data = fh.read()
     if not data:
         return
     lines = data.split(b"\n")
@@ -75,7 +83,7 @@ def iter_jsonl(
         raw = lines[i].strip()
         if not raw:
             continue
-        lineno = i + 1
+        lineno = i + first_line
         try:
             obj = json.loads(raw)
             if not isinstance(obj, dict):
