@@ -178,6 +178,24 @@ def serve(
     )
 
 
+@app.command()
+def watch(
+    run_dir: Annotated[Path, typer.Argument(help="The run folder (it may still be starting).")],
+    every: Annotated[float, typer.Option(help="Seconds between refreshes.")] = 1.0,
+    window: Annotated[
+        float, typer.Option(help="Latencies and the window hit rate cover this many seconds.")
+    ] = 60.0,
+) -> None:
+    """Watch a run live: KV-cache usage, queue, latency percentiles, hit rate, tokens/s."""
+    from sagellm_obs.watch import watch as watch_run
+
+    try:
+        watch_run(run_dir, every=every, window_s=window, console=console)
+    except FileNotFoundError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from None
+
+
 @model_app.command("build")
 def model_build(
     preset: Annotated[str, typer.Option(help="tiny or small.")] = "tiny",

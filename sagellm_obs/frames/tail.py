@@ -35,6 +35,11 @@ _TIME = {"spans": "start", "steps": "time", "metrics": "time", "client": "client
 _SCHEMAS = {"spans": SPANS, "steps": STEPS, "metrics": METRICS, "client": files.CLIENT_ROWS}
 
 
+STEP_TOTALS = ("prefix_queries", "prefix_hits", "preemptions", "generation_tokens")
+"""Step counters :attr:`Tail.totals` sums since the start."""
+_TOTALS = ("requests", "errors", *STEP_TOTALS)
+
+
 @dataclass
 class _Cursor:
     offset: int = 0  # bytes consumed: up to the end of the last complete line read
@@ -72,6 +77,9 @@ class Tail:
         """True once the manifest says the run closed and its last lines were read."""
         self.rows_read = 0
         """Rows read since the start (before the window dropped any)."""
+        self.totals: dict[str, int] = dict.fromkeys(_TOTALS, 0)
+        """Since the start (whatever the window kept): ``requests`` finished, ``errors`` (failed
+        or cancelled) and the sums of the step counters in :data:`STEP_TOTALS`."""
         self._cursors: dict[Path, _Cursor] = {}
         self._parts = {name: pl.DataFrame(schema=schema) for name, schema in _SCHEMAS.items()}
         self._frames: Frames | None = None
@@ -94,6 +102,7 @@ class Tail:
                         new[name].append(df)
                         added += df.height
         if added:
+            self._count(new)
             for name, parts in new.items():
                 if parts:
                     self._parts[name] = pl.concat([self._parts[name], *parts], how="vertical")
@@ -122,6 +131,18 @@ class Tail:
                 source=self.path,
             )
         return self._frames
+
+    def _count(self, new: dict[str, list[pl.DataFrame]]) -> None:
+        if new["spans"]:
+            req = requests_of(pl.concat(new["spans"]).lazy()).select("error_type", "cancelled")
+            done = req.collect()
+            failed = pl.col("error_type").is_not_null() | pl.col("cancelled").fill_null(False)
+            self.totals["requests"] += done.height
+            self.totals["errors"] += done.filter(failed).height
+        if new["steps"]:
+            steps = pl.concat(new["steps"])
+            for key in STEP_TOTALS:
+                self.totals[key] += int(steps[key].sum() or 0)
 
     def _read(self, path: Path, complete: bool, run_id: str | None) -> dict[str, pl.DataFrame]:
         """The rows of ``path`` after its cursor (to its end when ``complete``)."""

@@ -10,7 +10,7 @@ from typing import Any
 
 from sagellm_obs import semconv as sc
 from sagellm_obs.store.otlp_json import any_value
-from sagellm_obs.telemetry import AdvancedOptions, RequestRecord, configure
+from sagellm_obs.telemetry import AdvancedOptions, RequestRecord, Telemetry, configure
 from tests.records import make_record as make_record
 
 T0 = 1_700_000_000_000_000_000  # an epoch in nanoseconds for hand-made lines
@@ -90,6 +90,43 @@ def write_run(
     finally:
         tel.shutdown()
     return run
+
+
+@dataclass
+class LiveRun:
+    """A run being written: ``batch()`` submits requests and steps and flushes them."""
+
+    tel: Telemetry
+    path: Path
+    requests: int = 0
+    steps: int = 0
+    ids: list[str] = field(default_factory=list)
+
+    def batch(self, n: int = 2, *, steps: int = 3) -> None:
+        anchor = self.tel.pipeline.anchor
+        for _ in range(n):
+            record = make_record(anchor, self.requests)
+            self.ids.append(record.request_id)
+            self.tel.pipeline.submit_request(record)
+            self.requests += 1
+        for _ in range(steps):
+            self.steps += 1
+            t = int(anchor.wall_s * 1e9) + self.steps * 10_000_000
+            self.tel.pipeline.submit_step(step_record(self.steps, t))
+        assert self.tel.flush(timeout=10)
+
+
+def live_run(path: Path, *, store_max_bytes: int | None = None) -> LiveRun:
+    """Start writing a run folder with the real writer (shut ``.tel`` down to end it)."""
+    options: dict[str, Any] = {"store_max_bytes": store_max_bytes} if store_max_bytes else {}
+    tel = configure(
+        run_dir=path,
+        make_current=False,
+        otlp_endpoint=False,
+        advanced=AdvancedOptions(simple_processors=True, metric_export_interval=3600.0, **options),
+    )
+    assert tel.run_dir is not None
+    return LiveRun(tel, tel.run_dir)
 
 
 # --- hand-made OTLP/JSON lines ------------------------------------------------------------------

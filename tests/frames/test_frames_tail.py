@@ -8,61 +8,25 @@ tail's frames with a full load of the same folder (``cache=False``: the JSON alo
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 import pytest
-from frames_otlp import make_record, step_record
+from frames_otlp import LiveRun, live_run
 from polars.testing import assert_frame_equal
 
 from sagellm_obs.frames import load
 from sagellm_obs.frames.tail import Tail
-from sagellm_obs.telemetry import AdvancedOptions, Telemetry, configure
-
-
-@dataclass
-class Writer:
-    """A run being written: ``batch()`` submits requests and steps and flushes them."""
-
-    tel: Telemetry
-    path: Path
-    requests: int = 0
-    steps: int = 0
-    ids: list[str] = field(default_factory=list)
-
-    def batch(self, n: int = 2, *, steps: int = 3) -> None:
-        anchor = self.tel.pipeline.anchor
-        for _ in range(n):
-            record = make_record(anchor, self.requests)
-            self.ids.append(record.request_id)
-            self.tel.pipeline.submit_request(record)
-            self.requests += 1
-        for _ in range(steps):
-            self.steps += 1
-            t = int(anchor.wall_s * 1e9) + self.steps * 10_000_000
-            self.tel.pipeline.submit_step(step_record(self.steps, t))
-        assert self.tel.flush(timeout=10)
 
 
 @pytest.fixture
-def writer(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Writer]:
-    max_bytes = getattr(request, "param", None)
-    options: dict[str, Any] = {"store_max_bytes": max_bytes} if max_bytes else {}
-    tel = configure(
-        run_dir=tmp_path / "run",
-        make_current=False,
-        otlp_endpoint=False,
-        advanced=AdvancedOptions(simple_processors=True, metric_export_interval=3600.0, **options),
-    )
-    assert tel.run_dir is not None
-    w = Writer(tel, tel.run_dir)
+def writer(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[LiveRun]:
+    run = live_run(tmp_path / "run", store_max_bytes=getattr(request, "param", None))
     try:
-        yield w
+        yield run
     finally:
-        tel.shutdown()
+        run.tel.shutdown()
 
 
 def _same_as_full_load(tail: Tail, path: Path) -> None:
@@ -74,7 +38,7 @@ def _same_as_full_load(tail: Tail, path: Path) -> None:
     assert_frame_equal(got.steps, full.steps)
 
 
-def test_rows_grow_poll_by_poll(writer: Writer) -> None:
+def test_rows_grow_poll_by_poll(writer: LiveRun) -> None:
     tail = Tail(writer.path)
     assert tail.poll() == 0 and tail.frames.requests.height == 0
     writer.batch(2)
@@ -94,7 +58,7 @@ def test_rows_grow_poll_by_poll(writer: Writer) -> None:
 
 
 @pytest.mark.parametrize("writer", [4096], indirect=True)
-def test_rotation_between_and_during_reads(writer: Writer) -> None:
+def test_rotation_between_and_during_reads(writer: LiveRun) -> None:
     tail = Tail(writer.path)
     writer.batch(2)
     tail.poll()
@@ -106,7 +70,7 @@ def test_rotation_between_and_during_reads(writer: Writer) -> None:
     assert tail.frames.requests.height == writer.requests
 
 
-def test_a_torn_line_waits_for_its_end(writer: Writer) -> None:
+def test_a_torn_line_waits_for_its_end(writer: LiveRun) -> None:
     writer.batch(2)
     tail = Tail(writer.path)
     tail.poll()
@@ -126,7 +90,7 @@ def test_a_torn_line_waits_for_its_end(writer: Writer) -> None:
     _same_as_full_load(tail, writer.path)
 
 
-def test_the_window_bounds_what_is_kept(writer: Writer) -> None:
+def test_the_window_bounds_what_is_kept(writer: LiveRun) -> None:
     tail = Tail(writer.path, window_s=None, max_rows=4)
     for _ in range(3):
         writer.batch(2)
@@ -158,7 +122,7 @@ def test_a_missing_folder(tmp_path: Path) -> None:
         Tail(tmp_path / "nope")
 
 
-def test_bad_lines_are_skipped_and_counted(writer: Writer) -> None:
+def test_bad_lines_are_skipped_and_counted(writer: LiveRun) -> None:
     writer.batch(1)
     tail = Tail(writer.path)
     tail.poll()
