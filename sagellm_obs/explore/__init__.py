@@ -5,7 +5,8 @@
 
 :func:`explore` takes one run (a run folder or loaded :class:`~sagellm_obs.frames.Frames`),
 several (a dict by name or a list), or a folder of run folders such as ``sagellm-runs/``, and
-returns an :class:`~sagellm_obs.explore.widget.Explorer`. Importing this package imports neither
+returns an :class:`~sagellm_obs.explore.widget.Explorer`; :func:`live` watches a run folder while
+it is written (:class:`~sagellm_obs.explore.live.LiveView`). Importing this package imports neither
 ipywidgets nor Altair: :func:`explore` does, and enables the offline chart renderer first.
 The Polars side (filters, request tables) is in :mod:`sagellm_obs.explore.data`.
 """
@@ -17,9 +18,12 @@ from typing import TYPE_CHECKING, Any
 from sagellm_obs.explore.data import Filters, RunsInput
 
 if TYPE_CHECKING:
+    import os
+
+    from sagellm_obs.explore.live import LiveView
     from sagellm_obs.explore.widget import Explorer
 
-__all__ = ["Explorer", "Filters", "explore"]
+__all__ = ["Explorer", "Filters", "LiveView", "explore", "live"]
 
 
 def explore(
@@ -53,21 +57,46 @@ def explore(
     runs = normalize_runs(run_or_frames)
     if run is not None and run not in runs:
         raise ValueError(f"unknown run {run!r}; runs: {', '.join(runs)}")
+    _widgets_ready("explore()")
+    from sagellm_obs.explore.widget import Explorer
+
+    return Explorer(runs, max_requests=max_requests, sample=sample, run=run)
+
+
+def live(
+    run_dir: str | os.PathLike[str], *, every: float = 2.0, window_s: float | None = 120.0
+) -> LiveView:
+    """A live view of a run folder while it is written, for a notebook cell.
+
+    KV-cache usage, running/waiting requests, TTFT percentiles, the prefix-cache hit rate and
+    the token throughput over the last ``window_s`` seconds, refreshed every ``every`` seconds
+    from the lines the run appended (no server needed). It stops when the run ends.
+
+    Raises:
+        FileNotFoundError: The run folder does not exist (yet).
+        ImportError: ipywidgets, anywidget or vl-convert-python is missing.
+    """
+    _widgets_ready("live()")
+    from sagellm_obs.explore.live import LiveView
+
+    return LiveView(run_dir, every=every, window_s=window_s)
+
+
+def _widgets_ready(what: str) -> None:
+    """Checks the widget packages and turns on the offline chart renderer."""
     try:
         import anywidget  # noqa: F401
         import ipywidgets  # type: ignore[import-untyped]  # noqa: F401
     except ImportError as exc:
         raise ImportError(
-            f"explore() needs ipywidgets and anywidget ({exc}): pip install 'sagellm-obs[notebook]'"
+            f"{what} needs ipywidgets and anywidget ({exc}): pip install 'sagellm-obs[notebook]'"
         ) from exc
     import altair as alt
 
     from sagellm_obs.charts import enable_offline_renderer
-    from sagellm_obs.explore.widget import Explorer
 
     enable_offline_renderer("jupyter")
     alt.JupyterChart.enable_offline(True)
-    return Explorer(runs, max_requests=max_requests, sample=sample, run=run)
 
 
 def __getattr__(name: str) -> Any:
@@ -75,4 +104,8 @@ def __getattr__(name: str) -> Any:
         from sagellm_obs.explore.widget import Explorer
 
         return Explorer
+    if name == "LiveView":
+        from sagellm_obs.explore.live import LiveView
+
+        return LiveView
     raise AttributeError(f"module 'sagellm_obs.explore' has no attribute {name!r}")

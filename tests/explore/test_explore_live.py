@@ -1,0 +1,98 @@
+"""The live view: its state advances while the real writer writes, pause holds it, the end stops it.
+
+Charts are checked on their Vega-Lite specs (what the browser would draw); a browser test of the
+widget is in tests/notebooks.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sagellm_obs.explore import live
+from sagellm_obs.explore.live import VIEWS, LiveView
+from sagellm_obs.frames import load
+from tests.frames.frames_otlp import LiveRun, live_run
+
+
+@pytest.fixture
+def writer(tmp_path: Path) -> Iterator[LiveRun]:
+    run = live_run(tmp_path / "run")
+    try:
+        yield run
+    finally:
+        run.tel.shutdown()
+
+
+def _until(ok: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not ok():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def _values(chart: Any) -> int:
+    """Rows of data a chart's spec carries (all its datasets)."""
+    spec = chart.to_dict()
+    return sum(len(rows) for rows in spec.get("datasets", {}).values())
+
+
+def test_the_view_follows_the_run_and_stops_at_its_end(writer: LiveRun) -> None:
+    view = live(writer.path, every=0.1, window_s=None)
+    try:
+        assert isinstance(view, LiveView)
+        assert "waiting for the run" in str(view.charts["kv"].to_dict())
+        writer.batch(3)
+        _until(lambda: view.snapshot is not None and view.snapshot.requests == 3)
+        first = {name: _values(view.views[name].chart) for name in VIEWS}
+        assert all(n > 0 for n in first.values()), first
+        writer.batch(4, steps=20)
+        _until(lambda: view.snapshot is not None and view.snapshot.requests == 7)
+        later = {name: _values(view.views[name].chart) for name in VIEWS}
+        assert later["kv"] > first["kv"] and later["ttft"] >= first["ttft"]
+        assert "7 requests finished" in view.status.value and "live" in view.status.value
+        writer.tel.shutdown()
+        _until(lambda: view.ended)
+        assert view._thread is not None
+        view._thread.join(10)
+        assert not view._thread.is_alive()  # it stopped by itself
+        assert "ended" in view.status.value
+        full = load(writer.path, cache=False)
+        assert view.tail.frames.requests.height == full.requests.height
+    finally:
+        view.stop()
+
+
+def test_pause_holds_the_picture(writer: LiveRun) -> None:
+    view = LiveView(writer.path, every=0.05)
+    try:
+        view.pause()
+        assert view.paused and view.pause_button.description == "Resume"
+        assert "paused" in view.status.value
+        writer.batch(2)
+        time.sleep(0.5)
+        assert view.snapshot is not None and view.snapshot.requests == 0
+        view.resume()
+        _until(lambda: view.snapshot is not None and view.snapshot.requests == 2)
+    finally:
+        view.stop()
+    assert view._thread is not None and not view._thread.is_alive()
+
+
+def test_manual_refresh(writer: LiveRun) -> None:
+    view = LiveView(writer.path, start=False)
+    assert view._thread is None
+    writer.batch(2)
+    assert view.refresh() > 0
+    assert view.refresh() == 0
+    assert view.snapshot is not None and view.snapshot.requests == 2
+    assert view.refreshes == 3
+
+
+def test_a_missing_folder(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        live(tmp_path / "nope")
