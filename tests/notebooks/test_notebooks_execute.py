@@ -31,9 +31,10 @@ MIN_CHARTS = {
     "04_loading_traces": 1,
     "05_comparing_runs": 7,
     "06_tool_using_app": 2,
+    "07_live": 5,
 }
 EXPLORERS = {"01_quickstart": 1, "05_comparing_runs": 1}
-CHART_CALL = re.compile(r"\bcharts\.\w+\(|\balt\.Chart\(|\bexplore\(")
+CHART_CALL = re.compile(r"\bcharts\.\w+\(|\balt\.Chart\(|\bexplore\(|\blive\(")
 
 
 def _read(name: str) -> nbformat.NotebookNode:
@@ -123,8 +124,24 @@ def test_notebook_executes(name: str, notebook_env: dict[str, str], tmp_path: Pa
         m for m in states.values() if "sagellm-explorer" in m["state"].get("_dom_classes", [])
     ]
     assert len(explorers) == EXPLORERS.get(name, 0)
+    if name == "07_live":
+        _check_live(nb, states)
     runs = [p for p in (tmp_path / "sagellm-runs").iterdir() if (p / "manifest.json").is_file()]
     assert runs, "the notebook wrote no run folder"
+
+
+def _check_live(nb: nbformat.NotebookNode, states: dict[str, Any]) -> None:
+    """The live view ended with the run and its charts hold the whole run's data."""
+    views = [m for m in states.values() if "sagellm-live" in m["state"].get("_dom_classes", [])]
+    assert len(views) == 1
+    printed = "".join(o.get("text", "") for o in _outputs(nb) if o.output_type == "stream")
+    assert "ended: True" in printed, printed
+    statuses = [
+        m["state"]["value"]
+        for m in states.values()
+        if m["model_name"] == "HTMLModel" and "refresh" in m["state"].get("value", "")
+    ]
+    assert statuses and "ended" in statuses[0], statuses
 
 
 def _record_timing(name: str, seconds: float) -> None:
