@@ -1,4 +1,4 @@
-"""``sagellm-obs``: run | report | compare | serve | model | protocol."""
+"""``sagellm-obs``: run | report | compare | serve | watch | export | model | protocol."""
 
 from __future__ import annotations
 
@@ -22,8 +22,10 @@ app = typer.Typer(
 )
 model_app = typer.Typer(help="The offline tiny model (no hub access).", no_args_is_help=True)
 protocol_app = typer.Typer(help="sageLLM protocol types.", no_args_is_help=True)
+export_app = typer.Typer(help="A run in other tools' formats.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
 app.add_typer(protocol_app, name="protocol")
+app.add_typer(export_app, name="export")
 console = Console(stderr=False)
 err = Console(stderr=True)
 
@@ -194,6 +196,26 @@ def watch(
     except FileNotFoundError as exc:
         err.print(f"[red]{exc}[/]")
         raise typer.Exit(1) from None
+
+
+@export_app.command("perfetto")
+def export_perfetto(
+    run_dir: Annotated[Path, typer.Argument(help="The run folder.")],
+    out: Annotated[Path, typer.Option(help="The trace file to write.")] = Path("trace.json"),
+) -> None:
+    """A timeline for ui.perfetto.dev or chrome://tracing: requests, phases, KV and queue."""
+    from sagellm_obs.export.perfetto import write_perfetto
+    from sagellm_obs.frames import load
+
+    if not run_dir.exists():
+        err.print(f"[red]no such run folder: {run_dir}[/]")
+        raise typer.Exit(1)
+    frames = load(run_dir, errors="skip")
+    path = write_perfetto(frames, out)
+    console.print(
+        f"{path}: {frames.requests.height:,} requests, {frames.steps.height:,} engine steps; "
+        "open it in ui.perfetto.dev (Open trace file) or chrome://tracing"
+    )
 
 
 @model_app.command("build")

@@ -1,0 +1,1 @@
+"""Writers of a run's frames in other tools' formats (:mod:`~sagellm_obs.export.perfetto`)."""
