@@ -17,14 +17,12 @@ import math
 from collections.abc import Iterator, Mapping
 from typing import Any, Final
 
-import altair as alt
-import ipywidgets as widgets  # type: ignore[import-untyped]
 import polars as pl
 import traitlets
 from altair.typing import ChartType
 
+from sagellm_obs.explore.controls import ALL, ExplorerWidgets
 from sagellm_obs.explore.data import (
-    SORT_COLUMNS,
     Filters,
     RunData,
     RunInput,
@@ -47,10 +45,7 @@ from sagellm_obs.frames import Frames
 
 __all__ = ["ALL", "PICK", "Explorer"]
 
-ALL: Final = ""
-"""Value of the model and engine pickers meaning "all"."""
 
-_EMBED: Final = {"actions": {"export": True, "source": False, "compiled": False, "editor": False}}
 _KEEP: Final = object()
 
 
@@ -70,7 +65,7 @@ def _ceil_to(value: float, step: float) -> float:
     return max(math.ceil(value / step - 1e-9) * step, step)
 
 
-class Explorer(traitlets.HasTraits):
+class Explorer(ExplorerWidgets, traitlets.HasTraits):
     """Pickers, filters, a request list and linked charts over one or more runs.
 
     Build it with :func:`sagellm_obs.explore.explore`; display it by leaving it last in a cell
@@ -127,117 +122,6 @@ class Explorer(traitlets.HasTraits):
         self._build_views()
         self._build_layout()
         self._wire()
-
-    def _build_filters(self) -> None:
-        """The pickers and sliders that hold the filters, and the status line."""
-        names = list(self._sources)
-        wide = {"description_width": "initial"}
-        self.run_picker = widgets.Dropdown(
-            options=names,
-            value=self._first,
-            description="run",
-            disabled=len(names) < 2,
-            style=wide,
-            layout=widgets.Layout(width="360px"),
-        )
-        self.model_picker = widgets.Dropdown(
-            options=[("all models", ALL)], description="model", style=wide
-        )
-        self.engine_picker = widgets.Dropdown(
-            options=[("all engines", ALL)], description="engine", style=wide
-        )
-        self.time_range = widgets.FloatRangeSlider(
-            value=(0.0, 1.0),
-            min=0.0,
-            max=1.0,
-            step=0.01,
-            description="arrival (s since start)",
-            continuous_update=False,
-            readout_format=".2f",
-            style=wide,
-            layout=widgets.Layout(width="640px"),
-        )
-        self.ttft_max = widgets.FloatSlider(
-            value=1.0,
-            min=0.0,
-            max=1.0,
-            description="TTFT ≤ (ms)",
-            continuous_update=False,
-            readout_format=".1f",
-            style=wide,
-            layout=widgets.Layout(width="420px"),
-        )
-        self.e2e_max = widgets.FloatSlider(
-            value=1.0,
-            min=0.0,
-            max=1.0,
-            description="E2E ≤ (ms)",
-            continuous_update=False,
-            readout_format=".1f",
-            style=wide,
-            layout=widgets.Layout(width="420px"),
-        )
-        self.reset_button = widgets.Button(
-            description="Reset filters", icon="undo", layout=widgets.Layout(width="130px")
-        )
-        self.status = widgets.HTML()
-
-    def _build_views(self) -> None:
-        """The request list, the detail panel and one chart widget per view."""
-        wide = {"description_width": "initial"}
-        self.sort_picker = widgets.Dropdown(
-            options=list(SORT_COLUMNS), value="e2e_s", description="list", style=wide
-        )
-        self.request_list = widgets.Select(
-            options=[], rows=12, layout=widgets.Layout(width="430px", height="240px")
-        )
-        self.detail = widgets.HTML()
-        empty = message_chart("", "loading…")
-        self.pick_view = alt.JupyterChart(empty, embed_options=_EMBED)
-        self.waterfall_view = alt.JupyterChart(empty, embed_options=_EMBED)
-        self.dashboard_view = alt.JupyterChart(empty, embed_options=_EMBED)
-        self.latency_view = alt.JupyterChart(empty, embed_options=_EMBED)
-        self.cache_view = alt.JupyterChart(empty, embed_options=_EMBED)
-
-    def _build_layout(self) -> None:
-        """Tabs of views under the filters: :attr:`widget`."""
-        requests_tab = widgets.VBox(
-            [
-                self.pick_view,
-                widgets.HBox(
-                    [
-                        widgets.VBox(
-                            [self.sort_picker, self.request_list],
-                            layout=widgets.Layout(flex="0 0 auto", width="440px"),
-                        ),
-                        self.waterfall_view,
-                    ]
-                ),
-                self.detail,
-            ],
-            layout=widgets.Layout(overflow="auto"),
-        )
-        scrolled = [
-            widgets.VBox([view], layout=widgets.Layout(overflow="auto"))
-            for view in (self.dashboard_view, self.latency_view, self.cache_view)
-        ]
-        self.tabs = widgets.Tab(
-            children=[requests_tab, *scrolled],
-            titles=("Requests", "Dashboard", "Latency", "KV & prefix cache"),
-        )
-        header = widgets.HTML("<b>sagellm-obs explorer</b>")
-        self.widget = widgets.VBox(
-            [
-                header,
-                widgets.HBox([self.run_picker, self.model_picker, self.engine_picker]),
-                self.time_range,
-                widgets.HBox([self.ttft_max, self.e2e_max, self.reset_button]),
-                self.status,
-                self.tabs,
-            ],
-            layout=widgets.Layout(width="100%"),
-        )
-        self.widget.add_class("sagellm-explorer")
 
     def _wire(self) -> None:
         """Every control's change handler."""
