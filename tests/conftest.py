@@ -2,8 +2,12 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+
+from tests.frames.frames_otlp import LiveRun, live_run
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -23,3 +27,14 @@ def need_binary(name: str, how: str) -> str:
     need(path is not None, name, how)
     assert path is not None
     return path
+
+
+@pytest.fixture
+def writer(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[LiveRun]:
+    """A run folder being written by the real telemetry writer (``batch()`` adds to it; shut
+    ``.tel`` down to end the run). Parametrize indirectly with a size to rotate files at it."""
+    run = live_run(tmp_path / "run", store_max_bytes=getattr(request, "param", None))
+    try:
+        yield run
+    finally:
+        run.tel.shutdown()

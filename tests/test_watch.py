@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,16 +21,7 @@ from rich.console import Console
 from sagellm_obs.frames import load
 from sagellm_obs.frames.tail import Tail
 from sagellm_obs.watch import render, snapshot, sparkline
-from tests.frames.frames_otlp import LiveRun, live_run
-
-
-@pytest.fixture
-def writer(tmp_path: Path) -> Iterator[LiveRun]:
-    run = live_run(tmp_path / "run")
-    try:
-        yield run
-    finally:
-        run.tel.shutdown()
+from tests.frames.frames_otlp import LiveRun
 
 
 def test_snapshot_numbers_match_a_full_load(writer: LiveRun) -> None:

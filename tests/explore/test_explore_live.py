@@ -7,7 +7,7 @@ widget is in tests/notebooks.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,16 +16,7 @@ import pytest
 from sagellm_obs.explore import live
 from sagellm_obs.explore.live import VIEWS, LiveView
 from sagellm_obs.frames import load
-from tests.frames.frames_otlp import LiveRun, live_run
-
-
-@pytest.fixture
-def writer(tmp_path: Path) -> Iterator[LiveRun]:
-    run = live_run(tmp_path / "run")
-    try:
-        yield run
-    finally:
-        run.tel.shutdown()
+from tests.frames.frames_otlp import LiveRun
 
 
 def _until(ok: Callable[[], bool], timeout: float = 30.0) -> None:

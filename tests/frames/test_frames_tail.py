@@ -7,26 +7,16 @@ tail's frames with a full load of the same folder (``cache=False``: the JSON alo
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import polars as pl
 import pytest
-from frames_otlp import LiveRun, live_run
+from frames_otlp import LiveRun
 from polars.testing import assert_frame_equal
 
 from sagellm_obs.frames import load
 from sagellm_obs.frames.tail import Tail
-
-
-@pytest.fixture
-def writer(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[LiveRun]:
-    run = live_run(tmp_path / "run", store_max_bytes=getattr(request, "param", None))
-    try:
-        yield run
-    finally:
-        run.tel.shutdown()
 
 
 def _same_as_full_load(tail: Tail, path: Path) -> None:
