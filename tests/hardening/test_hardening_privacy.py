@@ -4,10 +4,10 @@ The real server (its own process) exports to its run folder and over OTLP to a r
 (rotel), which forwards to a receiver here that keeps the raw bodies. Prompts carrying the marker
 go through every route: completions, chat, both streamed, a forced tool call, the native
 endpoint (plain and streamed), and requests the server or the engine rejects. Then the marker
-is looked for in the run folder (every file, the Parquet cache of ``frames.load`` decoded), what
+is looked for in the run folder (every file, its columnar Parquet copies decoded), what
 the collector forwarded, ``/metrics``, ``summary.json`` and ``report.html``, the response bodies
 and the server's log. With ``capture_content`` on, the same sweep must find it in the spans
-(in the run folder, its Parquet cache and over OTLP), which shows the sweep can fail; metrics and
+(in the run folder, its columnar copies and over OTLP), which shows the sweep can fail; metrics and
 logs must stay clean either way.
 """
 
@@ -179,12 +179,12 @@ def test_prompt_marker_reaches_no_exported_byte(tmp_path: Path, capture: bool) -
         otlp = received.all_bytes()
 
     run_dir = server.run_dir
-    frames = load(run_dir)  # writes the Parquet cache into the run folder
+    frames = load(run_dir)  # from the columnar copies the server's store wrote
     assert set(ids) <= set(frames.requests["request_id"].to_list())
     console_out = io.StringIO()
     summarize_run(run_dir, Console(file=console_out, width=120))
     assert (run_dir / "report.html").is_file() and (run_dir / "summary.json").is_file()
-    assert (run_dir / ".cache").is_dir()
+    assert list((run_dir / "columnar").glob("traces-*.spans.parquet"))
 
     exported: dict[str, bytes] = dict(_files(run_dir))
     exported["OTLP received through rotel"] = otlp
@@ -197,7 +197,7 @@ def test_prompt_marker_reaches_no_exported_byte(tmp_path: Path, capture: bool) -
     if not capture:
         assert not leaks, f"the prompt marker leaked into: {leaks}"
         return
-    # Opt-in: the prompts are on the spans, in the store, its Parquet cache and over OTLP ...
+    # Opt-in: the prompts are on the spans, in the store, its columnar copies and over OTLP ...
     assert "OTLP received through rotel" in leaks
     assert any(name.startswith("traces-") for name in leaks), leaks
     assert any(name.endswith(".spans.parquet (decoded)") for name in leaks), leaks
