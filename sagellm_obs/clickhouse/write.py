@@ -1,0 +1,331 @@
+"""``export_clickhouse``: a run folder into the exporter's tables, once.
+
+Rows are shaped by :mod:`~sagellm_obs.clickhouse.rows` exactly as the OpenTelemetry Collector
+ClickHouse exporter shapes them, so a notebook, Grafana or any tool built on that schema reads a
+local run and a collector-fed fleet with the same SQL. Missing tables are created with the
+exporter's DDL (:mod:`~sagellm_obs.clickhouse.ddl`); existing ones must have its layout.
+
+Idempotent without changing the exporter's DDL (no ReplacingMergeTree): before inserting, the
+keys already present for the run are read back (spans: ``(TraceId, SpanId)``; metric points:
+name, time at the table's precision and attributes) and only the missing rows are inserted, so a
+second export inserts nothing and an interrupted one is completed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from sagellm_obs import semconv as sc
+from sagellm_obs.clickhouse import ddl
+from sagellm_obs.clickhouse.connect import connect
+from sagellm_obs.clickhouse.rows import metric_rows, span_rows, step_rows
+from sagellm_obs.frames import files
+from sagellm_obs.frames.sources import read_manifest
+from sagellm_obs.store import layout
+from sagellm_obs.store.reader import Errors, ReadReport, iter_jsonl
+
+_TS = pa.timestamp("ns", tz="UTC")
+_MAP = pa.map_(pa.string(), pa.string())
+_EXEMPLARS = {
+    "Exemplars.FilteredAttributes": pa.list_(_MAP),
+    "Exemplars.TimeUnix": pa.list_(_TS),
+    "Exemplars.Value": pa.list_(pa.float64()),
+    "Exemplars.SpanId": pa.list_(pa.string()),
+    "Exemplars.TraceId": pa.list_(pa.string()),
+}
+_METRIC_COMMON = {
+    "ResourceAttributes": _MAP,
+    "ResourceSchemaUrl": pa.string(),
+    "ScopeName": pa.string(),
+    "ScopeVersion": pa.string(),
+    "ScopeAttributes": _MAP,
+    "ScopeDroppedAttrCount": pa.uint32(),
+    "ScopeSchemaUrl": pa.string(),
+    "ServiceName": pa.string(),
+    "MetricName": pa.string(),
+    "MetricDescription": pa.string(),
+    "MetricUnit": pa.string(),
+    "Attributes": _MAP,
+    "StartTimeUnix": _TS,
+    "TimeUnix": _TS,
+    "Flags": pa.uint32(),
+    **_EXEMPLARS,
+}
+ARROW_SCHEMAS: dict[str, pa.Schema] = {
+    ddl.TRACES: pa.schema(
+        {
+            "Timestamp": _TS,
+            "TraceId": pa.string(),
+            "SpanId": pa.string(),
+            "ParentSpanId": pa.string(),
+            "TraceState": pa.string(),
+            "SpanName": pa.string(),
+            "SpanKind": pa.string(),
+            "ServiceName": pa.string(),
+            "ResourceAttributes": _MAP,
+            "ScopeName": pa.string(),
+            "ScopeVersion": pa.string(),
+            "SpanAttributes": _MAP,
+            "Duration": pa.uint64(),
+            "StatusCode": pa.string(),
+            "StatusMessage": pa.string(),
+            "Events.Timestamp": pa.list_(_TS),
+            "Events.Name": pa.list_(pa.string()),
+            "Events.Attributes": pa.list_(_MAP),
+            "Links.TraceId": pa.list_(pa.string()),
+            "Links.SpanId": pa.list_(pa.string()),
+            "Links.TraceState": pa.list_(pa.string()),
+            "Links.Attributes": pa.list_(_MAP),
+        }
+    ),
+    ddl.GAUGE: pa.schema({**_METRIC_COMMON, "Value": pa.float64()}),
+    ddl.SUM: pa.schema(
+        {
+            **_METRIC_COMMON,
+            "Value": pa.float64(),
+            "AggregationTemporality": pa.int32(),
+            "IsMonotonic": pa.bool_(),
+        }
+    ),
+    ddl.HISTOGRAM: pa.schema(
+        {
+            **_METRIC_COMMON,
+            "Count": pa.uint64(),
+            "Sum": pa.float64(),
+            "BucketCounts": pa.list_(pa.uint64()),
+            "ExplicitBounds": pa.list_(pa.float64()),
+            "Min": pa.float64(),
+            "Max": pa.float64(),
+            "AggregationTemporality": pa.int32(),
+        }
+    ),
+}
+"""The Arrow columns inserted into each table (the exporter's insert column lists)."""
+
+
+@dataclass
+class ExportResult:
+    """What an export did, per table kind (``traces``, ``gauge``, ``sum``, ``histogram``).
+
+    Attributes:
+        tables: The tables written.
+        inserted: Rows inserted.
+        present: Rows left out because the table already held them (a repeated export).
+        report: Lines of the run folder that were skipped (``errors="skip"``).
+    """
+
+    tables: ddl.Tables
+    inserted: dict[str, int] = field(default_factory=dict)
+    present: dict[str, int] = field(default_factory=dict)
+    report: ReadReport = field(default_factory=ReadReport)
+
+
+Progress = Callable[[str, int, int], None]
+"""``progress(table, rows_done, rows_total)``, called after each inserted batch."""
+
+
+def export_clickhouse(
+    run_dir: str | Path,
+    target: Any,
+    *,
+    database: str | None = None,
+    tables: ddl.Tables | None = None,
+    ttl_days: int = 0,
+    batch_rows: int = 50_000,
+    errors: Errors = "raise",
+    progress: Progress | None = None,
+) -> ExportResult:
+    """Insert a run folder's spans, metric points and engine steps into the exporter's tables.
+
+    Args:
+        run_dir: The run folder.
+        target: A DSN (``clickhouse://user:pass@host:8123/db``, ``chdb:PATH``), a
+            ``clickhouse_connect`` client or a chdb session.
+        database: The database (default: the DSN's, else ``default``); overrides ``tables``'.
+        tables: Table names (the exporter's defaults otherwise).
+        ttl_days: TTL of tables this call creates (0: none), as the exporter's ``ttl`` option.
+        batch_rows: Rows per INSERT.
+        errors: A malformed line of the run folder raises (``"raise"``) or is skipped and
+            counted in the result's report (``"skip"``).
+        progress: Called after each batch (the CLI draws a progress bar with it).
+
+    Returns:
+        Rows inserted and rows already present, per table.
+
+    Raises:
+        FileNotFoundError: ``run_dir`` is not a run folder.
+        LayoutError: An existing table is not in the exporter's layout.
+        ClickHouseError: The engine refused a statement.
+    """
+    folder = Path(run_dir)
+    if not layout.is_run_folder(folder):
+        raise FileNotFoundError(f"not a run folder: {folder}")
+    conn, dsn_db = connect(target)
+    names = tables or ddl.Tables()
+    names = ddl.Tables(
+        database=database or (dsn_db if tables is None and dsn_db else names.database),
+        traces=names.traces,
+        gauge=names.gauge,
+        sum=names.sum,
+        histogram=names.histogram,
+    )
+    columns = _prepare(conn, names, ttl_days)
+    result = ExportResult(names)
+    rows = _read_run(folder, errors, result.report)
+    for kind in ddl.KINDS:
+        pending = rows[kind]
+        ns = ddl.time_is_ns(columns[kind], kind)
+        present = _present_keys(conn, names, kind, pending, ns)
+        new = [r for r in pending if _key(kind, r, ns) not in present]
+        result.present[kind] = len(pending) - len(new)
+        result.inserted[kind] = 0
+        for start in range(0, len(new), batch_rows):
+            batch = new[start : start + batch_rows]
+            data = pa.Table.from_pylist(batch, schema=ARROW_SCHEMAS[kind])
+            conn.insert_arrow(names.database, names.name(kind), data)
+            result.inserted[kind] += len(batch)
+            if progress is not None:
+                progress(names.name(kind), result.inserted[kind], len(new))
+        if progress is not None and not new:
+            progress(names.name(kind), 0, 0)
+    return result
+
+
+def _prepare(conn: Any, names: ddl.Tables, ttl_days: int) -> dict[str, dict[str, str]]:
+    """Each table's columns, creating missing tables and checking existing ones."""
+    found = {kind: ddl.describe(conn, names, kind) for kind in ddl.KINDS}
+    missing = tuple(kind for kind, cols in found.items() if cols is None)
+    if missing:
+        ddl.create_tables(conn, names, ttl_days=ttl_days, kinds=missing)
+    out = {}
+    for kind in ddl.KINDS:
+        cols = found[kind] if found[kind] is not None else ddl.describe(conn, names, kind)
+        assert cols is not None
+        ddl.check_layout(cols, names, kind)
+        out[kind] = cols
+    return out
+
+
+def _read_run(folder: Path, errors: Errors, report: ReadReport) -> dict[str, list[dict[str, Any]]]:
+    """The run folder's rows per table kind, in file order."""
+    out: dict[str, list[dict[str, Any]]] = {kind: [] for kind in ddl.KINDS}
+    steps: list[dict[str, Any]] = []
+    resource: list[tuple[str, str]] | None = None
+    for path, kind in files.discover(folder):
+        if kind == files.CLIENT:
+            continue  # client timings are not OTel data: they stay in the run folder
+        for _, obj in iter_jsonl(path, errors=errors, report=report):
+            if kind == files.STEPS_KIND:
+                steps.append(obj)
+                continue
+            for row in span_rows(obj):
+                out[ddl.TRACES].append(row)
+                if resource is None:
+                    resource = row["ResourceAttributes"]
+            for table, row in metric_rows(obj):
+                out[table].append(row)
+                if resource is None:
+                    resource = row["ResourceAttributes"]
+    if steps:
+        manifest = read_manifest(folder)
+        res = resource if resource is not None else _manifest_resource(manifest)
+        scope_version = _version()
+        for step in steps:
+            if step.get(sc.STEP_TIME_UNIX_NANO) is None or step.get(sc.STEP_INDEX) is None:
+                continue  # not a step record (the loader rejects it too)
+            for table, row in step_rows(step, res, scope_version):
+                out[table].append(row)
+    return out
+
+
+def _manifest_resource(manifest: dict[str, Any]) -> list[tuple[str, str]]:
+    out = [("service.name", sc.SERVICE_NAME_DEFAULT)]
+    for key, attr in (("run_id", sc.RESOURCE_RUN_ID), ("engine_id", sc.RESOURCE_ENGINE_ID)):
+        if manifest.get(key) is not None:
+            out.append((attr, str(manifest[key])))
+    return out
+
+
+def _version() -> str:
+    try:
+        return version("sagellm-obs")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return ""
+
+
+# --- idempotency ------------------------------------------------------------------------------
+
+_ATTR_KEY_SQL = (
+    "arrayStringConcat(arraySort(arrayMap((k, v) -> concat(k, '=', v), "
+    "mapKeys(Attributes), mapValues(Attributes))), '\\x1f')"
+)
+
+
+def _key(kind: str, row: dict[str, Any], ns: bool) -> tuple[Any, ...]:
+    if kind == ddl.TRACES:
+        return (row["TraceId"], row["SpanId"])
+    t = int(row["TimeUnix"])
+    if not ns:
+        t = t // 1_000_000_000 * 1_000_000_000
+    attrs = "\x1f".join(sorted(f"{k}={v}" for k, v in row["Attributes"]))
+    return (row["MetricName"], t, attrs)
+
+
+def _present_keys(
+    conn: Any, names: ddl.Tables, kind: str, rows: list[dict[str, Any]], ns: bool
+) -> set[tuple[Any, ...]]:
+    """The keys of ``rows`` the table already holds (read within the rows' time range and run)."""
+    if not rows:
+        return set()
+    time_col = "Timestamp" if kind == ddl.TRACES else "TimeUnix"
+    times = [int(r[time_col]) for r in rows]
+    params: dict[str, Any] = {"lo": min(times) // 1_000_000_000, "hi": max(times) // 10**9 + 1}
+    where = [
+        f"{time_col} >= toDateTime64({{lo:Int64}}, 0)",
+        f"{time_col} < toDateTime64({{hi:Int64}}, 0)",
+    ]
+    runs = _run_ids(rows)
+    if runs:
+        where.append(f"ResourceAttributes['{sc.RESOURCE_RUN_ID}'] IN {{runs:Array(String)}}")
+        params["runs"] = sorted(runs)
+    if kind == ddl.TRACES:
+        select = "TraceId AS a, SpanId AS b"
+    else:
+        select = (
+            f"MetricName AS a, toUnixTimestamp64Nano(toDateTime64(TimeUnix, 9)) AS b, "
+            f"{_ATTR_KEY_SQL} AS c"
+        )
+    table = conn.query_arrow(
+        f"SELECT {select} FROM {names.qualified(kind)} WHERE {' AND '.join(where)}", params
+    )
+    cols = [table.column(name).to_pylist() for name in table.column_names]
+    return set(zip(*cols, strict=True)) if cols else set()
+
+
+def _run_ids(rows: Iterable[dict[str, Any]]) -> set[str]:
+    runs = set()
+    for row in rows:
+        value = dict(row["ResourceAttributes"]).get(sc.RESOURCE_RUN_ID)
+        if value is None:
+            return set()  # a row without a run id: do not narrow by run
+        runs.add(value)
+    return runs
+
+
+def summary(result: ExportResult) -> str:
+    """One line per table: rows inserted and rows already present."""
+    lines = []
+    for kind in ddl.KINDS:
+        lines.append(
+            f"{result.tables.label(kind)}: {result.inserted.get(kind, 0)} inserted, "
+            f"{result.present.get(kind, 0)} already present"
+        )
+    return "\n".join(lines) + (
+        f"\nskipped {len(result.report.skipped)} bad line(s)" if result.report.skipped else ""
+    )
