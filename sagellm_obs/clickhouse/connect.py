@@ -20,10 +20,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
-import pyarrow as pa
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 DEFAULT_DATABASE = "default"
 """The exporter's default database (its ``database`` option)."""
@@ -191,9 +192,7 @@ class ChdbConnection:
                 out = self.session.query(sql, "ArrowTable")
         except Exception as exc:
             raise ClickHouseError(f"{self.name}: {_first_line(exc)}") from exc
-        if not isinstance(out, pa.Table):  # pragma: no cover - chdb returns Arrow for this format
-            raise ClickHouseError(f"{self.name}: chdb returned {type(out).__name__}, not Arrow")
-        return out
+        return _arrow(out, self.name)
 
     def command(self, sql: str) -> None:
         try:
@@ -227,7 +226,7 @@ class HttpConnection:
             out = self.client.query_arrow(sql, parameters=dict(params or {}), use_strings=True)
         except Exception as exc:
             raise ClickHouseError(f"{self.name}: {_first_line(exc)}") from exc
-        return out if isinstance(out, pa.Table) else pa.table(out)
+        return _arrow(out, self.name)
 
     def command(self, sql: str) -> None:
         try:
@@ -240,6 +239,14 @@ class HttpConnection:
             self.client.insert_arrow(table, data, database=database)
         except Exception as exc:
             raise ClickHouseError(f"{self.name}: {_first_line(exc)}") from exc
+
+
+def _arrow(out: Any, name: str) -> pa.Table:
+    import pyarrow as pa  # a core dependency, imported when rows arrive
+
+    if not isinstance(out, pa.Table):  # pragma: no cover - both clients return Arrow here
+        raise ClickHouseError(f"{name}: the client returned {type(out).__name__}, not Arrow")
+    return out
 
 
 def _first_line(exc: BaseException) -> str:

@@ -12,6 +12,7 @@ package imports polars only.
 
 from __future__ import annotations
 
+from sagellm_obs.clickhouse.source import ClickHouseSource, clickhouse_source
 from sagellm_obs.frames.analysis import (
     HistogramDelta,
     compare,
@@ -61,6 +62,7 @@ __all__ = [
     "SPANS",
     "STEPS",
     "TIME_BREAKDOWN",
+    "ClickHouseSource",
     "Frames",
     "HistogramDelta",
     "Scan",
@@ -68,6 +70,7 @@ __all__ = [
     "attribute",
     "call_tree",
     "check_schema",
+    "clickhouse_source",
     "compare",
     "counter_delta",
     "goodput",

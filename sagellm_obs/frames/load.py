@@ -23,6 +23,7 @@ from typing import Any
 
 import polars as pl
 
+from sagellm_obs.clickhouse.source import ClickHouseSource, is_clickhouse
 from sagellm_obs.frames.schemas import RUNS, SCHEMAS, check_schema
 from sagellm_obs.frames.sources import FRAME_NAMES, SourceScan, runs_row, scan_source
 from sagellm_obs.store.layout import MANIFEST
@@ -134,7 +135,9 @@ class Scan:
         )
 
 
-def scan(source: Sources, *, errors: Errors = "raise", cache: bool = True) -> Scan:
+def scan(
+    source: Sources | ClickHouseSource, *, errors: Errors = "raise", cache: bool = True
+) -> Scan:
     """Lazy frames of one or many run folders, JSON-lines files or Parquet directories.
 
     A run folder's rows are read from its columnar copies (built from the JSON when missing,
@@ -143,7 +146,9 @@ def scan(source: Sources, *, errors: Errors = "raise", cache: bool = True) -> Sc
 
     Args:
         source: A source, a list of sources, or a glob matching several (see the module
-            docstring for what a source is).
+            docstring for what a source is); or a ClickHouse source: a DSN
+            (``clickhouse://...``, ``chdb:PATH``), a client, or
+            :func:`~sagellm_obs.clickhouse.source.clickhouse_source` (see docs/clickhouse.md).
         errors: On a malformed line, ``"raise"`` a :class:`~sagellm_obs.store.StoreFormatError`
             naming file and line, or ``"skip"`` it; skipped lines are counted in ``report`` and
             one :class:`~sagellm_obs.store.StoreWarning` says how many. A torn last line (a
@@ -159,6 +164,11 @@ def scan(source: Sources, *, errors: Errors = "raise", cache: bool = True) -> Sc
     """
     if errors not in ("raise", "skip"):
         raise ValueError(f'errors must be "raise" or "skip", not {errors!r}')
+    if is_clickhouse(source):
+        from sagellm_obs.clickhouse.read import scan_clickhouse
+
+        return scan_clickhouse(source, errors=errors)
+    assert not isinstance(source, ClickHouseSource)
     paths = expand_sources(source)
     report = ReadReport()
     scans: list[SourceScan] = []
@@ -189,7 +199,9 @@ def scan(source: Sources, *, errors: Errors = "raise", cache: bool = True) -> Sc
     )
 
 
-def load(source: Sources, *, errors: Errors = "raise", cache: bool = True) -> Frames:
+def load(
+    source: Sources | ClickHouseSource, *, errors: Errors = "raise", cache: bool = True
+) -> Frames:
     """The frames of one or many sources, collected: :func:`scan` then :meth:`Scan.collect`.
 
     Returns:
