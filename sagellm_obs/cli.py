@@ -218,6 +218,24 @@ def export_perfetto(
     )
 
 
+@export_app.command("clickhouse")
+def export_clickhouse(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder.")],
+    dsn: Annotated[str | None, typer.Option(help="clickhouse://user:pass@host:8123/db")] = None,
+    chdb: Annotated[Path | None, typer.Option(help="A chdb database folder (embedded).")] = None,
+    database: Annotated[str | None, typer.Option(help="Database (default: the DSN's).")] = None,
+    ttl_days: Annotated[int, typer.Option(help="TTL of tables this creates (0: none).")] = 0,
+) -> None:
+    """Insert a run into the OpenTelemetry Collector ClickHouse exporter's tables (idempotent)."""
+    from sagellm_obs.clickhouse.cli import export_command
+
+    raise typer.Exit(
+        export_command(
+            run_dir, dsn=dsn, chdb=chdb, database=database, ttl_days=ttl_days, console=console
+        )
+    )
+
+
 @model_app.command("build")
 def model_build(
     preset: Annotated[str, typer.Option(help="tiny or small.")] = "tiny",

@@ -1,0 +1,161 @@
+"""Summaries ClickHouse computes where the spans are: small frames back, not millions of rows.
+
+Each function reads the request spans as :func:`~sagellm_obs.frames.spans.requests_of` picks
+them (vLLM's ``llm_request`` spans, and SERVER spans with an operation and a request id), with
+the same attribute keys in the same priority, and applies a source's filters
+(:func:`~sagellm_obs.clickhouse.source.clickhouse_source`). The tests check each against the same
+summary computed in Polars over the loaded ``requests`` frame.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import polars as pl
+
+from sagellm_obs import semconv as sc
+from sagellm_obs.clickhouse import ddl
+from sagellm_obs.clickhouse.connect import connect
+from sagellm_obs.clickhouse.read import tables_of
+from sagellm_obs.clickhouse.source import as_source, quote_string
+from sagellm_obs.frames.spans import ATTRIBUTE_COLUMNS
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+
+
+def parse_every(every: str) -> int:
+    """A window length such as ``"30s"``, ``"1m"``, ``"1h"`` in nanoseconds."""
+    m = re.fullmatch(r"\s*(\d+)\s*([smhd])\s*", every)
+    if not m or int(m.group(1)) == 0:
+        raise ValueError(f"window {every!r}: expected a positive length like 30s, 1m, 1h or 1d")
+    return int(m.group(1)) * _UNITS[m.group(2)] * 1_000_000_000
+
+
+def _value(column: str, dtype: str) -> str:
+    """SQL for a typed request column: the first of its attribute keys that parses."""
+    keys = ATTRIBUTE_COLUMNS[column][1]
+    cast = {"Float64": "toFloat64OrNull", "Int64": "toInt64OrNull"}.get(dtype)
+    parts = []
+    for key in keys:
+        k = quote_string(key)
+        raw = f"if(mapContains(SpanAttributes, {k}), SpanAttributes[{k}], NULL)"
+        parts.append(f"{cast}({raw})" if cast else raw)
+    return f"coalesce({', '.join(parts)})" if len(parts) > 1 else parts[0]
+
+
+def _is_request() -> str:
+    op = quote_string(sc.GEN_AI_OPERATION_NAME)
+    ids = " OR ".join(
+        f"mapContains(SpanAttributes, {quote_string(k)})"
+        for k in ATTRIBUTE_COLUMNS["request_id"][1]
+    )
+    kind = "replaceOne(upper(SpanKind), 'SPAN_KIND_', '')"
+    return (
+        f"(SpanName = {quote_string(sc.VLLM_REQUEST_SPAN_NAME)} OR "
+        f"({kind} = 'SERVER' AND mapContains(SpanAttributes, {op}) AND ({ids})))"
+    )
+
+
+def _requests_sql(source: Any, select: str, group: str) -> tuple[Any, str, dict[str, Any]]:
+    src = as_source(source)
+    conn, dsn_db = connect(src.target)
+    tables = src.resolve(dsn_db)
+    present = tables_of(conn, tables)
+    if ddl.TRACES not in present:
+        raise ddl.LayoutError(f"{tables.label(ddl.TRACES)} does not exist")
+    table = tables.qualified(ddl.TRACES)
+    terms, params = src.where_spans(table)
+    where = " AND ".join([*terms, _is_request()])
+    sql = f"SELECT {select} FROM {table} WHERE {where} {group}"
+    return conn, sql, params
+
+
+def _frame(conn: Any, sql: str, params: dict[str, Any]) -> pl.DataFrame:
+    out = pl.from_arrow(conn.query_arrow(sql, params))
+    assert isinstance(out, pl.DataFrame)
+    return out
+
+
+def _quantile_name(q: float) -> str:
+    return "ttft_p" + f"{q * 100:g}"
+
+
+def ttft_quantiles_per_window(
+    source: Any, every: str = "1m", quantiles: Sequence[float] = (0.5, 0.99)
+) -> pl.DataFrame:
+    """TTFT quantiles of the requests arriving in each window, computed by ClickHouse.
+
+    Windows are aligned to the epoch (as ``pl.col("arrival").dt.truncate(every)``); quantiles
+    are exact with linear interpolation (``quantilesExactInclusive``, as Polars'
+    ``quantile(q, "linear")``). Requests without a TTFT are left out.
+
+    Args:
+        source: A ClickHouse source (DSN, client or ``clickhouse_source(...)``).
+        every: Window length: ``"30s"``, ``"1m"``, ``"5m"``, ``"1h"``...
+        quantiles: Levels in [0, 1].
+
+    Returns:
+        ``window`` (UTC), ``requests`` and one ``ttft_p<q>`` column per level (``ttft_p50``,
+        ``ttft_p99``...), one row per window with requests, sorted by window.
+    """
+    step = parse_every(every)
+    levels = [float(q) for q in quantiles]
+    if not levels or any(not 0.0 <= q <= 1.0 for q in levels):
+        raise ValueError(f"quantiles must be levels in [0, 1], got {list(quantiles)}")
+    ttft = _value("ttft_s", "Float64")
+    window = (
+        f"fromUnixTimestamp64Nano(intDiv(toUnixTimestamp64Nano(Timestamp), {step}) * {step}, 'UTC')"
+    )
+    qs = ", ".join(repr(q) for q in levels)
+    inner_conn, inner, params = _requests_sql(source, f"Timestamp, {ttft} AS ttft", "")
+    sql = (
+        f"SELECT {window} AS window, count() AS requests, "
+        f"quantilesExactInclusive({qs})(ttft) AS qs FROM ({inner}) WHERE ttft IS NOT NULL "
+        "GROUP BY window ORDER BY window"
+    )
+    raw = _frame(inner_conn, sql, params)
+    names = [_quantile_name(q) for q in levels]
+    if raw.is_empty():
+        schema: dict[str, pl.DataType] = {
+            "window": pl.Datetime("ns", "UTC"),
+            "requests": pl.Int64(),
+        }
+        schema.update(dict.fromkeys(names, pl.Float64()))
+        return pl.DataFrame(schema=schema)
+    return raw.select(
+        pl.col("window").dt.convert_time_zone("UTC"),
+        pl.col("requests").cast(pl.Int64),
+        *(pl.col("qs").list.get(i).alias(name) for i, name in enumerate(names)),
+    )
+
+
+def prefix_hit_rate_per_model(source: Any) -> pl.DataFrame:
+    """Prompt tokens served from the prefix cache, per model, computed by ClickHouse.
+
+    Returns:
+        ``model``, ``requests``, ``input_tokens``, ``cached_tokens`` (sums over the requests
+        that report them) and ``prefix_hit_rate`` = cached / input (null when input is 0),
+        sorted by model (null last).
+    """
+    model = _value("model", "String")
+    inp = _value("input_tokens", "Int64")
+    cached = _value("cached_tokens", "Int64")
+    conn, sql, params = _requests_sql(
+        source,
+        f"{model} AS model, count() AS requests, sum({inp}) AS input_tokens, "
+        f"sum({cached}) AS cached_tokens",
+        "GROUP BY model ORDER BY model NULLS LAST",
+    )
+    raw = _frame(conn, sql, params)
+    return raw.select(
+        pl.col("model").cast(pl.String),
+        pl.col("requests").cast(pl.Int64),
+        pl.col("input_tokens").cast(pl.Int64),
+        pl.col("cached_tokens").cast(pl.Int64),
+    ).with_columns(
+        pl.when(pl.col("input_tokens") > 0)
+        .then(pl.col("cached_tokens") / pl.col("input_tokens"))
+        .alias("prefix_hit_rate")
+    )
