@@ -1,0 +1,77 @@
+"""Fixtures for the ClickHouse tests: one chdb session per test process, a database per module.
+
+chdb binds one database folder per process, so every module shares the session's folder and
+works in a database of its own.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import pytest
+
+from tests.conftest import need
+from tests.frames.frames_otlp import WrittenRun, write_run
+
+if TYPE_CHECKING:
+    from sagellm_obs.clickhouse.connect import ChdbConnection
+
+# The frames tests' run: two flushes, an error, a cancelled request, a second model.
+BATCHES = (
+    (
+        {"i": 0},
+        {"i": 1, "queue": 0.05, "prefill": 0.2, "decode": 0.9, "output_tokens": 31},
+        {"i": 2, "error_type": "timeout", "finish_reason": "error", "error_code": "TIMEOUT"},
+    ),
+    (
+        {"i": 3, "cancelled": True, "finish_reason": "abort", "output_tokens": 1},
+        {"i": 4, "model": "other-model", "operation": "chat", "cached_tokens": 0},
+    ),
+)
+
+
+def need_clickhouse() -> None:
+    """Skip (fail in CI) unless the [clickhouse] extra is installed."""
+    for module in ("chdb", "clickhouse_connect"):
+        need(
+            importlib.util.find_spec(module) is not None,
+            module,
+            "pip install -e '.[clickhouse]' (make test installs it)",
+        )
+
+
+@pytest.fixture(scope="session")
+def chdb_path(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The process's chdb folder (the session is opened by the first ``chdb`` fixture)."""
+    need_clickhouse()
+    path = str(tmp_path_factory.mktemp("chdb") / "db")
+    yield path
+    from sagellm_obs.clickhouse.connect import close_chdb
+
+    close_chdb()
+
+
+@pytest.fixture
+def chdb(chdb_path: str) -> ChdbConnection:
+    """The shared chdb connection (reopened if a test switched paths)."""
+    from sagellm_obs.clickhouse.connect import open_chdb
+
+    return open_chdb(chdb_path)
+
+
+@pytest.fixture
+def database(chdb: ChdbConnection, request: pytest.FixtureRequest) -> str:
+    """A fresh database named after the test."""
+    name = "t_" + re.sub(r"\W+", "_", request.node.name)[:60]
+    chdb.command(f"DROP DATABASE IF EXISTS {name}")
+    chdb.command(f"CREATE DATABASE {name}")
+    return name
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory: pytest.TempPathFactory) -> WrittenRun:
+    """A run folder written by ``configure()`` + the pipeline."""
+    return write_run(tmp_path_factory.mktemp("clickhouse") / "run", BATCHES)

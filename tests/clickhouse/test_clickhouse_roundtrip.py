@@ -1,0 +1,168 @@
+"""A run folder exported into the exporter's tables (real chdb) loads back as the same frames.
+
+Columns that differ by construction (docs/clickhouse.md): ``source_file`` (the table) and
+``source_line`` (null); metric ``time``/``start_time`` keep whole seconds in the current
+exporter layout (``DateTime``); ``attributes`` come back in the exporter's order.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from sagellm_obs import frames
+from sagellm_obs.clickhouse.connect import ChdbConnection
+from sagellm_obs.clickhouse.ddl import KINDS, Tables
+from sagellm_obs.clickhouse.write import export_clickhouse
+from tests.frames.frames_otlp import WrittenRun
+
+LOCATION = ["source_file", "source_line"]
+
+
+def _sorted_attributes(df: pl.DataFrame) -> pl.DataFrame:
+    key = pl.element().struct.field("key")
+    return df.with_columns(pl.col("attributes").list.eval(pl.element().sort_by(key)))
+
+
+def _spans(df: pl.DataFrame) -> pl.DataFrame:
+    return _sorted_attributes(df.drop(LOCATION).sort("trace_id", "span_id"))
+
+
+def _metrics(df: pl.DataFrame, *, truncate: bool) -> pl.DataFrame:
+    out = df.drop(LOCATION)
+    if truncate:
+        out = out.with_columns(pl.col("time", "start_time").dt.truncate("1s"))
+    keys = ["name", "time", "attributes", "kind", "value", "count", "sum"]
+    return out.sort(keys, nulls_last=True)
+
+
+@pytest.fixture
+def exported(written: WrittenRun, chdb: ChdbConnection, database: str) -> frames.Frames:
+    result = export_clickhouse(written.path, chdb, database=database)
+    assert result.inserted["traces"] == 20
+    return frames.load(frames.clickhouse_source(chdb, database=database))
+
+
+def test_spans_equal_the_run_folder_load(written: WrittenRun, exported: frames.Frames) -> None:
+    local = frames.load(written.path, cache=False)
+    assert exported.spans.height == local.spans.height == 20
+    assert _spans(exported.spans).equals(_spans(local.spans))
+    assert set(exported.spans["source_file"]) == {exported.spans["source_file"][0]}
+    assert exported.spans["source_file"][0].endswith(".otel_traces")
+    assert exported.spans["source_line"].is_null().all()
+
+
+def test_requests_and_steps_equal_the_run_folder_load(
+    written: WrittenRun, exported: frames.Frames
+) -> None:
+    local = frames.load(written.path, cache=False)
+    assert exported.requests.sort("request_id").equals(local.requests.sort("request_id"))
+    assert exported.requests.height == 5
+    # Steps travel as gauge and delta-sum points; their exact times as an attribute.
+    assert exported.steps.equals(local.steps)
+    assert exported.steps.height == len(written.steps)
+
+
+def test_metrics_equal_the_run_folder_load_to_the_second(
+    written: WrittenRun, exported: frames.Frames
+) -> None:
+    local = frames.load(written.path, cache=False)
+    # The step points are not metric points: they come back as steps only.
+    assert exported.metrics.height == local.metrics.height
+    assert _metrics(exported.metrics, truncate=False).equals(_metrics(local.metrics, truncate=True))
+
+
+def test_runs_row_names_the_run(written: WrittenRun, exported: frames.Frames) -> None:
+    assert exported.runs["run_id"].to_list() == [written.run_id]
+    assert exported.runs["kind"].to_list() == ["clickhouse"]
+
+
+def test_second_export_inserts_nothing(
+    written: WrittenRun, chdb: ChdbConnection, database: str
+) -> None:
+    first = export_clickhouse(written.path, chdb, database=database)
+    second = export_clickhouse(written.path, chdb, database=database)
+    assert all(n > 0 for n in first.inserted.values())
+    assert second.inserted == dict.fromkeys(KINDS, 0)
+    assert second.present == first.inserted
+    tables = Tables(database=database)
+    for kind in KINDS:
+        n = chdb.query_arrow(f"SELECT count() AS n FROM {tables.qualified(kind)}")
+        assert n.column("n")[0].as_py() == first.inserted[kind]
+
+
+def test_interrupted_export_is_completed(
+    written: WrittenRun, chdb: ChdbConnection, database: str
+) -> None:
+    first = export_clickhouse(written.path, chdb, database=database)
+    tables = Tables(database=database)
+    # Lose some spans and metric points, as an export cut short would.
+    chdb.command(f"DELETE FROM {tables.qualified('traces')} WHERE SpanName = 'decode'")
+    chdb.command(f"DELETE FROM {tables.qualified('histogram')} WHERE MetricName LIKE 'sagellm.%'")
+    again = export_clickhouse(written.path, chdb, database=database)
+    assert again.inserted["traces"] == 5  # one decode span per request
+    assert again.inserted["histogram"] > 0
+    assert again.inserted["gauge"] == again.inserted["sum"] == 0
+    assert sum(again.inserted.values()) + sum(again.present.values()) == sum(
+        first.inserted.values()
+    )
+
+
+def test_filters_run_as_where_clauses(
+    written: WrittenRun, chdb: ChdbConnection, database: str
+) -> None:
+    export_clickhouse(written.path, chdb, database=database)
+    everything = frames.load(frames.clickhouse_source(chdb, database=database))
+    other = frames.load(frames.clickhouse_source(chdb, database=database, model="other-model"))
+    # A model filter keeps whole traces: the request span and its queue/prefill/decode spans.
+    assert other.requests["model"].to_list() == ["other-model"]
+    assert other.spans.height == 4
+    assert other.spans["trace_id"].n_unique() == 1
+    one = everything.requests["trace_id"][0]
+    by_id = frames.load(frames.clickhouse_source(chdb, database=database, trace_ids=[one]))
+    assert set(by_id.spans["trace_id"]) == {one}
+    start = everything.spans["start"].sort()
+    late = frames.load(frames.clickhouse_source(chdb, database=database, since=start[10]))
+    assert late.spans.height == 10
+    early = frames.load(frames.clickhouse_source(chdb, database=database, until=start[10]))
+    assert early.spans.height == 10
+    none = frames.load(frames.clickhouse_source(chdb, database=database, run_id="no-such-run"))
+    assert none.spans.is_empty() and none.metrics.is_empty() and none.steps.is_empty()
+    mine = frames.load(frames.clickhouse_source(chdb, database=database, run_id=written.run_id))
+    assert mine.spans.height == 20 and mine.steps.height == len(written.steps)
+    svc = frames.load(frames.clickhouse_source(chdb, database=database, service="elsewhere"))
+    assert svc.spans.is_empty()
+
+
+def test_scan_and_dsn(
+    written: WrittenRun, chdb_path: str, chdb: ChdbConnection, database: str
+) -> None:
+    export_clickhouse(written.path, f"chdb:{chdb_path}?database={database}")
+    scan = frames.scan(f"chdb:{chdb_path}?database={database}")
+    assert isinstance(scan.spans, pl.LazyFrame)
+    assert scan.requests.collect().height == 5
+    assert frames.load(f"chdb://{chdb_path}?database={database}").spans.height == 20
+
+
+def test_cli_exports_with_progress(
+    written: WrittenRun, chdb_path: str, chdb: ChdbConnection, database: str
+) -> None:
+    from sagellm_obs.cli import app
+
+    args = ["export", "clickhouse", str(written.path), "--chdb", chdb_path, "--database", database]
+    first = CliRunner().invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert f"{database}.otel_traces: 20 inserted, 0 already present" in first.output
+    second = CliRunner().invoke(app, args)
+    assert second.exit_code == 0, second.output
+    assert f"{database}.otel_traces: 0 inserted, 20 already present" in second.output
+    both = CliRunner().invoke(app, [*args, "--dsn", "clickhouse://localhost/x"])
+    assert both.exit_code == 2
+    missing = CliRunner().invoke(
+        app, ["export", "clickhouse", str(Path(written.path) / "nope"), "--chdb", chdb_path]
+    )
+    assert missing.exit_code == 1
+    assert "not a run folder" in missing.output
