@@ -116,7 +116,9 @@ def read_spans(
     typed = [_typed(col, dtype, keys) for col, (dtype, keys) in ATTRIBUTE_COLUMNS.items()]
     raw = _check_typed(raw, label, errors, report)
     start = pl.col("Timestamp").dt.convert_time_zone("UTC")
-    out = raw.select(
+    # Lazy, as the run-folder loader: polars' eager division rounds differently (1e-6 vs
+    # 1.0000000000000002e-06) and the two loads must agree to the bit.
+    out = raw.lazy().select(
         pl.col("TraceId").str.to_lowercase().alias("trace_id"),
         pl.col("SpanId").str.to_lowercase().alias("span_id"),
         pl.when(pl.col("ParentSpanId") != "")
@@ -126,7 +128,7 @@ def read_spans(
         _word("SpanKind", "SPAN_KIND_", "UNSPECIFIED").alias("kind"),
         start.alias("start"),
         (start + pl.duration(nanoseconds=pl.col("Duration").cast(pl.Int64))).alias("end"),
-        (pl.col("Duration").cast(pl.Float64) / 1e9).alias("duration_s"),
+        (pl.col("Duration").cast(pl.Int64) / 1e9).alias("duration_s"),
         _word("StatusCode", "STATUS_CODE_", "UNSET").alias("status_code"),
         _null_if_empty("StatusMessage").alias("status_message"),
         _null_if_empty("ServiceName").alias("service_name"),
@@ -139,7 +141,7 @@ def read_spans(
         pl.lit(label).alias("source_file"),
         pl.lit(None, dtype=pl.Int64).alias("source_line"),
     )
-    return conform(out, SPANS)
+    return conform(out.collect(), SPANS)
 
 
 def _alias(key: str) -> str:
