@@ -235,6 +235,13 @@ STEP_GENERATION_TOKENS: Final = "generation_tokens"
 STEP_PREEMPTIONS: Final = "preemptions"
 STEP_FINISHED: Final = "finished"
 
+# Step records written as OTel metric points (sagellm_obs.clickhouse): one point per step and
+# field, named after the step metrics above; these name the rest and the points' attributes.
+STEP_POINT_INDEX: Final = "sagellm.step"  # point attribute: the step counter
+STEP_POINT_TIME_UNIX_NANO: Final = "sagellm.step.time_unix_nano"  # point attribute: exact time
+STEP_POINT_CACHED_PROMPT_TOKENS: Final = "sagellm.prompt_tokens.cached"  # delta sum per step
+STEP_POINT_FINISHED: Final = "sagellm.requests.finished"  # delta sum per step
+
 # --- Environment variables ----------------------------------------------------------------------
 ENV_CAPTURE_CONTENT: Final = "SAGELLM_OBS_CAPTURE_CONTENT"
 ENV_RUN_DIR: Final = "SAGELLM_OBS_RUN_DIR"

@@ -25,13 +25,12 @@ from sagellm_obs.frames.wire import ENUM_NAMES
 SPAN_KIND_WORDS = ("Unspecified", "Internal", "Server", "Client", "Producer", "Consumer")
 STATUS_WORDS = ("Unset", "Ok", "Error")
 
-STEP_ATTRIBUTE = "sagellm.step"
+STEP_ATTRIBUTE = sc.STEP_POINT_INDEX
 """Metric point attribute: the engine step a point belongs to (only step points carry it)."""
-STEP_TIME_ATTRIBUTE = "sagellm.step.time_unix_nano"
+STEP_TIME_ATTRIBUTE = sc.STEP_POINT_TIME_UNIX_NANO
 """Metric point attribute: the step's exact time (epoch ns); the tables keep whole seconds."""
 
-# Step record key → (metric name, kind, unit). The two counts without a metric in semconv
-# (cached prompt tokens, finished requests) are named here, next to their siblings.
+# Step record key → (metric name, kind, unit); docs/semconv.md has the table.
 STEP_METRICS: Mapping[str, tuple[str, str, str]] = {
     sc.STEP_RUNNING: (sc.M_RUNNING.name, "gauge", sc.M_RUNNING.unit),
     sc.STEP_WAITING: (sc.M_WAITING.name, "gauge", sc.M_WAITING.unit),
@@ -39,10 +38,10 @@ STEP_METRICS: Mapping[str, tuple[str, str, str]] = {
     sc.STEP_PREFIX_QUERIES: (sc.M_PREFIX_QUERIES.name, "sum", sc.M_PREFIX_QUERIES.unit),
     sc.STEP_PREFIX_HITS: (sc.M_PREFIX_HITS.name, "sum", sc.M_PREFIX_HITS.unit),
     sc.STEP_PROMPT_TOKENS: (sc.M_PROMPT_TOKENS.name, "sum", sc.M_PROMPT_TOKENS.unit),
-    sc.STEP_CACHED_PROMPT_TOKENS: ("sagellm.prompt_tokens.cached", "sum", sc.UNIT_TOKENS),
+    sc.STEP_CACHED_PROMPT_TOKENS: (sc.STEP_POINT_CACHED_PROMPT_TOKENS, "sum", sc.UNIT_TOKENS),
     sc.STEP_GENERATION_TOKENS: (sc.M_GENERATION_TOKENS.name, "sum", sc.M_GENERATION_TOKENS.unit),
     sc.STEP_PREEMPTIONS: (sc.M_PREEMPTIONS.name, "sum", sc.M_PREEMPTIONS.unit),
-    sc.STEP_FINISHED: ("sagellm.requests.finished", "sum", sc.UNIT_REQUESTS),
+    sc.STEP_FINISHED: (sc.STEP_POINT_FINISHED, "sum", sc.UNIT_REQUESTS),
 }
 DELTA, CUMULATIVE = 1, 2
 
