@@ -203,8 +203,21 @@ def as_source(source: Any) -> ClickHouseSource:
 
 
 def is_clickhouse(source: object) -> bool:
-    """True for what :func:`as_source` accepts; imports no client."""
-    return isinstance(source, ClickHouseSource) or is_connection(source)
+    """True for what :func:`as_source` accepts; imports no client.
+
+    Raises:
+        ValueError: A list of sources that holds a ClickHouse source (it is loaded on its own;
+            one ClickHouse database holds many runs already).
+    """
+    if isinstance(source, ClickHouseSource) or is_connection(source):
+        return True
+    items = source if isinstance(source, list | tuple) else ()
+    if any(isinstance(s, ClickHouseSource) or is_connection(s) for s in items):
+        raise ValueError(
+            "a ClickHouse source is loaded on its own, not in a list with others: load it "
+            "separately (one database holds many runs; filter them with run_id=...)"
+        )
+    return False
 
 
 def with_database(source: ClickHouseSource, database: str) -> ClickHouseSource:

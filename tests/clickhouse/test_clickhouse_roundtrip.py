@@ -166,3 +166,33 @@ def test_cli_exports_with_progress(
     )
     assert missing.exit_code == 1
     assert "not a run folder" in missing.output
+
+
+def test_one_database_of_many_runs(
+    written: WrittenRun,
+    chdb: ChdbConnection,
+    database: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    from tests.clickhouse.conftest import BATCHES
+    from tests.frames.frames_otlp import write_run
+
+    second = write_run(tmp_path_factory.mktemp("second") / "run", BATCHES[:1])
+    for run in (written, second):
+        export_clickhouse(run.path, chdb, database=database)
+    both = frames.load(frames.clickhouse_source(chdb, database=database))
+    assert sorted(both.runs["run_id"]) == sorted([written.run_id, second.run_id])
+    assert both.requests.height == 5 + 3
+    for run in (written, second):
+        one = frames.load(frames.clickhouse_source(chdb, database=database, run_id=run.run_id))
+        local = frames.load(run.path, cache=False)
+        assert one.requests.sort("request_id").equals(local.requests.sort("request_id"))
+        assert one.steps.equals(local.steps)
+        assert set(both.steps.filter(pl.col("run_id") == run.run_id)["step"]) == set(
+            local.steps["step"]
+        )
+
+
+def test_a_clickhouse_source_is_loaded_on_its_own(written: WrittenRun, chdb_path: str) -> None:
+    with pytest.raises(ValueError, match="loaded on its own"):
+        frames.load([str(written.path), f"chdb:{chdb_path}"])
