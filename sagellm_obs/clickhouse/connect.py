@@ -270,13 +270,14 @@ _lock = threading.Lock()
 _owned: dict[str, Any] = {}  # the chdb session this module opened: {"path": ..., "session": ...}
 
 
-def open_chdb(path: str | Path) -> ChdbConnection:
-    """A connection to the chdb database folder ``path`` (created when missing).
+def open_chdb(path: str | Path, *, create: bool = True) -> ChdbConnection:
+    """A connection to the chdb database folder ``path`` (created when missing and ``create``).
 
     The session is kept for the process and reused for the same path; asking for another path
     closes it first (chdb binds one path per process).
 
     Raises:
+        FileNotFoundError: ``path`` does not exist and ``create`` is false.
         ClickHouseError: chdb is already bound to another path by a session this module did not
             open.
     """
@@ -285,6 +286,8 @@ def open_chdb(path: str | Path) -> ChdbConnection:
     with _lock:
         if _owned.get("path") == folder:
             return ChdbConnection(_owned["session"], f"chdb:{folder}")
+        if not create and not Path(folder).is_dir():
+            raise FileNotFoundError(f"no chdb database folder at {folder}")
         if _owned:
             _owned["session"].close()
             _owned.clear()
@@ -333,11 +336,12 @@ def open_server(dsn: DSN, *, connect_timeout: float = 5.0) -> HttpConnection:
     return HttpConnection(client, dsn.redacted())
 
 
-def connect(target: Any) -> tuple[Connection, str | None]:
+def connect(target: Any, *, create: bool = True) -> tuple[Connection, str | None]:
     """A :class:`Connection` for a DSN or a client object, and the DSN's database (if any).
 
     ``target`` is a DSN string, a ``clickhouse_connect`` client, a chdb session or connection,
-    or a :class:`Connection` already.
+    or a :class:`Connection` already. A chdb folder that does not exist is created only when
+    ``create`` (the writer; readers get a FileNotFoundError).
 
     Raises:
         TypeError: ``target`` is none of these.
@@ -345,7 +349,7 @@ def connect(target: Any) -> tuple[Connection, str | None]:
     if isinstance(target, str):
         dsn = parse_dsn(target)
         if dsn.engine == "chdb":
-            return open_chdb(dsn.path), dsn.database
+            return open_chdb(dsn.path, create=create), dsn.database
         return open_server(dsn), dsn.database
     if isinstance(target, ChdbConnection | HttpConnection):
         return target, None

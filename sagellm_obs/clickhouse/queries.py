@@ -60,7 +60,7 @@ def _is_request() -> str:
 
 def _requests_sql(source: Any, select: str, group: str) -> tuple[Any, str, dict[str, Any]]:
     src = as_source(source)
-    conn, dsn_db = connect(src.target)
+    conn, dsn_db = connect(src.target, create=False)
     tables = src.resolve(dsn_db)
     present = tables_of(conn, tables)
     if ddl.TRACES not in present:

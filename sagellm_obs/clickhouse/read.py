@@ -443,7 +443,7 @@ def scan_clickhouse(source: Any, *, errors: Errors = "raise") -> Scan:
     from sagellm_obs.frames.load import Scan  # frames.load dispatches here: import at call time
 
     src = as_source(source)
-    conn, dsn_db = connect(src.target)
+    conn, dsn_db = connect(src.target, create=False)
     tables = src.resolve(dsn_db)
     present = tables_of(conn, tables)
     report = ReadReport()

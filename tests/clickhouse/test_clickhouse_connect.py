@@ -134,3 +134,13 @@ def test_one_chdb_path_per_process(chdb_path: str, chdb: ChdbConnection, tmp_pat
     finally:
         theirs.close()
     assert open_chdb(chdb_path).query_arrow("SELECT 1 AS x").column("x")[0].as_py() == 1
+
+
+def test_reading_a_missing_chdb_folder_creates_nothing(
+    chdb: ChdbConnection, chdb_path: str, tmp_path: Path
+) -> None:
+    missing = tmp_path / "nope.chdb"
+    with pytest.raises(FileNotFoundError, match="no chdb database folder"):
+        frames.load(f"chdb:{missing}")
+    assert not missing.exists()
+    assert open_chdb(chdb_path).session is chdb.session  # the open session was left alone
