@@ -177,7 +177,7 @@ def export_clickhouse(
     )
     columns = _prepare(conn, names, ttl_days)
     result = ExportResult(names)
-    rows = _read_run(folder, errors, result.report)
+    rows = _read_run(folder, errors, result.report, progress)
     for kind in ddl.KINDS:
         pending = rows[kind]
         ns = ddl.time_is_ns(columns[kind], kind)
@@ -212,14 +212,19 @@ def _prepare(conn: Any, names: ddl.Tables, ttl_days: int) -> dict[str, dict[str,
     return out
 
 
-def _read_run(folder: Path, errors: Errors, report: ReadReport) -> dict[str, list[dict[str, Any]]]:
-    """The run folder's rows per table kind, in file order."""
+def _read_run(
+    folder: Path, errors: Errors, report: ReadReport, progress: Progress | None
+) -> dict[str, list[dict[str, Any]]]:
+    """The run folder's rows per table kind, in file order (progress: files read)."""
     out: dict[str, list[dict[str, Any]]] = {kind: [] for kind in ddl.KINDS}
     steps: list[dict[str, Any]] = []
     resource: list[tuple[str, str]] | None = None
-    for path, kind in files.discover(folder):
-        if kind == files.CLIENT:
-            continue  # client timings are not OTel data: they stay in the run folder
+    # Client timings are not OTel data: they stay in the run folder.
+    found = [(p, k) for p, k in files.discover(folder) if k != files.CLIENT]
+    label = f"read {folder.name}"
+    for done, (path, kind) in enumerate(found):
+        if progress is not None:
+            progress(label, done, len(found))
         for _, obj in iter_jsonl(path, errors=errors, report=report):
             if kind == files.STEPS_KIND:
                 steps.append(obj)
@@ -232,6 +237,8 @@ def _read_run(folder: Path, errors: Errors, report: ReadReport) -> dict[str, lis
                 out[table].append(row)
                 if resource is None:
                     resource = row["ResourceAttributes"]
+    if progress is not None:
+        progress(label, len(found), len(found))
     if steps:
         manifest = read_manifest(folder)
         res = resource if resource is not None else _manifest_resource(manifest)

@@ -196,3 +196,28 @@ def test_one_database_of_many_runs(
 def test_a_clickhouse_source_is_loaded_on_its_own(written: WrittenRun, chdb_path: str) -> None:
     with pytest.raises(ValueError, match="loaded on its own"):
         frames.load([str(written.path), f"chdb:{chdb_path}"])
+
+
+def test_export_reports_progress_and_bad_lines(
+    written: WrittenRun, chdb: ChdbConnection, database: str, tmp_path: Path
+) -> None:
+    import shutil
+
+    from sagellm_obs.store import StoreFormatError
+
+    run = tmp_path / "run"
+    shutil.copytree(written.path, run)
+    traces = sorted(run.glob("traces-*.jsonl"))[0]
+    with traces.open("a") as fh:
+        fh.write("{not json\n")
+    with pytest.raises(StoreFormatError, match=traces.name):
+        export_clickhouse(run, chdb, database=database)
+    calls: list[tuple[str, int, int]] = []
+    result = export_clickhouse(
+        run, chdb, database=database, errors="skip", progress=lambda *a: calls.append(a)
+    )
+    assert len(result.report.skipped) == 1
+    assert result.inserted["traces"] == 20
+    assert calls[0] == (f"read {run.name}", 0, 3)  # traces, metrics and steps files
+    assert (f"read {run.name}", 3, 3) in calls
+    assert ("otel_traces", 20, 20) in calls
