@@ -80,7 +80,37 @@ def test_nothing_listening_gives_a_clear_error() -> None:
     text = str(info.value)
     assert text.startswith(f"cannot reach ClickHouse at clickhouse://bob:***@127.0.0.1:{port}/otel")
     assert "hunter2" not in text
+    assert "refused" in text.lower()  # the real reason, not a client-side mistake
     assert time.monotonic() - t0 < 30
+
+
+def test_something_else_listening_gives_a_clear_error() -> None:
+    """An HTTP server that is not ClickHouse (here: one that answers 404 to everything)."""
+    need_clickhouse()
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    class NotClickHouse(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_error(404)
+
+        do_POST = do_GET
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), NotClickHouse)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        port = server.server_address[1]
+        with pytest.raises(
+            ClickHouseConnectionError, match=f"cannot reach ClickHouse at .*:{port}/"
+        ):
+            frames.load(f"clickhouse://127.0.0.1:{port}/otel")
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_export_to_nothing_listening(tmp_path_factory: pytest.TempPathFactory) -> None:
