@@ -16,7 +16,6 @@ absent ``min``/``max`` read 0 (the exporter writes 0). Event attributes and link
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
@@ -32,8 +31,6 @@ from sagellm_obs.store.reader import Errors, ReadReport
 
 if TYPE_CHECKING:
     from sagellm_obs.frames.load import Scan
-
-_log = logging.getLogger(__name__)
 
 _LOOKUP_KEYS = sorted(
     {key for _, keys in ATTRIBUTE_COLUMNS.values() for key in keys}
