@@ -18,7 +18,7 @@ from sagellm_obs import frames
 from sagellm_obs import semconv as sc
 from sagellm_obs.clickhouse.connect import ChdbConnection
 from sagellm_obs.clickhouse.ddl import Tables, create_tables
-from tests.frames.frames_otlp import T0, resource, span, traces_line, write_lines
+from tests.frames.frames_otlp import T0, WrittenRun, resource, span, traces_line, write_lines
 
 TRACE = "5b8efff798038103d269b633813fc60c"
 VLLM_ATTRS: dict[str, Any] = {
@@ -227,3 +227,31 @@ def test_older_metric_layout_keeps_nanoseconds(chdb: ChdbConnection, database: s
         None,
     )
     assert row["attributes"] == '{"sagellm.engine_id":"e1"}'
+
+
+def test_writer_into_older_layouts(
+    written: WrittenRun, chdb: ChdbConnection, database: str
+) -> None:
+    """Tables an older exporter made (Int64 Duration, DateTime64(9) metric times) are written as
+    they are; a second export still inserts nothing, and metric times keep nanoseconds."""
+    from sagellm_obs.clickhouse.ddl import KINDS, render
+    from sagellm_obs.clickhouse.write import export_clickhouse
+
+    tables = Tables(database=database)
+    for kind in KINDS:
+        sql = render(kind, tables).replace("Duration UInt64", "Duration Int64")
+        sql = sql.replace(" DateTime CODEC", " DateTime64(9) CODEC")
+        chdb.command(sql.replace("TimeUnix DateTime,", "TimeUnix DateTime64(9),"))
+    first = export_clickhouse(written.path, chdb, database=database)
+    second = export_clickhouse(written.path, chdb, database=database)
+    assert sum(second.inserted.values()) == 0
+    assert second.present == first.inserted
+    got = frames.load(frames.clickhouse_source(chdb, database=database))
+    local = frames.load(written.path, cache=False)
+    assert got.steps.equals(local.steps)
+    keys = ["name", "time", "attributes", "kind", "value", "count", "sum"]
+    assert (
+        got.metrics.drop("source_file", "source_line")
+        .sort(keys, nulls_last=True)
+        .equals(local.metrics.drop("source_file", "source_line").sort(keys, nulls_last=True))
+    )
