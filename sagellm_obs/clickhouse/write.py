@@ -7,12 +7,16 @@ exporter's DDL (:mod:`~sagellm_obs.clickhouse.ddl`); existing ones must have its
 
 Idempotent without changing the exporter's DDL (no ReplacingMergeTree): before inserting, the
 keys already present for the run are read back (spans: ``(TraceId, SpanId)``; metric points:
-name, time at the table's precision and attributes) and only the missing rows are inserted, so a
-second export inserts nothing and an interrupted one is completed.
+name, time at the table's precision, attributes and value) and only the missing rows are
+inserted, as many copies of a key as the table lacks, so a second export inserts nothing and an
+interrupted one is completed. Spans and step points go one run-folder file at a time; the SDK's
+metric points are counted over the whole run, since a series' points can share a second.
 """
 
 from __future__ import annotations
 
+import json
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
@@ -24,7 +28,7 @@ import pyarrow as pa
 from sagellm_obs import semconv as sc
 from sagellm_obs.clickhouse import ddl
 from sagellm_obs.clickhouse.connect import connect
-from sagellm_obs.clickhouse.rows import metric_rows, span_rows, step_rows
+from sagellm_obs.clickhouse.rows import attribute_map, metric_rows, span_rows, step_rows
 from sagellm_obs.frames import files
 from sagellm_obs.frames.sources import read_manifest
 from sagellm_obs.store import layout
@@ -127,7 +131,7 @@ class ExportResult:
 
 
 Progress = Callable[[str, int, int], None]
-"""``progress(table, rows_done, rows_total)``, called after each inserted batch."""
+"""``progress(file, rows_done, rows_total)``: a run-folder file's rows inserted so far."""
 
 
 def export_clickhouse(
@@ -153,7 +157,8 @@ def export_clickhouse(
         batch_rows: Rows per INSERT.
         errors: A malformed line of the run folder raises (``"raise"``) or is skipped and
             counted in the result's report (``"skip"``).
-        progress: Called after each batch (the CLI draws a progress bar with it).
+        progress: ``progress(file, rows_inserted, rows_to_insert)`` after each batch of each
+            file (the CLI draws a progress bar with it).
 
     Returns:
         Rows inserted and rows already present, per table.
@@ -176,25 +181,64 @@ def export_clickhouse(
         histogram=names.histogram,
     )
     columns = _prepare(conn, names, ttl_days)
-    result = ExportResult(names)
-    rows = _read_run(folder, errors, result.report, progress)
-    for kind in ddl.KINDS:
-        pending = rows[kind]
-        ns = ddl.time_is_ns(columns[kind], kind)
-        present = _present_keys(conn, names, kind, pending, ns)
-        new = [r for r in pending if _key(kind, r, ns) not in present]
-        result.present[kind] = len(pending) - len(new)
-        result.inserted[kind] = 0
-        for start in range(0, len(new), batch_rows):
-            batch = new[start : start + batch_rows]
-            data = pa.Table.from_pylist(batch, schema=ARROW_SCHEMAS[kind])
-            conn.insert_arrow(names.database, names.name(kind), data)
-            result.inserted[kind] += len(batch)
-            if progress is not None:
-                progress(names.name(kind), result.inserted[kind], len(new))
-        if progress is not None and not new:
-            progress(names.name(kind), 0, 0)
+    result = ExportResult(
+        names, inserted=dict.fromkeys(ddl.KINDS, 0), present=dict.fromkeys(ddl.KINDS, 0)
+    )
+    # Client timings are not OTel data: they stay in the run folder.
+    found = [(p, k) for p, k in files.discover(folder) if k != files.CLIENT]
+    resource = _run_resource(folder, found)
+    version = _version()
+    # One file at a time: memory is bounded by a file's rows (files rotate), not the run's.
+    # The SDK's metric points wait for the whole run: the same series' points can share a
+    # second (the current layout's precision) across files, so they are counted run-wide.
+    deferred: dict[str, list[dict[str, Any]]] = {table: [] for table in ddl.KINDS}
+    for path, kind in found:
+        rows = _file_rows(path, kind, errors, result.report, resource, version)
+        if kind == files.OTLP:
+            for table in (ddl.GAUGE, ddl.SUM, ddl.HISTOGRAM):
+                deferred[table].extend(rows[table])
+                rows[table] = []
+        _insert(conn, names, columns, rows, result, path.name, batch_rows, progress)
+    _insert(conn, names, columns, deferred, result, "metric points", batch_rows, progress)
     return result
+
+
+def _insert(
+    conn: Any,
+    names: ddl.Tables,
+    columns: dict[str, dict[str, str]],
+    rows: dict[str, list[dict[str, Any]]],
+    result: ExportResult,
+    label: str,
+    batch_rows: int,
+    progress: Progress | None,
+) -> None:
+    """Insert the rows the tables do not hold yet (see the module docstring)."""
+    new: dict[str, list[dict[str, Any]]] = {}
+    for table in ddl.KINDS:
+        ns = ddl.time_is_ns(columns[table], table)
+        # A multiset: as many copies of a key as the table lacks (identical points can repeat).
+        held = _present_keys(conn, names, table, rows[table], ns)
+        new[table] = []
+        for row in rows[table]:
+            key = _key(table, row, ns)
+            if held[key] > 0:
+                held[key] -= 1
+            else:
+                new[table].append(row)
+        result.present[table] += len(rows[table]) - len(new[table])
+    total, done = sum(len(r) for r in new.values()), 0
+    if progress is not None and any(rows.values()):
+        progress(label, 0, total)
+    for table in ddl.KINDS:
+        for start in range(0, len(new[table]), batch_rows):
+            batch = new[table][start : start + batch_rows]
+            data = pa.Table.from_pylist(batch, schema=ARROW_SCHEMAS[table])
+            conn.insert_arrow(names.database, names.name(table), data)
+            result.inserted[table] += len(batch)
+            done += len(batch)
+            if progress is not None:
+                progress(label, done, total)
 
 
 def _prepare(conn: Any, names: ddl.Tables, ttl_days: int) -> dict[str, dict[str, str]]:
@@ -212,43 +256,46 @@ def _prepare(conn: Any, names: ddl.Tables, ttl_days: int) -> dict[str, dict[str,
     return out
 
 
-def _read_run(
-    folder: Path, errors: Errors, report: ReadReport, progress: Progress | None
+def _file_rows(
+    path: Path,
+    kind: str,
+    errors: Errors,
+    report: ReadReport,
+    resource: list[tuple[str, str]],
+    version: str,
 ) -> dict[str, list[dict[str, Any]]]:
-    """The run folder's rows per table kind, in file order (progress: files read)."""
-    out: dict[str, list[dict[str, Any]]] = {kind: [] for kind in ddl.KINDS}
-    steps: list[dict[str, Any]] = []
-    resource: list[tuple[str, str]] | None = None
-    # Client timings are not OTel data: they stay in the run folder.
-    found = [(p, k) for p, k in files.discover(folder) if k != files.CLIENT]
-    label = f"read {folder.name}"
-    for done, (path, kind) in enumerate(found):
-        if progress is not None:
-            progress(label, done, len(found))
-        for _, obj in iter_jsonl(path, errors=errors, report=report):
-            if kind == files.STEPS_KIND:
-                steps.append(obj)
-                continue
-            for row in span_rows(obj):
-                out[ddl.TRACES].append(row)
-                if resource is None:
-                    resource = row["ResourceAttributes"]
-            for table, row in metric_rows(obj):
-                out[table].append(row)
-                if resource is None:
-                    resource = row["ResourceAttributes"]
-    if progress is not None:
-        progress(label, len(found), len(found))
-    if steps:
-        manifest = read_manifest(folder)
-        res = resource if resource is not None else _manifest_resource(manifest)
-        scope_version = _version()
-        for step in steps:
-            if step.get(sc.STEP_TIME_UNIX_NANO) is None or step.get(sc.STEP_INDEX) is None:
+    """One file's rows per table kind, in line order."""
+    out: dict[str, list[dict[str, Any]]] = {table: [] for table in ddl.KINDS}
+    for _, obj in iter_jsonl(path, errors=errors, report=report):
+        if kind == files.STEPS_KIND:
+            if obj.get(sc.STEP_TIME_UNIX_NANO) is None or obj.get(sc.STEP_INDEX) is None:
                 continue  # not a step record (the loader rejects it too)
-            for table, row in step_rows(step, res, scope_version):
+            for table, row in step_rows(obj, resource, version):
                 out[table].append(row)
+            continue
+        out[ddl.TRACES].extend(span_rows(obj))
+        for table, row in metric_rows(obj):
+            out[table].append(row)
     return out
+
+
+def _run_resource(folder: Path, found: list[tuple[Path, str]]) -> list[tuple[str, str]]:
+    """The resource of the step points: the run's own OTLP resource, else one from its manifest."""
+    for path, kind in found:
+        if kind != files.OTLP:
+            continue
+        with open(path, "rb") as fh:
+            first = fh.readline()
+        try:
+            obj = json.loads(first)
+        except ValueError:
+            continue
+        if not isinstance(obj, dict):
+            continue
+        for key in ("resourceMetrics", "resourceSpans"):
+            for res in obj.get(key) or ():
+                return attribute_map((res.get("resource") or {}).get("attributes"))
+    return _manifest_resource(read_manifest(folder))
 
 
 def _manifest_resource(manifest: dict[str, Any]) -> list[tuple[str, str]]:
@@ -275,21 +322,25 @@ _ATTR_KEY_SQL = (
 
 
 def _key(kind: str, row: dict[str, Any], ns: bool) -> tuple[Any, ...]:
+    """A row's identity: the span, or the point's series, time (at the table's precision) and
+    value (two points of a series can share a second)."""
     if kind == ddl.TRACES:
         return (row["TraceId"], row["SpanId"])
     t = int(row["TimeUnix"])
     if not ns:
         t = t // 1_000_000_000 * 1_000_000_000
     attrs = "\x1f".join(sorted(f"{k}={v}" for k, v in row["Attributes"]))
-    return (row["MetricName"], t, attrs)
+    if kind == ddl.HISTOGRAM:
+        return (row["MetricName"], t, attrs, int(row["Count"]), float(row["Sum"]))
+    return (row["MetricName"], t, attrs, float(row["Value"]))
 
 
 def _present_keys(
     conn: Any, names: ddl.Tables, kind: str, rows: list[dict[str, Any]], ns: bool
-) -> set[tuple[Any, ...]]:
-    """The keys of ``rows`` the table already holds (read within the rows' time range and run)."""
+) -> Counter[tuple[Any, ...]]:
+    """How often the table holds each key (read within the rows' time range and run)."""
     if not rows:
-        return set()
+        return Counter()
     time_col = "Timestamp" if kind == ddl.TRACES else "TimeUnix"
     times = [int(r[time_col]) for r in rows]
     params: dict[str, Any] = {"lo": min(times) // 1_000_000_000, "hi": max(times) // 10**9 + 1}
@@ -304,15 +355,16 @@ def _present_keys(
     if kind == ddl.TRACES:
         select = "TraceId AS a, SpanId AS b"
     else:
+        values = "Count AS d, Sum AS e" if kind == ddl.HISTOGRAM else "Value AS d"
         select = (
             f"MetricName AS a, toUnixTimestamp64Nano(toDateTime64(TimeUnix, 9)) AS b, "
-            f"{_ATTR_KEY_SQL} AS c"
+            f"{_ATTR_KEY_SQL} AS c, {values}"
         )
     table = conn.query_arrow(
         f"SELECT {select} FROM {names.qualified(kind)} WHERE {' AND '.join(where)}", params
     )
     cols = [table.column(name).to_pylist() for name in table.column_names]
-    return set(zip(*cols, strict=True)) if cols else set()
+    return Counter(zip(*cols, strict=True)) if cols else Counter()
 
 
 def _run_ids(rows: Iterable[dict[str, Any]]) -> set[str]:

@@ -218,6 +218,26 @@ def test_export_reports_progress_and_bad_lines(
     )
     assert len(result.report.skipped) == 1
     assert result.inserted["traces"] == 20
-    assert calls[0] == (f"read {run.name}", 0, 3)  # traces, metrics and steps files
-    assert (f"read {run.name}", 3, 3) in calls
-    assert ("otel_traces", 20, 20) in calls
+    # Per file of the run folder (spans, steps), then the run's metric points: rows inserted
+    # so far, of the rows to insert.
+    assert (traces.name, 0, 20) in calls and (traces.name, 20, 20) in calls
+    steps = sorted(run.glob("steps-*.jsonl"))[0].name
+    assert {name for name, _, _ in calls} == {traces.name, steps, "metric points"}
+    assert calls[-1][0] == "metric points" and calls[-1][1] == calls[-1][2] > 0
+
+
+def test_rotated_run_is_exported_file_by_file(
+    chdb: ChdbConnection, database: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from tests.clickhouse.conftest import BATCHES
+    from tests.frames.frames_otlp import write_run
+
+    run = write_run(tmp_path_factory.mktemp("rotated") / "run", BATCHES, store_max_bytes=4096)
+    assert len(list(run.path.glob("traces-*.jsonl"))) > 1
+    first = export_clickhouse(run.path, chdb, database=database)
+    again = export_clickhouse(run.path, chdb, database=database)
+    assert sum(again.inserted.values()) == 0 and again.present == first.inserted
+    got = frames.load(frames.clickhouse_source(chdb, database=database))
+    local = frames.load(run.path, cache=False)
+    assert _spans(got.spans).equals(_spans(local.spans))
+    assert got.steps.equals(local.steps)
