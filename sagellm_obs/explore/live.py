@@ -87,6 +87,7 @@ class LiveView:
         self.snapshot: Snapshot | None = None
         self.charts: dict[str, ChartType] = {}
         self._lock = threading.Lock()
+        self._ended = False
         self._running = threading.Event()
         self._stop = threading.Event()
         self.status = widgets.HTML()
@@ -114,8 +115,8 @@ class LiveView:
 
     @property
     def ended(self) -> bool:
-        """True once the run ended (the view then stops refreshing)."""
-        return self.tail.ended
+        """True once the run ended and the view drew its final picture (it then stops)."""
+        return self._ended
 
     @property
     def paused(self) -> bool:
@@ -132,6 +133,8 @@ class LiveView:
             self.snapshot = snapshot(self.tail)
             self.refreshes += 1
             self.status.value = status_html(self.snapshot, self.refreshes, self.paused)
+            # Said only now: whoever waits for the end sees the final picture drawn.
+            self._ended = self.tail.ended
             return added
 
     def pause(self) -> None:
@@ -168,7 +171,7 @@ class LiveView:
                 self.refresh()
             except Exception:  # a live view must not die on one bad read: say so, go on
                 _log.exception("sagellm-obs: live view refresh failed")
-            if self.tail.ended:
+            if self._ended:
                 return
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
