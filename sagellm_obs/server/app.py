@@ -7,7 +7,9 @@ Routes:
   usage chunk). Header ``X-Sagellm-Metrics: 1`` adds a non-standard ``metrics`` object.
 * ``POST /v1/sagellm/generate``: a protocol ``Request`` in, a protocol ``Response`` out, or with
   ``"stream": true`` SSE frames of protocol ``StreamEvent`` JSON (the ``end`` event closes it).
-* ``GET /v1/models``, ``GET /health`` (no API key), ``GET /metrics`` (Prometheus text: vLLM's
+* llama-stack 0.2.x's ``/v1/inference/*`` routes (see :mod:`sagellm_obs.server.llama_stack_routes`).
+* ``GET /v1/models`` (entries carry OpenAI's and llama-stack's fields), ``GET /health`` (no API
+  key), ``GET /metrics`` (Prometheus text: vLLM's
   ``vllm:*`` metrics and, when the telemetry exports to Prometheus, the GenAI ones; this is the
   registry of ``Telemetry.prometheus_registry``, else ``prometheus_client``'s global one).
 
@@ -37,8 +39,6 @@ from sagellm_obs.protocol import (
     TRACEPARENT_KEY,
     TRACESTATE_KEY,
     ErrorCode,
-    ModelInfo,
-    ModelListResponse,
     ProtocolValidationError,
     Request,
     StreamEvent,
@@ -56,6 +56,7 @@ from sagellm_obs.server.errors import (
     invalid_argument,
     unavailable,
 )
+from sagellm_obs.server.llama_stack_compat import model_entry
 from sagellm_obs.server.middleware import HTTP_SPAN_STATE, ServerMiddleware
 from sagellm_obs.server.sse import DONE, EventStreamResponse, frame
 from sagellm_obs.server.tracing import HttpSpan
@@ -96,6 +97,8 @@ def create_app(
     Returns:
         The app (``app.state.engine`` is the engine).
     """
+    from sagellm_obs.server import llama_stack_routes  # imports this module
+
     server = _Server(engine, served_model_names or [engine.model_name])
     app = FastAPI(title="sagellm-obs", openapi_url=None, docs_url=None, redoc_url=None)
     app.state.engine = engine
@@ -104,7 +107,7 @@ def create_app(
         telemetry=lambda: engine.telemetry,
         api_key=api_key,
         max_body_bytes=max_body_bytes,
-        routes=ROUTES,
+        routes=(*ROUTES, *llama_stack_routes.ROUTES),
     )
 
     async def on_api_error(request: HttpRequest, exc: Exception) -> Response:
@@ -125,6 +128,7 @@ def create_app(
     app.add_api_route(MODELS, server.models, methods=["GET"])
     app.add_api_route(HEALTH, server.health, methods=["GET"])
     app.add_api_route(METRICS, server.metrics, methods=["GET"])
+    llama_stack_routes.register(app, server)
     return app
 
 
@@ -243,11 +247,9 @@ class _Server:
 
     # --- misc ------------------------------------------------------------------------------------
     async def models(self, request: HttpRequest) -> Response:
-        """``GET /v1/models``."""
-        data = [
-            ModelInfo(id=name, created=self.created, owned_by="sagellm-obs") for name in self.names
-        ]
-        return JSONResponse(ModelListResponse(data=data).model_dump(mode="json"))
+        """``GET /v1/models``: OpenAI's entries with llama-stack's ``Model`` fields beside them."""
+        data = [model_entry(name, self.created) for name in self.names]
+        return JSONResponse({"object": "list", "data": data})
 
     async def health(self, request: HttpRequest) -> Response:
         """``GET /health``: 200 while the engine runs, else 503."""
