@@ -9,12 +9,14 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from sagellm_obs import AdvancedOptions, Telemetry, configure
 from sagellm_obs.protocol import DecodingStrategy, ErrorCode
 from sagellm_obs.protocol import llama_stack as ls
-from sagellm_obs.server import create_app
+from sagellm_obs.server import create_app, llama_stack_routes
 from sagellm_obs.server import llama_stack_compat as lc
 from tests.server.test_server_fake_engine import FakeEngine
 
@@ -182,3 +184,79 @@ def test_replace_puts_functions_where_the_system_message_says() -> None:
     assert system.content.endswith(". Be brief.")
     (appended,) = lc.with_tool_prompt(msgs, forced, ls.ToolConfig(tool_choice="f"))
     assert appended.content.startswith("Tools: {{function_definitions}}. Be brief.\n\n")
+
+
+# --- fuzz: any body gets a 200 or a 4xx with a protocol ErrorCode, never a 5xx -------------------
+_LEAF = st.none() | st.booleans() | st.integers(-3, 10**6) | st.floats(-2, 3) | st.text(max_size=8)
+_JSON = st.recursive(
+    _LEAF,
+    lambda kids: (
+        st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=6), kids, max_size=3)
+    ),
+    max_leaves=8,
+)
+_MESSAGE = st.fixed_dictionaries(
+    {"role": st.sampled_from(["user", "system", "tool", "assistant", "x"])},
+    optional={
+        "content": _JSON | st.text(max_size=8),
+        "call_id": _JSON,
+        "stop_reason": st.sampled_from(["end_of_turn", "out_of_tokens", "x"]),
+        "tool_calls": _JSON,
+    },
+)
+_SAMPLING = st.fixed_dictionaries(
+    {},
+    optional={
+        "strategy": st.fixed_dictionaries(
+            {"type": st.sampled_from(["greedy", "top_p", "top_k", "beam"])},
+            optional={"temperature": _JSON, "top_p": _JSON, "top_k": _JSON},
+        ),
+        "max_tokens": _JSON,
+        "repetition_penalty": _JSON,
+        "stop": _JSON,
+    },
+)
+_BODY = st.fixed_dictionaries(
+    {},
+    optional={
+        "model_id": st.sampled_from(["fake-model", "other", ""]) | _JSON,
+        "content": st.text(max_size=8) | _JSON,
+        "content_batch": st.lists(st.text(max_size=4) | _JSON, max_size=3),
+        "messages": st.lists(_MESSAGE, max_size=3),
+        "messages_batch": st.lists(st.lists(_MESSAGE, max_size=2), max_size=2),
+        "sampling_params": _SAMPLING | _JSON,
+        "tools": st.lists(
+            st.fixed_dictionaries(
+                {"tool_name": st.sampled_from(["f", "g"])}, optional={"parameters": _JSON}
+            ),
+            max_size=2,
+        )
+        | _JSON,
+        "tool_choice": st.sampled_from(["auto", "required", "none", "f", "h"]) | _JSON,
+        "tool_config": _JSON,
+        "response_format": _JSON,
+        "logprobs": _JSON,
+        "stream": st.booleans() | _JSON,
+    },
+)
+_CODES = {c.value for c in ErrorCode}
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(path=st.sampled_from(llama_stack_routes.ROUTES), body=_BODY)
+def test_fuzzed_bodies_never_5xx(telemetry: Telemetry, path: str, body: dict[str, Any]) -> None:
+    engine = FakeEngine(telemetry)
+    app = create_app(engine)  # type: ignore[arg-type]
+
+    async def run() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+            return await c.post(path, json=body)
+
+    resp = asyncio.run(run())
+    assert resp.status_code in (200, 400, 404), resp.text
+    if resp.status_code != 200:
+        err = resp.json()["error"]
+        assert err["code"] in _CODES, err
