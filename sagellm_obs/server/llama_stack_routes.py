@@ -12,7 +12,8 @@ the underscored ones from llama-stack's draft spec):
 * ``POST /v1/inference/batch-completion`` and ``/v1/inference/batch-chat-completion`` (also
   ``/inference/batch_completion`` and ``/inference/batch_chat_completion``): ``{"batch": [...]}``
   in request order; the items run concurrently, so the engine batches them;
-* ``POST /v1/inference/embeddings``: a 400 (``not_implemented``): no embedding model is served.
+* ``POST /v1/inference/embeddings``: a 400 (``not_implemented``): no embedding model is served;
+* ``GET /v1/models/{model_id}``: the model's ``/v1/models`` entry (both clients' ``retrieve``).
 
 Bodies may carry our ``ignore_eos`` extension (``extra_body``), as on the OpenAI routes.
 SSE frames are ``data: {...}`` lines with no ``[DONE]`` (llama-stack sends none); a failure
@@ -32,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 from fastapi import Request as HttpRequest
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 from sagellm_obs.protocol import Request, StreamEvent, StreamEventDelta, StreamEventEnd
@@ -53,6 +54,8 @@ CHAT_COMPLETION = "/v1/inference/chat-completion"
 BATCH_COMPLETION = "/v1/inference/batch-completion"
 BATCH_CHAT_COMPLETION = "/v1/inference/batch-chat-completion"
 EMBEDDINGS = "/v1/inference/embeddings"
+MODEL = "/v1/models/{model_id:path}"
+"""One model (``client.models.retrieve`` of both clients): the ``/v1/models`` entry."""
 ALIASES: dict[str, tuple[str, ...]] = {
     COMPLETION: ("/inference/completion",),
     CHAT_COMPLETION: ("/inference/chat-completion", "/inference/chat_completion"),
@@ -77,6 +80,7 @@ def register(app: FastAPI, server: _Server) -> None:
     for main, handler in handlers.items():
         for path in (main, *ALIASES[main]):
             app.add_api_route(path, handler, methods=["POST"])
+    app.add_api_route(MODEL, routes.model, methods=["GET"])
 
 
 class LlamaStackRoutes:
@@ -207,6 +211,11 @@ class LlamaStackRoutes:
             "sagellm-obs serve runs one generative engine and no pooling model",
             "model_id",
         )
+
+    async def model(self, request: HttpRequest) -> Response:
+        """``GET /v1/models/{model_id}``: a served model, else a 404."""
+        name = self.server._model(str(request.path_params.get("model_id", "")) or "?")
+        return JSONResponse(lc.model_entry(name, self.server.created))
 
     # --- helpers ---------------------------------------------------------------------------------
     def _start_span(self, request: HttpRequest, rid: str, ignore_eos: bool) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 from llama_stack_client import APIStatusError, LlamaStackClient
+from openai import OpenAI
 from opentelemetry.trace import SpanKind
 
 from sagellm_obs import frames
@@ -276,6 +277,13 @@ def test_models_list_serves_both_clients(lsc: LlamaStackClient, harness: ServerH
     assert entry["id"] == harness.model and entry["object"] == "model"
     assert entry["owned_by"] == "sagellm-obs"
     ls.Model.model_validate(entry)
+    # One model, as both clients retrieve it.
+    assert lsc.models.retrieve(harness.model).identifier == harness.model
+    oai = OpenAI(base_url=f"{harness.url}/v1", api_key=harness.api_key, max_retries=0)
+    assert oai.models.retrieve(harness.model).id == harness.model
+    with pytest.raises(APIStatusError) as exc:
+        lsc.models.retrieve("llama-99")
+    assert exc.value.status_code == 404
 
 
 @pytest.mark.parametrize(
