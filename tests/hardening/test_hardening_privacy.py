@@ -104,6 +104,16 @@ def _send_everything(url: str) -> tuple[list[str], list[bytes]]:
         ("/v1/completions", {"prompt": LONG, "max_tokens": 4}, 400),  # the engine rejects it
         ("/v1/chat/completions", {"messages": user, "temperature": 5}, 400),  # the server does
         ("/v1/completions", {"prompt": LONG, "max_tokens": 4, "stream": True}, 400),
+        # llama-stack's routes
+        ("/v1/inference/completion", {"model_id": "tiny-llama", "content": f"Say {MARKER}",
+                                      "sampling_params": {"max_tokens": 4}}, 200),
+        ("/v1/inference/chat-completion", {"model_id": "tiny-llama", "messages": user,
+                                           "sampling_params": {"max_tokens": 4},
+                                           "stream": True}, 200),
+        ("/v1/inference/chat-completion", {"model_id": "tiny-llama", "messages": user,
+                                           "sampling_params": {"max_tokens": 8},
+                                           "tool_choice": "required",
+                                           "tools": [{"tool_name": "lookup"}]}, 200),
     ]  # fmt: skip
     with httpx.Client(base_url=url, timeout=60) as http:
         for i, (path, body, status) in enumerate(requests):
