@@ -365,10 +365,10 @@ class _Collect(SpanProcessor):
 _OURS_PARTS: list[tuple[str, str, str]] = [
     ("our attribute dict (`request_attributes`)", "telemetry/attributes.py", "request_attributes"),
     ("  of which prefix-block hashes", "telemetry/attributes.py", "prefix_block_hashes"),
-    ("spans, direct (`RequestSpans._direct`)", "telemetry/spans.py", "_direct"),
+    ("spans, direct (`RequestSpans._direct`)", "telemetry/direct_spans.py", "_direct"),
     ("  of which ids (`generate_*_id`)", "telemetry/ids.py", "generate_span_id"),
     ("", "telemetry/ids.py", "generate_trace_id"),
-    ("  of which OTLP/JSON text (`RequestSpans._store`)", "telemetry/spans.py", "_store"),
+    ("  of which OTLP/JSON text (`RequestSpans._store`)", "telemetry/direct_spans.py", "_store"),
     ("  of which attribute text (`attributes_text`)", "store/otlp_text.py", "attributes_text"),
     ("metric points, pre-aggregated (`RequestMetrics.record`, 9 points)", "telemetry/aggregate.py",
      "record"),

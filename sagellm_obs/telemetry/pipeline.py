@@ -22,9 +22,9 @@ from opentelemetry.trace import SpanContext
 from sagellm_obs import semconv as sc
 from sagellm_obs.protocol.timing import ClockAnchor
 from sagellm_obs.telemetry.aggregate import RequestMetrics
+from sagellm_obs.telemetry.direct_spans import RequestSpans
 from sagellm_obs.telemetry.instruments import Instruments
 from sagellm_obs.telemetry.records import RequestRecord
-from sagellm_obs.telemetry.spans import RequestSpans
 
 _log = logging.getLogger(__name__)
 _CHUNK = 256  # records per batch of spans-then-metrics

@@ -28,11 +28,11 @@ from sagellm_obs.store.exporters import StoreMetricExporter, StoreSpanExporter
 from sagellm_obs.store.otlp_text import SpanLines
 from sagellm_obs.store.run import RunStore, new_run_id
 from sagellm_obs.telemetry.aggregate import RequestMetrics
+from sagellm_obs.telemetry.direct_spans import RequestSpans
 from sagellm_obs.telemetry.exporting import CountingSpanExporter, otlp_exporters
 from sagellm_obs.telemetry.ids import TraceIdOverride
 from sagellm_obs.telemetry.instruments import Instruments, views
 from sagellm_obs.telemetry.pipeline import Pipeline
-from sagellm_obs.telemetry.spans import RequestSpans
 
 _log = logging.getLogger(__name__)
 _TRUE = {"1", "true", "yes", "on"}
@@ -236,7 +236,7 @@ def configure(
 
         own = [processor_for(e) for e in adv.span_exporters]
         # The store's processor carries other code's spans (server, app); the pipeline writes
-        # its own spans straight to the store (see telemetry/spans.py).
+        # its own spans straight to the store (see telemetry/direct_spans.py).
         store_processor = processor_for(store_exporter) if store_exporter is not None else None
         otlp_processors = [processor_for(e) for e in counting]
         for processor in [*own, *([store_processor] if store_processor else []), *otlp_processors]:

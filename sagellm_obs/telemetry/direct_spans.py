@@ -11,7 +11,7 @@ Two ways to make them, with the same result:
   re-validating attributes this module built clean.
 * **Through the SDK's Tracer**, exactly as any instrumentation would, whenever the direct way
   could differ from it: a span processor we did not add (a user's ``add_span_processor``), a
-  sampler :mod:`sagellm_obs.telemetry.sampling` does not cover, attribute length limits, the
+  sampler :mod:`sagellm_obs.telemetry.trace_sampling` does not cover, attribute length limits, the
   SDK's own span metrics, a disabled tracer, or more attributes than the count limit. Spans then
   reach the store through its span processor, as other code's spans do.
 
@@ -46,7 +46,7 @@ from sagellm_obs.store.otlp_text import SpanLines
 from sagellm_obs.telemetry.attributes import request_attributes
 from sagellm_obs.telemetry.ids import TraceIdOverride
 from sagellm_obs.telemetry.records import RequestRecord
-from sagellm_obs.telemetry.sampling import SamplingPlan
+from sagellm_obs.telemetry.trace_sampling import SamplingPlan
 
 try:  # the SDK's own span metrics (OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED); private module
     from opentelemetry.sdk.trace._tracer_metrics import NoOpTracerMetrics
