@@ -66,7 +66,7 @@ def _real_line() -> dict[str, Any]:
         advanced=AdvancedOptions(span_exporters=[memory], simple_processors=True),
     )
     try:
-        tel.pipeline.submit_request(make_record(tel.pipeline.anchor, 0, tag="template"))
+        tel.submit_request(make_record(tel.anchor, 0, tag="template"))
         tel.flush()
         spans = memory.get_finished_spans()
     finally:

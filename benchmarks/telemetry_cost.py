@@ -245,7 +245,7 @@ class Ours:
 
     def _submit(self, record: RequestRecord) -> None:
         self.submitted += 1
-        self.tel.pipeline.submit_request(record)
+        self.tel.submit_request(record)  # the port, as the engine submits
 
     def settle(self) -> None:
         # Wake the pipeline thread and wait until it has recorded everything submitted.

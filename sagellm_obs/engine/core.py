@@ -43,7 +43,7 @@ from sagellm_obs.protocol.tracecontext import (
     otel_trace_id,
     traceparent_from_metadata,
 )
-from sagellm_obs.telemetry import RequestRecord, Telemetry
+from sagellm_obs.telemetry import RequestRecord, Telemetry, TelemetryPort
 from sagellm_obs.telemetry import configure as configure_telemetry
 from sagellm_obs.telemetry import current as current_telemetry
 
@@ -172,7 +172,7 @@ class InstrumentedEngine:
         cfg = config or EngineConfig()
         for key, value in overrides.items():
             setattr(cfg, key, value)
-        tel = telemetry or current_telemetry() or configure_telemetry()
+        tel: TelemetryPort = telemetry or current_telemetry() or configure_telemetry()
         pinned = telemetry
         if cfg.in_process is not None:
             os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0" if cfg.in_process else "1"
@@ -189,22 +189,20 @@ class InstrumentedEngine:
             vllm.envs.disable_envs_cache()
 
         sink = StepSink(
-            (lambda: pinned.pipeline) if pinned is not None else (lambda: _current_pipeline()),
-            tel.engine_id,
+            (lambda: pinned) if pinned is not None else current_telemetry, tel.engine_id
         )
         args = AsyncEngineArgs(**cfg.engine_args(model_path))
         started = time.time()
         llm = AsyncLLM.from_engine_args(args, stat_loggers=[stat_logger_factory(sink)])
         engine = cls(llm, cfg, pinned, sink, model_path)
-        tel.pipeline.memory.sample()
-        if tel.store is not None:
-            tel.store.update_manifest(
-                model=engine.model_name,
-                model_path=model_path,
-                engine_args=dict(cfg.engine_args(model_path).items()),
-                engine_start_seconds=round(time.time() - started, 3),
-                kv_bytes_per_token=engine._kv_bytes_per_token,
-            )
+        tel.peak_mem_mb(sample=True)  # the model is loaded: count it in the peak
+        tel.annotate_run(
+            model=engine.model_name,
+            model_path=model_path,
+            engine_args=dict(cfg.engine_args(model_path).items()),
+            engine_start_seconds=round(time.time() - started, 3),
+            kv_bytes_per_token=engine._kv_bytes_per_token,
+        )
         return engine
 
     def shutdown(self) -> None:
@@ -219,7 +217,7 @@ class InstrumentedEngine:
                 # AsyncLLM.__del__ calls shutdown() again, which fails at interpreter exit.
                 llm.shutdown = _noop
         # Flush what is configured; never configure a new telemetry (and run folder) to do it.
-        tel = self._pinned or current_telemetry()
+        tel: TelemetryPort | None = self._pinned or current_telemetry()
         if tel is not None:
             tel.flush()
 
@@ -359,7 +357,7 @@ class InstrumentedEngine:
         self, request: Request | dict[str, Any], *, stream: bool, on_token: TokenCallback | None
     ) -> AsyncIterator[StreamEvent]:
         req = request if isinstance(request, Request) else validate(Request, request)
-        tel = self.telemetry
+        tel: TelemetryPort = self.telemetry
         try:
             prompt, operation = await self._prompt(req)
             _check_text(prompt, "messages" if operation == sc.OP_CHAT else "prompt")
@@ -473,7 +471,7 @@ class InstrumentedEngine:
         itl_ms: list[float] | None = None,
     ) -> Any:
         """Fill the record, hand it to telemetry, and return the protocol Metrics."""
-        tel = self.telemetry
+        tel: TelemetryPort = self.telemetry
         try:
             fill_timing(rec, stats, self.sink.pop_finished(rec.request_id), time.time())
             rec.prompt_tokens = len(prompt_ids) if prompt_ids is not None else 0
@@ -496,13 +494,13 @@ class InstrumentedEngine:
                 )
             metrics = build_metrics(
                 rec,
-                tel.pipeline.anchor,
-                peak_mem_mb=tel.pipeline.peak_mem_mb,
+                tel.anchor,
+                peak_mem_mb=tel.peak_mem_mb(),
                 itl_ms=itl_ms,
                 component_trace=self._component,
             )
         finally:
-            tel.pipeline.submit_request(rec)
+            tel.submit_request(rec)
         return metrics
 
     def _reject(self, req: Request, exc: ProtocolValidationError) -> None:
@@ -513,7 +511,7 @@ class InstrumentedEngine:
             rec.error_code = exc.code.value
             rec.finish_reason = "error"
             rec.e2e = max(time.time() - rec.arrival_time, 0.0)
-            self.telemetry.pipeline.submit_request(rec)
+            self.telemetry.submit_request(rec)
 
 
 def _noop(*args: Any, **kwargs: Any) -> None:
@@ -525,11 +523,6 @@ def _is_client_error(exc: BaseException) -> bool:
     if isinstance(exc, ValueError):
         return True
     return any(cls.__name__ == "VLLMClientError" for cls in type(exc).__mro__)
-
-
-def _current_pipeline() -> Any:
-    tel = current_telemetry()
-    return tel.pipeline if tel is not None else None
 
 
 def _new_request(**fields: Any) -> Request:

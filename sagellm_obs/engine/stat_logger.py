@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sagellm_obs import semconv as sc
-from sagellm_obs.telemetry.pipeline import Pipeline
+from sagellm_obs.telemetry import TelemetryPort
 
 _MAX_FINISHED = 65536  # finished stats nobody collected (e.g. requests not sent through us)
 
@@ -21,8 +21,8 @@ _MAX_FINISHED = 65536  # finished stats nobody collected (e.g. requests not sent
 class StepSink:
     """Where the stat logger puts what it sees; shared with the engine wrapper."""
 
-    def __init__(self, pipeline: Callable[[], Pipeline | None], engine_id: str) -> None:
-        self._pipeline = pipeline
+    def __init__(self, telemetry: Callable[[], TelemetryPort | None], engine_id: str) -> None:
+        self._telemetry = telemetry
         self.engine_id = engine_id
         self.finished: OrderedDict[str, Any] = OrderedDict()
         self.steps = 0
@@ -50,10 +50,10 @@ class StepSink:
             self.prefix_hits += hits
             self.last_kv_usage = float(scheduler_stats.kv_cache_usage)
             it = iteration_stats
-            pipeline = self._pipeline()
-            if pipeline is None:
+            telemetry = self._telemetry()
+            if telemetry is None:
                 return
-            pipeline.submit_step(
+            telemetry.submit_step(
                 {
                     sc.STEP_TIME_UNIX_NANO: int(it.iteration_timestamp * 1e9)
                     if it is not None

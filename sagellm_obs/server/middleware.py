@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sagellm_obs.server.errors import CODE_INVALID_API_KEY, APIError, invalid_argument
 from sagellm_obs.server.tracing import HttpSpan
-from sagellm_obs.telemetry import Telemetry
+from sagellm_obs.telemetry import TelemetryPort
 
 _log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class ServerMiddleware:
         self,
         app: ASGIApp,
         *,
-        telemetry: Callable[[], Telemetry],
+        telemetry: Callable[[], TelemetryPort],
         api_key: str | None,
         max_body_bytes: int,
         routes: Collection[str],

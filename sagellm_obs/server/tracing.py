@@ -24,8 +24,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from sagellm_obs import semconv as sc
 from sagellm_obs.protocol import TRACEPARENT_KEY, TRACESTATE_KEY, TraceParent, otel_trace_id
-from sagellm_obs.telemetry import Telemetry
-from sagellm_obs.telemetry.ids import TraceIdOverride
+from sagellm_obs.telemetry import TelemetryPort
 
 _PROPAGATOR = TraceContextTextMapPropagator()
 
@@ -50,7 +49,7 @@ class HttpSpan:
     """
 
     def __init__(
-        self, telemetry: Telemetry, scope: MutableMapping[str, Any], route: str | None
+        self, telemetry: TelemetryPort, scope: MutableMapping[str, Any], route: str | None
     ) -> None:
         self.start_ns = time.time_ns()
         self.telemetry = telemetry
@@ -108,10 +107,8 @@ class HttpSpan:
                 parent, self.has_parent = candidate, True
         if not self.has_parent:
             parent = otel_context.Context()  # a root span, whatever the ambient context
-        ids = getattr(self.telemetry.tracer_provider, "id_generator", None)
-        if not self.has_parent and trace_id_hint and isinstance(ids, TraceIdOverride):
-            ids.next_trace_id = int(otel_trace_id(trace_id_hint), 16)
-        try:
+        hint = int(otel_trace_id(trace_id_hint), 16) if trace_id_hint and not self.has_parent else 0
+        with self.telemetry.trace_id_hint(hint):
             self.span = self.telemetry.tracer.start_span(
                 self.name,
                 context=parent,
@@ -119,9 +116,6 @@ class HttpSpan:
                 attributes=self.attributes,
                 start_time=self.start_ns,
             )
-        finally:
-            if isinstance(ids, TraceIdOverride):
-                ids.next_trace_id = 0
         return self.span
 
     def traceparent(self) -> TraceParent:

@@ -1,8 +1,20 @@
-"""Telemetry set-up: tracer and meter providers, exporters, and the recording thread."""
+"""Telemetry set-up: tracer and meter providers, exporters, and the recording thread.
+
+Producers (the engine, its stat logger, the server) use only :class:`TelemetryPort`.
+"""
 
 from __future__ import annotations
 
+from sagellm_obs.telemetry.port import TelemetryPort
 from sagellm_obs.telemetry.records import RequestRecord
 from sagellm_obs.telemetry.setup import AdvancedOptions, Telemetry, configure, current, shutdown
 
-__all__ = ["AdvancedOptions", "RequestRecord", "Telemetry", "configure", "current", "shutdown"]
+__all__ = [
+    "AdvancedOptions",
+    "RequestRecord",
+    "Telemetry",
+    "TelemetryPort",
+    "configure",
+    "current",
+    "shutdown",
+]

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -33,6 +34,7 @@ from sagellm_obs.telemetry.exporting import CountingSpanExporter, otlp_exporters
 from sagellm_obs.telemetry.ids import TraceIdOverride
 from sagellm_obs.telemetry.instruments import Instruments, views
 from sagellm_obs.telemetry.pipeline import Pipeline
+from sagellm_obs.telemetry.records import RequestRecord
 
 _log = logging.getLogger(__name__)
 _TRUE = {"1", "true", "yes", "on"}
@@ -70,7 +72,12 @@ class AdvancedOptions:
 
 @dataclass
 class Telemetry:
-    """What :func:`configure` set up. Pass it to the engine; ``shutdown()`` flushes everything."""
+    """What :func:`configure` set up. Pass it to the engine; ``shutdown()`` flushes everything.
+
+    Producers (the engine, its stat logger, the server) use only its
+    :class:`~sagellm_obs.telemetry.port.TelemetryPort` members; ``pipeline`` is the machinery
+    behind them, public for tests of the telemetry itself.
+    """
 
     tracer_provider: TracerProvider
     meter_provider: MeterProvider
@@ -88,7 +95,51 @@ class Telemetry:
     # Push readers only: flushing Prometheus' pull reader would queue a duplicate of every
     # metric for the next scrape.
     _push_readers: list[MetricReader] = field(default_factory=list)
+    #: The provider's id generator; :meth:`trace_id_hint` sets its next trace id.
+    _ids: TraceIdOverride | None = None
     _closed: bool = False
+
+    # --- the producers' port (telemetry/port.py) -------------------------------------------------
+    @property
+    def anchor(self) -> ClockAnchor:
+        """Converts vLLM's monotonic stamps to epoch time (the spans use the same anchor)."""
+        return self.pipeline.anchor
+
+    def submit_request(self, record: RequestRecord) -> None:
+        """Queue a finished request's record: O(1), never raises (the engine's hot path)."""
+        self.pipeline.submit_request(record)
+
+    def submit_step(self, step: dict[str, Any]) -> None:
+        """Queue one engine step's record (keys from ``semconv.STEP_*``)."""
+        self.pipeline.submit_step(step)
+
+    @contextlib.contextmanager
+    def trace_id_hint(self, trace_id: int) -> Iterator[None]:
+        """Within the block, the next root span this thread starts gets ``trace_id`` (not 0).
+
+        The server uses it so that its HTTP span lands in the trace the engine alone would
+        derive from the protocol ``trace_id``.
+        """
+        ids = self._ids
+        if ids is None or not trace_id:
+            yield
+            return
+        ids.next_trace_id = trace_id
+        try:
+            yield
+        finally:
+            ids.next_trace_id = 0
+
+    def peak_mem_mb(self, *, sample: bool = False) -> int:
+        """Peak RSS of the engine's processes seen so far, in MB; ``sample`` reads it now."""
+        if sample:
+            return self.pipeline.memory.sample()
+        return self.pipeline.peak_mem_mb
+
+    def annotate_run(self, **fields: Any) -> None:
+        """Add fields to the run's manifest (nothing when the local store is off)."""
+        if self.store is not None:
+            self.store.update_manifest(**fields)
 
     @property
     def run_dir(self) -> Path | None:
@@ -305,6 +356,7 @@ def configure(
             _prometheus_server=prom_server,
             prometheus_registry=prom_registry,
             _push_readers=push_readers,
+            _ids=ids,
         )
         if store is not None:
             store.update_manifest(
