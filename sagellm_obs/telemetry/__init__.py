@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from sagellm_obs.telemetry.port import TelemetryPort
 from sagellm_obs.telemetry.records import RequestRecord
+from sagellm_obs.telemetry.sdk_private import engaged_fallbacks
 from sagellm_obs.telemetry.setup import AdvancedOptions, Telemetry, configure, current, shutdown
 
 __all__ = [
@@ -16,5 +17,6 @@ __all__ = [
     "TelemetryPort",
     "configure",
     "current",
+    "engaged_fallbacks",
     "shutdown",
 ]

@@ -8,9 +8,10 @@ the SDK would make them (explicit-bucket histograms, a monotonic sum, exemplars 
 default reservoirs and ``OTEL_METRICS_EXEMPLAR_FILTER`` choose them, the reader's temporality,
 the SDK's cardinality limit), merged into what the SDK collected for it.
 
-This relies on two attributes of the SDK's ``MetricReader`` (the collect callback the
-``MeterProvider`` installs, and the reader's temporality table). :meth:`RequestMetrics.attach`
-checks for them and returns False if they are missing; the pipeline then records through the
+This relies on private attributes of the SDK's ``MetricReader`` (the collect callback the
+``MeterProvider`` installs, the reader's temporality and cardinality tables), read and replaced
+through :mod:`~sagellm_obs.telemetry.sdk_private` only. :meth:`RequestMetrics.attach` returns
+False if they are missing; the pipeline then records through the
 instruments (:meth:`Instruments.record_request`), which stays the reference this module is tested
 against (``tests/telemetry/test_telemetry_aggregate.py``).
 """
@@ -47,6 +48,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext
 
 from sagellm_obs import semconv as sc
+from sagellm_obs.telemetry import sdk_private
 from sagellm_obs.telemetry.instruments import attribute_sets
 from sagellm_obs.telemetry.records import RequestRecord
 
@@ -267,12 +269,12 @@ class RequestMetrics:
         plans: list[tuple[MetricReader, Callable[..., Any], _ReaderState]] = []
         windows = 0
         for reader in readers:
-            collect = getattr(reader, "_collect", None)
-            table = getattr(reader, "_instrument_class_temporality", None)
-            if not callable(collect) or not isinstance(table, dict):
-                return False
+            collect = sdk_private.reader_collect(reader)
+            table = sdk_private.reader_temporality(reader)
             # A reader with cardinality limits of its own gets the SDK's points (rare).
-            limits = getattr(reader, "_instrument_class_cardinality_limit", None) or {}
+            limits = sdk_private.reader_cardinality(reader)
+            if collect is None or table is None or limits is None:
+                return False
             try:
                 hist = _by_class(table, Histogram)
                 total = _by_class(table, Counter)
@@ -291,8 +293,7 @@ class RequestMetrics:
         self._n_windows = windows
         self._n_readers = len(plans)
         for reader, collect, state in plans:
-            # The SDK's own hook (module docstring): its type annotation is narrower than its use.
-            reader._collect = self._collector(collect, state)  # type: ignore[assignment]
+            sdk_private.wrap_reader_collect(reader, self._collector(collect, state))
         return True
 
     def _collector(

@@ -28,7 +28,6 @@ from opentelemetry import trace
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk import trace as sdk_trace
 from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor, TracerProvider
-from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import (
     NonRecordingSpan,
     SpanContext,
@@ -43,15 +42,11 @@ from sagellm_obs import semconv as sc
 from sagellm_obs.protocol.timing import ClockAnchor
 from sagellm_obs.store import otlp_text as text
 from sagellm_obs.store.otlp_text import SpanLines
+from sagellm_obs.telemetry import sdk_private
 from sagellm_obs.telemetry.attributes import request_attributes
 from sagellm_obs.telemetry.ids import TraceIdOverride
 from sagellm_obs.telemetry.records import RequestRecord
 from sagellm_obs.telemetry.trace_sampling import SamplingPlan
-
-try:  # the SDK's own span metrics (OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED); private module
-    from opentelemetry.sdk.trace._tracer_metrics import NoOpTracerMetrics
-except ImportError:  # pragma: no cover - another SDK layout: always go through the Tracer
-    NoOpTracerMetrics = None  # type: ignore[assignment,misc]
 
 _SAMPLED = TraceFlags.SAMPLED
 _RANDOM = TraceFlags.RANDOM_TRACE_ID
@@ -97,8 +92,7 @@ class RequestSpans:
         self._ours_only = False
         self._export: tuple[SpanProcessor, ...] = ()
         self._max_attributes: int | None = None
-        scope = getattr(tracer, "_instrumentation_scope", None)
-        self._scope = scope if isinstance(scope, InstrumentationScope) else None
+        self._scope = sdk_private.instrumentation_scope(tracer)
         #: Whether records currently take the direct way.
         self.direct = False
         self.refresh()
@@ -106,10 +100,9 @@ class RequestSpans:
     # --- which way ------------------------------------------------------------------------------
     def refresh(self) -> None:
         """Decide between the direct way and the Tracer (cheap; once per drain)."""
-        active = getattr(self._provider, "_active_span_processor", None)
-        procs = getattr(active, "_span_processors", None)
+        procs = sdk_private.span_processors(self._provider)
         tracer = self._tracer
-        sampler = getattr(tracer, "sampler", None)
+        sampler = getattr(tracer, "sampler", None)  # public on the SDK's Tracer
         if procs is not self._processors or sampler is not self._sampler:
             # add_span_processor replaces the tuple, so identity tells a change.
             self._processors, self._sampler = procs, sampler
@@ -125,13 +118,9 @@ class RequestSpans:
         """An enabled SDK tracer without its own span metrics or attribute length limits."""
         if not isinstance(tracer, sdk_trace.Tracer) or self._scope is None:
             return False
-        enabled = getattr(tracer, "_is_enabled", None)
-        if enabled is None or not enabled():
+        if not sdk_private.tracer_enabled(tracer) or not sdk_private.tracer_metrics_off(tracer):
             return False
-        metrics = getattr(tracer, "_tracer_metrics", None)
-        if NoOpTracerMetrics is None or not isinstance(metrics, NoOpTracerMetrics):
-            return False
-        limits = getattr(tracer, "_span_limits", None)
+        limits = sdk_private.span_limits(tracer)
         if limits is None or limits.max_attribute_length is not None:
             return False
         if limits.max_span_attribute_length is not None:

@@ -12,6 +12,8 @@ from opentelemetry.sdk.metrics.export import MetricExporter
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from sagellm_obs.telemetry import sdk_private
+
 _log = logging.getLogger(__name__)
 
 
@@ -31,7 +33,7 @@ class CountingSpanExporter(SpanExporter):
 
     def describe(self) -> dict[str, Any]:
         """A short description for the run manifest (no headers: they may hold secrets)."""
-        endpoint = getattr(self.inner, "_endpoint", None)
+        endpoint = sdk_private.exporter_endpoint(self.inner)
         return {"exporter": type(self.inner).__name__, "endpoint": str(endpoint)}
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:

@@ -35,6 +35,7 @@ from sagellm_obs.telemetry.ids import TraceIdOverride
 from sagellm_obs.telemetry.instruments import Instruments, views
 from sagellm_obs.telemetry.pipeline import Pipeline
 from sagellm_obs.telemetry.records import RequestRecord
+from sagellm_obs.telemetry.sdk_private import engaged_fallbacks
 
 _log = logging.getLogger(__name__)
 _TRUE = {"1", "true", "yes", "on"}
@@ -155,7 +156,11 @@ class Telemetry:
         return ok
 
     def stats(self) -> dict[str, int]:
-        """Counters of the telemetry itself: recorded, dropped and failed records, export errors."""
+        """Counters of the telemetry itself: recorded, dropped and failed records, export errors.
+
+        ``sdk_fallbacks`` counts the SDK hooks that fell back to the SDK's slower public way in
+        this process (:func:`sagellm_obs.telemetry.engaged_fallbacks` names them).
+        """
         return {
             "requests_recorded": self.pipeline.requests_recorded,
             "steps_recorded": self.pipeline.steps_recorded,
@@ -163,6 +168,7 @@ class Telemetry:
             "record_failures": self.pipeline.failures,
             "otlp_spans_exported": sum(e.exported for e in self.otlp),
             "otlp_spans_failed": sum(e.failed for e in self.otlp),
+            "sdk_fallbacks": len(engaged_fallbacks()),
         }
 
     def shutdown(self) -> None:

@@ -23,12 +23,7 @@ from opentelemetry.sdk.trace.sampling import (
 )
 from opentelemetry.trace import SpanKind
 
-_PARENT_DELEGATES = (
-    "_remote_parent_sampled",
-    "_remote_parent_not_sampled",
-    "_local_parent_sampled",
-    "_local_parent_not_sampled",
-)
+from sagellm_obs.telemetry import sdk_private
 
 
 def _fixed(sampler: Any) -> bool | None:
@@ -41,13 +36,18 @@ def _fixed(sampler: Any) -> bool | None:
 
 
 class SamplingPlan:
-    """Sampling decisions of a parent-based sampler whose parent delegates are fixed."""
+    """Sampling decisions of a parent-based sampler whose parent delegates are fixed.
 
-    # The delegates are private attributes of ParentBased (stable since SDK 1.0); a missing one
-    # means "not covered", never an error.
-    def __init__(self, sampler: ParentBased) -> None:
+    Args:
+        sampler: The sampler.
+        parts: Its root and parent delegates (:func:`sdk_private.parent_based_parts`).
+    """
+
+    def __init__(
+        self, sampler: ParentBased, parts: tuple[Sampler, Sampler, Sampler, Sampler, Sampler]
+    ) -> None:
         self.sampler = sampler
-        root = sampler._root
+        root, *delegates = parts
         self.root_fixed = _fixed(root)
         self.root_ratio = root if type(root) is TraceIdRatioBased else None
         (
@@ -55,20 +55,23 @@ class SamplingPlan:
             self.remote_not_sampled,
             self.local_sampled,
             self.local_not_sampled,
-        ) = (bool(_fixed(getattr(sampler, name))) for name in _PARENT_DELEGATES)
+        ) = (bool(_fixed(d)) for d in delegates)
 
     @staticmethod
     def of(sampler: Sampler) -> SamplingPlan | None:
         """The plan for ``sampler``, or None when it is not covered (see the module docstring)."""
         if type(sampler) not in (ParentBased, ParentBasedTraceIdRatio):
             return None
-        if any(_fixed(getattr(sampler, n, None)) is None for n in _PARENT_DELEGATES):
+        assert isinstance(sampler, ParentBased)
+        parts = sdk_private.parent_based_parts(sampler)
+        if parts is None:
             return None
-        root = getattr(sampler, "_root", None)
+        root, *delegates = parts
+        if any(_fixed(d) is None for d in delegates):
+            return None
         if _fixed(root) is None and type(root) is not TraceIdRatioBased:
             return None
-        assert isinstance(sampler, ParentBased)
-        return SamplingPlan(sampler)
+        return SamplingPlan(sampler, parts)
 
     def root(self, trace_id: int, name: str, attributes: dict[str, Any]) -> bool:
         """Whether a SERVER span without a (valid) parent is sampled."""
