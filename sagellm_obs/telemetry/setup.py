@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import threading
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,6 +14,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
     InMemoryMetricReader,
+    MetricExporter,
     MetricReader,
     PeriodicExportingMetricReader,
 )
@@ -31,11 +31,10 @@ from sagellm_obs.store.run import RunStore, new_run_id
 from sagellm_obs.telemetry.aggregate import RequestMetrics
 from sagellm_obs.telemetry.direct_spans import RequestSpans
 from sagellm_obs.telemetry.exporting import CountingSpanExporter, otlp_exporters
+from sagellm_obs.telemetry.handle import Telemetry
 from sagellm_obs.telemetry.ids import TraceIdOverride
 from sagellm_obs.telemetry.instruments import Instruments, views
 from sagellm_obs.telemetry.pipeline import Pipeline
-from sagellm_obs.telemetry.records import RequestRecord
-from sagellm_obs.telemetry.sdk_private import engaged_fallbacks
 
 _log = logging.getLogger(__name__)
 _TRUE = {"1", "true", "yes", "on"}
@@ -69,122 +68,6 @@ class AdvancedOptions:
     store_max_bytes: int = 64 * 2**20
     id_generator: IdGenerator | None = None
     sdk_request_metrics: bool = False
-
-
-@dataclass
-class Telemetry:
-    """What :func:`configure` set up. Pass it to the engine; ``shutdown()`` flushes everything.
-
-    Producers (the engine, its stat logger, the server) use only its
-    :class:`~sagellm_obs.telemetry.port.TelemetryPort` members; ``pipeline`` is the machinery
-    behind them, public for tests of the telemetry itself.
-    """
-
-    tracer_provider: TracerProvider
-    meter_provider: MeterProvider
-    tracer: trace.Tracer
-    pipeline: Pipeline
-    store: RunStore | None
-    capture_content: bool
-    service_name: str
-    engine_id: str
-    otlp: list[CountingSpanExporter] = field(default_factory=list)
-    prometheus_port: int | None = None
-    #: The ``prometheus_client`` registry behind ``/metrics`` (ours + vLLM's), when enabled.
-    prometheus_registry: Any = None
-    _prometheus_server: Any = None
-    # Push readers only: flushing Prometheus' pull reader would queue a duplicate of every
-    # metric for the next scrape.
-    _push_readers: list[MetricReader] = field(default_factory=list)
-    #: The provider's id generator; :meth:`trace_id_hint` sets its next trace id.
-    _ids: TraceIdOverride | None = None
-    _closed: bool = False
-
-    # --- the producers' port (telemetry/port.py) -------------------------------------------------
-    @property
-    def anchor(self) -> ClockAnchor:
-        """Converts vLLM's monotonic stamps to epoch time (the spans use the same anchor)."""
-        return self.pipeline.anchor
-
-    def submit_request(self, record: RequestRecord) -> None:
-        """Queue a finished request's record: O(1), never raises (the engine's hot path)."""
-        self.pipeline.submit_request(record)
-
-    def submit_step(self, step: dict[str, Any]) -> None:
-        """Queue one engine step's record (keys from ``semconv.STEP_*``)."""
-        self.pipeline.submit_step(step)
-
-    @contextlib.contextmanager
-    def trace_id_hint(self, trace_id: int) -> Iterator[None]:
-        """Within the block, the next root span this thread starts gets ``trace_id`` (not 0).
-
-        The server uses it so that its HTTP span lands in the trace the engine alone would
-        derive from the protocol ``trace_id``.
-        """
-        ids = self._ids
-        if ids is None or not trace_id:
-            yield
-            return
-        ids.next_trace_id = trace_id
-        try:
-            yield
-        finally:
-            ids.next_trace_id = 0
-
-    def peak_mem_mb(self, *, sample: bool = False) -> int:
-        """Peak RSS of the engine's processes seen so far, in MB; ``sample`` reads it now."""
-        if sample:
-            return self.pipeline.memory.sample()
-        return self.pipeline.peak_mem_mb
-
-    def annotate_run(self, **fields: Any) -> None:
-        """Add fields to the run's manifest (nothing when the local store is off)."""
-        if self.store is not None:
-            self.store.update_manifest(**fields)
-
-    @property
-    def run_dir(self) -> Path | None:
-        """The run folder of the local store, if the store is on."""
-        return self.store.path if self.store else None
-
-    def flush(self, timeout: float = 10.0) -> bool:
-        """Build pending spans and metrics and push them through every exporter."""
-        ok = self.pipeline.flush(timeout)
-        ok = self.tracer_provider.force_flush(int(timeout * 1000)) and ok
-        for reader in self._push_readers:
-            ok = reader.force_flush(timeout * 1000) and ok
-        return ok
-
-    def stats(self) -> dict[str, int]:
-        """Counters of the telemetry itself: recorded, dropped and failed records, export errors.
-
-        ``sdk_fallbacks`` counts the SDK hooks that fell back to the SDK's slower public way in
-        this process (:func:`sagellm_obs.telemetry.engaged_fallbacks` names them).
-        """
-        return {
-            "requests_recorded": self.pipeline.requests_recorded,
-            "steps_recorded": self.pipeline.steps_recorded,
-            "records_dropped": self.pipeline.dropped,
-            "record_failures": self.pipeline.failures,
-            "otlp_spans_exported": sum(e.exported for e in self.otlp),
-            "otlp_spans_failed": sum(e.failed for e in self.otlp),
-            "sdk_fallbacks": len(engaged_fallbacks()),
-        }
-
-    def shutdown(self) -> None:
-        """Flush and stop everything; safe to call twice."""
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            self.pipeline.shutdown()
-            self.tracer_provider.shutdown()
-            self.meter_provider.shutdown()
-        finally:
-            if self._prometheus_server is not None:
-                self._prometheus_server.shutdown()
-            if self.store is not None:
-                self.store.close()
 
 
 _current: Telemetry | None = None
@@ -259,94 +142,23 @@ def configure(
             _current = None
         engine = engine_id or os.environ.get(sc.ENV_ENGINE_ID) or f"vllm-{os.getpid()}"
         capture = _env_flag(sc.ENV_CAPTURE_CONTENT) if capture_content is None else capture_content
-        store: RunStore | None = None
-        if run_dir is not False:
-            path = run_dir or os.environ.get(sc.ENV_RUN_DIR)
-            rid = run_id or new_run_id()
-            if not path:
-                path = Path(runs_root or "sagellm-runs") / rid
-            store = RunStore(
-                path, run_id=rid, max_bytes=adv.store_max_bytes, seal=_write_columnar_copies
-            )
-        attrs: dict[str, Any] = {sc.RESOURCE_ENGINE_ID: engine}
-        if store is not None:
-            attrs[sc.RESOURCE_RUN_ID] = store.run_id
-        attrs.update(resource_attributes or {})
-        if service_name:
-            attrs["service.name"] = service_name
-        elif not os.environ.get("OTEL_SERVICE_NAME"):
-            attrs["service.name"] = sc.SERVICE_NAME_DEFAULT
-        resource = Resource.create(attrs)
-
+        store = _open_store(run_dir, runs_root, run_id, adv)
+        resource = _resource(engine, store, service_name, resource_attributes)
         ids = TraceIdOverride(adv.id_generator)
         tracer_provider = TracerProvider(resource=resource, id_generator=ids)
         otlp_spans, otlp_metrics = otlp_exporters(otlp_endpoint, otlp_protocol, otlp_headers)
         counting = [CountingSpanExporter(e) for e in otlp_spans]
-        store_exporter = StoreSpanExporter(store) if store is not None else None
-
-        def processor_for(exporter: SpanExporter) -> SpanProcessor:
-            if adv.simple_processors:
-                return SimpleSpanProcessor(exporter)
-            return BatchSpanProcessor(
-                exporter, schedule_delay_millis=int(adv.span_batch_delay * 1000)
-            )
-
-        own = [processor_for(e) for e in adv.span_exporters]
-        # The store's processor carries other code's spans (server, app); the pipeline writes
-        # its own spans straight to the store (see telemetry/direct_spans.py).
-        store_processor = processor_for(store_exporter) if store_exporter is not None else None
-        otlp_processors = [processor_for(e) for e in counting]
-        for processor in [*own, *([store_processor] if store_processor else []), *otlp_processors]:
-            tracer_provider.add_span_processor(processor)
-
-        readers: list[MetricReader] = list(adv.metric_readers)
-        interval_ms = int(adv.metric_export_interval * 1000)
-        if store is not None:
-            readers.append(PeriodicExportingMetricReader(StoreMetricExporter(store), interval_ms))
-        readers.extend(PeriodicExportingMetricReader(e, interval_ms) for e in otlp_metrics)
-        push_readers = list(readers)
-        prom_server = None
-        prom_registry = None
-        port = None
-        if prometheus_port is not False and prometheus_port is not None:
-            from sagellm_obs.telemetry.prometheus import start_prometheus
-
-            reader, prom_server, port, prom_registry = start_prometheus(
-                None if prometheus_port == "registry" else prometheus_port
-            )
-            readers.append(reader)
-        meter_provider = MeterProvider(resource=resource, metric_readers=readers, views=views())
-        meter = meter_provider.get_meter(sc.SCOPE_NAME)
-        request_metrics: RequestMetrics | None = None
-        if not adv.sdk_request_metrics:
-            request_metrics = RequestMetrics(resource)
-            if not request_metrics.attach(readers):
-                _log.info(
-                    "sagellm-obs: a metric reader cannot take pre-aggregated points; request "
-                    "metrics go through the SDK's instruments (slower, same points)"
-                )
-                request_metrics = None
+        processors = _SpanProcessors.add_to(tracer_provider, adv, store, counting)
+        readers = _MetricReaders.create(adv, store, otlp_metrics, prometheus_port)
+        meter_provider = MeterProvider(resource=resource, metric_readers=readers.all, views=views())
         tracer = tracer_provider.get_tracer(sc.SCOPE_NAME)
-        store_lines = None
-        if store is not None:
-            store_lines = SpanLines(
-                store, max_delay=0.0 if adv.simple_processors else adv.span_batch_delay
-            )
-        spans = RequestSpans(
-            tracer_provider,
-            tracer,
-            ids,
-            ClockAnchor.now(),
-            store_lines=store_lines,
-            store_processor=store_processor,
-            own_processors=[*own, *otlp_processors],
-        )
+        spans = _request_spans(adv, store, tracer_provider, tracer, ids, processors)
         pipeline = Pipeline(
             spans,
-            Instruments.create(meter),
+            Instruments.create(meter_provider.get_meter(sc.SCOPE_NAME)),
             (lambda steps: store.write("steps", steps)) if store is not None else None,
             interval=adv.pipeline_interval,
-            request_metrics=request_metrics,
+            request_metrics=_request_metrics(adv, resource, readers.all),
         )
         telemetry = Telemetry(
             tracer_provider=tracer_provider,
@@ -358,23 +170,165 @@ def configure(
             service_name=str(resource.attributes.get("service.name", sc.SERVICE_NAME_DEFAULT)),
             engine_id=engine,
             otlp=counting,
-            prometheus_port=port,
-            _prometheus_server=prom_server,
-            prometheus_registry=prom_registry,
-            _push_readers=push_readers,
+            prometheus_port=readers.prometheus_port,
+            _prometheus_server=readers.prometheus_server,
+            prometheus_registry=readers.prometheus_registry,
+            _push_readers=readers.push,
             _ids=ids,
         )
-        if store is not None:
-            store.update_manifest(
-                service_name=telemetry.service_name,
-                engine_id=engine,
-                capture_content=capture,
-                otlp=[e.describe() for e in counting],
-                versions=_versions(),
-            )
+        telemetry.annotate_run(
+            service_name=telemetry.service_name,
+            engine_id=engine,
+            capture_content=capture,
+            otlp=[e.describe() for e in counting],
+            versions=_versions(),
+        )
         if make_current:
             _current = telemetry
         return telemetry
+
+
+# --- the steps of configure() ---------------------------------------------------------------------
+def _open_store(
+    run_dir: str | os.PathLike[str] | Literal[False] | None,
+    runs_root: str | os.PathLike[str] | None,
+    run_id: str | None,
+    adv: AdvancedOptions,
+) -> RunStore | None:
+    """The local store's run folder, or None when it is turned off."""
+    if run_dir is False:
+        return None
+    path = run_dir or os.environ.get(sc.ENV_RUN_DIR)
+    rid = run_id or new_run_id()
+    if not path:
+        path = Path(runs_root or "sagellm-runs") / rid
+    return RunStore(path, run_id=rid, max_bytes=adv.store_max_bytes, seal=_write_columnar_copies)
+
+
+def _resource(
+    engine_id: str,
+    store: RunStore | None,
+    service_name: str | None,
+    resource_attributes: Mapping[str, str] | None,
+) -> Resource:
+    """The resource: engine and run ids, the user's attributes, the service name."""
+    attrs: dict[str, Any] = {sc.RESOURCE_ENGINE_ID: engine_id}
+    if store is not None:
+        attrs[sc.RESOURCE_RUN_ID] = store.run_id
+    attrs.update(resource_attributes or {})
+    if service_name:
+        attrs["service.name"] = service_name
+    elif not os.environ.get("OTEL_SERVICE_NAME"):
+        attrs["service.name"] = sc.SERVICE_NAME_DEFAULT
+    return Resource.create(attrs)
+
+
+@dataclass
+class _SpanProcessors:
+    """The span processors configure() added, by role (the direct spans need to tell them)."""
+
+    #: The store's processor: it carries other code's spans (server, app); the pipeline writes
+    #: its own spans straight to the store (see telemetry/direct_spans.py).
+    store: SpanProcessor | None
+    #: The processors of the user's extra exporters and of OTLP: they only export.
+    exporting: list[SpanProcessor]
+
+    @staticmethod
+    def add_to(
+        provider: TracerProvider,
+        adv: AdvancedOptions,
+        store: RunStore | None,
+        otlp: Sequence[SpanExporter],
+    ) -> _SpanProcessors:
+        def processor_for(exporter: SpanExporter) -> SpanProcessor:
+            if adv.simple_processors:
+                return SimpleSpanProcessor(exporter)
+            return BatchSpanProcessor(
+                exporter, schedule_delay_millis=int(adv.span_batch_delay * 1000)
+            )
+
+        own = [processor_for(e) for e in adv.span_exporters]
+        store_processor = processor_for(StoreSpanExporter(store)) if store is not None else None
+        otlp_processors = [processor_for(e) for e in otlp]
+        for processor in [*own, *([store_processor] if store_processor else []), *otlp_processors]:
+            provider.add_span_processor(processor)
+        return _SpanProcessors(store_processor, [*own, *otlp_processors])
+
+
+@dataclass
+class _MetricReaders:
+    """The metric readers configure() made, and the Prometheus endpoint if one was asked for."""
+
+    all: list[MetricReader]
+    #: Push readers only: flushing Prometheus' pull reader would queue a duplicate of every
+    #: metric for the next scrape.
+    push: list[MetricReader]
+    prometheus_server: Any = None
+    prometheus_port: int | None = None
+    prometheus_registry: Any = None
+
+    @staticmethod
+    def create(
+        adv: AdvancedOptions,
+        store: RunStore | None,
+        otlp: Sequence[MetricExporter],
+        prometheus_port: int | Literal[False, "registry"] | None,
+    ) -> _MetricReaders:
+        readers: list[MetricReader] = list(adv.metric_readers)
+        interval_ms = int(adv.metric_export_interval * 1000)
+        if store is not None:
+            readers.append(PeriodicExportingMetricReader(StoreMetricExporter(store), interval_ms))
+        readers.extend(PeriodicExportingMetricReader(e, interval_ms) for e in otlp)
+        out = _MetricReaders(readers, list(readers))
+        if prometheus_port is not False and prometheus_port is not None:
+            from sagellm_obs.telemetry.prometheus import start_prometheus
+
+            reader, out.prometheus_server, out.prometheus_port, out.prometheus_registry = (
+                start_prometheus(None if prometheus_port == "registry" else prometheus_port)
+            )
+            readers.append(reader)
+        return out
+
+
+def _request_metrics(
+    adv: AdvancedOptions, resource: Resource, readers: Sequence[MetricReader]
+) -> RequestMetrics | None:
+    """Pre-aggregated request metrics on every reader, or None (the SDK's instruments)."""
+    if adv.sdk_request_metrics:
+        return None
+    request_metrics = RequestMetrics(resource)
+    if request_metrics.attach(readers):
+        return request_metrics
+    _log.info(
+        "sagellm-obs: a metric reader cannot take pre-aggregated points; request "
+        "metrics go through the SDK's instruments (slower, same points)"
+    )
+    return None
+
+
+def _request_spans(
+    adv: AdvancedOptions,
+    store: RunStore | None,
+    provider: TracerProvider,
+    tracer: trace.Tracer,
+    ids: TraceIdOverride,
+    processors: _SpanProcessors,
+) -> RequestSpans:
+    """What builds each request's spans, writing the store's lines itself."""
+    store_lines = None
+    if store is not None:
+        store_lines = SpanLines(
+            store, max_delay=0.0 if adv.simple_processors else adv.span_batch_delay
+        )
+    return RequestSpans(
+        provider,
+        tracer,
+        ids,
+        ClockAnchor.now(),
+        store_lines=store_lines,
+        store_processor=processors.store,
+        own_processors=processors.exporting,
+    )
 
 
 def current() -> Telemetry | None:
