@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from sagellm_obs.engine.core import EngineConfig, InstrumentedEngine
+from sagellm_obs.engine.config import EngineConfig
+from sagellm_obs.engine.core import InstrumentedEngine
 from sagellm_obs.engine.sync import Engine
 
 __all__ = ["Engine", "EngineConfig", "InstrumentedEngine"]

@@ -15,7 +15,8 @@ from typing import Any, TypeVar
 
 from opentelemetry import context as otel_context
 
-from sagellm_obs.engine.core import EngineConfig, InstrumentedEngine, TokenCallback
+from sagellm_obs.engine.config import EngineConfig
+from sagellm_obs.engine.core import InstrumentedEngine, TokenCallback
 from sagellm_obs.protocol import ChatMessage, Request, Response, StreamEvent
 from sagellm_obs.telemetry import Telemetry
 

@@ -22,7 +22,8 @@ from typing import Any
 
 import uvicorn
 
-from sagellm_obs.engine.core import EngineConfig, InstrumentedEngine
+from sagellm_obs.engine.config import EngineConfig
+from sagellm_obs.engine.core import InstrumentedEngine
 from sagellm_obs.server.app import create_app
 from sagellm_obs.telemetry import Telemetry, configure
 

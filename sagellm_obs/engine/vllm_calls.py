@@ -1,0 +1,81 @@
+"""Small calls into vLLM the engine makes: sampling parameters, the tokenizer, model facts.
+
+vLLM is imported inside the functions: importing this module does not load it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from sagellm_obs.engine.convert import invalid
+
+_INT64 = range(-(2**63), 2**63)
+
+
+def is_client_error(exc: BaseException) -> bool:
+    """vLLM's request errors: ``ValueError`` and its ``VLLMClientError`` family (HTTP 4xx)."""
+    if isinstance(exc, ValueError):
+        return True
+    return any(cls.__name__ == "VLLMClientError" for cls in type(exc).__mro__)
+
+
+def check_text(text: str, field: str) -> None:
+    """Text vLLM's tokenizer cannot encode (a lone surrogate) is the request's fault."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise invalid(field, "text is not valid Unicode (a lone surrogate)") from None
+
+
+def sampling_params(kwargs: dict[str, Any]) -> Any:
+    """vLLM ``SamplingParams`` with ``DELTA`` outputs; bad values raise ``INVALID_ARGUMENT``."""
+    from vllm import SamplingParams
+    from vllm.sampling_params import RequestOutputKind
+
+    for key, value in kwargs.items():  # vLLM cannot pass larger integers to its engine core
+        if isinstance(value, int) and value not in _INT64:
+            field = key if key == "max_tokens" else f"sampling_params.{key}"
+            raise invalid(field, "must fit in a signed 64-bit integer")
+    try:
+        return SamplingParams(output_kind=RequestOutputKind.DELTA, **kwargs)
+    except Exception as exc:  # ValueError, TypeError, or VLLMValidationError (not a ValueError)
+        if isinstance(exc, TypeError) or is_client_error(exc):
+            raise invalid("sampling_params", str(exc)) from exc
+        raise
+
+
+async def get_tokenizer(llm: Any) -> Any:
+    """The engine's tokenizer (a coroutine in some vLLM versions, an attribute in others)."""
+    getter = getattr(llm, "get_tokenizer", None)
+    if getter is not None:
+        tok = getter()
+        if asyncio.iscoroutine(tok):
+            tok = await tok
+        return tok
+    return llm.tokenizer
+
+
+def kv_bytes_per_token(llm: Any) -> int:
+    """Bytes of K and V one token occupies across all layers, from vLLM's model config."""
+    try:
+        vc = llm.vllm_config
+        mc, pc = vc.model_config, vc.parallel_config
+        import torch
+
+        itemsize = torch.empty((), dtype=mc.dtype).element_size()
+        return int(
+            2 * mc.get_num_layers(pc) * mc.get_num_kv_heads(pc) * mc.get_head_size() * itemsize
+        )
+    except Exception:
+        return 0
+
+
+def vllm_version() -> str:
+    """vLLM's version, or ``unknown``."""
+    try:
+        import vllm
+
+        return str(vllm.__version__)
+    except Exception:
+        return "unknown"
