@@ -52,7 +52,7 @@ class Side:
 
     def submit(self, records: list[RequestRecord]) -> None:
         for r in records:
-            self.telemetry.pipeline.submit_request(r)
+            self.telemetry.submit_request(r)
         # The pipeline only: Telemetry.flush would collect the in-memory readers too.
         assert self.telemetry.pipeline.flush(timeout=10)
 
@@ -73,7 +73,7 @@ def _side(root: Path, name: str, *, sdk: bool, limits: dict[type, int] | None = 
 def sides(tmp_path: Path) -> Iterator[tuple[Side, Side]]:
     ours = _side(tmp_path, "ours", sdk=False)
     sdk = _side(tmp_path, "sdk", sdk=True)
-    sdk.telemetry.pipeline.spans.anchor = ours.telemetry.pipeline.anchor
+    sdk.telemetry.pipeline.spans.anchor = ours.telemetry.anchor
     assert ours.telemetry.pipeline._aggregated is not None
     assert sdk.telemetry.pipeline._aggregated is None
     yield ours, sdk
@@ -164,7 +164,7 @@ def test_aggregated_points_match_the_sdk_instruments(
     monkeypatch.setenv("OTEL_METRICS_EXEMPLAR_FILTER", exemplar_filter)
     ours, sdk = _side(tmp_path, "ours", sdk=False), _side(tmp_path, "sdk", sdk=True)
     try:
-        anchor = ours.telemetry.pipeline.anchor
+        anchor = ours.telemetry.anchor
         sdk.telemetry.pipeline.spans.anchor = anchor
         # Round 2 adds nothing (delta readers get no request points), round 3 a third model.
         first = _batch(records, anchor, 0)
@@ -193,7 +193,7 @@ def test_delta_points_carry_the_intervals_min_max_and_sum(
     sides: tuple[Side, Side], records: MakeRecord
 ) -> None:
     ours, sdk = sides
-    anchor = ours.telemetry.pipeline.anchor
+    anchor = ours.telemetry.anchor
     slow = [records(anchor, 0, decode=9.0), records(anchor, 1, decode=7.0)]
     fast = [records(anchor, 2, decode=0.01)]
     _rounds(ours, sdk, [slow, fast])
@@ -211,7 +211,7 @@ def test_past_the_cardinality_limit_points_overflow_as_in_the_sdk(
     sides: tuple[Side, Side], records: MakeRecord
 ) -> None:
     ours, sdk = sides
-    anchor = ours.telemetry.pipeline.anchor
+    anchor = ours.telemetry.anchor
     many = [records(anchor, i % 50, model=f"model-{i}") for i in range(CARDINALITY_LIMIT + 5)]
     _rounds(ours, sdk, [many])
     cumulative, _ = ours.collect()
@@ -238,8 +238,8 @@ def _step() -> dict[str, Any]:
 def test_one_collection_has_one_time(sides: tuple[Side, Side], records: MakeRecord) -> None:
     """Our points carry the SDK's collection time, so deltas between collections line up."""
     ours, _ = sides
-    ours.telemetry.pipeline.submit_step(_step())
-    ours.submit([records(ours.telemetry.pipeline.anchor, 0)])
+    ours.telemetry.submit_step(_step())
+    ours.submit([records(ours.telemetry.anchor, 0)])
     data = ours.cumulative.get_metrics_data()
     assert data is not None
     points = {
@@ -259,8 +259,8 @@ def test_a_failing_collection_leaves_the_sdks_points_and_logs(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     ours, _ = sides
-    anchor = ours.telemetry.pipeline.anchor
-    ours.telemetry.pipeline.submit_step(_step())
+    anchor = ours.telemetry.anchor
+    ours.telemetry.submit_step(_step())
     ours.submit([records(anchor, 0)])
 
     def broken(self: RequestMetrics, state: Any) -> list[Any]:

@@ -74,7 +74,7 @@ def test_spans_arrive_intact_through_rotel(
         make_current=False,
     )
     try:
-        anchor = tel.pipeline.anchor
+        anchor = tel.anchor
         recs = [records(anchor, i, prompt_token_ids=list(range(300))) for i in range(4)]
         recs.append(
             records(
@@ -88,7 +88,7 @@ def test_spans_arrive_intact_through_rotel(
         recs.append(records(anchor, 5, error_type="EngineDeadError", finish_reason="error"))
         recs.append(records(anchor, 6, input_messages='[{"role":"user","content":"hé ✓"}]'))
         for r in recs:
-            tel.pipeline.submit_request(r)
+            tel.submit_request(r)
         assert tel.flush(timeout=20)
         assert tel.run_dir is not None
         local = _store_spans(tel.run_dir)

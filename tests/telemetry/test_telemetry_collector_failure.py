@@ -77,11 +77,11 @@ def test_unreachable_collector_is_bounded_and_loses_nothing_locally(
     )
     closed = False
     try:
-        anchor = tel.pipeline.anchor
+        anchor = tel.anchor
         recs = [records(anchor, i) for i in range(5)]
         start = time.monotonic()
         for r in recs:
-            tel.pipeline.submit_request(r)
+            tel.submit_request(r)
         assert time.monotonic() - start < 0.05  # the engine's path never waits on the network
 
         start = time.monotonic()

@@ -58,7 +58,7 @@ class Side:
 
     def submit(self, records: list[RequestRecord]) -> None:
         for r in records:
-            self.telemetry.pipeline.submit_request(r)
+            self.telemetry.submit_request(r)
         assert self.telemetry.flush(timeout=10)
 
 
@@ -81,7 +81,7 @@ def _side(root: Path, name: str, *, through_tracer: bool) -> Side:
 def sides(tmp_path: Path) -> Iterator[tuple[Side, Side]]:
     direct = _side(tmp_path, "direct", through_tracer=False)
     sdk = _side(tmp_path, "sdk", through_tracer=True)
-    sdk.telemetry.pipeline.spans.anchor = direct.telemetry.pipeline.anchor  # one clock story
+    sdk.telemetry.pipeline.spans.anchor = direct.telemetry.anchor  # one clock story
     yield direct, sdk
     direct.telemetry.shutdown()
     sdk.telemetry.shutdown()
@@ -222,7 +222,7 @@ def test_direct_spans_match_the_sdk_path(
     sides: tuple[Side, Side], records: MakeRecord, caplog: pytest.LogCaptureFixture
 ) -> None:
     direct, sdk = sides
-    recs = _records(records, direct.telemetry.pipeline.anchor)
+    recs = _records(records, direct.telemetry.anchor)
     direct.submit(recs)
     sdk.submit(recs)
     assert direct.telemetry.pipeline.spans.direct
@@ -279,9 +279,9 @@ def test_parent_based_ratio_sampler_is_honoured(
     monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0.5")
     direct = _side(tmp_path, "direct", through_tracer=False)
     sdk = _side(tmp_path, "sdk", through_tracer=True)
-    sdk.telemetry.pipeline.spans.anchor = direct.telemetry.pipeline.anchor
+    sdk.telemetry.pipeline.spans.anchor = direct.telemetry.anchor
     try:
-        anchor = direct.telemetry.pipeline.anchor
+        anchor = direct.telemetry.anchor
         recs = [
             records(anchor, i, otel_trace_id=int(otel_trace_id(f"ratio-{i}"), 16))
             for i in range(40)
@@ -307,7 +307,7 @@ def test_other_samplers_go_through_the_tracer(
     monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_off")
     side = _side(tmp_path, "off", through_tracer=False)
     try:
-        side.submit([records(side.telemetry.pipeline.anchor, 0)])
+        side.submit([records(side.telemetry.anchor, 0)])
         assert not side.telemetry.pipeline.spans.direct
         assert _store(side.run_dir) == {}
         assert side.spans.get_finished_spans() == ()
@@ -321,7 +321,7 @@ def test_a_users_processor_switches_over_and_other_spans_still_reach_the_store(
     side = _side(tmp_path, "switch", through_tracer=False)
     tel = side.telemetry
     try:
-        anchor = tel.pipeline.anchor
+        anchor = tel.anchor
         side.submit([records(anchor, 0)])
         assert tel.pipeline.spans.direct
         seen: list[str] = []

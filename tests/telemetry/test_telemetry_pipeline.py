@@ -50,7 +50,7 @@ class Setup:
 
     def submit(self, *records: RequestRecord) -> None:
         for r in records:
-            self.telemetry.pipeline.submit_request(r)
+            self.telemetry.submit_request(r)
         assert self.telemetry.flush(timeout=10)
 
     def server_spans(self) -> dict[str, ReadableSpan]:
@@ -121,7 +121,7 @@ def _attrs(span: ReadableSpan) -> dict[str, Any]:
 def test_records_become_server_spans_with_ordered_phase_children(
     setup: Setup, records: MakeRecord
 ) -> None:
-    anchor = setup.telemetry.pipeline.anchor
+    anchor = setup.telemetry.anchor
     recs = [
         records(anchor, i, queue=0.001 * (i + 1), prefill=0.01 * (i + 1), decode=0.05 * (i + 1))
         for i in range(5)
@@ -164,7 +164,7 @@ def test_records_become_server_spans_with_ordered_phase_children(
 
 
 def test_span_attributes_follow_semconv(setup: Setup, records: MakeRecord) -> None:
-    anchor = setup.telemetry.pipeline.anchor
+    anchor = setup.telemetry.anchor
     r = records(anchor, 3, top_k=40, seed=1234, preemptions=2, clock_issues=["x < y"])
     setup.submit(r)
     attrs = _attrs(setup.server_spans()[r.request_id])
@@ -214,7 +214,7 @@ def test_span_attributes_follow_semconv(setup: Setup, records: MakeRecord) -> No
 
 
 def test_traceparent_and_given_trace_id(setup: Setup, records: MakeRecord) -> None:
-    anchor = setup.telemetry.pipeline.anchor
+    anchor = setup.telemetry.anchor
     child_of_remote = records(
         anchor,
         0,
@@ -255,7 +255,7 @@ def test_traceparent_and_given_trace_id(setup: Setup, records: MakeRecord) -> No
 
 
 def test_unsampled_traceparent_is_respected(setup: Setup, records: MakeRecord) -> None:
-    anchor = setup.telemetry.pipeline.anchor
+    anchor = setup.telemetry.anchor
     r = records(
         anchor,
         0,
@@ -284,7 +284,7 @@ def _points(metric: Any) -> list[Any]:
 def test_histograms_use_semconv_buckets_and_count_every_record(
     setup: Setup, records: MakeRecord
 ) -> None:
-    anchor = setup.telemetry.pipeline.anchor
+    anchor = setup.telemetry.anchor
     ok = [
         records(anchor, i, queue=0.0004 * (i + 1), prefill=0.003 * (i + 1), decode=0.02 * i)
         for i in range(6)
@@ -342,7 +342,7 @@ def test_histograms_use_semconv_buckets_and_count_every_record(
 
 
 def test_error_records_get_error_status_and_error_type(setup: Setup, records: MakeRecord) -> None:
-    anchor = setup.telemetry.pipeline.anchor
+    anchor = setup.telemetry.anchor
     after_first_token = records(
         anchor, 0, error_type="EngineDeadError", error_code="INTERNAL", finish_reason="error"
     )
@@ -406,7 +406,7 @@ def _step(i: int, **over: Any) -> dict[str, Any]:
 def test_step_records_land_in_the_store_and_update_instruments(setup: Setup) -> None:
     steps = [_step(i) for i in range(4)]
     for s in steps:
-        setup.telemetry.pipeline.submit_step(s)
+        setup.telemetry.submit_step(s)
     assert setup.telemetry.flush()
     stored = [obj for f in files_of(setup.run_dir, "steps") for _, obj in iter_jsonl(f)]
     assert stored == steps
@@ -429,7 +429,7 @@ def test_step_records_land_in_the_store_and_update_instruments(setup: Setup) -> 
     assert setup.telemetry.stats()["steps_recorded"] == 4
 
     # Counters accumulate across drains; gauges take the newest value.
-    setup.telemetry.pipeline.submit_step(_step(9, **{sc.STEP_KV_USAGE: 0.05}))
+    setup.telemetry.submit_step(_step(9, **{sc.STEP_KV_USAGE: 0.05}))
     assert setup.telemetry.flush()
     metrics = setup.metrics()
     assert value(sc.M_PREFIX_QUERIES) == 500
@@ -439,10 +439,10 @@ def test_step_records_land_in_the_store_and_update_instruments(setup: Setup) -> 
 def test_a_malformed_step_is_counted_not_raised(setup: Setup) -> None:
     bad = _step(0)
     del bad[sc.STEP_KV_USAGE]
-    setup.telemetry.pipeline.submit_step(bad)
+    setup.telemetry.submit_step(bad)
     assert setup.telemetry.flush()
     assert setup.telemetry.stats()["record_failures"] == 1
-    setup.telemetry.pipeline.submit_step(_step(1))
+    setup.telemetry.submit_step(_step(1))
     assert setup.telemetry.flush()
     assert setup.telemetry.stats()["steps_recorded"] == 1
     stored = [obj for f in files_of(setup.run_dir, "steps") for _, obj in iter_jsonl(f)]
@@ -450,7 +450,7 @@ def test_a_malformed_step_is_counted_not_raised(setup: Setup) -> None:
 
 
 def test_no_prompt_content_is_exported_unless_given(setup: Setup, records: MakeRecord) -> None:
-    anchor = setup.telemetry.pipeline.anchor
+    anchor = setup.telemetry.anchor
     token_ids = list(range(7000, 7300))  # 300 tokens: two full 128-token blocks
     r = records(anchor, 0, prompt_token_ids=token_ids)
     setup.submit(r)
@@ -509,7 +509,7 @@ def test_reconfigure_twice_is_safe_and_leaves_no_thread(
         assert not first_thread.is_alive()
         first.shutdown()  # already shut down by configure(): a no-op
         assert json.loads((tmp_path / "a" / "manifest.json").read_text())["ended_at"] is not None
-        second.pipeline.submit_request(records(second.pipeline.anchor, 0))
+        second.submit_request(records(second.anchor, 0))
         assert second.flush()
         assert second.stats()["requests_recorded"] == 1
         third = configure(run_dir=tmp_path / "c", engine_id="e3", otlp_endpoint=False)

@@ -36,8 +36,8 @@ def test_prometheus_endpoint_serves_semconv_names(
         assert tel.prometheus_port
         n = 7
         for i in range(n):
-            tel.pipeline.submit_request(records(tel.pipeline.anchor, i))
-        tel.pipeline.submit_step(
+            tel.submit_request(records(tel.anchor, i))
+        tel.submit_step(
             {
                 sc.STEP_TIME_UNIX_NANO: 1,
                 sc.STEP_ENGINE_ID: "e",
@@ -75,7 +75,7 @@ def test_prometheus_endpoint_serves_semconv_names(
         )
         try:
             for i in range(3):
-                other.pipeline.submit_request(records(other.pipeline.anchor, i))
+                other.submit_request(records(other.anchor, i))
             assert other.flush()
             assert other.prometheus_port
             assert _scrape(other.prometheus_port)[f"{sc.M_TTFT.prometheus_name}_count"] == 3
@@ -100,7 +100,7 @@ def test_registry_only_opens_no_listener(records: Callable[..., RequestRecord]) 
     try:
         assert tel.prometheus_port is None and tel._prometheus_server is None
         for i in range(4):
-            tel.pipeline.submit_request(records(tel.pipeline.anchor, i))
+            tel.submit_request(records(tel.anchor, i))
         assert tel.flush()
         text = generate_latest(tel.prometheus_registry).decode()
         counts = {
