@@ -13,7 +13,9 @@ Two ways to make them, with the same result:
   could differ from it: a span processor we did not add (a user's ``add_span_processor``), a
   sampler :mod:`sagellm_obs.telemetry.trace_sampling` does not cover, attribute length limits, the
   SDK's own span metrics, a disabled tracer, or more attributes than the count limit. Spans then
-  reach the store through its span processor, as other code's spans do.
+  reach the store through its span processor, as other code's spans do. The SDK internals this
+  choice reads come from :mod:`~sagellm_obs.telemetry.sdk_private`; where one is missing, the
+  Tracer it is.
 
 Ids are drawn from the provider's id generator in the SDK's order (trace id, then one span id
 per span); the protocol trace id still names root spans (see :mod:`sagellm_obs.telemetry.ids`).
