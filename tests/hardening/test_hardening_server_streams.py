@@ -139,17 +139,22 @@ def _hammer(server: ServerProcess, seconds: float, tag: str) -> None:
     delta = {name: value - before[name] for name, value in _settled_counters(server).items()}
     assert delta == dict.fromkeys(COUNTERS, float(n)), delta
 
-    # The local store: one trace per request with its phase spans.
+    # The local store: one trace per request with its phase spans. The telemetry thread writes
+    # the engine's spans, the store's batch processor the HTTP spans (up to its delay later):
+    # wait for both, 5 spans a trace, before looking (a failed run once looked in between).
+    trace_ids = [s.trace_id for s in sent]
+
     def stored() -> list[pl.DataFrame]:
         spans = load(server.run_dir, cache=False, errors="skip").spans
         mine = spans.filter(pl.col("request_id").str.starts_with(f"{tag}-"))
-        return [spans] if mine.height >= n else []
+        in_traces = spans.filter(pl.col("trace_id").is_in(trace_ids)).height
+        return [spans] if mine.height >= n and in_traces >= 5 * n else []
 
-    (spans,) = wait_until(stored, 90, f"{n} request spans in the store", every=1.0)
+    (spans,) = wait_until(stored, 90, f"{n} requests' spans in the store", every=1.0)
     engine = spans.filter(pl.col("request_id").str.starts_with(f"{tag}-"))
     assert engine.height == n, "a request has more than one engine span"
     by_id = {r["request_id"]: r for r in engine.iter_rows(named=True)}
-    traces = spans.filter(pl.col("trace_id").is_in([s.trace_id for s in sent]))
+    traces = spans.filter(pl.col("trace_id").is_in(trace_ids))
     per_trace = traces.group_by("trace_id").agg(pl.struct(pl.all()).alias("spans"))
     assert per_trace.height == n, "two requests share a trace"
     trees = {row["trace_id"]: row["spans"] for row in per_trace.iter_rows(named=True)}
