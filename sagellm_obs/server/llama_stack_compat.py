@@ -216,9 +216,12 @@ def to_request(
     response_format: ls.ResponseFormat | None = None,
     forced: ForcedTool | None = None,
     stream: bool = False,
+    seed: int | None = None,
 ) -> Request:
     """The protocol request (``trace_id`` is the request id, as on the OpenAI routes)."""
     sp, max_tokens = sampling(params)
+    if seed is not None:
+        sp = sp.model_copy(update={"seed": seed})
     meta = dict(metadata)
     if forced is not None:
         meta[STRUCTURED_OUTPUT_KEY] = {"json": forced.schema}

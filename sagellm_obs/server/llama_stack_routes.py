@@ -15,7 +15,9 @@ the underscored ones from llama-stack's draft spec):
 * ``POST /v1/inference/embeddings``: a 400 (``not_implemented``): no embedding model is served;
 * ``GET /v1/models/{model_id}``: the model's ``/v1/models`` entry (both clients' ``retrieve``).
 
-Bodies may carry our ``ignore_eos`` extension (``extra_body``), as on the OpenAI routes.
+Bodies may carry our ``ignore_eos`` and ``seed`` extensions (``extra_body``), as on the OpenAI
+routes: fixed-length outputs for benchmarks, and reproducible sampling (llama-stack's
+``SamplingParams`` has no seed).
 SSE frames are ``data: {...}`` lines with no ``[DONE]`` (llama-stack sends none); a failure
 mid-stream is an ``{"error": {...}}`` frame, as llama-stack sends it.
 
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
@@ -92,15 +95,16 @@ class LlamaStackRoutes:
     # --- single requests -------------------------------------------------------------------------
     async def completion(self, request: HttpRequest) -> Response:
         """``POST /v1/inference/completion``."""
-        body, ignore_eos = await _body(ls.CompletionRequest, request)
+        body, ext = await _body(ls.CompletionRequest, request)
         self.server._model(body.model)
         lc.check_unsupported(body.response_format, body.logprobs)
         prompt = lc.text(body.content, "content")
         self._check_structured(body.response_format, None)
         rid = app_module._request_id(request, lc.ID_PREFIX)
         req = lc.to_request(
+            seed=ext.seed,
             request_id=rid,
-            metadata=self._start_span(request, rid, ignore_eos),
+            metadata=self._start_span(request, rid, ext.ignore_eos),
             default_max_tokens=self.server.engine.config.max_model_len,
             params=body.sampling_params,
             prompt=prompt,
@@ -117,7 +121,7 @@ class LlamaStackRoutes:
 
     async def chat_completion(self, request: HttpRequest) -> Response:
         """``POST /v1/inference/chat-completion``."""
-        body, ignore_eos = await _body(ls.ChatCompletionRequest, request)
+        body, ext = await _body(ls.ChatCompletionRequest, request)
         self.server._model(body.model)
         lc.check_unsupported(body.response_format, body.logprobs)
         messages = lc.chat_messages(body.messages)
@@ -127,8 +131,9 @@ class LlamaStackRoutes:
             messages = lc.with_tool_prompt(messages, forced, body.tool_config)
         rid = app_module._request_id(request, lc.ID_PREFIX)
         req = lc.to_request(
+            seed=ext.seed,
             request_id=rid,
-            metadata=self._start_span(request, rid, ignore_eos),
+            metadata=self._start_span(request, rid, ext.ignore_eos),
             default_max_tokens=self.server.engine.config.max_model_len,
             params=body.sampling_params,
             messages=messages,
@@ -147,15 +152,16 @@ class LlamaStackRoutes:
     # --- batches ---------------------------------------------------------------------------------
     async def batch_completion(self, request: HttpRequest) -> Response:
         """``POST /v1/inference/batch-completion``."""
-        body, ignore_eos = await _body(ls.BatchCompletionRequest, request)
+        body, ext = await _body(ls.BatchCompletionRequest, request)
         self.server._model(body.model)
         lc.check_unsupported(body.response_format, body.logprobs)
         prompts = [lc.text(c, f"content_batch.{i}") for i, c in enumerate(body.content_batch)]
         self._check_structured(body.response_format, None)
         rid = app_module._request_id(request, lc.ID_PREFIX)
-        meta = self._start_span(request, rid, ignore_eos)
+        meta = self._start_span(request, rid, ext.ignore_eos)
         reqs = [
             lc.to_request(
+                seed=ext.seed,
                 request_id=f"{rid}-{i}",
                 metadata=meta,
                 default_max_tokens=self.server.engine.config.max_model_len,
@@ -171,7 +177,7 @@ class LlamaStackRoutes:
 
     async def batch_chat_completion(self, request: HttpRequest) -> Response:
         """``POST /v1/inference/batch-chat-completion``."""
-        body, ignore_eos = await _body(ls.BatchChatCompletionRequest, request)
+        body, ext = await _body(ls.BatchChatCompletionRequest, request)
         self.server._model(body.model)
         lc.check_unsupported(body.response_format, body.logprobs)
         conversations = [
@@ -184,9 +190,10 @@ class LlamaStackRoutes:
                 lc.with_tool_prompt(m, forced, body.tool_config) for m in conversations
             ]
         rid = app_module._request_id(request, lc.ID_PREFIX)
-        meta = self._start_span(request, rid, ignore_eos)
+        meta = self._start_span(request, rid, ext.ignore_eos)
         reqs = [
             lc.to_request(
+                seed=ext.seed,
                 request_id=f"{rid}-{i}",
                 metadata=meta,
                 default_max_tokens=self.server.engine.config.max_model_len,
@@ -254,10 +261,24 @@ class LlamaStackRoutes:
             await asyncio.gather(*tasks, return_exceptions=True)  # retrieve every outcome
 
 
-async def _body(model: type[app_module._M], request: HttpRequest) -> tuple[app_module._M, bool]:
-    """The parsed body, and our ``ignore_eos`` extension (fixed-length outputs for benchmarks)."""
+@dataclass(frozen=True)
+class _Extensions:
+    """Our fields beyond llama-stack's (sent as the client's ``extra_body``)."""
+
+    ignore_eos: bool = False
+    seed: int | None = None
+
+
+async def _body(
+    model: type[app_module._M], request: HttpRequest
+) -> tuple[app_module._M, _Extensions]:
+    """The parsed body, and our extensions."""
     raw = await app_module._json_body(request)
-    return app_module._parse(model, raw), raw.get("ignore_eos") is True
+    body = app_module._parse(model, raw)
+    seed = raw.get("seed")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+        raise APIError(400, "seed must be an integer", param="seed")
+    return body, _Extensions(ignore_eos=raw.get("ignore_eos") is True, seed=seed)
 
 
 def _json(payload: BaseModel, headers: dict[str, str]) -> Response:

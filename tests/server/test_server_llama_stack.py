@@ -174,11 +174,13 @@ ALARM: Any = {
     },
 }
 # Sampling, as the OpenAI routes' tool tests: greedy decoding of the random-weight model loops on
-# the whitespace JSON allows, sampling at temperature 1 closes the object.
+# the whitespace JSON allows, sampling at temperature 1 closes the object. A fixed seed (our
+# extension: llama-stack's SamplingParams has none) makes each test's output the same every run.
 TOOL_SAMPLING: Any = {
     "strategy": {"type": "top_p", "temperature": 1.0, "top_p": 1.0},
     "max_tokens": 300,
 }
+SEEDED: Any = {"seed": 7}
 LIGHT: Any = {
     "tool_name": "toggle_light",
     "parameters": {"on": {"param_type": "boolean"}},
@@ -192,6 +194,7 @@ def test_forced_tool_call(lsc: LlamaStackClient, harness: ServerHarness) -> None
         tools=[ALARM, LIGHT],
         tool_config={"tool_choice": "set_alarm"},
         sampling_params=TOOL_SAMPLING,
+        extra_body=SEEDED,
     )
     msg = out.completion_message
     assert msg.stop_reason == "end_of_message" and msg.content == ""
@@ -212,6 +215,7 @@ def test_streamed_tool_call(lsc: LlamaStackClient, harness: ServerHarness) -> No
             tool_choice="required",  # the deprecated top-level spelling
             sampling_params=TOOL_SAMPLING,
             stream=True,
+            extra_body=SEEDED,
         )
     )
     events = [c.event for c in chunks]
@@ -327,6 +331,7 @@ IMAGE = {"type": "image", "image": {"url": {"uri": "https://x/y.png"}}}
 # (id, path, body without model_id, status, code, param)
 BAD: list[tuple[str, str, dict[str, Any], int, str, str | None]] = [
     ("no-messages", CHAT, {}, 400, "invalid_argument", "messages"),
+    ("seed-text", COMP, {"content": "x", "seed": "7"}, 400, "invalid_argument", "seed"),
     ("bad-role", CHAT, {"messages": [{"role": "wizard", "content": "x"}]}, 400, "invalid_argument", "messages.0.role"),
     ("bad-strategy", COMP, {"content": "x", "sampling_params": {"strategy": {"type": "beam"}}}, 400, "invalid_argument", "sampling_params.strategy.type"),
     ("top-p-temp-0", COMP, {"content": "x", "sampling_params": {"strategy": {"type": "top_p", "temperature": 0}}}, 400, "invalid_argument", "sampling_params.strategy.top_p.temperature"),
