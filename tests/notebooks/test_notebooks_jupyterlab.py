@@ -24,14 +24,15 @@ import subprocess
 import sys
 import time
 import urllib.request
-import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 import pytest
-from notebook_helpers import ARTIFACTS, NOTEBOOKS_DIR, jupyter_env
+from jupyter_client.blocking.client import BlockingKernelClient
+from notebook_helpers import ARTIFACTS, KERNEL, NOTEBOOKS_DIR, jupyter_env
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
@@ -48,7 +49,7 @@ IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 NOTEBOOK = "01_quickstart.ipynb"
 SHOT = ARTIFACTS / "jupyterlab-01.png"
 RUN_ALL_TIMEOUT_S = 420
-STALL_S = 60  # an idle kernel with pending cells for STALL_S / 2 means they were lost
+STALL_S = 60  # an idle kernel with pending cells and no change for STALL_S means they were lost
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
 
 
@@ -89,9 +90,34 @@ def _lab_config(env: dict[str, str]) -> None:
     news.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
 
 
+@dataclass(frozen=True)
+class Lab:
+    """A running JupyterLab: its base URL, token and server log."""
+
+    base: str
+    token: str
+    log: Path
+    runtime_dir: Path  # the kernels' connection files
+
+    @property
+    def url(self) -> str:
+        return f"{self.base}/lab?reset&token={self.token}"
+
+    def api(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        """One call of the Jupyter server's REST API; the decoded JSON answer."""
+        request = urllib.request.Request(
+            f"{self.base}{path}",
+            data=None if body is None else json.dumps(body).encode(),
+            method=method,
+            headers={"Authorization": f"token {self.token}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as r:
+            return json.loads(r.read() or b"null")
+
+
 @pytest.fixture
-def lab(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """A running JupyterLab: yields its URL (with the token) and the server log."""
+def lab(tmp_path: Path) -> Iterator[Lab]:
+    """A running JupyterLab serving a copy of the notebook."""
     root = tmp_path / "notebooks"
     root.mkdir()
     shutil.copy(NOTEBOOKS_DIR / NOTEBOOK, root / NOTEBOOK)
@@ -136,7 +162,7 @@ def lab(tmp_path: Path) -> Iterator[tuple[str, Path]]:
             if time.monotonic() > deadline:
                 pytest.fail(f"jupyter lab did not start:\n{log.read_text()[-4000:]}")
             time.sleep(0.5)
-        yield f"{base}/lab?reset&token={token}", log
+        yield Lab(base, token, log, Path(env["JUPYTER_RUNTIME_DIR"]))
     finally:
         _stop(proc)
 
@@ -175,15 +201,61 @@ _CHART_SIZES = """() => [...document.querySelectorAll('.jp-Notebook .vega-embed'
 })"""
 
 
+def _start_session(lab: Lab) -> str:
+    """The notebook's session and kernel, created through the REST API before the page opens;
+    returns the kernel id once that kernel is idle.
+
+    Left to itself, JupyterLab starts the kernel from the page, and on a slow machine that start
+    raced: a cell run while the session had no kernel yet started another one, and a "Select
+    Kernel" dialog accepted by the test started a third; each replaced the one before (CI logs:
+    three "Kernel started" within 1.5 s, one killed while importing ipykernel), so later cells ran
+    in a fresh kernel. A notebook whose path already has a session attaches to it and starts none.
+    """
+    specs = lab.api("GET", "/api/kernelspecs")
+    assert KERNEL in specs["kernelspecs"], f"no {KERNEL!r} kernelspec: {list(specs['kernelspecs'])}"
+    metadata = json.loads((NOTEBOOKS_DIR / NOTEBOOK).read_text())["metadata"]["kernelspec"]
+    assert metadata["name"] == KERNEL, f"the notebook asks for {metadata['name']!r}"
+    session = lab.api(
+        "POST",
+        "/api/sessions",
+        {"path": NOTEBOOK, "name": NOTEBOOK, "type": "notebook", "kernel": {"name": KERNEL}},
+    )
+    kernel_id: str = session["kernel"]["id"]
+    # The server reports "starting" until it sees the kernel's status change on IOPub, which
+    # a kernel only sends when asked something: ask for its info (as JupyterLab does on
+    # connecting) over its connection file, again until the server has seen an answer (its
+    # IOPub subscription may join after the first one).
+    client = BlockingKernelClient(connection_file=str(lab.runtime_dir / f"kernel-{kernel_id}.json"))
+    client.load_connection_file()
+    client.start_channels()
+    deadline = time.monotonic() + 120
+    try:
+        client.wait_for_ready(timeout=120)
+        while (state := lab.api("GET", f"/api/kernels/{kernel_id}")["execution_state"]) != "idle":
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the server still reports {state!r}")
+            client.kernel_info(reply=True, timeout=30)
+            time.sleep(0.5)
+    except (RuntimeError, TimeoutError) as exc:
+        pytest.fail(f"kernel {kernel_id} not ready: {exc}\n{_log_tail(lab.log)}")
+    finally:
+        client.stop_channels()
+    return kernel_id
+
+
+def _kernels_of_notebook(lab: Lab) -> list[str]:
+    return [s["kernel"]["id"] for s in lab.api("GET", "/api/sessions") if s["path"] == NOTEBOOK]
+
+
 @pytest.mark.engine
-def test_quickstart_runs_in_jupyterlab(lab: tuple[str, Path]) -> None:
+def test_quickstart_runs_in_jupyterlab(lab: Lab) -> None:
     _need(CHROMIUM.exists(), "chromium not installed: apt-get install chromium chromium-driver")
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:  # pragma: no cover - depends on the environment
         _need(False, "playwright not installed: pip install playwright (no 'playwright install')")
         raise
-    url, log = lab
+    log = lab.log
     ARTIFACTS.mkdir(exist_ok=True)
     external: list[str] = []
     page_errors: list[str] = []
@@ -196,6 +268,7 @@ def test_quickstart_runs_in_jupyterlab(lab: tuple[str, Path]) -> None:
         else:
             r.continue_()
 
+    kernel_id = _start_session(lab)
     profile = log.parent / "chromium-profile"
     with sync_playwright() as p:
         browser = p.chromium.launch_persistent_context(
@@ -209,7 +282,7 @@ def test_quickstart_runs_in_jupyterlab(lab: tuple[str, Path]) -> None:
             page = browser.new_page()
             page.route("**/*", route)
             page.on("pageerror", lambda e: page_errors.append(str(e)))
-            page.goto(url)
+            page.goto(lab.url)
             # Open the notebook as a user does, from the file browser (opening it through a
             # /lab/tree/ URL races JupyterLab's layout restorer, which can start kernels twice).
             item = page.locator(f'.jp-DirListing-item[title*="{NOTEBOOK}"]')
@@ -217,10 +290,15 @@ def test_quickstart_runs_in_jupyterlab(lab: tuple[str, Path]) -> None:
             item.dblclick()
             page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
             try:
-                # The kernel must be up before "Run All Cells".
+                # The page is connected to our kernel (the server counts its websocket).
+                deadline = time.monotonic() + 120
+                while not lab.api("GET", f"/api/kernels/{kernel_id}")["connections"]:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"the page did not connect to kernel {kernel_id}")
+                    page.wait_for_timeout(500)
                 _wait_for(page, _KERNEL_IDLE, 120)
                 _run_all(page)
-                _wait_all_ran(page, log)
+                _wait_for(page, _ALL_RAN, RUN_ALL_TIMEOUT_S, stall_check=True)
                 _wait_for(page, _KERNEL_IDLE, 60)
                 explorer = page.locator(".sagellm-explorer").first
                 explorer.wait_for(state="visible", timeout=60_000)
@@ -284,11 +362,16 @@ def test_quickstart_runs_in_jupyterlab(lab: tuple[str, Path]) -> None:
     assert first_title and chosen not in first_title and target
     assert not external, f"requests left the machine: {external}"
     assert not page_errors, f"errors in the page: {page_errors}"
+    # One kernel the whole run: a replaced kernel would have run some cells in a fresh namespace.
+    assert _kernels_of_notebook(lab) == [kernel_id], (
+        f"the notebook's kernel changed from {kernel_id}: {_kernels_of_notebook(lab)}"
+    )
+    started = log.read_text(errors="replace").count("Kernel started:")
+    assert started == 1, f"{started} kernels started:\n{_log_tail(log)}"
 
 
-def _run_all(page: Any, attempts: int = 5) -> None:
-    """Run > Run All Cells, again if no cell started (a click right after the kernel came up
-    can be dropped while JupyterLab asks which kernel to use)."""
+def _run_all(page: Any, attempts: int = 3) -> None:
+    """Run > Run All Cells; the menu again only if no cell started at all (a dropped click)."""
     for _ in range(attempts):
         page.locator('.lm-MenuBar-itemLabel:text-is("Run")').click()
         page.locator('.lm-Menu-itemLabel:text-is("Run All Cells")').click()
@@ -300,96 +383,33 @@ def _run_all(page: Any, attempts: int = 5) -> None:
     raise TimeoutError("Run All Cells did not start any cell")
 
 
-def _wait_all_ran(page: Any, log: Path) -> None:
-    """Waits until every code cell has an execution count. If the kernel sits idle with cells
-    still pending and nothing changes for a while, the execute requests were lost (seen once in
-    CI, right after the kernel started): say so with the page's state and run them again.
-
-    If JupyterLab asks for a kernel again mid-run (seen once in CI: the later cells then ran in a
-    fresh kernel and failed on names the earlier ones had defined), the run starts over in the
-    new kernel, from cleared outputs, once."""
-    started = time.monotonic()
-    deadline = started + RUN_ALL_TIMEOUT_S
-    reruns = 0
-    restarted = False
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError(f"not every cell ran in {RUN_ALL_TIMEOUT_S} s")
-        try:
-            _wait_for(page, _ALL_RAN, min(STALL_S, remaining), stall_check=True)
-            return
-        except _CellRaised as exc:
-            asked = any("Select Kernel" in d for d in exc.state["dialogs"]) or any(
-                t >= started for t in _KERNEL_ASKED
-            )
-            if restarted or not asked:
-                raise
-            restarted = True
-            warnings.warn(
-                "JupyterLab: a new kernel was chosen mid-run; running every cell again\n"
-                + _diagnose(page, log),
-                stacklevel=1,
-            )
-            _wait_for(page, _KERNEL_IDLE, 120)
-            page.locator('.lm-MenuBar-itemLabel:text-is("Edit")').click()
-            page.locator('.lm-Menu-itemLabel:text-is("Clear Outputs of All Cells")').click()
-            _run_all(page)
-        except _Stalled:
-            if reruns >= 2:
-                raise
-            reruns += 1
-            warnings.warn(
-                "JupyterLab: cells pending on an idle kernel; Run All again\n"
-                + _diagnose(page, log),
-                stacklevel=1,
-            )
-            _run_all(page)
-        except TimeoutError:
-            continue
-
-
 class _Stalled(TimeoutError):
     """The kernel is idle, cells are pending and nothing changed in STALL_S seconds."""
 
 
-class _CellRaised(RuntimeError):
-    """A cell's output shows a traceback; ``state`` is the page's state then."""
-
-    def __init__(self, message: str, state: dict[str, Any]) -> None:
-        super().__init__(message)
-        self.state = state
-
-
-# When _wait_for accepted JupyterLab's "Select Kernel" dialog (time.monotonic()).
-_KERNEL_ASKED: list[float] = []
-
-
 def _wait_for(page: Any, condition: str, seconds: float, stall_check: bool = False) -> None:
-    """Polls a JavaScript condition; accepts JupyterLab's kernel choice if it asks for one
-    (it sometimes does for a notebook opened right after the server started). Stops early
-    when a cell shows a traceback or the kernel died: waiting longer cannot help then."""
+    """Polls a JavaScript condition. Stops early when JupyterLab asks for a kernel (ours is
+    attached before the page opens, so accepting would replace it), a cell shows a traceback or
+    the kernel died: waiting longer cannot help then."""
     deadline = time.monotonic() + seconds
     last: tuple[Any, Any] | None = None
     changed = time.monotonic()
     while True:
-        dialog = page.locator('.jp-Dialog:has-text("Select Kernel")')
-        if dialog.count() and dialog.first.is_visible():
-            dialog.locator(".jp-mod-accept").first.click()
-            _KERNEL_ASKED.append(time.monotonic())
         if page.evaluate(condition):
             return
         state = page.evaluate(_STATE)
+        if any("Select Kernel" in d for d in state["dialogs"]):
+            raise RuntimeError("JupyterLab asks for a kernel although one is attached")
         if state["tracebacks"]:
-            raise _CellRaised("a cell raised:\n" + "\n---\n".join(state["tracebacks"]), state)
+            raise RuntimeError("a cell raised:\n" + "\n---\n".join(state["tracebacks"]))
         if state["status"] == "dead":
             raise RuntimeError("the kernel died")
         if stall_check:
             snapshot = (state["status"], state["prompts"])
             if snapshot != last:
                 last, changed = snapshot, time.monotonic()
-            elif state["status"] == "idle" and time.monotonic() - changed > STALL_S / 2:
-                raise _Stalled(f"idle kernel, prompts unchanged: {state['prompts']}")
+            elif state["status"] == "idle" and time.monotonic() - changed > STALL_S:
+                raise _Stalled(f"idle kernel, prompts unchanged for {STALL_S} s")
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {seconds} s waiting for {condition}")
         page.wait_for_timeout(1000)
@@ -418,11 +438,14 @@ def _diagnose(page: Any, log: Path) -> str:
         )
     except Exception as exc:  # the page itself may be gone
         state, stderr = {"error": repr(exc)}, []
-    tail = log.read_text(errors="replace")[-6000:] if log.exists() else "(no log)"
     return (
         f"page state: {json.dumps(state, indent=1)}\nstderr outputs: {json.dumps(stderr, indent=1)}"
-        f"\njupyter lab log (end):\n{tail}\nscreenshot: {SHOT}"
+        f"\njupyter lab log (end):\n{_log_tail(log)}\nscreenshot: {SHOT}"
     )
+
+
+def _log_tail(log: Path) -> str:
+    return log.read_text(errors="replace")[-6000:] if log.exists() else "(no log)"
 
 
 def _waterfall_title(page: Any) -> str:
