@@ -205,11 +205,13 @@ def _start_session(lab: Lab) -> str:
     """The notebook's session and kernel, created through the REST API before the page opens;
     returns the kernel id once that kernel is idle.
 
-    Left to itself, JupyterLab starts the kernel from the page, and on a slow machine that start
-    raced: a cell run while the session had no kernel yet started another one, and a "Select
-    Kernel" dialog accepted by the test started a third; each replaced the one before (CI logs:
-    three "Kernel started" within 1.5 s, one killed while importing ipykernel), so later cells ran
-    in a fresh kernel. A notebook whose path already has a session attaches to it and starts none.
+    Left to itself, JupyterLab starts the kernel from the page, and on a slow machine the test
+    ran cells before it had: the execution indicator reads "idle" before any kernel exists, and
+    Run All Cells dispatches every code cell at once, each of which starts a kernel when it finds
+    none; every start replaces the kernel before (CI: three "Kernel started" within 1.5 s, one
+    killed while importing ipykernel), so later cells ran in a fresh kernel (``NameError``). A
+    start that failed in that churn asked "Select Kernel", and accepting started yet another.
+    A notebook whose path already has a session attaches to it and starts nothing.
     """
     specs = lab.api("GET", "/api/kernelspecs")
     assert KERNEL in specs["kernelspecs"], f"no {KERNEL!r} kernelspec: {list(specs['kernelspecs'])}"
@@ -290,7 +292,8 @@ def test_quickstart_runs_in_jupyterlab(lab: Lab) -> None:
             item.dblclick()
             page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
             try:
-                # The page is connected to our kernel (the server counts its websocket).
+                # The page is connected to our kernel (the server counts its websocket): only
+                # then does Run All find a kernel (the indicator says "idle" before one exists).
                 deadline = time.monotonic() + 120
                 while not lab.api("GET", f"/api/kernels/{kernel_id}")["connections"]:
                     if time.monotonic() > deadline:
