@@ -1,11 +1,12 @@
 """01_quickstart in a real JupyterLab, driven by headless Chromium: charts draw, widgets work.
 
 Starts ``jupyter lab`` from this venv on 127.0.0.1 (a free port, a random token, a temporary
-copy of the notebook as its root), opens the notebook from the file browser, runs every cell from
-the Run menu and waits for the last one. Then: the charts (vega-embed SVG/canvas) have a size,
-the explorer's widgets are visible, no output holds a traceback, and choosing a request in the
-explorer's list redraws its waterfall (a round trip through the kernel). No request leaves the
-machine. The screenshot goes to ``test-artifacts/jupyterlab-01.png``.
+copy of the notebook as its root) and the notebook's kernel through its REST API, opens the
+notebook from the file browser (it attaches to that kernel), runs every cell from the Run menu
+and waits for the last one. Then: one kernel ran every cell, the charts (vega-embed SVG/canvas)
+have a size, the explorer's widgets are visible, no output holds a traceback, and choosing a
+request in the explorer's list redraws its waterfall (a round trip through the kernel). No
+request leaves the machine. The screenshot goes to ``test-artifacts/jupyterlab-01.png``.
 
 Needs ``/usr/bin/chromium`` (``apt-get install chromium chromium-driver``) and pip ``playwright``
 (never ``playwright install``); skipped without them, failed when ``CI=true``.
