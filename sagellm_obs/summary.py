@@ -6,7 +6,6 @@ summary printed at the end of ``sagellm-obs run`` can be recomputed from the sto
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,8 @@ import polars as pl
 from rich.console import Group
 from rich.table import Table
 
-QUANTILES = (0.5, 0.9, 0.99)
+from sagellm_obs.frames.analysis import QUANTILES, good_requests, quantile_label
+
 # (label, requests-frame column): engine-side latencies, seconds.
 LATENCIES = (
     ("TTFT", "ttft_s"),
@@ -66,7 +66,7 @@ def _quantiles(values: pl.Series) -> dict[str, float]:
     if values.is_empty():
         return {}
     out = {
-        f"p{int(q * 100)}": float(values.quantile(q, interpolation="linear") or 0.0)
+        quantile_label(q): float(values.quantile(q, interpolation="linear") or 0.0)
         for q in QUANTILES
     }
     out["mean"] = float(values.mean() or 0.0)  # type: ignore[arg-type]
@@ -132,10 +132,8 @@ def summarize(run: str | Path, *, slo: dict[str, float] | None = None) -> Summar
     if slo:
         summary.slo = dict(slo)
         if n:
-            cond = pl.lit(True)
-            for col, limit in slo.items():
-                cond = cond & (pl.col(col).fill_null(math.inf) <= limit)
-            good = ok_frame.filter(cond).height
+            # frames.goodput's rule (failed and cancelled requests are never good), in counts
+            good = req.filter(good_requests(slo, req.columns)).height
             summary.goodput = good / n
             summary.goodput_rps = rate(good)
     if n:

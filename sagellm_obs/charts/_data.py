@@ -19,6 +19,8 @@ from typing import Final
 import altair as alt
 import polars as pl
 
+from sagellm_obs.frames.analysis import QUANTILES
+
 MAX_POINTS: Final = 5000
 """Most points a scatter or linked-view sample puts into a spec."""
 
@@ -28,8 +30,6 @@ MAX_BUCKETS: Final = 300
 SEED: Final = 0
 """Seed of every sample, so a frame always gives the same chart."""
 
-QUANTILES: Final = (0.5, 0.9, 0.99)
-"""Quantiles drawn as rules and lines (the summary's)."""
 
 METRIC_LABELS: Final = {
     "ttft_s": "TTFT",

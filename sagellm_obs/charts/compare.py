@@ -12,9 +12,10 @@ import altair as alt
 import polars as pl
 from altair.typing import ChartType
 
-from sagellm_obs.charts._data import QUANTILES, ecdf, metric_label, no_data, quantile_values
+from sagellm_obs.charts._data import ecdf, metric_label, no_data, quantile_values
 from sagellm_obs.charts.latency import latency_values_ms
 from sagellm_obs.charts.theme import CATEGORY
+from sagellm_obs.frames.analysis import QUANTILES
 
 __all__ = ["compare_quantiles", "compare_runs"]
 

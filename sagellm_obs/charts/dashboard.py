@@ -20,7 +20,6 @@ from altair.typing import ChartType
 
 from sagellm_obs.charts._data import (
     MAX_POINTS,
-    QUANTILES,
     auto_every,
     count_y,
     engine_column,
@@ -37,6 +36,7 @@ from sagellm_obs.charts._data import (
 from sagellm_obs.charts.theme import SERIES_COLORS, quantile_scale, series_scale
 from sagellm_obs.charts.throughput import concurrency_rows
 from sagellm_obs.charts.waterfall import waterfall_chart, waterfall_rows
+from sagellm_obs.frames.analysis import QUANTILES
 
 __all__ = ["BRUSH", "FramesLike", "request_sample", "run_dashboard"]
 

@@ -14,7 +14,6 @@ from altair.typing import ChartType
 
 from sagellm_obs.charts._data import (
     MAX_POINTS,
-    QUANTILES,
     auto_bins,
     auto_every,
     count_y,
@@ -33,6 +32,7 @@ from sagellm_obs.charts._data import (
     time_x,
 )
 from sagellm_obs.charts.theme import quantile_scale
+from sagellm_obs.frames.analysis import QUANTILES
 
 __all__ = ["latency_distribution", "latency_over_time", "latency_values_ms", "ttft_vs_prompt"]
 

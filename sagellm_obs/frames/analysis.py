@@ -22,6 +22,7 @@ from sagellm_obs.frames.load import Frames
 
 LATENCY_COLUMNS = ("ttft_s", "tpot_s", "e2e_s", "queue_s")
 QUANTILES = (0.5, 0.9, 0.99)
+"""The quantiles reported everywhere: summary, report, charts and :func:`percentiles`."""
 TimeLike = datetime | float | int | None
 
 
@@ -77,21 +78,31 @@ def percentiles(
     )
 
 
+def good_requests(slo: Mapping[str, float], columns: Sequence[str]) -> pl.Expr:
+    """True for the requests that count as good under ``slo`` (see :func:`goodput`)."""
+    ok = pl.all_horizontal([(pl.col(c) <= limit).fill_null(False) for c, limit in slo.items()])
+    if "error_type" in columns:
+        ok = ok & pl.col("error_type").is_null()
+    if "cancelled" in columns:
+        ok = ok & ~pl.col("cancelled").fill_null(False)
+    return ok
+
+
 def goodput(requests: pl.DataFrame, slo: Mapping[str, float]) -> float:
     """Fraction of requests meeting every SLO (``column <= limit``), e.g. ``{"ttft_s": 0.5}``.
 
-    A request with an ``error_type``, or a null value for an SLO column, does not meet it.
-    NaN when there are no requests.
+    The denominator is every request of the frame, failed and cancelled ones included; a request
+    is good only when it finished: one with an ``error_type``, one ``cancelled`` (the client gave
+    up, so its output was never delivered, however fast its first token was) or one with a null
+    value for an SLO column does not meet the SLO. NaN when there are no requests. The run
+    summary (``sagellm-obs run``, the report) uses this same rule.
     """
     if not slo:
         raise ValueError("goodput needs at least one SLO, e.g. {'ttft_s': 0.5}")
     _require(requests, list(slo))
     if requests.is_empty():
         return math.nan
-    ok = pl.all_horizontal([(pl.col(c) <= limit).fill_null(False) for c, limit in slo.items()])
-    if "error_type" in requests.columns:
-        ok = ok & pl.col("error_type").is_null()
-    good = requests.select(ok.sum()).item()
+    good = requests.select(good_requests(slo, requests.columns).sum()).item()
     return float(good) / requests.height
 
 

@@ -76,6 +76,9 @@ def test_goodput() -> None:
     assert math.isnan(goodput(req.clear(), slo))
     with pytest.raises(ValueError, match="SLO"):
         goodput(req, {})
+    # a cancelled request is never good: the client did not get its output
+    cancelled = req.with_columns(cancelled=pl.Series([True, False, False, False, False]))
+    assert goodput(cancelled, {"ttft_s": 0.5}) == pytest.approx(1 / 5)
 
 
 def _steps(queries: list[int], hits: list[int]) -> pl.DataFrame:

@@ -13,11 +13,20 @@ from sagellm_obs.telemetry import RequestRecord
 ENGINE = "engine-test"
 
 
-def build_run(run_dir: Path, n: int = 50, *, seed: int = 0, slowdown: float = 1.0) -> Path:
+def build_run(
+    run_dir: Path,
+    n: int = 50,
+    *,
+    seed: int = 0,
+    slowdown: float = 1.0,
+    cancelled: frozenset[int] = frozenset(),
+    failed: frozenset[int] = frozenset(),
+) -> Path:
     """Submits ``n`` finished requests (0.2 s apart) and 10 steps a second, then shuts down.
 
     Monotonic stamps are derived from the pipeline's own clock anchor, so the stored spans and
-    phases are exactly the durations chosen here.
+    phases are exactly the durations chosen here. Requests whose index is in ``cancelled`` are
+    recorded as cancelled by the client, those in ``failed`` with an engine error.
     """
     tel = configure(
         run_dir=run_dir,
@@ -66,6 +75,8 @@ def build_run(run_dir: Path, n: int = 50, *, seed: int = 0, slowdown: float = 1.
                     prompt_tokens=prompt,
                     output_tokens=out,
                     cached_tokens=cached,
+                    cancelled=i in cancelled,
+                    error_type="EngineDeadError" if i in failed else None,
                 )
             )
         steps = int((0.2 * n + 1.0) * 10)
