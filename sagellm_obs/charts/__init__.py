@@ -8,8 +8,8 @@ Importing this package registers the ``"sagellm"`` theme (see :mod:`sagellm_obs.
 Notebooks without internet access call :func:`enable_offline_renderer` first.
 
 Joined application-to-engine traces: :func:`trace_timeline` draws a
-:func:`~sagellm_obs.frames.call_tree`, :func:`time_breakdown` a
-:func:`~sagellm_obs.frames.time_breakdown` frame.
+:func:`~sagellm_obs.frames.call_tree`, :func:`time_breakdown_chart` a
+:func:`~sagellm_obs.frames.time_breakdown` frame (``time_breakdown`` is its deprecated name).
 
 Example:
     .. code-block:: python
@@ -24,11 +24,11 @@ Example:
 
 from __future__ import annotations
 
-from sagellm_obs.charts.cache import kv_usage, prefix_hit_by_request, prefix_hit_rate
 from sagellm_obs.charts.compare import compare_quantiles, compare_runs
 from sagellm_obs.charts.dashboard import run_dashboard
 from sagellm_obs.charts.latency import latency_distribution, latency_over_time, ttft_vs_prompt
 from sagellm_obs.charts.offline import enable_offline_renderer
+from sagellm_obs.charts.prefix_cache import kv_usage, prefix_hit_by_request, prefix_hit_rate
 from sagellm_obs.charts.theme import (
     PHASE_COLORS,
     PHASES,
@@ -36,7 +36,13 @@ from sagellm_obs.charts.theme import (
     register_theme,
 )
 from sagellm_obs.charts.throughput import concurrency, throughput
-from sagellm_obs.charts.trace import CATEGORY_COLORS, PART_COLORS, time_breakdown, trace_timeline
+from sagellm_obs.charts.trace import (
+    CATEGORY_COLORS,
+    PART_COLORS,
+    time_breakdown,
+    time_breakdown_chart,
+    trace_timeline,
+)
 from sagellm_obs.charts.waterfall import request_waterfall
 
 register_theme()
@@ -61,6 +67,7 @@ __all__ = [
     "run_dashboard",
     "throughput",
     "time_breakdown",
+    "time_breakdown_chart",
     "trace_timeline",
     "ttft_vs_prompt",
 ]

@@ -2,14 +2,16 @@
 
 :func:`trace_timeline` draws :func:`sagellm_obs.frames.call_tree` like a trace viewer: one row
 per span, indented by depth, a bar from its start to its end (milliseconds from the start of its
-trace), coloured by category. :func:`time_breakdown` draws :func:`sagellm_obs.frames.time_breakdown`
-as one stacked bar per model call: network, server, engine frontend, queue, prefill, decode.
+trace), coloured by category. :func:`time_breakdown_chart` draws
+:func:`sagellm_obs.frames.time_breakdown` as one stacked bar per model call: network, server,
+engine frontend, queue, prefill, decode.
 Colours are fixed (:data:`CATEGORY_COLORS`, :data:`PART_COLORS`); the engine phases have the same
 colours as in every other chart.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Final
 
 import altair as alt
@@ -33,6 +35,7 @@ __all__ = [
     "PART_COLORS",
     "breakdown_rows",
     "time_breakdown",
+    "time_breakdown_chart",
     "timeline_rows",
     "trace_timeline",
 ]
@@ -54,7 +57,7 @@ PARTS: Final = {
     "engine_other_s": "engine frontend",
     **{f"{p}_s": p for p in PHASES},
 }
-"""Columns of the time-breakdown frame stacked by :func:`time_breakdown`, in path order."""
+"""Columns of the time-breakdown frame stacked by :func:`time_breakdown_chart`, in path order."""
 
 PART_COLORS: Final = {
     "network": "#e45756",
@@ -261,7 +264,9 @@ def breakdown_rows(breakdown: pl.DataFrame, limit: int = 100) -> pl.DataFrame:
     )
 
 
-def time_breakdown(breakdown: pl.DataFrame, *, limit: int = 100, width: int = 560) -> ChartType:
+def time_breakdown_chart(
+    breakdown: pl.DataFrame, *, limit: int = 100, width: int = 560
+) -> ChartType:
     """Where each model call's time went: one stacked horizontal bar per call.
 
     Left to right, the parts follow the call's path: ``network`` (client - server: the wire,
@@ -318,3 +323,14 @@ def time_breakdown(breakdown: pl.DataFrame, *, limit: int = 100, width: int = 56
         .properties(title=alt.Title(title, subtitle=subtitle))
     )
     return chart
+
+
+def time_breakdown(breakdown: pl.DataFrame, *, limit: int = 100, width: int = 560) -> ChartType:
+    """Deprecated name of :func:`time_breakdown_chart` (it clashed with the frame's function)."""
+    warnings.warn(
+        "charts.time_breakdown is renamed charts.time_breakdown_chart "
+        "(frames.time_breakdown is the frame it draws)",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return time_breakdown_chart(breakdown, limit=limit, width=width)

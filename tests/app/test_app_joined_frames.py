@@ -127,4 +127,4 @@ def test_tool_using_app_as_call_tree_and_breakdown(
         assert total == pytest.approx(row["client_s"])
     # the charts take the frames as they are
     charts.trace_timeline(tree).to_dict()
-    charts.time_breakdown(bd).to_dict()
+    charts.time_breakdown_chart(bd).to_dict()

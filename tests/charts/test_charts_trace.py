@@ -157,7 +157,7 @@ def test_timeline_limit() -> None:
 
 
 def test_breakdown_parts_stack_to_the_client_time() -> None:
-    spec = charts.time_breakdown(breakdown_frame()).to_dict()
+    spec = charts.time_breakdown_chart(breakdown_frame()).to_dict()
     unit, rows = bars(spec)
     assert len(rows) == 2 * len(PARTS)
     first = [r for r in rows if r["request_id"] == "req-0"]
@@ -177,7 +177,7 @@ def test_breakdown_parts_stack_to_the_client_time() -> None:
 
 def test_breakdown_negative_and_missing_parts_draw_as_zero() -> None:
     frame = breakdown_frame(1, network_s=-0.001, server_s=None, server_overhead_s=None)
-    _, rows = bars(charts.time_breakdown(frame).to_dict())
+    _, rows = bars(charts.time_breakdown_chart(frame).to_dict())
     by_part = {r["part"]: r for r in rows}
     assert by_part["network"]["ms"] == 0.0
     assert by_part["network"]["raw_ms"] == pytest.approx(-1.0)
@@ -185,7 +185,7 @@ def test_breakdown_negative_and_missing_parts_draw_as_zero() -> None:
 
 
 def test_breakdown_limit() -> None:
-    spec = charts.time_breakdown(breakdown_frame(5), limit=2).to_dict()
+    spec = charts.time_breakdown_chart(breakdown_frame(5), limit=2).to_dict()
     _, rows = bars(spec)
     assert len({r["request_id"] for r in rows}) == 2
     assert spec["title"]["subtitle"] == "first 2 of 5 model calls"
@@ -196,8 +196,15 @@ def test_breakdown_limit() -> None:
     [
         lambda: charts.trace_timeline(empty(CALL_TREE)),
         lambda: charts.trace_timeline(a_tree(), limit=0),
-        lambda: charts.time_breakdown(empty(TIME_BREAKDOWN)),
+        lambda: charts.time_breakdown_chart(empty(TIME_BREAKDOWN)),
     ],
 )
 def test_empty_frames_give_no_data(chart: Any) -> None:
     assert is_no_data(chart().to_dict())
+
+
+def test_the_old_chart_name_is_a_deprecated_alias() -> None:
+    frame = breakdown_frame()
+    with pytest.warns(DeprecationWarning, match="time_breakdown_chart"):
+        spec = charts.time_breakdown(frame).to_dict()
+    assert spec == charts.time_breakdown_chart(frame).to_dict()
