@@ -88,7 +88,7 @@ def run(
 ) -> None:
     """Run a workload through the instrumented engine; print a summary, keep a run folder."""
     slos = _parse_slo(slo)
-    from sagellm_obs.workload.main_job import MainJob
+    from sagellm_obs.cli_run import MainJob
 
     _quiet_vllm()
     job = MainJob(
@@ -129,7 +129,7 @@ def report(
     slo: Annotated[str | None, typer.Option(help="Goodput SLOs, e.g. ttft=0.5,tpot=0.05")] = None,
 ) -> None:
     """(Re)build a run's summary and its self-contained report.html."""
-    from sagellm_obs.workload.main_job import summarize_run
+    from sagellm_obs.cli_run import summarize_run
 
     if not run_dir.is_dir():
         raise typer.BadParameter(f"{run_dir} is not a run folder")
@@ -143,7 +143,7 @@ def compare(
     out: Annotated[Path | None, typer.Option(help="Comparison report path.")] = None,
 ) -> None:
     """Print two runs' summaries side by side with deltas and write a comparison report."""
-    from sagellm_obs.summary import render_comparison, summarize
+    from sagellm_obs.run_summary import render_comparison, summarize
 
     for run in (run_a, run_b):
         if not run.is_dir():

@@ -1,6 +1,6 @@
 """``write_report`` and ``write_comparison``: a run (or two) as one offline HTML file.
 
-The page shows the run's :class:`~sagellm_obs.summary.Summary` as tables and the key charts of
+The page shows the run's :class:`~sagellm_obs.run_summary.Summary` as tables and the key charts of
 :mod:`sagellm_obs.charts`, with Vega inlined (see :mod:`sagellm_obs.report.page`), so it can be
 mailed, archived next to the run and opened without network access.
 """
@@ -18,7 +18,7 @@ from sagellm_obs import charts
 from sagellm_obs.frames import Frames, load
 from sagellm_obs.report.page import ChartBlock, chart_spec, render_page, write_atomic
 from sagellm_obs.report.tables import comparison_tables, summary_tables
-from sagellm_obs.summary import Summary, summarize
+from sagellm_obs.run_summary import Summary, summarize
 
 __all__ = ["REPORT_NAME", "report_charts", "write_comparison", "write_report"]
 

@@ -1,6 +1,6 @@
-"""HTML tables of a run :class:`~sagellm_obs.summary.Summary`, alone or two side by side.
+"""HTML tables of a run :class:`~sagellm_obs.run_summary.Summary`, alone or two side by side.
 
-The rows match the terminal summary (``sagellm_obs.summary.render_summary``): latencies in
+The rows match the terminal summary (``sagellm_obs.run_summary.render_summary``): latencies in
 milliseconds at p50/p90/p99/mean, then the run's figures. Every value is escaped.
 """
 
@@ -10,7 +10,7 @@ import html
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sagellm_obs.summary import Summary
+from sagellm_obs.run_summary import Summary
 
 __all__ = ["Figure", "comparison_tables", "latency_rows", "run_figures", "summary_tables"]
 

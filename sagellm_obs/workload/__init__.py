@@ -38,6 +38,7 @@ from sagellm_obs.workload.arrivals import (
     within_duration,
 )
 from sagellm_obs.workload.chat import chat_sessions, session_name
+from sagellm_obs.workload.describe import WorkloadSummary, summary_of
 from sagellm_obs.workload.generators import (
     COMMON_PARAMETERS,
     DEFAULT_WORKLOAD,
@@ -77,7 +78,6 @@ from sagellm_obs.workload.shared_prefix import (
     shared_prefix,
     shared_prefix_ratio,
 )
-from sagellm_obs.workload.summary import WorkloadSummary, summary_of
 from sagellm_obs.workload.text import (
     TOKENS_PER_WORD,
     VOCABULARY,

@@ -36,8 +36,8 @@ from openai import OpenAI
 from rich.console import Console
 
 from sagellm_obs import semconv as sc
+from sagellm_obs.cli_run import summarize_run
 from sagellm_obs.frames import load
-from sagellm_obs.workload.main_job import summarize_run
 
 pytestmark = [pytest.mark.engine, pytest.mark.timeout(300)]
 

@@ -24,9 +24,9 @@ from polars.testing import assert_frame_equal
 from sagellm_obs import semconv as sc
 from sagellm_obs.frames import load
 from sagellm_obs.frames.lines import TORN
+from sagellm_obs.run_summary import summarize
 from sagellm_obs.store import StoreWarning
 from sagellm_obs.store.layout import columnar_copy, data_files
-from sagellm_obs.summary import summarize
 
 pytestmark = [pytest.mark.engine, pytest.mark.timeout(300)]
 

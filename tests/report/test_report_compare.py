@@ -7,7 +7,7 @@ from pathlib import Path
 from report_html import EXTERNAL, specs, tables
 
 from sagellm_obs.report import write_comparison
-from sagellm_obs.summary import summarize
+from sagellm_obs.run_summary import summarize
 
 
 def test_comparison_tables_and_charts(run_a: Path, run_b: Path, tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import pytest
 from report_run import build_run
 
 from sagellm_obs import frames
-from sagellm_obs.summary import summarize
+from sagellm_obs.run_summary import summarize
 
 
 def test_summary_goodput_agrees_with_frames_goodput_on_cancelled_requests(

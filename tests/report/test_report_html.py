@@ -10,7 +10,7 @@ from report_html import EXTERNAL, specs, table_dict, tables
 from report_run import build_run
 
 from sagellm_obs.report import REPORT_NAME, write_report
-from sagellm_obs.summary import summarize
+from sagellm_obs.run_summary import summarize
 
 CHARTS = {
     "ttft",

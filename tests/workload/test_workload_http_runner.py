@@ -192,7 +192,7 @@ def test_main_job_endpoint_summarizes_client_rows(served: Served, tmp_path: Path
 
     from rich.console import Console
 
-    from sagellm_obs.workload.main_job import MainJob
+    from sagellm_obs.cli_run import MainJob
 
     out = tmp_path / "endpoint-run"
     job = MainJob(

@@ -66,15 +66,15 @@ class MainJob:
 
     def run(self, console: Console) -> int:
         """Run everything and print the summary."""
-        import sagellm_obs as so
         from sagellm_obs.engine import Engine
+        from sagellm_obs.telemetry import configure
         from sagellm_obs.workload.runner import RunResult, run_workload
 
         items = self.items()
         if not items:
             console.print("[red]The workload has no requests.[/]")
             return 2
-        tel = so.configure(
+        tel = configure(
             run_dir=self.out or None,
             otlp_endpoint=self.otlp or None,
         )
@@ -204,7 +204,7 @@ def summarize_run(run_dir: Path, console: Console, *, slo: dict[str, float] | No
     """Print the summary of a run folder and (re)write its ``summary.json`` and ``report.html``."""
     import json
 
-    from sagellm_obs.summary import render_summary, summarize
+    from sagellm_obs.run_summary import render_summary, summarize
 
     summary = summarize(run_dir, slo=slo)
     (run_dir / "summary.json").write_text(json.dumps(summary.as_dict(), indent=2) + "\n")

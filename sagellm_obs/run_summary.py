@@ -1,0 +1,274 @@
+"""The run summary: latency percentiles, throughput, goodput, prefix-cache and KV figures.
+
+Computed only from what the run folder holds (request spans, step records, client timings), so the
+summary printed at the end of ``sagellm-obs run`` can be recomputed from the stored traces.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from rich.console import Group
+from rich.table import Table
+
+from sagellm_obs.frames.analysis import QUANTILES, good_requests, quantile_label
+
+# (label, requests-frame column): engine-side latencies, seconds.
+LATENCIES = (
+    ("TTFT", "ttft_s"),
+    ("TPOT", "tpot_s"),
+    ("E2E", "e2e_s"),
+    ("queue", "queue_s"),
+    ("prefill", "prefill_s"),
+    ("decode", "decode_s"),
+)
+
+
+@dataclass
+class Summary:
+    """What a run did. Latencies are in seconds; rates are fractions in [0, 1]."""
+
+    run_dir: str
+    requests: int
+    ok: int
+    failed: int
+    cancelled: int
+    duration_s: float
+    request_throughput: float
+    output_token_throughput: float
+    input_token_throughput: float
+    latency: dict[str, dict[str, float]] = field(default_factory=dict)
+    itl: dict[str, float] = field(default_factory=dict)
+    client_ttft: dict[str, float] = field(default_factory=dict)
+    slo: dict[str, float] = field(default_factory=dict)
+    goodput: float | None = None
+    goodput_rps: float | None = None
+    prefix_hit_rate: float = 0.0
+    mean_cached_share: float = 0.0
+    kv_usage_peak: float = 0.0
+    kv_usage_mean: float = 0.0
+    preemptions: int = 0
+    model: str = ""
+    note: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data (for JSON, reports and comparisons)."""
+        from dataclasses import asdict
+
+        return asdict(self)
+
+
+def _quantiles(values: pl.Series) -> dict[str, float]:
+    values = values.drop_nulls().drop_nans() if values.dtype.is_float() else values.drop_nulls()
+    if values.is_empty():
+        return {}
+    out = {
+        quantile_label(q): float(values.quantile(q, interpolation="linear") or 0.0)
+        for q in QUANTILES
+    }
+    out["mean"] = float(values.mean() or 0.0)  # type: ignore[arg-type]
+    return out
+
+
+def _client_rows(run_dir: Path) -> list[dict[str, Any]]:
+    from sagellm_obs.store import files_of, iter_jsonl
+
+    rows: list[dict[str, Any]] = []
+    for f in files_of(run_dir, "requests-client"):
+        rows.extend(obj for _, obj in iter_jsonl(f, errors="skip"))
+    return rows
+
+
+def summarize(run: str | Path, *, slo: dict[str, float] | None = None) -> Summary:
+    """Summarise a run folder. ``slo`` maps requests-frame columns (``ttft_s``...) to limits."""
+    from sagellm_obs.frames import load
+
+    run_dir = Path(run)
+    frames = load(run_dir, errors="skip", cache=False)
+    req = frames.requests
+    steps = frames.steps
+    n = req.height
+    failed = int(req.filter(pl.col("error_type").is_not_null()).height) if n else 0
+    cancelled = int(req.filter(pl.col("cancelled").fill_null(False)).height) if n else 0
+    ok_frame = req.filter(pl.col("error_type").is_null() & ~pl.col("cancelled").fill_null(False))
+    duration = 0.0
+    if n:
+        start = req["arrival"].min()
+        end = req.select(
+            (pl.col("arrival") + pl.duration(microseconds=pl.col("e2e_s") * 1e6)).max()
+        ).item()
+        if start is not None and end is not None:
+            duration = max((end - start).total_seconds(), 1e-9)
+    rate = (lambda x: x / duration) if duration > 0 else (lambda x: 0.0)
+    summary = Summary(
+        run_dir=str(run_dir),
+        requests=n,
+        ok=ok_frame.height,
+        failed=failed,
+        cancelled=cancelled,
+        duration_s=duration,
+        request_throughput=rate(ok_frame.height),
+        output_token_throughput=rate(float(req["output_tokens"].sum() or 0)),
+        input_token_throughput=rate(float(req["input_tokens"].sum() or 0)),
+        model=str(req["model"][0]) if n else "",
+    )
+    for label, col in LATENCIES:
+        if col in ok_frame.columns:
+            q = _quantiles(ok_frame[col])
+            if q:
+                summary.latency[label] = q
+    client = _client_rows(run_dir)
+    itl = [x / 1000.0 for row in client for x in (row.get("client_itl_ms") or [])]
+    if itl:
+        summary.itl = _quantiles(pl.Series(itl, dtype=pl.Float64))
+    client_ttft = [row["client_ttft_s"] for row in client if row.get("client_ttft_s") is not None]
+    if client_ttft:
+        summary.client_ttft = _quantiles(pl.Series(client_ttft, dtype=pl.Float64))
+    if not n and client:
+        _client_only(summary, client)
+    if slo:
+        summary.slo = dict(slo)
+        if n:
+            # frames.goodput's rule (failed and cancelled requests are never good), in counts
+            good = req.filter(good_requests(slo, req.columns)).height
+            summary.goodput = good / n
+            summary.goodput_rps = rate(good)
+    if n:
+        summary.mean_cached_share = float(
+            req.select((pl.col("cached_tokens") / pl.col("input_tokens")).fill_nan(0).mean()).item()
+            or 0.0
+        )
+    if steps.height:
+        queries = int(steps["prefix_queries"].sum() or 0)
+        hits = int(steps["prefix_hits"].sum() or 0)
+        summary.prefix_hit_rate = hits / queries if queries else 0.0
+        summary.kv_usage_peak = float(steps["kv_cache_usage"].max() or 0.0)  # type: ignore[arg-type]
+        summary.kv_usage_mean = float(steps["kv_cache_usage"].mean() or 0.0)  # type: ignore[arg-type]
+        summary.preemptions = int(steps["preemptions"].sum() or 0)
+    return summary
+
+
+CLIENT_ONLY_NOTE = "client-side figures only: engine-side spans are in the server's run folder"
+
+
+def _client_only(summary: Summary, client: list[dict[str, Any]]) -> None:
+    """Fill ``summary`` from client rows alone (``sagellm-obs run --endpoint``: no engine here)."""
+    rows = {str(r["request_id"]): r for r in client if r.get("request_id") is not None}
+    cancelled = sum(1 for r in rows.values() if r.get("error") == "cancelled")
+    failed = sum(1 for r in rows.values() if r.get("error") not in (None, "cancelled"))
+    ok = [r for r in rows.values() if r.get("error") is None]
+    starts = [
+        int(r["client_start_unix_nano"]) for r in rows.values() if r.get("client_start_unix_nano")
+    ]
+    ends = [
+        int(r["client_start_unix_nano"]) + int(float(r.get("client_e2e_s") or 0.0) * 1e9)
+        for r in rows.values()
+        if r.get("client_start_unix_nano")
+    ]
+    duration = max((max(ends) - min(starts)) / 1e9, 1e-9) if starts else 0.0
+    out_tokens = sum(int(r.get("output_tokens") or 0) for r in rows.values())
+    summary.requests = len(rows)
+    summary.ok, summary.failed, summary.cancelled = len(ok), failed, cancelled
+    summary.duration_s = duration
+    if duration > 0:
+        summary.request_throughput = len(ok) / duration
+        summary.output_token_throughput = out_tokens / duration
+    e2e = [float(r["client_e2e_s"]) for r in ok if r.get("client_e2e_s") is not None]
+    if e2e:
+        summary.latency["E2E (client)"] = _quantiles(pl.Series(e2e, dtype=pl.Float64))
+    summary.note = CLIENT_ONLY_NOTE
+
+
+def _ms(x: float | None) -> str:
+    return "" if x is None else f"{x * 1000:.1f}"
+
+
+def render_summary(s: Summary) -> Group:
+    """Rich tables of a :class:`Summary` for the terminal."""
+    lat = Table(
+        title=f"Latency (ms) - {s.requests} requests, model {s.model}", title_justify="left"
+    )
+    lat.add_column("metric")
+    for col in ("p50", "p90", "p99", "mean"):
+        lat.add_column(col, justify="right")
+    rows = list(s.latency.items())
+    if s.itl:
+        rows.insert(2, ("ITL (client)", s.itl))
+    if s.client_ttft:
+        rows.insert(1, ("TTFT (client)", s.client_ttft))
+    for label, q in rows:
+        lat.add_row(label, *(_ms(q.get(k)) for k in ("p50", "p90", "p99", "mean")))
+    run = Table(title="Run", title_justify="left", show_header=False)
+    run.add_column("what")
+    run.add_column("value", justify="right")
+    run.add_row("requests ok / failed / cancelled", f"{s.ok} / {s.failed} / {s.cancelled}")
+    run.add_row("duration", f"{s.duration_s:.2f} s")
+    run.add_row("request throughput", f"{s.request_throughput:.2f} req/s")
+    run.add_row("output token throughput", f"{s.output_token_throughput:.1f} tok/s")
+    run.add_row("input token throughput", f"{s.input_token_throughput:.1f} tok/s")
+    if s.goodput is not None:
+        limits = ", ".join(f"{k.removesuffix('_s')} <= {v * 1000:g} ms" for k, v in s.slo.items())
+        run.add_row(f"goodput ({limits})", f"{s.goodput:.1%} ({s.goodput_rps or 0:.2f} req/s)")
+    run.add_row("prefix-cache hit rate (tokens)", f"{s.prefix_hit_rate:.1%}")
+    run.add_row("mean cached share of prompts", f"{s.mean_cached_share:.1%}")
+    run.add_row("KV-cache usage peak / mean", f"{s.kv_usage_peak:.1%} / {s.kv_usage_mean:.1%}")
+    run.add_row("preemptions", str(s.preemptions))
+    if s.note:
+        return Group(lat, run, s.note)
+    return Group(lat, run)
+
+
+# (label, getter) rows compared between two runs; lower is better unless noted.
+_COMPARE_ROWS: tuple[tuple[str, str, str, bool], ...] = (
+    ("TTFT p50 (ms)", "latency", "TTFT.p50", False),
+    ("TTFT p99 (ms)", "latency", "TTFT.p99", False),
+    ("TPOT p50 (ms)", "latency", "TPOT.p50", False),
+    ("E2E p50 (ms)", "latency", "E2E.p50", False),
+    ("E2E p99 (ms)", "latency", "E2E.p99", False),
+    ("queue p50 (ms)", "latency", "queue.p50", False),
+    ("request throughput (req/s)", "", "request_throughput", True),
+    ("output tokens/s", "", "output_token_throughput", True),
+    ("prefix-cache hit rate", "", "prefix_hit_rate", True),
+    ("KV-cache usage peak", "", "kv_usage_peak", False),
+    ("preemptions", "", "preemptions", False),
+)
+
+
+def comparison_rows(a: Summary, b: Summary) -> list[tuple[str, float | None, float | None]]:
+    """``(label, value_a, value_b)`` for the figures compared between two runs."""
+    rows: list[tuple[str, float | None, float | None]] = []
+    for label, group, key, _higher in _COMPARE_ROWS:
+        vals: list[float | None] = []
+        for s in (a, b):
+            if group == "latency":
+                metric, q = key.split(".")
+                v = s.latency.get(metric, {}).get(q)
+                vals.append(None if v is None else v * 1000)
+            else:
+                vals.append(float(getattr(s, key)))
+        rows.append((label, vals[0], vals[1]))
+    return rows
+
+
+def render_comparison(a: Summary, b: Summary) -> Table:
+    """A rich table of two runs side by side, with absolute and relative deltas."""
+    table = Table(title="Run comparison (B vs A)", title_justify="left")
+    table.add_column("metric")
+    table.add_column(f"A: {Path(a.run_dir).name}", justify="right")
+    table.add_column(f"B: {Path(b.run_dir).name}", justify="right")
+    table.add_column("delta", justify="right")
+    table.add_column("B / A", justify="right")
+    for label, va, vb in comparison_rows(a, b):
+        if va is None or vb is None:
+            table.add_row(label, _num(va), _num(vb), "", "")
+            continue
+        ratio = f"{vb / va:.3f}" if va else ""
+        table.add_row(label, _num(va), _num(vb), f"{vb - va:+.3g}", ratio)
+    return table
+
+
+def _num(v: float | None) -> str:
+    return "" if v is None else f"{v:.4g}"
