@@ -23,7 +23,7 @@ from sagellm_obs.frames import (
     rolling_hit_rate,
     throughput,
 )
-from sagellm_obs.frames.schemas import REQUESTS, STEPS, conform
+from sagellm_obs.frames.schemas import REQUESTS, STEPS, conform, empty
 
 START = datetime(2025, 1, 1, tzinfo=timezone.utc)
 S = 10**9
@@ -248,3 +248,34 @@ def test_throughput() -> None:
     assert t["input_tokens_per_s"] == pytest.approx(1.0)
     empty = throughput(req.clear())
     assert empty["requests"] == 0 and math.isnan(empty["requests_per_s"])
+
+
+def test_every_helper_gives_the_same_answer_on_lazy_frames(frames: Frames) -> None:
+    """Eager and lazy input (as ``frames.scan`` gives) agree on the real run."""
+    req, steps, m = frames.requests, frames.steps, frames.metrics
+    lreq, lsteps, lm = req.lazy(), steps.lazy(), m.lazy()
+    assert percentiles(lreq).equals(percentiles(req))
+    assert percentiles(lreq, by="model").equals(percentiles(req, by="model"))
+    slo = {"ttft_s": 10.0}
+    assert goodput(lreq, slo) == goodput(req, slo)
+    assert goodput(req, slo) == pytest.approx(3 / 5)  # the timeout and the cancelled one fail
+    assert prefix_hit_rate(lsteps) == prefix_hit_rate(steps)
+    assert rolling_hit_rate(lsteps, "100ms").equals(rolling_hit_rate(steps, "100ms"))
+    assert throughput(lreq) == throughput(req)
+    assert compare(lreq, req).equals(compare(req, req))
+    times = m["time"].unique().sort().to_list()
+    for args in ((), (times[0], times[1]), (None, times[0])):
+        assert counter_delta(lm, "sagellm.requests", *args) == counter_delta(
+            m, "sagellm.requests", *args
+        )
+        name = "gen_ai.server.request.duration"
+        assert histogram_delta(lm, name, *args) == histogram_delta(m, name, *args)
+    with pytest.raises(ValueError, match="nope"):
+        goodput(lreq, {"nope": 1.0})
+
+
+def test_lazy_empty_frames() -> None:
+    empty_req = empty(REQUESTS).lazy()
+    assert math.isnan(goodput(empty_req, {"ttft_s": 1.0}))
+    assert throughput(empty_req)["requests"] == 0
+    assert percentiles(empty_req)["count"].to_list() == [0] * 4
