@@ -38,3 +38,7 @@ def writer(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[LiveRun]:
         yield run
     finally:
         run.tel.shutdown()
+
+
+# the public test helpers: the sagellm_capture fixture (users add the same line to their conftest)
+pytest_plugins = ["sagellm_obs.testing"]

@@ -11,7 +11,7 @@ from typing import Any
 from sagellm_obs import semconv as sc
 from sagellm_obs.store.otlp_json import any_value
 from sagellm_obs.telemetry import AdvancedOptions, RequestRecord, Telemetry, configure
-from tests.records import make_record as make_record
+from sagellm_obs.testing import make_record as make_record
 
 T0 = 1_700_000_000_000_000_000  # an epoch in nanoseconds for hand-made lines
 

@@ -27,7 +27,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from sagellm_obs.telemetry.records import RequestRecord
-from tests.records import make_record as make_record
+from sagellm_obs.testing import make_record as make_record
 
 IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 ROTEL_HOW = "pip install 'rotel>=0.0.1a15'"

@@ -28,7 +28,7 @@ from sagellm_obs import semconv as sc
 from sagellm_obs.protocol.timing import ClockAnchor
 from sagellm_obs.telemetry import RequestRecord, Telemetry
 from sagellm_obs.telemetry.aggregate import CARDINALITY_LIMIT, RequestMetrics
-from tests.records import compare_telemetry
+from sagellm_obs.testing import deterministic_telemetry as compare_telemetry
 
 MakeRecord = Callable[..., RequestRecord]
 _DELTA = {Histogram: AggregationTemporality.DELTA, Counter: AggregationTemporality.DELTA}

@@ -30,7 +30,7 @@ from sagellm_obs.protocol.tracecontext import otel_trace_id
 from sagellm_obs.store import files_of, iter_jsonl
 from sagellm_obs.store.otlp_json import parse_traces_line
 from sagellm_obs.telemetry import RequestRecord, Telemetry
-from tests.records import compare_telemetry
+from sagellm_obs.testing import deterministic_telemetry as compare_telemetry
 
 MakeRecord = Callable[..., RequestRecord]
 PARENT_TRACE_ID = 0x4BF92F3577B34DA6A3CE929D0E0E4736
