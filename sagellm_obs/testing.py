@@ -148,7 +148,7 @@ class Capture:
     @property
     def anchor(self) -> ClockAnchor:
         """The pipeline's clock anchor: give it to :func:`make_record`."""
-        return self.telemetry.pipeline.anchor
+        return self.telemetry.anchor
 
     @property
     def run_dir(self) -> Path:
@@ -159,12 +159,12 @@ class Capture:
     def submit(self, *records: RequestRecord) -> None:
         """Hand finished requests to the pipeline, as the engine does, and flush."""
         for r in records:
-            self.telemetry.pipeline.submit_request(r)
+            self.telemetry.submit_request(r)
         self.flush()
 
     def submit_step(self, step: dict[str, Any]) -> None:
         """Hand one engine-step record (``sc.STEP_*`` keys) to the pipeline, and flush."""
-        self.telemetry.pipeline.submit_step(step)
+        self.telemetry.submit_step(step)
         self.flush()
 
     def flush(self) -> None:

@@ -7,7 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from sagellm_obs.testing import sagellm_capture as sagellm_capture
 from tests.frames.frames_otlp import LiveRun, live_run
+
+# The public fixture (sagellm_capture) by import rather than ``pytest_plugins``, which users write:
+# frames_otlp imports sagellm_obs.testing first, so pytest could not assert-rewrite it as a plugin.
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -38,7 +42,3 @@ def writer(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[LiveRun]:
         yield run
     finally:
         run.tel.shutdown()
-
-
-# the public test helpers: the sagellm_capture fixture (users add the same line to their conftest)
-pytest_plugins = ["sagellm_obs.testing"]
