@@ -3,33 +3,143 @@
 Prints one JSON object: ``seconds`` (wall time of the load call only, imports excluded),
 ``cpu_s`` (CPU time of the process over the same call, all threads), ``rows`` and
 ``maxrss_mb`` (peak resident memory of this process, imports included). Each loader imports
-only what it needs, so the peak is that loader's.
+only what it needs, so the peak is that loader's. A loader that finds the run folder not as it
+expects (``sagellm_first`` without the store's copies) exits non-zero with the reason.
 """
 
 from __future__ import annotations
 
 import json
 import resource
+import shutil
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+NOT_FROM_COPIES = "not from the columnar copies"
+"""In the error of ``sagellm_first``/``sagellm_lazy_ttft`` when a copy had to be rebuilt."""
+
+EXTRA: dict[str, Any] = {}
+"""More figures for the output line (per-file seal times, stages, query results)."""
+
+AFTER: list[Callable[[], None]] = []
+"""Run after the timed call (restoring the folder a loader changed)."""
+
 
 def _files(directory: Path) -> list[Path]:
     return sorted(directory.glob("traces-*.jsonl"))
 
 
-def _sagellm(directory: Path, cache: bool) -> Callable[[], int]:
+def _data_files(directory: Path) -> list[Path]:
+    from sagellm_obs.store import layout
+
+    return [p for kind in layout.KINDS for p in layout.data_files(directory, kind)]
+
+
+def _sagellm_cold(directory: Path) -> Callable[[], int]:
     from sagellm_obs.frames import load
 
     def go() -> int:
-        frames = load(directory, cache=cache)
-        if cache and not frames.from_cache:
-            # A cold read that wrote the cache: a different measurement, flag it.
-            print("not-from-cache", file=sys.stderr)
+        return load(directory, cache=False).spans.height
+
+    return go
+
+
+def _sagellm_seal(directory: Path) -> Callable[[], int]:
+    """What the store's sealing thread does with each file: one after the other, its copies."""
+    import polars as pl
+
+    from sagellm_obs.frames.columnar import write_copies
+    from sagellm_obs.store import layout
+
+    data = _data_files(directory)
+    shutil.rmtree(directory / layout.COLUMNAR_DIR, ignore_errors=True)
+
+    def go() -> int:
+        per_file = []
+        for path in data:
+            t0 = time.perf_counter()
+            write_copies(path)
+            per_file.append(time.perf_counter() - t0)
+        EXTRA["files_s"] = per_file
+        # Footers only: a few ms, so counted in the time rather than made a second step.
+        copies = [layout.columnar_copy(p, "spans") for p in data]
+        return int(
+            pl.scan_parquet([c for c in copies if c.is_file()]).select(pl.len()).collect().item()
+        )
+
+    return go
+
+
+def _check_fresh(rebuilt: list[tuple[str, str]], from_cache: bool) -> None:
+    if rebuilt or not from_cache:
+        raise RuntimeError(f"{NOT_FROM_COPIES}: rebuilt {rebuilt[:3]} (from_cache={from_cache})")
+
+
+def _sagellm_first(directory: Path) -> Callable[[], int]:
+    """The first load of a run folder the store sealed: every file from its copies."""
+    from sagellm_obs.frames import load
+
+    def go() -> int:
+        frames = load(directory)
+        _check_fresh(frames.rebuilt, frames.from_cache)
         return frames.spans.height
+
+    return go
+
+
+def _sagellm_rebuild(directory: Path) -> Callable[[], int]:
+    """A load that finds no copies (a run killed before sealing): builds and writes them all.
+
+    The store's copies are moved aside first and put back afterwards, so the other loaders keep
+    reading what the store wrote.
+    """
+    from sagellm_obs.frames import load
+    from sagellm_obs.store import layout
+
+    copies = directory / layout.COLUMNAR_DIR
+    aside = directory / f".{layout.COLUMNAR_DIR}-sealed"
+    if copies.is_dir():
+        copies.rename(aside)
+
+    def restore() -> None:
+        if aside.is_dir():
+            shutil.rmtree(copies, ignore_errors=True)
+            aside.rename(copies)
+
+    AFTER.append(restore)
+
+    def go() -> int:
+        frames = load(directory)
+        EXTRA["rebuilt_files"] = len(frames.rebuilt)
+        return frames.spans.height
+
+    return go
+
+
+def _sagellm_lazy_ttft(directory: Path) -> Callable[[], int]:
+    """A notebook's aggregate over the copies: p50/p99 TTFT per minute of arrival, collected."""
+    import polars as pl
+
+    from sagellm_obs.frames import scan
+
+    def go() -> int:
+        s = scan(directory)
+        _check_fresh(s.rebuilt, s.from_cache)
+        per_minute = (
+            s.requests.group_by(pl.col("arrival").dt.truncate("1m").alias("minute"))
+            .agg(
+                pl.col("ttft_s").quantile(0.5).alias("p50"),
+                pl.col("ttft_s").quantile(0.99).alias("p99"),
+                pl.len().alias("requests"),
+            )
+            .sort("minute")
+            .collect()
+        )
+        EXTRA["requests"] = int(per_minute["requests"].sum())
+        return per_minute.height
 
     return go
 
@@ -38,16 +148,17 @@ PHASES: dict[str, float] = {}
 
 
 def _sagellm_phases(directory: Path) -> Callable[[], int]:
-    """A cold load with the loader's stages timed (decode lines, build spans, build requests).
+    """A cold load with the loader's stages timed (decode lines, build spans).
 
-    Wraps private functions of ``sagellm_obs.frames.load``; stages it cannot find are left out.
+    Wraps functions as ``sagellm_obs.frames.files`` calls them; stages it cannot find are left
+    out.
     """
     import importlib
 
     from sagellm_obs.frames import load
 
-    module = importlib.import_module("sagellm_obs.frames.load")
-    for name in ("read_lines", "build_spans", "build_requests", "build_steps", "build_metrics"):
+    module = importlib.import_module("sagellm_obs.frames.files")
+    for name in ("read_lines", "build_spans"):
         inner = getattr(module, name, None)
         if inner is None:
             continue
@@ -65,18 +176,6 @@ def _sagellm_phases(directory: Path) -> Callable[[], int]:
 
     def go() -> int:
         return load(directory, cache=False).spans.height
-
-    return go
-
-
-def _sagellm_cached(directory: Path) -> Callable[[], int]:
-    from sagellm_obs.frames import load
-
-    def go() -> int:
-        frames = load(directory)
-        if not frames.from_cache:
-            raise RuntimeError("the Parquet cache was not used")
-        return frames.spans.height
 
     return go
 
@@ -172,9 +271,11 @@ def _imports(directory: Path) -> Callable[[], int]:
 
 
 LOADERS: dict[str, Callable[[Path], Callable[[], int]]] = {
-    "sagellm_cold": lambda d: _sagellm(d, cache=False),
-    "sagellm_cache_write": lambda d: _sagellm(d, cache=True),
-    "sagellm_cached": _sagellm_cached,
+    "sagellm_cold": _sagellm_cold,
+    "sagellm_seal": _sagellm_seal,
+    "sagellm_first": _sagellm_first,
+    "sagellm_rebuild": _sagellm_rebuild,
+    "sagellm_lazy_ttft": _sagellm_lazy_ttft,
     "sagellm_phases": _sagellm_phases,
     "polars_ndjson": _polars_ndjson,
     "pyarrow_json": _pyarrow_json,
@@ -186,10 +287,14 @@ LOADERS: dict[str, Callable[[Path], Callable[[], int]]] = {
 def main(argv: list[str]) -> int:
     name, directory = argv[0], Path(argv[1])
     go = LOADERS[name](directory)
-    c0, t0 = time.process_time(), time.perf_counter()
-    rows = go()
-    seconds = time.perf_counter() - t0
-    cpu = time.process_time() - c0
+    try:
+        c0, t0 = time.process_time(), time.perf_counter()
+        rows = go()
+        seconds = time.perf_counter() - t0
+        cpu = time.process_time() - c0
+    finally:
+        for undo in AFTER:
+            undo()
     maxrss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out: dict[str, Any] = {
         "loader": name,
@@ -200,6 +305,7 @@ def main(argv: list[str]) -> int:
     }
     if PHASES:
         out["phases"] = PHASES
+    out.update(EXTRA)
     print(json.dumps(out))
     return 0
 

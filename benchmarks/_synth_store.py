@@ -5,6 +5,9 @@ A real line is made once: a ``RequestRecord`` goes through our pipeline (SDK spa
 become a ``%``-template in which ids, times, request ids and the numeric attributes are
 placeholders; every synthetic request fills it with its own values. Lines hold 128 requests
 (512 spans, the batch span processor's batch) and files rotate at 64 MB, as ``RunStore`` does.
+The manifest is the store's, with the fields a ``make run`` adds (versions, model, workload).
+Only traces files are written, and no columnar copies: sealing them is measured by the benchmark
+(``sagellm_seal`` in :mod:`benchmarks._load_worker`).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from sagellm_obs.store.run import DEFAULT_MAX_BYTES, RunStore
 REQUESTS_PER_LINE = 128
 T0_NS = 1_767_225_600 * 10**9  # 2026-01-01T00:00:00Z
 _MARK = "@@"
+_SPACING_NS = 20_000_000  # one request every 20 ms (50 requests/s)
 
 # Attribute key -> placeholder name, for the request span.
 _ATTR_SLOTS = {
@@ -124,7 +128,7 @@ def template() -> tuple[str, str, str]:
 
 
 def _values(rng: random.Random, i: int) -> dict[str, Any]:
-    arrival = T0_NS + i * 20_000_000 + rng.randrange(1_000_000)
+    arrival = T0_NS + i * _SPACING_NS + rng.randrange(1_000_000)
     queue = rng.randrange(100_000, 50_000_000)
     prefill = rng.randrange(5_000_000, 60_000_000)
     decode = rng.randrange(100_000_000, 900_000_000)
@@ -170,6 +174,36 @@ def _values(rng: random.Random, i: int) -> dict[str, Any]:
     }
 
 
+def _manifest(directory: Path, requests: int) -> None:
+    """The manifest a ``make run`` of these requests would leave (the store's own writer)."""
+    from sagellm_obs.telemetry.setup import _versions
+
+    store = RunStore(directory, run_id="bench-run")
+    # Only the manifest: the data files are written below, and sealed by the benchmark.
+    store.close()
+    store.update_manifest(
+        started_at=T0_NS / 1e9,
+        ended_at=(T0_NS + requests * _SPACING_NS) / 1e9 + 1.0,
+        service_name=sc.SERVICE_NAME_DEFAULT,
+        engine_id="vllm-bench",
+        capture_content=False,
+        otlp=[],
+        versions=_versions(),
+        model="tiny-llama",
+        engine_args={"model": "tiny-llama", "enable_prefix_caching": True, "seed": 0},
+        kv_bytes_per_token=4096,
+        workload={
+            "name": "synthetic",
+            "requests": requests,
+            "rate": 1e9 / _SPACING_NS,
+            "concurrency": None,
+            "max_tokens": 256,
+            "seed": 0,
+            "prefix_caching": True,
+        },
+    )
+
+
 def write_store(
     directory: Path,
     spans: int,
@@ -179,9 +213,8 @@ def write_store(
 ) -> dict[str, Any]:
     """Write a run folder with ``spans`` spans (rounded up to whole 4-span requests)."""
     head, body, tail = template()
-    store = RunStore(directory, run_id="bench-run")
-    store.close()  # the manifest only; the traces files are written below
     requests = -(-spans // 4)
+    _manifest(directory, requests)
     rng = random.Random(seed)
     index, size, total = 1, 0, 0
     fh = open(directory / f"traces-{index:05d}.jsonl", "w")  # noqa: SIM115
