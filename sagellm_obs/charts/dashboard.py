@@ -33,7 +33,7 @@ from sagellm_obs.charts._data import (
     sample_note,
     time_x,
 )
-from sagellm_obs.charts.theme import SERIES_COLORS, quantile_scale, series_scale
+from sagellm_obs.charts.theme import SERIES_COLORS, cached_share_color, quantile_scale, series_scale
 from sagellm_obs.charts.throughput import concurrency_rows
 from sagellm_obs.charts.waterfall import waterfall_chart, waterfall_rows
 from sagellm_obs.frames.analysis import QUANTILES
@@ -173,12 +173,7 @@ def _scatter(data: pl.DataFrame, brush: alt.Parameter | None, note: str) -> alt.
         .encode(
             x=alt.X("input_tokens:Q", title="prompt tokens", axis=alt.Axis(tickCount=6)),
             y=alt.Y("ttft_ms:Q", title="TTFT (ms)"),
-            color=alt.Color(
-                "cached_share:Q",
-                title="cached share",
-                scale=alt.Scale(domain=[0, 1], scheme="viridis"),
-                legend=alt.Legend(format="%"),
-            ),
+            color=cached_share_color(),
             tooltip=[
                 alt.Tooltip("request_id:N", title="request"),
                 alt.Tooltip("input_tokens:Q", title="prompt tokens"),

@@ -31,7 +31,7 @@ from sagellm_obs.charts._data import (
     sample_note,
     time_x,
 )
-from sagellm_obs.charts.theme import quantile_scale
+from sagellm_obs.charts.theme import cached_share_color, quantile_scale
 from sagellm_obs.frames.analysis import QUANTILES
 
 __all__ = ["latency_distribution", "latency_over_time", "latency_values_ms", "ttft_vs_prompt"]
@@ -238,12 +238,7 @@ def ttft_vs_prompt(requests: pl.DataFrame, *, points: int = MAX_POINTS) -> Chart
         .encode(
             x=alt.X("input_tokens:Q", title="prompt tokens", axis=alt.Axis(tickCount=6)),
             y=alt.Y("ttft_ms:Q", title="TTFT (ms)"),
-            color=alt.Color(
-                "cached_share:Q",
-                title="cached share",
-                scale=alt.Scale(domain=[0, 1], scheme="viridis"),
-                legend=alt.Legend(format="%"),
-            ),
+            color=cached_share_color(),
             tooltip=[
                 alt.Tooltip("request_id:N", title="request"),
                 alt.Tooltip("input_tokens:Q", title="prompt tokens", format=","),

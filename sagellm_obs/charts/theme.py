@@ -100,6 +100,21 @@ def series_scale(names: list[str]) -> alt.Scale:
     return alt.Scale(domain=names, range=[SERIES_COLORS.get(n, "#555555") for n in names])
 
 
+def cached_share_color() -> alt.Color:
+    """The colour of a request by its cached share of the prompt (0-100 %, viridis).
+
+    A symbol legend at 0, 25, 50, 75 and 100 %, not a gradient: a gradient legend fills with an
+    SVG ``url(#...)`` reference that the page's URL can break (vega/vega-lite#2541), and in the
+    JupyterLab explorer it showed its labels without the gradient.
+    """
+    return alt.Color(
+        "cached_share:Q",
+        title="cached share",
+        scale=alt.Scale(domain=[0, 1], scheme="viridis"),
+        legend=alt.Legend(type="symbol", format="%", values=[0, 0.25, 0.5, 0.75, 1.0]),
+    )
+
+
 def register_theme(*, enable: bool | None = None) -> None:
     """Registers the ``"sagellm"`` theme (idempotent).
 

@@ -15,6 +15,7 @@ from altair.typing import ChartType
 
 from sagellm_obs import charts
 from sagellm_obs.charts.dashboard import request_sample
+from sagellm_obs.charts.theme import cached_share_color
 from sagellm_obs.explore.data import Filters, RunData
 from sagellm_obs.frames import Frames
 
@@ -89,12 +90,7 @@ def pick_chart(requests: pl.DataFrame, sample: int) -> ChartType:
         .encode(
             x=alt.X("time:T", title="arrival", axis=alt.Axis(format="%H:%M:%S.%L")),
             y=alt.Y("e2e_ms:Q", title="E2E (ms)"),
-            color=alt.Color(
-                "cached_share:Q",
-                title="cached share",
-                scale=alt.Scale(domain=[0, 1], scheme="viridis"),
-                legend=alt.Legend(format="%"),
-            ),
+            color=cached_share_color(),
             size=alt.when(pick).then(alt.value(160)).otherwise(alt.value(40)),
             strokeWidth=alt.when(pick).then(alt.value(2)).otherwise(alt.value(0)),
             tooltip=[

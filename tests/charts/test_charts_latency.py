@@ -130,6 +130,9 @@ def test_ttft_vs_prompt_colours_by_cached_share() -> None:
     assert (enc["y"]["field"], enc["y"]["type"]) == ("ttft_ms", "quantitative")
     assert enc["color"]["field"] == "cached_share"
     assert enc["color"]["scale"]["domain"] == [0, 1]
+    # A symbol legend: a gradient legend's url(#...) fill did not draw in JupyterLab.
+    assert enc["color"]["legend"]["type"] == "symbol"
+    assert enc["color"]["legend"]["values"] == [0, 0.25, 0.5, 0.75, 1.0]
     rows = rows_of(spec, dots)
     assert len(rows) == 100
     assert {r["cached_share"] for r in rows} == {0.1}
