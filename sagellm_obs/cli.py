@@ -138,24 +138,26 @@ def report(
 
 @app.command()
 def compare(
-    run_a: Annotated[Path, typer.Argument(help="First run folder (baseline).")],
-    run_b: Annotated[Path, typer.Argument(help="Second run folder.")],
+    runs: Annotated[
+        list[Path], typer.Argument(help="Run folders, the baseline first (two or more).")
+    ],
     out: Annotated[Path | None, typer.Option(help="Comparison report path.")] = None,
 ) -> None:
-    """Print two runs' summaries side by side with deltas and write a comparison report."""
+    """Print runs' summaries side by side with deltas against the first and write a report."""
     from sagellm_obs.run_summary import render_comparison, summarize
 
-    for run in (run_a, run_b):
+    if len(runs) < 2:
+        raise typer.BadParameter("give two run folders or more (the baseline first)")
+    for run in runs:
         if not run.is_dir():
             raise typer.BadParameter(f"{run} is not a run folder")
-    a, b = summarize(run_a), summarize(run_b)
-    console.print(render_comparison(a, b))
+    console.print(render_comparison(*(summarize(run) for run in runs)))
     try:
-        from sagellm_obs.report import write_comparison
+        from sagellm_obs.report import write_run_comparison
     except ImportError as exc:
         console.print(f"[yellow]no comparison report: {exc}[/]")
         return
-    path = write_comparison(run_a, run_b, out or run_b / "compare.html")
+    path = write_run_comparison(runs, out or runs[-1] / "compare.html")
     console.print(f"comparison report: [green]{path}[/]")
 
 

@@ -6,6 +6,7 @@ summary printed at the end of ``sagellm-obs run`` can be recomputed from the sto
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -239,34 +240,46 @@ _COMPARE_ROWS: tuple[tuple[str, str, str, bool], ...] = (
 
 def comparison_rows(a: Summary, b: Summary) -> list[tuple[str, float | None, float | None]]:
     """``(label, value_a, value_b)`` for the figures compared between two runs."""
-    rows: list[tuple[str, float | None, float | None]] = []
+    return [(label, va, vb) for label, (va, vb) in comparison_values([a, b])]
+
+
+def comparison_values(summaries: Sequence[Summary]) -> list[tuple[str, list[float | None]]]:
+    """``(label, [value of each run])`` for the figures compared between runs (ms for latency)."""
+    rows: list[tuple[str, list[float | None]]] = []
     for label, group, key, _higher in _COMPARE_ROWS:
         vals: list[float | None] = []
-        for s in (a, b):
+        for s in summaries:
             if group == "latency":
                 metric, q = key.split(".")
                 v = s.latency.get(metric, {}).get(q)
                 vals.append(None if v is None else v * 1000)
             else:
                 vals.append(float(getattr(s, key)))
-        rows.append((label, vals[0], vals[1]))
+        rows.append((label, vals))
     return rows
 
 
-def render_comparison(a: Summary, b: Summary) -> Table:
-    """A rich table of two runs side by side, with absolute and relative deltas."""
-    table = Table(title="Run comparison (B vs A)", title_justify="left")
+def render_comparison(*summaries: Summary) -> Table:
+    """A rich table of runs side by side: the first is the baseline (A), and every other run
+    (B, C, ...) has its value, its difference from A and its ratio to A."""
+    letters = [chr(ord("A") + i) if i < 26 else f"#{i + 1}" for i in range(len(summaries))]
+    others = " ".join(letters[1:]) or "A"
+    table = Table(title=f"Run comparison ({others} vs A)", title_justify="left")
     table.add_column("metric")
-    table.add_column(f"A: {Path(a.run_dir).name}", justify="right")
-    table.add_column(f"B: {Path(b.run_dir).name}", justify="right")
-    table.add_column("delta", justify="right")
-    table.add_column("B / A", justify="right")
-    for label, va, vb in comparison_rows(a, b):
-        if va is None or vb is None:
-            table.add_row(label, _num(va), _num(vb), "", "")
-            continue
-        ratio = f"{vb / va:.3f}" if va else ""
-        table.add_row(label, _num(va), _num(vb), f"{vb - va:+.3g}", ratio)
+    table.add_column(f"A: {Path(summaries[0].run_dir).name}", justify="right")
+    for letter, s in zip(letters[1:], summaries[1:], strict=True):
+        table.add_column(f"{letter}: {Path(s.run_dir).name}", justify="right")
+        table.add_column("delta" if len(summaries) == 2 else f"{letter} - A", justify="right")
+        table.add_column(f"{letter} / A", justify="right")
+    for label, values in comparison_values(summaries):
+        base = values[0]
+        cells = [label, _num(base)]
+        for v in values[1:]:
+            if base is None or v is None:
+                cells += [_num(v), "", ""]
+                continue
+            cells += [_num(v), f"{v - base:+.3g}", f"{v / base:.3f}" if base else ""]
+        table.add_row(*cells)
     return table
 
 

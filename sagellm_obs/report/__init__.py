@@ -11,6 +11,18 @@ Example:
 
 from __future__ import annotations
 
-from sagellm_obs.report.html import REPORT_NAME, report_charts, write_comparison, write_report
+from sagellm_obs.report.html import (
+    REPORT_NAME,
+    report_charts,
+    write_comparison,
+    write_report,
+    write_run_comparison,
+)
 
-__all__ = ["REPORT_NAME", "report_charts", "write_comparison", "write_report"]
+__all__ = [
+    "REPORT_NAME",
+    "report_charts",
+    "write_comparison",
+    "write_report",
+    "write_run_comparison",
+]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import os
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -20,7 +21,13 @@ from sagellm_obs.report.page import ChartBlock, chart_spec, render_page, write_a
 from sagellm_obs.report.tables import comparison_tables, summary_tables
 from sagellm_obs.run_summary import Summary, summarize
 
-__all__ = ["REPORT_NAME", "report_charts", "write_comparison", "write_report"]
+__all__ = [
+    "REPORT_NAME",
+    "report_charts",
+    "write_comparison",
+    "write_report",
+    "write_run_comparison",
+]
 
 REPORT_NAME = "report.html"
 """File name of the report inside a run folder."""
@@ -114,12 +121,15 @@ def write_report(
     return write_atomic(Path(out) if out is not None else run / REPORT_NAME, page)
 
 
-def _labels(a: Path, b: Path, labels: tuple[str, str] | None) -> tuple[str, str]:
+def _labels(runs: Sequence[Path], labels: Sequence[str] | None) -> list[str]:
     if labels is not None:
-        return labels
-    if a.name and b.name and a.name != b.name:
-        return a.name, b.name
-    return "A", "B"
+        if len(labels) != len(runs):
+            raise ValueError(f"{len(labels)} labels for {len(runs)} runs")
+        return list(labels)
+    names = [run.name for run in runs]
+    if all(names) and len(set(names)) == len(names):
+        return names
+    return [chr(ord("A") + i) if i < 26 else f"run {i + 1}" for i in range(len(runs))]
 
 
 def write_comparison(
@@ -130,42 +140,62 @@ def write_comparison(
     labels: tuple[str, str] | None = None,
     slo: dict[str, float] | None = None,
 ) -> Path:
-    """Writes two runs side by side: both summaries with deltas (B - A) and comparison charts.
+    """Writes two runs side by side: :func:`write_run_comparison` of ``[run_a, run_b]``."""
+    return write_run_comparison([run_a, run_b], out, labels=labels, slo=slo)
+
+
+def write_run_comparison(
+    runs: Sequence[PathLike],
+    out: PathLike | None = None,
+    *,
+    labels: Sequence[str] | None = None,
+    slo: dict[str, float] | None = None,
+) -> Path:
+    """Writes runs side by side: every summary with its deltas against the first run (the
+    baseline), and the comparison charts of their latencies.
 
     Args:
-        run_a: The baseline run folder.
-        run_b: The run compared with it.
-        out: Where to write; default ``<run_b>/comparison.html``.
-        labels: Names of the runs; default their folder names (or ``A``/``B``).
+        runs: Run folders, the baseline first (two or more).
+        out: Where to write; default ``<last run>/comparison.html``.
+        labels: Names of the runs; default their folder names (or ``A``, ``B``, ...).
         slo: SLO limits for goodput, as in :func:`write_report`.
 
     Returns:
         The path written.
+
+    Raises:
+        ValueError: Fewer than two runs, or not one label per run.
     """
-    a, b = Path(run_a), Path(run_b)
-    la, lb = _labels(a, b, labels)
-    sa, sb = summarize(a, slo=slo), summarize(b, slo=slo)
-    runs = {
-        la: load(a, errors="skip", cache=False).requests,
-        lb: load(b, errors="skip", cache=False).requests,
+    paths = [Path(run) for run in runs]
+    if len(paths) < 2:
+        raise ValueError("a comparison needs two runs or more")
+    names = _labels(paths, labels)
+    summaries = [summarize(path, slo=slo) for path in paths]
+    requests = {
+        name: load(path, errors="skip").requests for name, path in zip(names, paths, strict=True)
     }
     blocks = [
         ChartBlock(
             f"compare-{metric.removesuffix('_s')}",
-            chart_spec(charts.compare_runs(runs, metric)),
+            chart_spec(charts.compare_runs(requests, metric)),
             wide=True,
         )
         for metric in ("ttft_s", "e2e_s", "tpot_s", "queue_s")
     ]
+    base = names[0]
+    listed = ", ".join(
+        f"<code>{html.escape(n)}</code> ({html.escape(str(p))})"
+        for n, p in zip(names[1:], paths[1:], strict=True)
+    )
     intro = (
-        f'<p class="meta">Baseline <code>{html.escape(la)}</code> ({html.escape(str(a))}) '
-        f"against <code>{html.escape(lb)}</code> ({html.escape(str(b))}); "
-        f"Δ is {html.escape(lb)} minus {html.escape(la)}.</p>"
+        f'<p class="meta">Baseline <code>{html.escape(base)}</code> '
+        f"({html.escape(str(paths[0]))}) against {listed}; each Δ is a run minus "
+        f"{html.escape(base)}.</p>"
     )
     page = render_page(
-        f"sageLLM run comparison: {la} vs {lb}",
+        "sageLLM run comparison: " + " vs ".join(names),
         intro=intro,
-        sections=[("Summary", comparison_tables(sa, sb, (la, lb)))],
+        sections=[("Summary", comparison_tables(summaries, names))],
         charts=[("Latency", blocks)],
     )
-    return write_atomic(Path(out) if out is not None else b / "comparison.html", page)
+    return write_atomic(Path(out) if out is not None else paths[-1] / "comparison.html", page)

@@ -142,29 +142,41 @@ def _delta(a: float | None, b: float | None, higher_is_better: bool | None) -> t
     return f"{d:+,.4g}", rel, cls
 
 
-def comparison_tables(a: Summary, b: Summary, labels: tuple[str, str]) -> str:
-    """Both runs' latencies and figures side by side, with ``B - A`` and its relative change."""
-    la, lb = labels
-    head = ["metric", la, lb, f"Δ ({lb} - {la})", "Δ %"]
+def comparison_tables(summaries: Sequence[Summary], labels: Sequence[str]) -> str:
+    """Runs' latencies and figures side by side: the first is the baseline, and every other run
+    has its value, its difference from the baseline and the relative change."""
+    base, others = labels[0], list(labels[1:])
+    head = ["metric", base]
+    for label in others:
+        head += [label, f"Δ ({label} - {base})", "Δ %"]
+    quantiles = [dict(latency_rows(s)) for s in summaries]
+    names = list(dict.fromkeys(name for q in quantiles for name in q))
     body = []
-    qa, qb = dict(latency_rows(a)), dict(latency_rows(b))
-    for label in [*qa, *(k for k in qb if k not in qa)]:
+    for name in names:
         for stat in ("p50", "p90", "p99"):
-            va, vb = qa.get(label, {}).get(stat), qb.get(label, {}).get(stat)
-            d, rel, cls = _delta(
-                None if va is None else va * 1000, None if vb is None else vb * 1000, False
-            )
-            body.append(
-                [_th(f"{label} {stat}"), _td(_ms(va)), _td(_ms(vb)), _td(d, cls), _td(rel, cls)]
-            )
+            ms = [q.get(name, {}).get(stat) for q in quantiles]
+            row = [_th(f"{name} {stat}"), _td(_ms(ms[0]))]
+            for v in ms[1:]:
+                d, rel, cls = _delta(_to_ms(ms[0]), _to_ms(v), False)
+                row += [_td(_ms(v)), _td(d, cls), _td(rel, cls)]
+            body.append(row)
     latency = _table("Latency (ms)", head, body, "latency compare")
+    figures: dict[str, Figure] = {}
+    for s in summaries:  # the first run's figure of a label describes it
+        for f in run_figures(s):
+            figures.setdefault(f.label, f)
     rows = []
-    by_label = {f.label: f for f in run_figures(a)}
-    by_label.update({f.label: f for f in run_figures(b) if f.label not in by_label})
-    for f in by_label.values():
-        va, vb = f.value(a), f.value(b)
-        d, rel, cls = _delta(va, vb, f.higher_is_better)
-        cells = [_td("" if v is None else f.fmt(v)) for v in (va, vb)]
-        rows.append([_th(f.label), *cells, _td(d, cls), _td(rel, cls)])
-    run = _table("Run", ["figure", la, lb, "Δ", "Δ %"], rows, "run compare")
+    for f in figures.values():
+        values = [f.value(s) for s in summaries]
+        row = [_th(f.label), _td("" if values[0] is None else f.fmt(values[0]))]
+        for v in values[1:]:
+            d, rel, cls = _delta(values[0], v, f.higher_is_better)
+            row += [_td("" if v is None else f.fmt(v)), _td(d, cls), _td(rel, cls)]
+        rows.append(row)
+    run_head = ["figure", base, *(h for label in others for h in (label, "Δ", "Δ %"))]
+    run = _table("Run", run_head, rows, "run compare")
     return f'<div class="tables">{latency}{run}</div>'
+
+
+def _to_ms(seconds: float | None) -> float | None:
+    return None if seconds is None else seconds * 1000

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
+import pytest
 from report_html import EXTERNAL, specs, tables
 
-from sagellm_obs.report import write_comparison
-from sagellm_obs.run_summary import summarize
+from sagellm_obs.report import write_comparison, write_run_comparison
+from sagellm_obs.run_summary import render_comparison, summarize
 
 
 def test_comparison_tables_and_charts(run_a: Path, run_b: Path, tmp_path: Path) -> None:
@@ -40,3 +42,58 @@ def test_labels_and_default_output(run_a: Path, run_b: Path) -> None:
     assert "sageLLM run comparison: before vs after" in page
     latency = tables(page)["Latency (ms)"]
     assert [t for t, _ in latency[0]][1:3] == ["before", "after"]
+
+
+def test_three_runs_against_one_baseline(run_a: Path, run_b: Path, tmp_path: Path) -> None:
+    again = tmp_path / "again"
+    shutil.copytree(run_a, again)  # the baseline once more: its deltas must be zero
+    out = write_run_comparison([run_a, run_b, again], tmp_path / "three.html")
+    page = out.read_text()
+    latency = {row[0][0]: row[1:] for row in tables(page)["Latency (ms)"] if row}
+    header = [text for text, _ in latency["metric"]]
+    assert header == [
+        "baseline",
+        "slower",
+        "Δ (slower - baseline)",
+        "Δ %",
+        "again",
+        "Δ (again - baseline)",
+        "Δ %",
+    ]
+    sa, sb = summarize(run_a), summarize(run_b)
+    a, b = sa.latency["TTFT"]["p50"] * 1000, sb.latency["TTFT"]["p50"] * 1000
+    cells = [text for text, _ in latency["TTFT p50"]]
+    assert cells[:4] == [f"{a:,.1f}", f"{b:,.1f}", f"{b - a:+,.4g}", f"{(b - a) / a:+.1%}"]
+    assert cells[4:] == [f"{a:,.1f}", "+0", "+0.0%"]
+    run = {row[0][0]: row[1:] for row in tables(page)["Run"] if row}
+    texts = [t for t, _ in run["requests"]]
+    assert [texts[0], texts[1], texts[4]] == ["50", "40", "50"]
+    assert texts[5:] == ["+0", "+0.0%"]
+    bars = specs(page)["compare-ttft"]["hconcat"][1]["layer"][0]
+    assert bars["encoding"]["color"]["scale"]["domain"] == ["baseline", "slower", "again"]
+    assert "sageLLM run comparison: baseline vs slower vs again" in page
+
+
+def test_a_comparison_needs_two_runs_and_one_label_each(run_a: Path, run_b: Path) -> None:
+    with pytest.raises(ValueError, match="two runs"):
+        write_run_comparison([run_a])
+    with pytest.raises(ValueError, match="1 labels for 2 runs"):
+        write_run_comparison([run_a, run_b], labels=["x"])
+
+
+def test_the_terminal_table_of_three_runs(run_a: Path, run_b: Path) -> None:
+    table = render_comparison(summarize(run_a), summarize(run_b), summarize(run_a))
+    headers = [str(c.header) for c in table.columns]
+    assert headers == [
+        "metric",
+        f"A: {run_a.name}",
+        f"B: {run_b.name}",
+        "B - A",
+        "B / A",
+        f"C: {run_a.name}",
+        "C - A",
+        "C / A",
+    ]
+    rows = {cells[0]: cells for cells in zip(*(c._cells for c in table.columns), strict=True)}
+    a = summarize(run_a).request_throughput
+    assert rows["request throughput (req/s)"][5:] == (f"{a:.4g}", "+0", "1.000")
