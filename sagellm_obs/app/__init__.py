@@ -16,12 +16,8 @@ Importing this package does not import ``openai``, vllm or torch.
 
 from __future__ import annotations
 
-from sagellm_obs.app.openai_instrumentation import (
-    OpenAIInstrumentation,
-    TracedAsyncStream,
-    TracedStream,
-    instrument_openai,
-)
+from sagellm_obs.app.openai_instrumentation import OpenAIInstrumentation, instrument_openai
+from sagellm_obs.app.openai_recording import TracedAsyncStream, TracedStream
 from sagellm_obs.app.protocol_tracing import is_traced, trace_protocol
 from sagellm_obs.app.streamer import TokenEvent, TokenStreamer, Usage
 from sagellm_obs.app.tools import ToolSpan, tool_span

@@ -30,10 +30,8 @@ capture on (``gen_ai.input.messages``, ``gen_ai.output.messages``, ``gen_ai.tool
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
-import json
 import logging
 import threading
 from collections.abc import Callable
@@ -45,9 +43,8 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from sagellm_obs import semconv as sc
 from sagellm_obs.app.genai import ClientOperation
+from sagellm_obs.app.openai_recording import finish_call, to_json
 from sagellm_obs.app.providers import Providers
-from sagellm_obs.app.streamer import TRACED_OPERATION_ATTR, parse_chunk
-from sagellm_obs.protocol.toolcalls import ToolCallAccumulator
 from sagellm_obs.telemetry import Telemetry
 
 _log = logging.getLogger(__name__)
@@ -178,7 +175,7 @@ def _wrapper(
             except BaseException as exc:
                 op.fail(exc)
                 raise
-            return _finish(result, op, is_async=True)
+            return finish_call(result, op, is_async=True)
 
     else:
 
@@ -193,7 +190,7 @@ def _wrapper(
             except BaseException as exc:
                 op.fail(exc)
                 raise
-            return _finish(result, op, is_async=False)
+            return finish_call(result, op, is_async=False)
 
     functools.update_wrapper(wrapper, original)
     setattr(wrapper, _MARK, True)
@@ -258,246 +255,13 @@ def _start(
         )
         if op.capture_content:
             messages = kwargs.get("messages") if operation == sc.OP_CHAT else kwargs.get("prompt")
-            op.content(sc.GEN_AI_INPUT_MESSAGES, _json(messages))
+            op.content(sc.GEN_AI_INPUT_MESSAGES, to_json(messages))
             tools = kwargs.get("tools")
             if isinstance(tools, (list, tuple)):
-                op.content(sc.GEN_AI_TOOL_DEFINITIONS, _json(tools))
+                op.content(sc.GEN_AI_TOOL_DEFINITIONS, to_json(tools))
         _PROPAGATOR.inject(headers, context=op.context())
         kwargs["extra_headers"] = headers
         return op
     except Exception:
         _log.debug("sagellm-obs: openai call not traced", exc_info=True)
         return None
-
-
-def _json(value: Any) -> str | None:
-    try:
-        return json.dumps(value, default=str)
-    except Exception:
-        return None
-
-
-def _finish(result: Any, op: ClientOperation, *, is_async: bool) -> Any:
-    try:
-        import openai
-
-        if op.stream and isinstance(result, (openai.Stream, openai.AsyncStream)):
-            return TracedAsyncStream(result, op) if is_async else TracedStream(result, op)
-        _record_response(result, op)
-    except Exception:
-        _log.debug("sagellm-obs: response not recorded", exc_info=True)
-    op.end()
-    return result
-
-
-def _record_response(result: Any, op: ClientOperation) -> None:
-    """Response attributes of a (non-streamed) ``ChatCompletion`` or ``Completion``."""
-    op.response(getattr(result, "id", None), getattr(result, "model", None))
-    usage = getattr(result, "usage", None)
-    if usage is not None:
-        details = getattr(usage, "prompt_tokens_details", None)
-        op.usage(
-            getattr(usage, "prompt_tokens", None),
-            getattr(usage, "completion_tokens", None),
-            getattr(details, "cached_tokens", None) if details is not None else None,
-        )
-    names: list[str] = []
-    outputs: list[dict[str, Any]] = []
-    for choice in getattr(result, "choices", None) or ():
-        op.finish_reason(getattr(choice, "finish_reason", None))
-        message = getattr(choice, "message", None)
-        parts: list[dict[str, Any]] = []
-        text = getattr(message, "content", None) if message is not None else None
-        if text is None:
-            text = getattr(choice, "text", None)
-        if text:
-            parts.append({"type": "text", "content": text})
-        for call in (getattr(message, "tool_calls", None) or ()) if message is not None else ():
-            fn = getattr(call, "function", None)
-            name = str(getattr(fn, "name", "") or "")
-            names.append(name)
-            parts.append(
-                {
-                    "type": "tool_call",
-                    "id": getattr(call, "id", None),
-                    "name": name,
-                    "arguments": getattr(fn, "arguments", None),
-                }
-            )
-        outputs.append(
-            {
-                "role": "assistant",
-                "parts": parts,
-                "finish_reason": getattr(choice, "finish_reason", None),
-            }
-        )
-    if names:
-        op.tool_calls(names)
-    if op.capture_content:
-        op.content(sc.GEN_AI_OUTPUT_MESSAGES, _json(outputs))
-
-
-class _ChunkRecorder:
-    """What a traced stream's chunks say: response id/model, finish reasons, usage, tool calls."""
-
-    def __init__(self, op: ClientOperation) -> None:
-        self.op = op
-        self.text: list[str] = []
-        self.tools = ToolCallAccumulator()
-        self.finish_reason: str | None = None
-
-    def chunk(self, chunk: Any) -> None:
-        op = self.op
-        try:
-            op.chunk()
-            piece = parse_chunk(chunk)
-            if piece.response_id or piece.model:
-                op.response(piece.response_id, piece.model)
-            if piece.text and op.capture_content:
-                self.text.append(piece.text)
-            for delta in piece.tool_deltas or ():
-                self.tools.add(delta)
-            if piece.finish_reason:
-                self.finish_reason = piece.finish_reason
-                op.finish_reason(piece.finish_reason)
-            if piece.usage is not None:
-                usage = piece.usage
-                op.usage(usage.input_tokens, usage.output_tokens, usage.cached_tokens)
-        except Exception:
-            _log.debug("sagellm-obs: chunk not recorded", exc_info=True)
-
-    def end(self, *, cancelled: bool = False, error: BaseException | None = None) -> None:
-        op = self.op
-        if op.ended:
-            return
-        with contextlib.suppress(Exception):
-            calls = self.tools.complete()
-            if calls:
-                op.tool_calls([c.name for c in calls])
-            if op.capture_content:
-                parts: list[dict[str, Any]] = []
-                if self.text:
-                    parts.append({"type": "text", "content": "".join(self.text)})
-                parts.extend(
-                    {"type": "tool_call", "id": c.id, "name": c.name, "arguments": c.arguments}
-                    for c in calls
-                )
-                message = {"role": "assistant", "parts": parts, "finish_reason": self.finish_reason}
-                op.content(sc.GEN_AI_OUTPUT_MESSAGES, _json([message]))
-        if error is not None:
-            op.fail(error)
-        elif cancelled:
-            op.cancel()
-        else:
-            op.end()
-
-
-class TracedStream:
-    """A traced ``openai.Stream``: iterate it as the original; the span ends with the stream.
-
-    Attributes other than iteration and closing are delegated to the wrapped stream, and
-    ``isinstance(stream, openai.Stream)`` still holds.
-    """
-
-    def __init__(self, stream: Any, op: ClientOperation) -> None:
-        self._stream = stream
-        self._recorder = _ChunkRecorder(op)
-        setattr(self, TRACED_OPERATION_ATTR, op)
-
-    @property  # type: ignore[misc]
-    def __class__(self) -> type:
-        return type(self._stream)
-
-    def __iter__(self) -> TracedStream:
-        return self
-
-    def __next__(self) -> Any:
-        try:
-            chunk = next(self._stream)
-        except StopIteration:
-            self._recorder.end()
-            raise
-        except BaseException as exc:
-            self._recorder.end(error=exc)
-            raise
-        self._recorder.chunk(chunk)
-        return chunk
-
-    def close(self) -> None:
-        """Close the HTTP response; before the end of the stream, a cancellation."""
-        try:
-            self._stream.close()
-        finally:
-            self._recorder.end(cancelled=True)
-
-    def __enter__(self) -> TracedStream:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_sagellm") or name in ("_stream", "_recorder"):
-            raise AttributeError(name)
-        return getattr(self._stream, name)
-
-    def __del__(self) -> None:
-        with contextlib.suppress(Exception):
-            self._recorder.end(cancelled=self._recorder.finish_reason is None)
-
-
-class TracedAsyncStream:
-    """A traced ``openai.AsyncStream`` (see :class:`TracedStream`)."""
-
-    def __init__(self, stream: Any, op: ClientOperation) -> None:
-        self._stream = stream
-        self._recorder = _ChunkRecorder(op)
-        setattr(self, TRACED_OPERATION_ATTR, op)
-
-    @property  # type: ignore[misc]
-    def __class__(self) -> type:
-        return type(self._stream)
-
-    def __aiter__(self) -> TracedAsyncStream:
-        return self
-
-    async def __anext__(self) -> Any:
-        try:
-            chunk = await self._stream.__anext__()
-        except StopAsyncIteration:
-            self._recorder.end()
-            raise
-        except asyncio.CancelledError:
-            self._recorder.end(cancelled=True)
-            raise
-        except BaseException as exc:
-            self._recorder.end(error=exc)
-            raise
-        self._recorder.chunk(chunk)
-        return chunk
-
-    async def close(self) -> None:
-        """Close the HTTP response; before the end of the stream, a cancellation."""
-        try:
-            await self._stream.close()
-        finally:
-            self._recorder.end(cancelled=True)
-
-    async def aclose(self) -> None:
-        """Same as :meth:`close`."""
-        await self.close()
-
-    async def __aenter__(self) -> TracedAsyncStream:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_sagellm") or name in ("_stream", "_recorder"):
-            raise AttributeError(name)
-        return getattr(self._stream, name)
-
-    def __del__(self) -> None:
-        with contextlib.suppress(Exception):
-            self._recorder.end(cancelled=self._recorder.finish_reason is None)
