@@ -71,6 +71,9 @@ VLLM_REQUEST_SPAN_NAME: Final = "llm_request"
 SAGELLM_REQUEST_ID: Final = "sagellm.request_id"
 SAGELLM_TRACE_ID: Final = "sagellm.trace_id"
 SAGELLM_ENGINE_ID: Final = "sagellm.engine_id"
+SAGELLM_ENGINE_IDX: Final = "sagellm.engine_idx"
+"""vLLM's ``engine_idx`` (data-parallel rank) of the EngineCore that ran the request or step:
+the index vLLM's stat loggers receive and its Prometheus ``engine`` label carries."""
 SAGELLM_RUN_ID: Final = "sagellm.run_id"
 SAGELLM_CACHED_PROMPT_TOKENS: Final = "sagellm.prompt_tokens.cached"
 SAGELLM_COMPUTED_PROMPT_TOKENS: Final = "sagellm.prompt_tokens.computed"
@@ -223,6 +226,7 @@ METRICS: Final = (*REQUEST_METRICS, *STEP_METRICS, M_TELEMETRY_DROPPED)
 # once from vLLM's monotonic clock where needed).
 STEP_TIME_UNIX_NANO: Final = "time_unix_nano"
 STEP_ENGINE_ID: Final = "engine_id"
+STEP_ENGINE_IDX: Final = "engine_idx"  # vLLM's engine_idx (data-parallel rank); absent: 0
 STEP_INDEX: Final = "step"
 STEP_RUNNING: Final = "running"
 STEP_WAITING: Final = "waiting"
@@ -270,7 +274,8 @@ ATTRIBUTE_DOCS: Final[dict[str, str]] = {
     GEN_AI_REQUEST_ID: "request id (vLLM key)",
     SAGELLM_REQUEST_ID: "protocol Request.request_id",
     SAGELLM_TRACE_ID: "protocol Request.trace_id as given (free-form)",
-    SAGELLM_ENGINE_ID: "engine instance id",
+    SAGELLM_ENGINE_ID: "engine instance id (a serve replica: host:port; else a configured name)",
+    SAGELLM_ENGINE_IDX: "int, vLLM's engine_idx: the data-parallel rank that ran the request",
     SAGELLM_CACHED_PROMPT_TOKENS: "prompt tokens from the prefix cache",
     SAGELLM_COMPUTED_PROMPT_TOKENS: "prompt tokens computed by prefill",
     SAGELLM_PREEMPTIONS: "times the request was preempted",

@@ -308,6 +308,15 @@ def read_metrics(
             pl.col("start_time").dt.convert_time_zone("UTC"),
             _json_object(pl.col("attrs")).alias("attributes"),
             _null_if_empty("service_name").alias("service_name"),
+            pl.col("attrs")
+            .list.eval(
+                pl.element()
+                .filter(pl.element().struct.field("key") == sc.SAGELLM_ENGINE_IDX)
+                .struct.field("value")
+            )
+            .list.first()
+            .cast(pl.Int64, strict=False)
+            .alias("engine_idx"),
             pl.lit(tables.label(kind)).alias("source_file"),
         )
         if kind == ddl.HISTOGRAM:
@@ -364,6 +373,7 @@ def read_steps(
                 {_get("Attributes", STEP_TIME_ATTRIBUTE)} AS time_text,
                 toUnixTimestamp64Nano(toDateTime64(TimeUnix, 9)) AS time_fallback,
                 {_get("Attributes", sc.SAGELLM_ENGINE_ID)} AS engine_id,
+                {_get("Attributes", sc.SAGELLM_ENGINE_IDX)} AS engine_idx_text,
                 {_get("ResourceAttributes", sc.RESOURCE_RUN_ID)} AS run_id
             FROM {tables.qualified(kind)} WHERE {where}"""
         for kind in (ddl.GAUGE, ddl.SUM)
@@ -404,12 +414,13 @@ def read_steps(
         checked.filter(pl.col("_problem").is_null())
         .with_columns(
             step.alias("step"),
+            pl.col("engine_idx_text").cast(pl.Int64, strict=False).fill_null(0).alias("engine_idx"),
             pl.coalesce(time, pl.col("time_fallback").cast(pl.Int64)).alias("t"),
             pl.col("name").replace_strict(_STEP_NAMES, default=None).alias("field"),
         )
         .pivot(
             "field",
-            index=["t", "engine_id", "run_id", "step"],
+            index=["t", "engine_id", "engine_idx", "run_id", "step"],
             values="value",
             aggregate_function="first",
         )

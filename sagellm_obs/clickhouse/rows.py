@@ -247,8 +247,10 @@ def step_rows(
     """``(table kind, row)`` for each field of one step record (see the module docstring)."""
     time_ns = int(step[sc.STEP_TIME_UNIX_NANO])
     engine = step.get(sc.STEP_ENGINE_ID)
+    engine_idx = step.get(sc.STEP_ENGINE_IDX)
     attributes = [
         *([(sc.SAGELLM_ENGINE_ID, str(engine))] if engine is not None else []),
+        *([(sc.SAGELLM_ENGINE_IDX, str(int(engine_idx)))] if engine_idx is not None else []),
         (STEP_ATTRIBUTE, str(int(step[sc.STEP_INDEX]))),
         (STEP_TIME_ATTRIBUTE, str(time_ns)),
     ]

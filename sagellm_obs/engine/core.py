@@ -333,7 +333,8 @@ class InstrumentedEngine:
         """Fill the record, hand it to telemetry, and return the protocol Metrics."""
         tel: TelemetryPort = self.telemetry
         try:
-            fill_timing(rec, outs.stats, self.sink.pop_finished(rec.request_id), time.time())
+            finished, rec.engine_idx = self.sink.pop_finished_on(rec.request_id)
+            fill_timing(rec, outs.stats, finished, time.time())
             prompt_ids, n_out = outs.prompt_ids, len(outs.token_ids)
             rec.prompt_tokens = len(prompt_ids) if prompt_ids is not None else 0
             rec.output_tokens = n_out

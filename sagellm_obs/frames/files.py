@@ -185,6 +185,7 @@ def build_steps(lines: pl.DataFrame, run_id: str | None = None) -> pl.DataFrame:
     out = lines.with_columns(
         pl.col(sc.STEP_TIME_UNIX_NANO).cast(TIME).alias("time"),
         pl.lit(run_id, dtype=pl.String).alias("run_id"),
+        pl.col(sc.STEP_ENGINE_IDX).fill_null(0),  # records before engine_idx: one engine
         pl.when(queries > 0).then(hits / queries).alias("prefix_hit_rate"),
     ).sort("time", maintain_order=True)
     return conform(out, STEPS)

@@ -49,6 +49,12 @@ def _points(metrics: pl.LazyFrame, kind: str) -> pl.LazyFrame:
         .alias("start_time"),
         attrs.json_object(point.field("attributes")).alias("attributes"),
     )
+    frame = frame.with_columns(
+        pl.col("attributes")
+        .str.json_path_match(f"$['{sc.SAGELLM_ENGINE_IDX}']")
+        .cast(pl.Int64, strict=False)
+        .alias("engine_idx")
+    )
     if kind == "histogram":
         return frame.with_columns(
             point.field("count").cast(pl.Int64, strict=False).fill_null(0).alias("count"),

@@ -59,6 +59,7 @@ SPANS = _schema(
         "status_message": pl.String,
         "service_name": pl.String,  # resource service.name
         "engine_id": pl.String,  # span, else resource, sagellm.engine_id
+        "engine_idx": pl.Int64,  # sagellm.engine_idx: vLLM's data-parallel rank (null: unknown)
         "run_id": pl.String,  # resource, else span, sagellm.run_id
         "scope": pl.String,  # instrumentation scope name
         # Known request attributes (null on spans that do not carry them).
@@ -95,6 +96,7 @@ REQUESTS = _schema(
         "span_id": pl.String,
         "model": pl.String,
         "engine_id": pl.String,
+        "engine_idx": pl.Int64,  # vLLM's data-parallel rank
         "run_id": pl.String,
         "operation": pl.String,
         "arrival": TIME,  # start of the request span
@@ -125,6 +127,7 @@ STEPS = _schema(
     {
         "time": TIME,
         "engine_id": pl.String,
+        "engine_idx": pl.Int64,  # vLLM's data-parallel rank (0 without DP)
         "run_id": pl.String,  # from the run's manifest; null when unknown
         "step": pl.Int64,
         "running": pl.Int64,
@@ -159,6 +162,7 @@ METRICS = _schema(
         "max": pl.Float64,
         "service_name": pl.String,
         "engine_id": pl.String,
+        "engine_idx": pl.Int64,  # point attribute sagellm.engine_idx
         "run_id": pl.String,
         "source_file": pl.String,
         "source_line": pl.Int64,

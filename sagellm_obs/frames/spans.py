@@ -29,6 +29,7 @@ S, INT, F, B = pl.String(), pl.Int64(), pl.Float64(), pl.Boolean()
 ATTRIBUTE_COLUMNS: Mapping[str, tuple[pl.DataType, tuple[str, ...]]] = {
     "request_id": (S, (sc.SAGELLM_REQUEST_ID, sc.GEN_AI_REQUEST_ID)),
     "protocol_trace_id": (S, (sc.SAGELLM_TRACE_ID,)),
+    "engine_idx": (INT, (sc.SAGELLM_ENGINE_IDX,)),
     "operation": (S, (sc.GEN_AI_OPERATION_NAME,)),
     "model": (S, (sc.GEN_AI_REQUEST_MODEL, sc.GEN_AI_RESPONSE_MODEL)),
     "input_tokens": (INT, (sc.GEN_AI_USAGE_INPUT_TOKENS, sc.GEN_AI_USAGE_PROMPT_TOKENS_DEPRECATED)),

@@ -128,6 +128,7 @@ STEP_LINE = pl.Schema(
     {
         sc.STEP_TIME_UNIX_NANO: pl.Int64,
         sc.STEP_ENGINE_ID: pl.String,
+        sc.STEP_ENGINE_IDX: pl.Int64,
         sc.STEP_INDEX: pl.Int64,
         sc.STEP_RUNNING: pl.Int64,
         sc.STEP_WAITING: pl.Int64,

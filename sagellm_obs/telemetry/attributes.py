@@ -64,6 +64,7 @@ def request_attributes(r: RequestRecord) -> dict[str, Any]:
         sc.SAGELLM_KV_BYTES: r.kv_bytes,
     }
     for key, value in (
+        (sc.SAGELLM_ENGINE_IDX, r.engine_idx),
         (sc.GEN_AI_REQUEST_MAX_TOKENS, r.max_tokens),
         (sc.GEN_AI_REQUEST_TEMPERATURE, r.temperature),
         (sc.GEN_AI_REQUEST_TOP_P, r.top_p),

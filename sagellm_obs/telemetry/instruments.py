@@ -127,6 +127,8 @@ def attribute_sets(r: RequestRecord) -> tuple[dict[str, Any], ...]:
     }
     if r.error_type:
         attrs[sc.ERROR_TYPE] = r.error_type
+    if r.engine_idx is not None:
+        attrs[sc.SAGELLM_ENGINE_IDX] = r.engine_idx
     return (
         attrs,
         {**attrs, sc.GEN_AI_RESPONSE_FINISH_REASONS: r.finish_reason},

@@ -186,8 +186,14 @@ class Pipeline:
             self.dropped = 0
 
     def _record_steps(self, steps: list[dict[str, Any]]) -> None:
+        """Gauges (each engine's last step) and counters (sums) per engine, then the store.
+
+        An engine is the pair (``engine_id``, ``engine_idx``): with vLLM's data parallelism one
+        instance's ranks interleave their steps, and each keeps its own series.
+        """
         good: list[dict[str, Any]] = []
-        queries = hits = prompt = gen = preempt = 0
+        # engine key -> [last step, queries, hits, prompt, generation, preemptions]
+        engines: dict[tuple[Any, Any], list[Any]] = {}
         for s in steps:
             try:  # one malformed record must not cost its neighbours
                 q, h, p = (
@@ -197,14 +203,16 @@ class Pipeline:
                 )
                 g, pre = s[sc.STEP_GENERATION_TOKENS], s[sc.STEP_PREEMPTIONS]
                 float(s[sc.STEP_KV_USAGE]), s[sc.STEP_RUNNING], s[sc.STEP_WAITING]
-                s[sc.STEP_ENGINE_ID]
-                queries, hits, prompt, gen, preempt = (
-                    queries + q,
-                    hits + h,
-                    prompt + p,
-                    gen + g,
-                    preempt + pre,
-                )
+                key = (s[sc.STEP_ENGINE_ID], s.get(sc.STEP_ENGINE_IDX))
+                acc = engines.get(key)
+                if acc is None:
+                    acc = engines[key] = [s, 0, 0, 0, 0, 0]
+                acc[0] = s
+                acc[1] += q
+                acc[2] += h
+                acc[3] += p
+                acc[4] += g
+                acc[5] += pre
             except (KeyError, TypeError, ValueError):
                 self.failures += 1
                 continue
@@ -214,16 +222,19 @@ class Pipeline:
         steps = good
         try:
             inst = self._inst
-            last = steps[-1]
-            attrs = {sc.SAGELLM_ENGINE_ID: last[sc.STEP_ENGINE_ID]}
-            inst.kv_usage.set(last[sc.STEP_KV_USAGE], attrs)
-            inst.running.set(last[sc.STEP_RUNNING], attrs)
-            inst.waiting.set(last[sc.STEP_WAITING], attrs)
-            inst.prefix_queries.add(queries, attrs)
-            inst.prefix_hits.add(hits, attrs)
-            inst.prompt_tokens.add(prompt, attrs)
-            inst.generation_tokens.add(gen, attrs)
-            inst.preemptions.add(preempt, attrs)
+            for (engine_id, engine_idx), acc in engines.items():
+                last, queries, hits, prompt, gen, preempt = acc
+                attrs: dict[str, Any] = {sc.SAGELLM_ENGINE_ID: engine_id}
+                if engine_idx is not None:
+                    attrs[sc.SAGELLM_ENGINE_IDX] = engine_idx
+                inst.kv_usage.set(last[sc.STEP_KV_USAGE], attrs)
+                inst.running.set(last[sc.STEP_RUNNING], attrs)
+                inst.waiting.set(last[sc.STEP_WAITING], attrs)
+                inst.prefix_queries.add(queries, attrs)
+                inst.prefix_hits.add(hits, attrs)
+                inst.prompt_tokens.add(prompt, attrs)
+                inst.generation_tokens.add(gen, attrs)
+                inst.preemptions.add(preempt, attrs)
             self.steps_recorded += len(steps)
             if self._write_steps is not None:
                 self._write_steps(steps)

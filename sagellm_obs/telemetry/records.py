@@ -24,6 +24,8 @@ class RequestRecord:
     engine_id: str
     model: str
     operation: str
+    # vLLM's engine_idx (data-parallel rank) that ran the request; None when unknown (rejected).
+    engine_idx: int | None = None
     # W3C parent (from traceparent); 0 when the request starts a trace.
     otel_trace_id: int = 0
     parent_span_id: int = 0
