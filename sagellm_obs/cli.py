@@ -79,9 +79,14 @@ def run(
         str | None,
         typer.Option(
             help="Send to this OpenAI-compatible server (e.g. http://127.0.0.1:8000) instead of "
-            "starting an engine; --model then names the served model ('tiny': its default)."
+            "starting an engine; --model then names the served model ('tiny': its default). "
+            "Several, comma-separated (URL1,URL2,...): replicas the workload is spread over."
         ),
     ] = None,
+    route: Annotated[
+        str,
+        typer.Option(help="How --endpoint replicas share the workload: round-robin|least-loaded."),
+    ] = "round-robin",
     api_key: Annotated[
         str | None, typer.Option(help="Bearer key for --endpoint.", envvar="SAGELLM_OBS_API_KEY")
     ] = None,
@@ -106,6 +111,7 @@ def run(
         seed=seed,
         in_process=not multiprocess,
         endpoint=endpoint,
+        route=route,
         api_key=api_key,
     )
     previous = signal.getsignal(signal.SIGINT)
@@ -172,13 +178,48 @@ def serve(
     in_process: Annotated[
         bool, typer.Option("--in-process/--multiprocess", help="vLLM's worker in this process.")
     ] = True,
+    engine_id: Annotated[
+        str | None,
+        typer.Option(
+            help="This replica's sagellm.engine_id ($SAGELLM_ENGINE_ID; default HOST:PORT).",
+            envvar="SAGELLM_ENGINE_ID",
+        ),
+    ] = None,
+    data_parallel_size: Annotated[
+        int,
+        typer.Option(
+            "--data-parallel-size",
+            "-dp",
+            help="vLLM data-parallel ranks: one EngineCore process each, balanced by vLLM; "
+            "records carry the rank as sagellm.engine_idx (on CPU the ranks share the cores).",
+        ),
+    ] = 1,
 ) -> None:
-    """Serve the instrumented engine over an OpenAI-compatible HTTP API until SIGTERM/Ctrl-C."""
-    from sagellm_obs.server import serve as serve_http
+    """Serve the instrumented engine over an OpenAI-compatible HTTP API until SIGTERM/Ctrl-C.
 
+    Several replicas: start one per port (``--port 8001``, ``--port 8002``...), each with its own
+    run folder ($SAGELLM_OBS_RUN_DIR) or all exporting to one collector
+    ($OTEL_EXPORTER_OTLP_ENDPOINT); each replica's engine id is its HOST:PORT.
+    """
+    from sagellm_obs.server import serve as serve_http
+    from sagellm_obs.server.serve import DataParallelError, check_data_parallel
+
+    try:
+        check_data_parallel(data_parallel_size)
+    except DataParallelError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
     _quiet_vllm()
     raise typer.Exit(
-        serve_http(model, host=host, port=port, api_key=api_key, in_process=in_process)
+        serve_http(
+            model,
+            host=host,
+            port=port,
+            api_key=api_key,
+            in_process=in_process,
+            engine_id=engine_id,
+            data_parallel_size=data_parallel_size,
+        )
     )
 
 

@@ -34,6 +34,7 @@ class MainJob:
     seed: int = 0
     in_process: bool = True
     endpoint: str | None = None
+    route: str = "round-robin"
     api_key: str | None = None
     run_dir: Path | None = None
     _task: Any = None
@@ -157,27 +158,44 @@ class MainJob:
                     "prefix_caching": self.prefix_caching,
                     "slo": self.slo,
                     "endpoint": self.endpoint,
+                    **(self._fleet() if self.endpoint else {}),
                 }
             )
 
+    def _fleet(self) -> dict[str, Any]:
+        """The manifest's replicas and routing policy of an ``--endpoint`` run."""
+        from sagellm_obs.workload.http_runner import parse_endpoints
+
+        return {"endpoints": parse_endpoints(self.endpoint or ""), "route": self.route}
+
     def _run_http(self, console: Console, items: list[WorkItem], tel: Any) -> int:
         """``--endpoint``: no local engine; the run folder gets the client rows and the manifest."""
-        from sagellm_obs.workload.http_runner import run_http_workload
+        from sagellm_obs.workload.http_runner import make_router, parse_endpoints, run_http_workload
 
         assert self.endpoint is not None
+        try:
+            endpoints = parse_endpoints(self.endpoint)
+            make_router(self.route, [])
+        except ValueError as exc:
+            console.print(f"[red]{exc}[/]")
+            tel.shutdown()
+            return 2
         self._write_manifest(tel, items)
-        console.print(
-            f"{len(items)} requests of workload [cyan]{items[0].kind}[/] "
-            f"to [cyan]{self.endpoint}[/]"
-        )
+        to = ", ".join(endpoints)
+        if len(endpoints) > 1:
+            to += f" ({self.route})"
+        kind = items[0].kind
+        console.print(f"{len(items)} requests of workload [cyan]{kind}[/] to [cyan]{to}[/]")
         model = None if self.model == "tiny" else self.model
 
         async def main() -> Any:
             self._loop = asyncio.get_running_loop()
             self._task = asyncio.current_task()
             return await run_http_workload(
-                self.endpoint or "",
+                endpoints,
                 items,
+                route=self.route,
+                telemetry=tel,
                 store=tel.store,
                 concurrency=self.concurrency,
                 duration=self.duration,
@@ -192,6 +210,12 @@ class MainJob:
             tel.shutdown()
         if result.interrupted:
             console.print("[yellow]Interrupted: the run folder keeps every finished request.[/]")
+        if len(result.replicas) > 1:
+            for r in result.replicas.values():
+                console.print(
+                    f"  {r.endpoint}: {r.done} requests ({r.failed} failed), "
+                    f"{r.output_tokens} output tokens"
+                )
         return self.report(console)
 
     def report(self, console: Console) -> int:

@@ -25,6 +25,13 @@ from sagellm_obs.frames.analysis import (
     rolling_hit_rate,
     throughput,
 )
+from sagellm_obs.frames.fleet import (
+    engine_shares,
+    engine_stats,
+    is_fleet,
+    slowest_engine,
+    with_engine,
+)
 from sagellm_obs.frames.load import (
     Frames,
     Scan,
@@ -73,9 +80,12 @@ __all__ = [
     "clickhouse_source",
     "compare",
     "counter_delta",
+    "engine_shares",
+    "engine_stats",
     "goodput",
     "histogram_delta",
     "histogram_quantile",
+    "is_fleet",
     "load",
     "load_metrics",
     "load_requests",
@@ -85,6 +95,8 @@ __all__ = [
     "prefix_hit_rate",
     "rolling_hit_rate",
     "scan",
+    "slowest_engine",
     "throughput",
     "time_breakdown",
+    "with_engine",
 ]

@@ -9,6 +9,11 @@ Parquet reader.
 ``source_file`` columns name files relative to their source, ``source_line`` is 1-based. With
 several sources every frame's ``run_id`` is filled (the manifest's run id, else the source's
 name) and ``runs`` has one row per source: join it on ``run_id`` for the run's set-up.
+
+A fleet: the run folders of several replicas (and of the client that spread a workload over them,
+``sagellm-obs run --endpoint URL1,URL2``) load into one set of frames; the client rows of one
+source are joined to the request spans of another on ``request_id``, and every row keeps its
+``engine_id``/``engine_idx`` (see :mod:`sagellm_obs.frames.fleet`).
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from typing import Any
 import polars as pl
 
 from sagellm_obs.clickhouse.source import ClickHouseSource, is_clickhouse
-from sagellm_obs.frames.schemas import RUNS, SCHEMAS, check_schema
+from sagellm_obs.frames.schemas import RUNS, SCHEMAS, TIME, check_schema
 from sagellm_obs.frames.sources import FRAME_NAMES, SourceScan, runs_row, scan_source
 from sagellm_obs.store.layout import MANIFEST
 from sagellm_obs.store.reader import Errors, ReadReport
@@ -276,4 +281,30 @@ def _combine(scans: list[SourceScan]) -> dict[str, pl.LazyFrame]:
             s.frames[name].with_columns(pl.col("run_id").fill_null(pl.lit(s.run_id))) for s in scans
         ]
         out[name] = pl.concat(parts, how="vertical")
+    clients = [s.client for s in scans if s.client is not None]
+    if clients:
+        out["requests"] = _join_client(out["requests"], pl.concat(clients, how="vertical"))
     return out
+
+
+_CLIENT_COLUMNS = ("client_start", "client_ttft_s", "client_e2e_s")
+
+
+def _join_client(requests: pl.LazyFrame, client: pl.LazyFrame) -> pl.LazyFrame:
+    """``requests`` with client timings filled from any source's client rows (the last row of
+    a repeated request id wins); timings a source already joined are kept."""
+    rows = (
+        client.filter(pl.col("request_id").is_not_null())
+        .unique("request_id", keep="last", maintain_order=True)
+        .select(
+            "request_id",
+            pl.col("client_start_unix_nano").cast(TIME).alias("_client_start"),
+            pl.col("client_ttft_s").alias("_client_ttft_s"),
+            pl.col("client_e2e_s").alias("_client_e2e_s"),
+        )
+    )
+    return (
+        requests.join(rows, on="request_id", how="left", maintain_order="left")
+        .with_columns(pl.coalesce(col, f"_{col}").alias(col) for col in _CLIENT_COLUMNS)
+        .drop([f"_{col}" for col in _CLIENT_COLUMNS])
+    )

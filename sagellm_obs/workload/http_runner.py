@@ -7,18 +7,29 @@ same scheduling (``at`` offsets open loop, else ``concurrency`` at a time), same
 There is no engine here: the engine-side spans live in the server's run folder (our server writes
 them; the request ids match because every request carries ``X-Request-Id``, and the trace ids
 match because it carries a W3C ``traceparent`` derived from the protocol trace id).
+
+Several endpoints (replicas of one model) spread the workload by a named policy
+(:data:`ROUTES`): ``round-robin`` or ``least-loaded`` (fewest requests this client has in flight
+there). Given a telemetry, each request also gets a GenAI CLIENT span (the ``traceparent``'s
+parent), so loading the client's run folder with the replicas' folders gives one trace per
+request: client span -> the replica's HTTP span -> its engine span (``frames.time_breakdown``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import secrets
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from sagellm_obs import semconv as sc
 from sagellm_obs.protocol import Request
@@ -26,7 +37,17 @@ from sagellm_obs.protocol.tracecontext import otel_trace_id
 from sagellm_obs.workload.item import WorkItem
 from sagellm_obs.workload.runner import Progress, RunResult, drive
 
-__all__ = ["request_body", "run_http_workload"]
+__all__ = [
+    "ROUTES",
+    "LeastLoaded",
+    "ReplicaStats",
+    "RoundRobin",
+    "Router",
+    "make_router",
+    "parse_endpoints",
+    "request_body",
+    "run_http_workload",
+]
 
 COMPLETIONS = "/v1/completions"
 CHAT = "/v1/chat/completions"
@@ -37,6 +58,94 @@ def _base(endpoint: str) -> str:
     """``endpoint`` without a trailing ``/`` or ``/v1`` (both are accepted)."""
     base = endpoint.rstrip("/")
     return base.removesuffix("/v1")
+
+
+def parse_endpoints(endpoints: str | Sequence[str]) -> list[str]:
+    """Base URLs of ``endpoints``: one URL, a comma-separated list, or a sequence of them.
+
+    Raises:
+        ValueError: No endpoint, one that is not ``http(s)://HOST[:PORT]``, or a repeated one.
+    """
+    parts = [endpoints] if isinstance(endpoints, str) else list(endpoints)
+    out: list[str] = []
+    for part in parts:
+        for url in str(part).split(","):
+            url = url.strip()
+            if not url:
+                continue
+            split = urlsplit(url)
+            if split.scheme not in ("http", "https") or not split.hostname:
+                raise ValueError(f"not an http(s) endpoint: {url!r}")
+            base = _base(url)
+            if base in out:
+                raise ValueError(f"endpoint given twice: {base}")
+            out.append(base)
+    if not out:
+        raise ValueError("no endpoint given")
+    return out
+
+
+@dataclass
+class ReplicaStats:
+    """What this client sent to one replica and got back."""
+
+    endpoint: str
+    sent: int = 0
+    done: int = 0
+    failed: int = 0
+    output_tokens: int = 0
+    in_flight: int = 0
+
+
+class Router:
+    """Picks the replica for each request; ``pick`` and ``done`` run on the event loop."""
+
+    name = ""
+
+    def __init__(self, replicas: Sequence[ReplicaStats]) -> None:
+        self.replicas = list(replicas)
+
+    def pick(self) -> ReplicaStats:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class RoundRobin(Router):
+    """Replicas in turn, whatever their load."""
+
+    name = "round-robin"
+
+    def __init__(self, replicas: Sequence[ReplicaStats]) -> None:
+        super().__init__(replicas)
+        self._order = itertools.cycle(self.replicas)
+
+    def pick(self) -> ReplicaStats:
+        return next(self._order)
+
+
+class LeastLoaded(Router):
+    """The replica with the fewest requests in flight from this client; ties go to the one
+    sent the fewest so far, then to the first listed."""
+
+    name = "least-loaded"
+
+    def pick(self) -> ReplicaStats:
+        return min(self.replicas, key=lambda r: (r.in_flight, r.sent))
+
+
+ROUTES: dict[str, type[Router]] = {"round-robin": RoundRobin, "least-loaded": LeastLoaded}
+"""The routing policies by name (``sagellm-obs run --route``)."""
+
+
+def make_router(route: str, replicas: Sequence[ReplicaStats]) -> Router:
+    """The :data:`ROUTES` policy named ``route`` over ``replicas``.
+
+    Raises:
+        ValueError: An unknown policy name.
+    """
+    try:
+        return ROUTES[route](replicas)
+    except KeyError:
+        raise ValueError(f"unknown route {route!r}: choose from {', '.join(ROUTES)}") from None
 
 
 def request_body(request: Request, model: str | None) -> tuple[str, dict[str, Any]]:
@@ -100,9 +209,11 @@ def _finish_reason(chunk: dict[str, Any]) -> str | None:
 
 
 async def run_http_workload(
-    endpoint: str,
+    endpoint: str | Sequence[str],
     items: Sequence[WorkItem],
     *,
+    route: str = "round-robin",
+    telemetry: Any = None,
     store: Any = None,
     concurrency: int = 8,
     duration: float | None = None,
@@ -130,14 +241,20 @@ async def run_http_workload(
     One ``requests-client`` row is written per request to ``store`` (``request_id``,
     ``client_start_unix_nano``, ``client_ttft_s``, ``client_e2e_s``, ``client_itl_ms``,
     ``finish_reason``, ``error``, ``trace_id``, ``endpoint``, ``workload``, ``family``,
-    ``output_tokens``, ``chunks``). ``error`` is the HTTP status (an int) or the exception name;
+    ``output_tokens``, ``chunks``, ``replica``: the base URL it went to). ``error`` is the HTTP
+    status (an int) or the exception name;
     such a request counts as failed and the run goes on. ``trace_id`` is the server's
     ``X-Trace-Id`` when it returns one, else the trace id of the ``traceparent`` sent.
 
     Args:
-        endpoint: Base URL, e.g. ``http://127.0.0.1:8000`` (a trailing ``/v1`` is accepted).
+        endpoint: Base URL, e.g. ``http://127.0.0.1:8000`` (a trailing ``/v1`` is accepted), or
+            several (a list, or comma-separated): replicas the items are spread over.
         items: What to send; timed items at their ``at`` offsets, others ``concurrency`` at a
             time.
+        route: How items are spread over several endpoints: a :data:`ROUTES` name.
+        telemetry: A :class:`~sagellm_obs.telemetry.Telemetry`: a GenAI CLIENT span per request
+            (its trace id the protocol trace id's, the parent of the ``traceparent`` sent);
+            None sends a ``traceparent`` with a random parent span id and records no span.
         store: A :class:`~sagellm_obs.store.RunStore` for the rows, or None.
         concurrency: Most requests in flight (closed loop).
         duration: Stop sending after this many seconds.
@@ -148,13 +265,19 @@ async def run_http_workload(
 
     Returns:
         The :class:`RunResult`; ``interrupted`` when the task was cancelled (in-flight requests
-        are closed and recorded as cancelled, finished rows are kept).
+        are closed and recorded as cancelled, finished rows are kept); ``replicas`` has what
+        each endpoint got.
+
+    Raises:
+        ValueError: A bad endpoint or route name.
     """
     progress = Progress(total=len(items))
     client_rows: list[dict[str, Any]] = []
     pending: list[dict[str, Any]] = []
     slots = asyncio.Semaphore(max(concurrency, 1))
-    base = _base(endpoint)
+    bases = parse_endpoints(endpoint)
+    replicas = [ReplicaStats(b) for b in bases]
+    router = make_router(route, replicas)
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     limits = httpx.Limits(
         max_connections=max(concurrency, 1) + 4, max_keepalive_connections=max(concurrency, 1)
@@ -165,21 +288,29 @@ async def run_http_workload(
             on_progress(progress)
 
     async with httpx.AsyncClient(
-        base_url=base, headers=headers, limits=limits, timeout=httpx.Timeout(timeout)
+        headers=headers, limits=limits, timeout=httpx.Timeout(timeout)
     ) as http:
 
         async def one(item: WorkItem) -> None:
             async with slots:
                 req = item.request
                 path, body = request_body(req, model)
+                replica = router.pick()
+                base = replica.endpoint
+                replica.sent += 1
+                replica.in_flight += 1
                 trace_hex = otel_trace_id(req.trace_id)
-                traceparent = f"00-{trace_hex}-{secrets.token_hex(8)}-01"
+                span = _client_span(telemetry, req, body, base, path, trace_hex)
+                parent = span.get_span_context().span_id if span is not None else 0
+                parent_hex = f"{parent:016x}" if parent else secrets.token_hex(8)
+                traceparent = f"00-{trace_hex}-{parent_hex}-01"
                 row: dict[str, Any] = {
                     "request_id": req.request_id,
                     "client_start_unix_nano": time.time_ns(),
                     "workload": item.kind,
                     "family": item.family,
                     "endpoint": base + path,
+                    "replica": base,
                     "trace_id": trace_hex,
                     "finish_reason": None,
                     "error": None,
@@ -193,7 +324,7 @@ async def run_http_workload(
                 try:
                     async with http.stream(
                         "POST",
-                        path,
+                        base + path,
                         json=body,
                         headers={"X-Request-Id": req.request_id, "traceparent": traceparent},
                     ) as resp:
@@ -243,19 +374,28 @@ async def run_http_workload(
                     row["error"] = "cancelled"
                     row["finish_reason"] = "cancelled"
                     _record(row, first, t0, itl_ms, chunks)
+                    _end_span(span, row)
                     client_rows.append(row)
                     pending.append(row)
                     progress.failed += 1
                     progress.done += 1
+                    replica.in_flight -= 1
+                    replica.failed += 1
+                    replica.done += 1
                     raise
                 except Exception as exc:  # a bad request must not stop the run
                     row["error"] = type(exc).__name__
                 if row["error"] is not None:
                     progress.failed += 1
+                    replica.failed += 1
                 _record(row, first, t0, itl_ms, chunks)
+                _end_span(span, row)
                 client_rows.append(row)
                 pending.append(row)
                 progress.done += 1
+                replica.in_flight -= 1
+                replica.done += 1
+                replica.output_tokens += int(row.get("output_tokens") or 0)
                 refresh()
 
         interrupted = await drive(
@@ -267,7 +407,69 @@ async def run_http_workload(
             pending=pending,
             refresh=refresh,
         )
-    return RunResult(progress=progress, client=client_rows, interrupted=interrupted)
+    return RunResult(
+        progress=progress,
+        client=client_rows,
+        interrupted=interrupted,
+        replicas={r.endpoint: r for r in replicas},
+    )
+
+
+def _client_span(
+    telemetry: Any, req: Request, body: dict[str, Any], base: str, path: str, trace_hex: str
+) -> trace.Span | None:
+    """The request's GenAI CLIENT span, in the trace of the protocol trace id; None without
+    a telemetry."""
+    if telemetry is None:
+        return None
+    operation = sc.OP_CHAT if path == CHAT else sc.OP_TEXT_COMPLETION
+    model = str(body.get("model") or "")
+    split = urlsplit(base)
+    attributes: dict[str, Any] = {
+        sc.GEN_AI_OPERATION_NAME: operation,
+        sc.GEN_AI_PROVIDER_NAME: sc.PROVIDER_NAME,
+        sc.GEN_AI_REQUEST_STREAM: True,
+        sc.SERVER_ADDRESS: split.hostname or "",
+        sc.SERVER_PORT: split.port or (443 if split.scheme == "https" else 80),
+        sc.SAGELLM_REQUEST_ID: req.request_id,
+        sc.SAGELLM_TRACE_ID: req.trace_id,
+    }
+    if model:
+        attributes[sc.GEN_AI_REQUEST_MODEL] = model
+    if body.get("max_tokens") is not None:
+        attributes[sc.GEN_AI_REQUEST_MAX_TOKENS] = int(body["max_tokens"])
+    try:
+        with telemetry.trace_id_hint(int(trace_hex, 16)):
+            return telemetry.tracer.start_span(  # type: ignore[no-any-return]
+                sc.request_span_name(operation, model),
+                context=trace.set_span_in_context(trace.INVALID_SPAN),  # a root span
+                kind=SpanKind.CLIENT,
+                attributes=attributes,
+            )
+    except Exception:  # telemetry never stops the run
+        return None
+
+
+def _end_span(span: trace.Span | None, row: dict[str, Any]) -> None:
+    if span is None:
+        return
+    try:
+        if row.get("output_tokens") is not None:
+            span.set_attribute(sc.GEN_AI_USAGE_OUTPUT_TOKENS, int(row["output_tokens"]))
+        if row.get("finish_reason"):
+            span.set_attribute(sc.GEN_AI_RESPONSE_FINISH_REASONS, (str(row["finish_reason"]),))
+        if row.get("client_ttft_s") is not None:
+            span.set_attribute(sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, row["client_ttft_s"])
+        span.set_attribute(sc.SAGELLM_STREAM_CHUNKS, int(row.get("chunks") or 0))
+        error = row.get("error")
+        if error == "cancelled":
+            span.set_attribute(sc.SAGELLM_CANCELLED, True)
+        elif error is not None:
+            span.set_attribute(sc.ERROR_TYPE, str(error))
+            span.set_status(Status(StatusCode.ERROR, str(error)))
+        span.end()
+    except Exception:
+        pass
 
 
 def _record(

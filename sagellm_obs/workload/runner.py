@@ -50,6 +50,8 @@ class RunResult:
     progress: Progress
     client: list[dict[str, Any]]
     interrupted: bool = False
+    #: The HTTP runner's per-endpoint counts (``ReplicaStats`` by base URL); empty in-process.
+    replicas: dict[str, Any] = field(default_factory=dict)
 
 
 async def run_workload(
