@@ -140,6 +140,7 @@ def chart_calls() -> dict[str, Callable[[_Frames], Any]]:
             {"A": fr.requests, "B": fr.requests.tail(fr.requests.height // 2)}
         ),
         "run_dashboard": charts.run_dashboard,
+        "fleet_dashboard": lambda fr: charts.fleet_dashboard(fr.requests, fr.steps),
     }
 
 

@@ -26,6 +26,14 @@ from __future__ import annotations
 
 from sagellm_obs.charts.compare import compare_quantiles, compare_runs
 from sagellm_obs.charts.dashboard import run_dashboard
+from sagellm_obs.charts.fleet import (
+    engine_imbalance,
+    engine_kv_usage,
+    engine_latency,
+    engine_queue,
+    fleet_dashboard,
+    slowest_engine_chart,
+)
 from sagellm_obs.charts.latency import latency_distribution, latency_over_time, ttft_vs_prompt
 from sagellm_obs.charts.offline import enable_offline_renderer
 from sagellm_obs.charts.prefix_cache import kv_usage, prefix_hit_by_request, prefix_hit_rate
@@ -57,6 +65,11 @@ __all__ = [
     "compare_runs",
     "concurrency",
     "enable_offline_renderer",
+    "engine_imbalance",
+    "engine_kv_usage",
+    "engine_latency",
+    "engine_queue",
+    "fleet_dashboard",
     "kv_usage",
     "latency_distribution",
     "latency_over_time",
@@ -65,6 +78,7 @@ __all__ = [
     "register_theme",
     "request_waterfall",
     "run_dashboard",
+    "slowest_engine_chart",
     "throughput",
     "time_breakdown",
     "time_breakdown_chart",
