@@ -77,7 +77,7 @@ def test_engine_colours_agree_between_charts(frames: Any) -> None:
 
 
 def test_kv_and_queue_lines_per_engine(frames: Any) -> None:
-    req, steps = frames
+    _req, steps = frames
     for chart, column, agg in (
         (charts.engine_kv_usage(steps, every="1s"), "kv_cache_usage", "max"),
         (charts.engine_queue(steps, every="1s"), "waiting", "mean"),
@@ -93,7 +93,7 @@ def test_kv_and_queue_lines_per_engine(frames: Any) -> None:
 
 
 def test_imbalance_shares_add_up_per_bucket(frames: Any) -> None:
-    req, steps = frames
+    req, _steps = frames
     # engine-0 takes every request of the second half: the balance chart must show it.
     half = req.height // 2
     skewed = pl.concat(
@@ -129,7 +129,7 @@ def test_slowest_engine_is_marked_against_the_fleet_p99(frames: Any) -> None:
 
 
 def test_data_parallel_ranks_are_engines_of_their_own(frames: Any) -> None:
-    req, steps = frames
+    req, _steps = frames
     one = req.with_columns(
         engine_id=pl.lit("127.0.0.1:8000"), engine_idx=pl.int_range(pl.len()) % 2
     )
