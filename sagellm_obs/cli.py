@@ -132,14 +132,23 @@ def run(
 @app.command()
 def report(
     run_dir: Annotated[Path, typer.Argument(help="A run folder.")],
+    also: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="More run folders of the same fleet (e.g. the replicas' runs of an "
+            "--endpoint run), summarised with it; the files go into RUN_DIR."
+        ),
+    ] = None,
     slo: Annotated[str | None, typer.Option(help="Goodput SLOs, e.g. ttft=0.5,tpot=0.05")] = None,
 ) -> None:
-    """(Re)build a run's summary and its self-contained report.html."""
+    """(Re)build a run's summary and its self-contained report.html (split by engine when more
+    than one engine served it)."""
     from sagellm_obs.cli_run import summarize_run
 
-    if not run_dir.is_dir():
-        raise typer.BadParameter(f"{run_dir} is not a run folder")
-    raise typer.Exit(summarize_run(run_dir, console, slo=_parse_slo(slo)))
+    for path in [run_dir, *(also or [])]:
+        if not path.is_dir():
+            raise typer.BadParameter(f"{path} is not a run folder")
+    raise typer.Exit(summarize_run(run_dir, console, slo=_parse_slo(slo), also=also))
 
 
 @app.command()

@@ -224,13 +224,24 @@ class MainJob:
         return summarize_run(self.run_dir, console, slo=self.slo)
 
 
-def summarize_run(run_dir: Path, console: Console, *, slo: dict[str, float] | None = None) -> int:
-    """Print the summary of a run folder and (re)write its ``summary.json`` and ``report.html``."""
+def summarize_run(
+    run_dir: Path,
+    console: Console,
+    *,
+    slo: dict[str, float] | None = None,
+    also: list[Path] | None = None,
+) -> int:
+    """Print the summary of a run folder and (re)write its ``summary.json`` and ``report.html``.
+
+    ``also``: more run folders summarised with it as one fleet (the replicas' runs of an
+    ``--endpoint`` run); the files are written into ``run_dir``.
+    """
     import json
 
     from sagellm_obs.run_summary import render_summary, summarize
 
-    summary = summarize(run_dir, slo=slo)
+    extra = list(also or [])
+    summary = summarize([run_dir, *extra], slo=slo)
     (run_dir / "summary.json").write_text(json.dumps(summary.as_dict(), indent=2) + "\n")
     console.print(render_summary(summary))
     try:
@@ -239,7 +250,7 @@ def summarize_run(run_dir: Path, console: Console, *, slo: dict[str, float] | No
         console.print(f"[yellow]no report.html: {exc}[/]")
     else:
         with console.status("writing report.html..."):
-            path = write_report(run_dir, slo=slo)
+            path = write_report(run_dir, slo=slo, also=extra)
         console.print(f"report: [green]{path}[/]")
     console.print(f"run folder: [green]{run_dir}[/]")
     return 0 if summary.requests else 1

@@ -54,6 +54,14 @@ class Summary:
     preemptions: int = 0
     model: str = ""
     note: str = ""
+    #: One dict per engine (``frames.fleet.ENGINE_STATS`` columns) when more than one engine
+    #: served the run, else empty.
+    engines: list[dict[str, Any]] = field(default_factory=list)
+    #: The engine with the highest TTFT p99 and the fleet's (``frames.fleet.slowest_engine``),
+    #: for fleets only.
+    slowest_engine: dict[str, Any] | None = None
+    #: Client-side figures per replica of ``run --endpoint URL1,URL2`` (from the client rows).
+    endpoints: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         """Plain data (for JSON, reports and comparisons)."""
@@ -83,12 +91,20 @@ def _client_rows(run_dir: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def summarize(run: str | Path, *, slo: dict[str, float] | None = None) -> Summary:
-    """Summarise a run folder. ``slo`` maps requests-frame columns (``ttft_s``...) to limits."""
+def summarize(
+    run: str | Path | Sequence[str | Path], *, slo: dict[str, float] | None = None
+) -> Summary:
+    """Summarise a run folder, or several loaded as one (a client run and its replicas' runs).
+
+    ``slo`` maps requests-frame columns (``ttft_s``...) to limits. When more than one engine
+    served the run, ``engines`` splits it by engine and ``slowest_engine`` names the one with
+    the highest TTFT p99; client rows sent to several replicas are split in ``endpoints``.
+    """
     from sagellm_obs.frames import load
 
-    run_dir = Path(run)
-    frames = load(run_dir, errors="skip", cache=False)
+    runs = [Path(run)] if isinstance(run, str | Path) else [Path(r) for r in run]
+    run_dir = runs[0]
+    frames = load(runs if len(runs) > 1 else run_dir, errors="skip", cache=False)
     req = frames.requests
     steps = frames.steps
     n = req.height
@@ -121,7 +137,7 @@ def summarize(run: str | Path, *, slo: dict[str, float] | None = None) -> Summar
             q = _quantiles(ok_frame[col])
             if q:
                 summary.latency[label] = q
-    client = _client_rows(run_dir)
+    client = [row for r in runs for row in _client_rows(r)]
     itl = [x / 1000.0 for row in client for x in (row.get("client_itl_ms") or [])]
     if itl:
         summary.itl = _quantiles(pl.Series(itl, dtype=pl.Float64))
@@ -149,7 +165,54 @@ def summarize(run: str | Path, *, slo: dict[str, float] | None = None) -> Summar
         summary.kv_usage_peak = float(steps["kv_cache_usage"].max() or 0.0)  # type: ignore[arg-type]
         summary.kv_usage_mean = float(steps["kv_cache_usage"].mean() or 0.0)  # type: ignore[arg-type]
         summary.preemptions = int(steps["preemptions"].sum() or 0)
+    _split_by_engine(summary, req, steps)
+    summary.endpoints = _endpoints(client)
     return summary
+
+
+def _split_by_engine(summary: Summary, req: pl.DataFrame, steps: pl.DataFrame) -> None:
+    """Per-engine figures, when more than one engine served the run."""
+    from sagellm_obs.frames import fleet
+
+    if not fleet.is_fleet(req, steps):
+        return
+    summary.engines = fleet.engine_stats(req, steps).to_dicts()
+    summary.slowest_engine = fleet.slowest_engine(req, steps)
+
+
+def _endpoints(client: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Client rows split by the replica they went to (only when there were several)."""
+    by: dict[str, list[dict[str, Any]]] = {}
+    for row in client:
+        replica = row.get("replica")
+        if replica:
+            by.setdefault(str(replica), []).append(row)
+    if len(by) < 2:
+        return []
+    total = sum(len(rows) for rows in by.values())
+    tokens = sum(int(r.get("output_tokens") or 0) for rows in by.values() for r in rows)
+    out = []
+    for replica, rows in sorted(by.items()):
+        ok = [r for r in rows if r.get("error") is None]
+        out_tokens = sum(int(r.get("output_tokens") or 0) for r in rows)
+        e2e = _quantiles(pl.Series([r.get("client_e2e_s") for r in ok], dtype=pl.Float64))
+        ttft = _quantiles(pl.Series([r.get("client_ttft_s") for r in ok], dtype=pl.Float64))
+        out.append(
+            {
+                "endpoint": replica,
+                "requests": len(rows),
+                "ok": len(ok),
+                "failed": len(rows) - len(ok),
+                "request_share": len(rows) / total if total else 0.0,
+                "output_tokens": out_tokens,
+                "token_share": out_tokens / tokens if tokens else 0.0,
+                "client_ttft_p50_s": ttft.get("p50"),
+                "client_ttft_p99_s": ttft.get("p99"),
+                "client_e2e_p50_s": e2e.get("p50"),
+                "client_e2e_p99_s": e2e.get("p99"),
+            }
+        )
+    return out
 
 
 CLIENT_ONLY_NOTE = "client-side figures only: engine-side spans are in the server's run folder"
@@ -217,9 +280,72 @@ def render_summary(s: Summary) -> Group:
     run.add_row("mean cached share of prompts", f"{s.mean_cached_share:.1%}")
     run.add_row("KV-cache usage peak / mean", f"{s.kv_usage_peak:.1%} / {s.kv_usage_mean:.1%}")
     run.add_row("preemptions", str(s.preemptions))
+    parts: list[Any] = [lat, run]
+    if s.engines:
+        parts.append(render_engines(s))
+    if s.endpoints:
+        parts.append(render_endpoints(s))
     if s.note:
-        return Group(lat, run, s.note)
-    return Group(lat, run)
+        parts.append(s.note)
+    return Group(*parts)
+
+
+def _pct(x: float | None) -> str:
+    return "" if x is None else f"{x:.0%}"
+
+
+def render_engines(s: Summary) -> Table:
+    """The per-engine table of a fleet's :class:`Summary` (the slowest engine starred)."""
+    slowest = (s.slowest_engine or {}).get("engine")
+    title = f"Engines ({len(s.engines)})"
+    if s.slowest_engine:
+        ratio = s.slowest_engine.get("ratio")
+        title += f" - slowest TTFT p99: {slowest}"
+        if ratio:
+            title += f" ({ratio:.2f}x the fleet's {s.slowest_engine['fleet_p99_s'] * 1000:.1f} ms)"
+    table = Table(title=title, title_justify="left")
+    for col, right in (
+        ("engine", False),
+        ("requests", True),
+        ("share req / tok", True),
+        ("req/s", True),
+        ("tok/s", True),
+        ("TTFT p50 ms", True),
+        ("TTFT p99 ms", True),
+        ("KV mean / peak", True),
+        ("waiting mean / peak", True),
+    ):
+        table.add_column(col, justify="right" if right else "left")
+    for e in s.engines:
+        name = str(e["engine"]) + (" *" if e["engine"] == slowest else "")
+        table.add_row(
+            name,
+            f"{e['requests']} ({e['failed']} failed)" if e["failed"] else str(e["requests"]),
+            f"{_pct(e['request_share'])} / {_pct(e['token_share'])}",
+            f"{e['request_throughput']:.2f}",
+            f"{e['output_token_throughput']:.1f}",
+            _ms(e["ttft_p50_s"]),
+            _ms(e["ttft_p99_s"]),
+            f"{_pct(e['kv_usage_mean'])} / {_pct(e['kv_usage_peak'])}",
+            "" if e["waiting_mean"] is None else f"{e['waiting_mean']:.1f} / {e['waiting_peak']}",
+        )
+    return table
+
+
+def render_endpoints(s: Summary) -> Table:
+    """Client-side figures per replica (``run --endpoint URL1,URL2``)."""
+    table = Table(title=f"Replicas ({len(s.endpoints)}), client side", title_justify="left")
+    for col in ("endpoint", "requests", "share req / tok", "TTFT p50 ms", "E2E p50 / p99 ms"):
+        table.add_column(col, justify="left" if col == "endpoint" else "right")
+    for e in s.endpoints:
+        table.add_row(
+            e["endpoint"],
+            f"{e['requests']} ({e['failed']} failed)" if e["failed"] else str(e["requests"]),
+            f"{_pct(e['request_share'])} / {_pct(e['token_share'])}",
+            _ms(e["client_ttft_p50_s"]),
+            f"{_ms(e['client_e2e_p50_s'])} / {_ms(e['client_e2e_p99_s'])}",
+        )
+    return table
 
 
 # (label, getter) rows compared between two runs; lower is better unless noted.

@@ -22,6 +22,10 @@ EMBED: Final = {"actions": {"export": True, "source": False, "compiled": False, 
 """vega-embed options of the chart views: export only."""
 
 
+TAB_TITLES = ("Requests", "Dashboard", "Latency", "KV & prefix cache", "Engines")
+"""Tab titles, in the order of :data:`~sagellm_obs.explore.views.TAB_VIEWS`."""
+
+
 class ExplorerWidgets:
     """Builds the explorer's widgets (see :class:`~sagellm_obs.explore.widget.Explorer`)."""
 
@@ -98,6 +102,7 @@ class ExplorerWidgets:
         self.dashboard_view = alt.JupyterChart(empty, embed_options=EMBED)
         self.latency_view = alt.JupyterChart(empty, embed_options=EMBED)
         self.cache_view = alt.JupyterChart(empty, embed_options=EMBED)
+        self.fleet_view = alt.JupyterChart(empty, embed_options=EMBED)
 
     def _build_layout(self) -> None:
         """Tabs of views under the filters: :attr:`widget`."""
@@ -119,12 +124,10 @@ class ExplorerWidgets:
         )
         scrolled = [
             widgets.VBox([view], layout=widgets.Layout(overflow="auto"))
-            for view in (self.dashboard_view, self.latency_view, self.cache_view)
+            for view in (self.dashboard_view, self.latency_view, self.cache_view, self.fleet_view)
         ]
-        self.tabs = widgets.Tab(
-            children=[requests_tab, *scrolled],
-            titles=("Requests", "Dashboard", "Latency", "KV & prefix cache"),
-        )
+        self._all_tabs = ([requests_tab, *scrolled], TAB_TITLES)
+        self.tabs = widgets.Tab(children=[requests_tab, *scrolled[:-1]], titles=TAB_TITLES[:-1])
         header = widgets.HTML("<b>sagellm-obs explorer</b>")
         self.widget = widgets.VBox(
             [
@@ -138,3 +141,14 @@ class ExplorerWidgets:
             layout=widgets.Layout(width="100%"),
         )
         self.widget.add_class("sagellm-explorer")
+
+    def _show_fleet_tab(self, show: bool) -> None:
+        """Adds the "Engines" tab (last) for a fleet, removes it otherwise."""
+        children, titles = self._all_tabs
+        n = len(children) if show else len(children) - 1
+        if len(self.tabs.children) == n:
+            return
+        if not show and (self.tabs.selected_index or 0) >= n:
+            self.tabs.selected_index = 0
+        self.tabs.children = children[:n]
+        self.tabs.titles = titles[:n]

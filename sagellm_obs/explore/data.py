@@ -89,6 +89,8 @@ class RunData:
         engines: Engine ids of its requests and steps, sorted.
         max_ttft_ms: Largest TTFT (0 without requests).
         max_e2e_ms: Largest E2E latency (0 without requests).
+        fleet: More than one engine (``engine_id``/``engine_idx``) served it: the explorer
+            shows its "Engines" tab (see :mod:`sagellm_obs.frames.fleet`).
     """
 
     name: str
@@ -99,6 +101,7 @@ class RunData:
     engines: list[str] = field(default_factory=list)
     max_ttft_ms: float = 0.0
     max_e2e_ms: float = 0.0
+    fleet: bool = False
 
     @classmethod
     def of(cls, name: str, frames: Frames) -> RunData:
@@ -124,6 +127,9 @@ class RunData:
         out.engines = sorted(e for e in engines if e)
         out.max_ttft_ms = _max_ms(req, "ttft_s")
         out.max_e2e_ms = _max_ms(req, "e2e_s")
+        from sagellm_obs.frames.fleet import is_fleet
+
+        out.fleet = is_fleet(req, steps)
         return out
 
     def requests(self, filters: Filters) -> pl.DataFrame:

@@ -22,7 +22,8 @@ from sagellm_obs.frames import Frames
 PICK: Final = "pick"
 """Name of the click selection on the request scatter."""
 
-TAB_VIEWS: Final = (("pick", "waterfall"), ("dashboard",), ("latency",), ("cache",))
+TAB_VIEWS: Final = (("pick", "waterfall"), ("dashboard",), ("latency",), ("cache",), ("fleet",))
+"""The views of each tab, in tab order; the last ("Engines") is shown only for fleets."""
 """The chart views of each tab, in tab order."""
 
 
@@ -126,6 +127,8 @@ def tab_chart(
         )
     if name == "cache":
         return alt.vconcat(charts.kv_usage(steps), charts.prefix_hit_rate(steps))
+    if name == "fleet":
+        return charts.fleet_dashboard(requests, steps)
     raise ValueError(f"unknown chart {name!r}")  # pragma: no cover - internal names
 
 

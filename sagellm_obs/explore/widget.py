@@ -203,7 +203,8 @@ class Explorer(ExplorerWidgets, traitlets.HasTraits):
 
     @property
     def charts(self) -> dict[str, ChartType]:
-        """The Altair charts, by view: pick, waterfall, dashboard, latency, cache.
+        """The Altair charts, by view: pick, waterfall, dashboard, latency, cache, fleet (the
+        "Engines" tab: drawn for every run, shown for fleets only).
 
         Charts of hidden tabs are rebuilt when their tab is opened; reading this property
         rebuilds them all (and updates their widgets).
@@ -338,6 +339,7 @@ class Explorer(ExplorerWidgets, traitlets.HasTraits):
         self._run = loaded if isinstance(loaded, RunData) else None
         run = self._run
         with self._silent():
+            self._show_fleet_tab(run is not None and run.fleet)
             models = run.models if run else []
             engines = run.engines if run else []
             self.model_picker.options = [("all models", ALL), *((m, m) for m in models)]

@@ -12,13 +12,14 @@ import os
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from altair.typing import ChartType
 
 from sagellm_obs import charts
 from sagellm_obs.frames import Frames, load
 from sagellm_obs.report.page import ChartBlock, chart_spec, render_page, write_atomic
-from sagellm_obs.report.tables import comparison_tables, summary_tables
+from sagellm_obs.report.tables import comparison_tables, fleet_tables, summary_tables
 from sagellm_obs.run_summary import Summary, summarize
 
 __all__ = [
@@ -36,12 +37,52 @@ PathLike = str | os.PathLike[str]
 
 
 def report_charts(frames: Frames) -> list[tuple[str, list[ChartBlock]]]:
-    """The report's chart sections: latency, requests, engine and an interactive dashboard."""
-    req, steps = frames.requests, frames.steps
+    """The report's chart sections: latency, requests, engine and an interactive dashboard;
+    and, when more than one engine served the run, a fleet section before them."""
 
     def block(key: str, chart: ChartType, caption: str = "", wide: bool = False) -> ChartBlock:
         return ChartBlock(key, chart_spec(chart), caption, wide)
 
+    return [*_fleet_section(frames, block), *_run_sections(frames, block)]
+
+
+def _fleet_section(frames: Frames, block: Any) -> list[tuple[str, list[ChartBlock]]]:
+    """The "Engines" section: only for fleets (see :mod:`sagellm_obs.frames.fleet`)."""
+    from sagellm_obs.frames import is_fleet
+
+    req, steps = frames.requests, frames.steps
+    if not is_fleet(req, steps):
+        return []
+    return [
+        (
+            "Engines",
+            [
+                block(
+                    "engine-latency",
+                    charts.engine_latency(req),
+                    "Each engine's p50 (bar) and p99 (tick), side by side.",
+                    wide=True,
+                ),
+                block(
+                    "slowest-engine",
+                    charts.slowest_engine_chart(req, steps=steps),
+                    "The engine whose TTFT p99 holds the fleet back, against the fleet's p99.",
+                ),
+                block(
+                    "engine-imbalance",
+                    charts.engine_imbalance(req, steps=steps),
+                    "Each engine's share of the arriving requests and output tokens over time.",
+                    wide=True,
+                ),
+                block("engine-kv-usage", charts.engine_kv_usage(steps, requests=req)),
+                block("engine-queue", charts.engine_queue(steps, requests=req)),
+            ],
+        )
+    ]
+
+
+def _run_sections(frames: Frames, block: Any) -> list[tuple[str, list[ChartBlock]]]:
+    req, steps = frames.requests, frames.steps
     return [
         (
             "Latency",
@@ -97,25 +138,39 @@ def _intro(summary: Summary, run_dir: Path) -> str:
 
 
 def write_report(
-    run_dir: PathLike, out: PathLike | None = None, *, slo: dict[str, float] | None = None
+    run_dir: PathLike,
+    out: PathLike | None = None,
+    *,
+    slo: dict[str, float] | None = None,
+    also: Sequence[PathLike] = (),
 ) -> Path:
     """Writes a run's report: summary tables and charts in one self-contained HTML file.
+
+    When more than one engine served the run, the page opens with an "Engines" table and chart
+    section (per-engine latency, KV usage, queue depth, load balance, the slowest engine).
 
     Args:
         run_dir: The run folder.
         out: Where to write; default ``<run_dir>/report.html``.
         slo: SLO limits for goodput, requests-frame columns to seconds (``{"ttft_s": 0.5}``).
+        also: More run folders loaded with it as one fleet (e.g. the replicas' runs of a
+            ``run --endpoint URL1,URL2`` client run).
 
     Returns:
         The path written.
     """
     run = Path(run_dir)
-    summary = summarize(run, slo=slo)
-    frames = load(run, errors="skip", cache=False)
+    runs = [run, *(Path(p) for p in also)]
+    summary = summarize(runs, slo=slo)
+    frames = load(runs if len(runs) > 1 else run, errors="skip", cache=False)
+    sections = [("Summary", summary_tables(summary))]
+    fleet = fleet_tables(summary)
+    if fleet:
+        sections.append(("Engines", fleet))
     page = render_page(
         "sageLLM run report",
         intro=_intro(summary, run),
-        sections=[("Summary", summary_tables(summary))],
+        sections=sections,
         charts=report_charts(frames),
     )
     return write_atomic(Path(out) if out is not None else run / REPORT_NAME, page)

