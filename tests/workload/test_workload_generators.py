@@ -198,6 +198,7 @@ def test_registry_names_and_unknown_name() -> None:
         "long_prompt_short_answer",
         "short_prompt_long_answer",
         "mixed",
+        "phases",
     }
     assert wl.build_workload("shared-prefix", n_requests=2)[0].kind == "shared_prefix"
     with pytest.raises(ValueError, match="unknown workload 'nope'") as info:
