@@ -52,6 +52,7 @@ from sagellm_obs.charts.trace import (
     trace_timeline,
 )
 from sagellm_obs.charts.waterfall import request_waterfall
+from sagellm_obs.charts.workload_phases import with_workload_phases, workload_phases
 
 register_theme()
 
@@ -84,4 +85,6 @@ __all__ = [
     "time_breakdown_chart",
     "trace_timeline",
     "ttft_vs_prompt",
+    "with_workload_phases",
+    "workload_phases",
 ]

@@ -32,7 +32,7 @@ import polars as pl
 _log = logging.getLogger(__name__)
 
 CACHE_DIR = ".cache"
-FORMAT = 2
+FORMAT = 3
 """Bump when the frames built from the same files change (schemas, derivations)."""
 
 FRAME_NAMES = ("spans", "requests", "steps", "metrics")

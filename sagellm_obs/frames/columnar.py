@@ -33,7 +33,7 @@ from sagellm_obs.store.reader import Errors, ReadReport
 
 _log = logging.getLogger(__name__)
 
-FORMAT = 2
+FORMAT = 3
 """Bump when the rows built from the same file change (schemas, derivations)."""
 
 META_KEY = "sagellm-obs:columnar"

@@ -120,6 +120,9 @@ REQUESTS = _schema(
         "client_start": TIME,
         "client_ttft_s": pl.Float64,
         "client_e2e_s": pl.Float64,
+        "workload": pl.String,  # the workload that sent the request
+        "family": pl.String,  # its shared-prefix family or chat session
+        "workload_phase": pl.String,  # its act in a phased workload ("warm", "pressure"...)
     }
 )
 

@@ -245,6 +245,9 @@ def requests_of(spans: pl.LazyFrame, client: pl.LazyFrame | None = None) -> pl.L
                 pl.col("client_start_unix_nano").cast(TIME).alias("client_start"),
                 "client_ttft_s",
                 "client_e2e_s",
+                "workload",
+                "family",
+                "workload_phase",
             )
         )
         req = req.join(c, on="request_id", how="left", maintain_order="left")

@@ -10,10 +10,12 @@ Three line shapes:
 * :data:`CLIENT_LINE`: one client-side timing per line (``requests-client-*.jsonl``)::
 
       {"request_id": "r1", "client_start_unix_nano": 1700000000000000000,
-       "client_ttft_s": 0.031, "client_e2e_s": 0.52}
+       "client_ttft_s": 0.031, "client_e2e_s": 0.52,
+       "workload": "phases", "family": "family-01", "workload_phase": "warm"}
 
-  ``client_ttft_s`` is null when no token arrived; other keys (``workload``, ``error``...) are
-  ignored.
+  ``client_ttft_s`` is null when no token arrived; ``workload``, ``family`` (the shared-prefix
+  family or chat session) and ``workload_phase`` (the act of a phased workload, e.g. ``phases``)
+  may be absent or null; other keys (``error``, ``client_itl_ms``...) are ignored.
 
 The fast path decodes lines straight into these dtypes and is strict about JSON types. Producers
 vary within what OTLP/JSON allows (an int64 as a JSON number instead of a string, an enum by name,
@@ -149,6 +151,9 @@ CLIENT_LINE = pl.Schema(
         "client_start_unix_nano": pl.Int64,
         "client_ttft_s": pl.Float64,
         "client_e2e_s": pl.Float64,
+        "workload": pl.String,
+        "family": pl.String,
+        "workload_phase": pl.String,
     }
 )
 

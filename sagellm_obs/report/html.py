@@ -36,6 +36,14 @@ REPORT_NAME = "report.html"
 PathLike = str | os.PathLike[str]
 
 
+_STORY = (
+    "Shaded: the workload's phases. In warm, the shared prefixes fill the prefix cache and most "
+    "prompt tokens hit; in pressure, long unrelated prompts fill the KV cache: requests wait, "
+    "some are preempted (their blocks freed and recomputed later) and the hit rate falls; in "
+    "recover, the first request of each prefix misses (its blocks were evicted), then hits again."
+)
+
+
 def report_charts(frames: Frames) -> list[tuple[str, list[ChartBlock]]]:
     """The report's chart sections: latency, requests, engine and an interactive dashboard;
     and, when more than one engine served the run, a fleet section before them."""
@@ -83,6 +91,12 @@ def _fleet_section(frames: Frames, block: Any) -> list[tuple[str, list[ChartBloc
 
 def _run_sections(frames: Frames, block: Any) -> list[tuple[str, list[ChartBlock]]]:
     req, steps = frames.requests, frames.steps
+    acts = charts.workload_phases(req)  # a phased workload's acts shade the engine timelines
+    story = _STORY if acts.height else ""
+
+    def engine(chart: ChartType) -> ChartType:
+        return charts.with_workload_phases(chart, acts)
+
     return [
         (
             "Latency",
@@ -108,10 +122,10 @@ def _run_sections(frames: Frames, block: Any) -> list[tuple[str, list[ChartBlock
         (
             "Engine",
             [
-                block("kv-usage", charts.kv_usage(steps)),
-                block("prefix-hit-rate", charts.prefix_hit_rate(steps)),
-                block("throughput", charts.throughput(steps)),
-                block("concurrency", charts.concurrency(steps)),
+                block("kv-usage", engine(charts.kv_usage(steps)), story),
+                block("prefix-hit-rate", engine(charts.prefix_hit_rate(steps))),
+                block("throughput", engine(charts.throughput(steps))),
+                block("concurrency", engine(charts.concurrency(steps))),
             ],
         ),
         (

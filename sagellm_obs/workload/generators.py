@@ -15,6 +15,7 @@ from typing import Any
 from sagellm_obs.workload.chat import chat_sessions
 from sagellm_obs.workload.item import WorkItem
 from sagellm_obs.workload.mixes import long_prompt_short_answer, mixed, short_prompt_long_answer
+from sagellm_obs.workload.phases import phases
 from sagellm_obs.workload.shared_prefix import shared_prefix
 
 __all__ = [
@@ -32,6 +33,7 @@ WORKLOADS: dict[str, Callable[..., list[WorkItem]]] = {
     "long_prompt_short_answer": long_prompt_short_answer,
     "short_prompt_long_answer": short_prompt_long_answer,
     "mixed": mixed,
+    "phases": phases,
 }
 """Workload generators by name."""
 

@@ -241,10 +241,10 @@ async def run_http_workload(
     One ``requests-client`` row is written per request to ``store`` (``request_id``,
     ``client_start_unix_nano``, ``client_ttft_s``, ``client_e2e_s``, ``client_itl_ms``,
     ``finish_reason``, ``error``, ``trace_id``, ``endpoint``, ``workload``, ``family``,
-    ``output_tokens``, ``chunks``, ``replica``: the base URL it went to). ``error`` is the HTTP
-    status (an int) or the exception name;
-    such a request counts as failed and the run goes on. ``trace_id`` is the server's
-    ``X-Trace-Id`` when it returns one, else the trace id of the ``traceparent`` sent.
+    ``workload_phase``, ``output_tokens``, ``chunks``, ``replica``: the base URL it went to).
+    ``error`` is the HTTP status (an int) or the exception name; such a request counts as failed
+    and the run goes on. ``trace_id`` is the server's ``X-Trace-Id`` when it returns one, else the
+    trace id of the ``traceparent`` sent.
 
     Args:
         endpoint: Base URL, e.g. ``http://127.0.0.1:8000`` (a trailing ``/v1`` is accepted), or
@@ -309,6 +309,7 @@ async def run_http_workload(
                     "client_start_unix_nano": time.time_ns(),
                     "workload": item.kind,
                     "family": item.family,
+                    "workload_phase": (req.metadata or {}).get("phase"),
                     "endpoint": base + path,
                     "replica": base,
                     "trace_id": trace_hex,

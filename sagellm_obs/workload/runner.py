@@ -92,6 +92,7 @@ async def run_workload(
                 "client_start_unix_nano": int(start_wall * 1e9),
                 "workload": item.kind,
                 "family": item.family,
+                "workload_phase": (item.request.metadata or {}).get("phase"),
             }
             progress.sent += 1
             try:

@@ -185,6 +185,7 @@ def test_client_timings_join_on_request_id(written: WrittenRun, tmp_path: Path) 
                 "client_e2e_s": 0.75,
                 "workload": "short",
                 "family": "chat",
+                "workload_phase": "warm",
             },
             {
                 "request_id": "req-1",
@@ -209,6 +210,17 @@ def test_client_timings_join_on_request_id(written: WrittenRun, tmp_path: Path) 
     assert by_id["req-0"]["client_start"] == datetime.fromtimestamp(T0 / 1e9, tz=timezone.utc)
     assert by_id["req-1"]["client_ttft_s"] == 0.3
     assert by_id["req-2"]["client_e2e_s"] is None
+    # What the workload said about the request travels with it; absent keys are nulls.
+    assert (
+        by_id["req-0"]["workload"],
+        by_id["req-0"]["family"],
+        by_id["req-0"]["workload_phase"],
+    ) == (
+        "short",
+        "chat",
+        "warm",
+    )
+    assert by_id["req-1"]["workload_phase"] is None and by_id["req-1"]["workload"] is None
 
 
 def test_both_span_sources_in_one_file(tmp_path: Path) -> None:
