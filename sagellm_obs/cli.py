@@ -58,9 +58,12 @@ def _parse_slo(text: str | None) -> dict[str, float]:
 def run(
     model: Annotated[str, typer.Option(help="Model folder, or 'tiny' (built offline).")] = "tiny",
     workload: Annotated[
-        str, typer.Option(help="Workload name (shared_prefix, chat_sessions, ...) or a JSONL file.")
-    ] = "shared_prefix",
-    requests: Annotated[int, typer.Option(help="Number of requests.")] = 500,
+        str,
+        typer.Option(
+            help="Workload name (phases, shared_prefix, chat_sessions, ...) or a JSONL file."
+        ),
+    ] = "phases",
+    requests: Annotated[int, typer.Option(help="Number of requests.")] = 200,
     duration: Annotated[float | None, typer.Option(help="Stop sending after S seconds.")] = None,
     rate: Annotated[float | None, typer.Option(help="Poisson arrivals at R requests/s.")] = None,
     concurrency: Annotated[int, typer.Option(help="Requests in flight (closed loop).")] = 8,

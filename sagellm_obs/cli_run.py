@@ -13,7 +13,13 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from sagellm_obs.workload.generators import DEFAULT_WORKLOAD
 from sagellm_obs.workload.item import WorkItem
+
+TINY_RUN_KV_CACHE_BYTES = 20 * 2**20
+"""The tiny model's KV cache in a run: 40 blocks of 128 tokens (4 KiB per token), room for the
+default workload's shared prefixes and a few of its long prompts, so its pressure phase fills the
+cache and makes requests wait (a larger cache would sit at a few percent all run long)."""
 
 
 @dataclass
@@ -21,13 +27,14 @@ class MainJob:
     """One instrumented run. ``run()`` returns the process exit code."""
 
     model: str = "tiny"
-    workload: str = "shared_prefix"
+    workload: str = DEFAULT_WORKLOAD
     requests: int = 200
     duration: float | None = None
     rate: float | None = None
     concurrency: int = 8
     max_tokens: int = 32
     prefix_caching: bool = True
+    kv_cache_bytes: int | None = None
     out: Path | None = None
     otlp: str | None = None
     slo: dict[str, float] = field(default_factory=dict)
@@ -58,6 +65,14 @@ class MainJob:
         if self.rate:
             items = apply_arrivals(items, poisson(self.rate, seed=self.seed))
         return items
+
+    def _kv_cache(self) -> dict[str, int]:
+        """The KV-cache size to ask for: the user's, or the story-telling one of the tiny model."""
+        if self.kv_cache_bytes is not None:
+            return {"kv_cache_memory_bytes": self.kv_cache_bytes}
+        if self.model == "tiny":
+            return {"kv_cache_memory_bytes": TINY_RUN_KV_CACHE_BYTES}
+        return {}  # EngineConfig's default
 
     def stop(self) -> None:
         """Ask the run to stop (Ctrl-C): in-flight requests are aborted, the rest is kept."""
@@ -90,6 +105,7 @@ class MainJob:
                 telemetry=tel,
                 in_process=self.in_process,
                 enable_prefix_caching=self.prefix_caching,
+                **self._kv_cache(),
             )
         console.print(
             f"engine up in {time.perf_counter() - t0:.1f} s: model [cyan]{engine.model_name}[/], "

@@ -3,7 +3,9 @@
 A workload is a ``list[WorkItem]``: protocol requests plus when to send them. Generators are
 seeded (same seed, same requests, byte for byte) and need no model or data file:
 
-* :func:`shared_prefix` (the default): a few long system prompts shared by many short requests;
+* :func:`phases` (the default): warm shared prefixes, a burst of long unrelated prompts that
+  fills a small KV cache, shared prefixes again (see :mod:`sagellm_obs.workload.phases`);
+* :func:`shared_prefix`: a few long system prompts shared by many short requests;
 * :func:`chat_sessions`: interleaved multi-turn chats that re-send their history;
 * :func:`long_prompt_short_answer`, :func:`short_prompt_long_answer` and :func:`mixed`;
 * :func:`load_replay`: requests recorded in a JSONL file.
@@ -60,6 +62,7 @@ from sagellm_obs.workload.mixes import (
     mixed,
     short_prompt_long_answer,
 )
+from sagellm_obs.workload.phases import PHASES, phases
 from sagellm_obs.workload.replay import (
     REPLAY_KIND,
     BadLine,
@@ -94,6 +97,7 @@ __all__ = [
     "DEFAULT_SUFFIX_TOKENS",
     "DEFAULT_WORKLOAD",
     "LONG_PROMPT_SHORT_ANSWER",
+    "PHASES",
     "PREFIX_SEPARATOR",
     "REPLAY_KIND",
     "SHORT_PROMPT_LONG_ANSWER",
@@ -126,6 +130,7 @@ __all__ = [
     "mixed",
     "parse_arrival",
     "parse_replay",
+    "phases",
     "poisson",
     "prompt_words",
     "request_id_for",

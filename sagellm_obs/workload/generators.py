@@ -37,7 +37,7 @@ WORKLOADS: dict[str, Callable[..., list[WorkItem]]] = {
 }
 """Workload generators by name."""
 
-DEFAULT_WORKLOAD = "shared_prefix"
+DEFAULT_WORKLOAD = "phases"
 """The workload ``sagellm-obs run`` uses when none is named."""
 
 COMMON_PARAMETERS: tuple[str, ...] = (

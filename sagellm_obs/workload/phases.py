@@ -56,7 +56,7 @@ def phases(
     warm_share: float = 0.4,
     pressure_share: float = 0.3,
     pressure_prompt_tokens: int = 720,
-    pressure_max_tokens: int = 96,
+    pressure_max_tokens: int | None = None,
     families: int = DEFAULT_FAMILIES,
     prefix_tokens: int = DEFAULT_PREFIX_TOKENS,
     suffix_tokens: int = DEFAULT_SUFFIX_TOKENS,
@@ -74,7 +74,8 @@ def phases(
         warm_share: Share of the requests in the warm phase.
         pressure_share: Share in the pressure phase (the rest recover).
         pressure_prompt_tokens: Mean prompt length of the pressure phase (±20%, uniform).
-        pressure_max_tokens: Output tokens of the pressure requests (> 0).
+        pressure_max_tokens: Output tokens of the pressure requests (> 0); by default three
+            times ``max_tokens``, so their decodes outlast the shared requests'.
         families: Number of shared prefixes (> 0).
         prefix_tokens: Approximate prefix length in tokens (> 0).
         suffix_tokens: Approximate per-request suffix length in tokens (> 0).
@@ -92,6 +93,8 @@ def phases(
         ValueError: A count or length is not a positive integer, shares out of range, or a bad
             ``arrival``.
     """
+    if pressure_max_tokens is None:
+        pressure_max_tokens = 3 * max_tokens
     for name, value in (
         ("n_requests", n_requests),
         ("max_tokens", max_tokens),

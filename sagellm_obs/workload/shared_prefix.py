@@ -4,8 +4,8 @@
 with 128-token KV blocks that is three full blocks a prefix cache can reuse) are each followed,
 request after request, by a fresh user suffix of about ``suffix_tokens`` tokens (30 by default).
 Requests are spread evenly over the families and interleaved in a seeded random order, so a prefix
-cache sees every family again and again, mixed with the others. This is the default workload of
-``sagellm-obs run``.
+cache sees every family again and again, mixed with the others. The default workload of
+``sagellm-obs run``, :mod:`~sagellm_obs.workload.phases`, opens and closes with it.
 
 The prompt of a request is ``family_prefix + "\\n\\n" + suffix``: every request of a family starts
 with the same :func:`family_prefix` string, character for character. The intended sharing ratio,

@@ -51,6 +51,7 @@ def fleet_run(replicas: list[ServerProcess], tmp_path_factory: pytest.TempPathFa
 
     out = tmp_path_factory.mktemp("fleet-client") / "client-run"
     job = MainJob(
+        workload="shared_prefix",
         requests=N,
         max_tokens=4,
         concurrency=4,

@@ -191,7 +191,7 @@ def test_mixed_ratio_and_cap() -> None:
 
 
 def test_registry_names_and_unknown_name() -> None:
-    assert wl.DEFAULT_WORKLOAD == "shared_prefix"
+    assert wl.DEFAULT_WORKLOAD == "phases"
     assert set(wl.WORKLOADS) == {
         "shared_prefix",
         "chat_sessions",

@@ -12,9 +12,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pytest
 
 from sagellm_obs import semconv as sc
+from sagellm_obs.frames import load
 from sagellm_obs.store import files_of, iter_jsonl
 from sagellm_obs.store.otlp_json import parse_traces_line
 
@@ -63,7 +65,8 @@ def _quantile(values: list[float], q: float) -> float:
 def test_run_writes_a_complete_folder_and_a_true_summary(tmp_path: Path) -> None:
     out = tmp_path / "run"
     proc = _run(
-        ["--requests", "24", "--max-tokens", "8", "--concurrency", "4", "--out", str(out),
+        ["--workload", "shared_prefix", "--requests", "24", "--max-tokens", "8",
+         "--concurrency", "4", "--out", str(out),
          "--slo", "ttft=2,tpot=1"]
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -103,7 +106,19 @@ def test_prefix_caching_on_beats_off(tmp_path: Path) -> None:
     for flag in ("--prefix-caching", "--no-prefix-caching"):
         out = tmp_path / flag.strip("-")
         proc = _run(
-            ["--requests", "24", "--max-tokens", "4", "--concurrency", "1", "--out", str(out), flag]
+            [
+                "--workload",
+                "shared_prefix",
+                "--requests",
+                "24",
+                "--max-tokens",
+                "4",
+                "--concurrency",
+                "1",
+                "--out",
+                str(out),
+                flag,
+            ]
         )
         assert proc.returncode == 0, proc.stderr
         results[flag] = json.loads((out / "summary.json").read_text())
@@ -161,6 +176,41 @@ def test_replay_file_reports_bad_lines_and_runs_good_ones(tmp_path: Path) -> Non
     assert "max_tokens" in proc.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["requests"] == 3
+
+
+def test_default_run_tells_the_kv_story(tmp_path: Path) -> None:
+    """The default workload on the default tiny engine: the KV cache fills and requests wait under
+    pressure, and the prefix hit rate falls there and comes back (read from the run's own step
+    records and request spans, phase by phase)."""
+    out = tmp_path / "run"
+    proc = _run(["--requests", "40", "--max-tokens", "16", "--out", str(out)])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    frames = load(out)
+    steps, requests = frames.steps, frames.requests
+    assert steps["kv_cache_usage"].max() >= 0.8  # type: ignore[operator]
+    assert steps["waiting"].max() > 0 or steps["preemptions"].sum() > 0  # type: ignore[operator]
+    by_phase = {
+        row["workload_phase"]: row
+        for row in requests.group_by("workload_phase")
+        .agg(
+            hit=pl.col("cached_tokens").sum() / pl.col("input_tokens").sum(),
+            first=pl.col("arrival").min(),
+            n=pl.len(),
+        )
+        .iter_rows(named=True)
+    }
+    assert {k: v["n"] for k, v in by_phase.items()} == {"warm": 16, "pressure": 12, "recover": 12}
+    warm, pressure, recover = by_phase["warm"], by_phase["pressure"], by_phase["recover"]
+    assert warm["first"] < pressure["first"] < recover["first"]
+    assert pressure["hit"] < 0.2 < 0.5 < min(warm["hit"], recover["hit"])
+    # The cache is fuller under pressure than while warming up.
+    warm_peak = steps.filter(pl.col("time") < pressure["first"])["kv_cache_usage"].max()
+    pressure_peak = steps.filter(
+        (pl.col("time") >= pressure["first"]) & (pl.col("time") < recover["first"])
+    )["kv_cache_usage"].max()
+    assert pressure_peak > warm_peak  # type: ignore[operator]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["kv_usage_peak"] == pytest.approx(steps["kv_cache_usage"].max())
 
 
 def test_sigint_mid_run_keeps_a_loadable_folder(tmp_path: Path) -> None:
