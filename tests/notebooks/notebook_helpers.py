@@ -23,6 +23,7 @@ NOTEBOOKS = (
     "05_comparing_runs",
     "06_tool_using_app",
     "07_live",
+    "08_clickhouse",
 )
 KERNEL = "python3"  # the name the notebooks' metadata asks for
 REQUESTS = "16"  # SAGELLM_OBS_NOTEBOOK_REQUESTS for the tests: small workloads

@@ -32,6 +32,7 @@ MIN_CHARTS = {
     "05_comparing_runs": 7,
     "06_tool_using_app": 2,
     "07_live": 5,
+    "08_clickhouse": 2,
 }
 EXPLORERS = {"01_quickstart": 1, "05_comparing_runs": 1}
 CHART_CALL = re.compile(r"\bcharts\.\w+\(|\balt\.Chart\(|\bexplore\(|\blive\(")
