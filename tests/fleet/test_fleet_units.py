@@ -173,7 +173,7 @@ def test_pipeline_step_metrics_per_rank(tmp_path: Any) -> None:
         for rm in data.resource_metrics:
             for scope in rm.scope_metrics:
                 for metric in scope.metrics:
-                    for p in metric.data.data_points:  # type: ignore[union-attr]
+                    for p in metric.data.data_points:
                         a = dict(p.attributes or {})
                         key = (a.get(sc.SAGELLM_ENGINE_ID), a.get(sc.SAGELLM_ENGINE_IDX))
                         if metric.name == sc.M_KV_USAGE.name:
