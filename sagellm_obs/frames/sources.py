@@ -29,7 +29,7 @@ import polars as pl
 from sagellm_obs.frames import cache as cache_mod
 from sagellm_obs.frames import columnar, files
 from sagellm_obs.frames.lines import TORN
-from sagellm_obs.frames.schemas import RUNS, SCHEMAS, check_schema
+from sagellm_obs.frames.schemas import RUNS, SCHEMAS, check_schema, conform
 from sagellm_obs.frames.spans import requests_of
 from sagellm_obs.store import layout
 from sagellm_obs.store.reader import Errors, ReadReport, StoreFormatError
@@ -37,6 +37,12 @@ from sagellm_obs.store.reader import Errors, ReadReport, StoreFormatError
 _log = logging.getLogger(__name__)
 
 FRAME_NAMES = ("spans", "requests", "steps", "metrics")
+
+ADDED_COLUMNS: dict[str, tuple[str, ...]] = dict.fromkeys(
+    ("spans", "requests", "steps", "metrics"), ("engine_idx",)
+)
+"""Columns added to a frame's schema after Parquet frames were first saved: a saved frame
+without them loads with them as nulls (any other missing column is a schema error)."""
 
 
 @dataclass
@@ -257,8 +263,16 @@ def _parquet(directory: Path, found: dict[str, Path]) -> SourceScan:
         schema = SCHEMAS[name]
         if not path.is_file():
             return pl.LazyFrame(schema=schema)
-        check_schema(pl.DataFrame(schema=pl.read_parquet_schema(path)), schema, f"{name} ({path})")
-        return pl.scan_parquet(path)
+        have = pl.read_parquet_schema(path)
+        added = [c for c in ADDED_COLUMNS.get(name, ()) if c not in have]
+        # Frames saved before a column was added load with it as nulls.
+        check_schema(
+            pl.DataFrame(schema={**have, **{c: schema[c] for c in added}}),
+            schema,
+            f"{name} ({path})",
+        )
+        scan = pl.scan_parquet(path)
+        return conform(scan, schema) if added else scan
 
     manifest_dir = directory.parent if directory.name == cache_mod.CACHE_DIR else directory
     frames = {name: scan(name) for name in FRAME_NAMES}
