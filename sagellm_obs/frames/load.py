@@ -287,20 +287,26 @@ def _combine(scans: list[SourceScan]) -> dict[str, pl.LazyFrame]:
     return out
 
 
-_CLIENT_COLUMNS = ("client_start", "client_ttft_s", "client_e2e_s")
+_CLIENT_COLUMNS = (
+    "client_start",
+    "client_ttft_s",
+    "client_e2e_s",
+    "workload",
+    "family",
+    "workload_phase",
+)
 
 
 def _join_client(requests: pl.LazyFrame, client: pl.LazyFrame) -> pl.LazyFrame:
-    """``requests`` with client timings filled from any source's client rows (the last row of
-    a repeated request id wins); timings a source already joined are kept."""
+    """``requests`` with the client columns filled from any source's client rows (the last row
+    of a repeated request id wins); values a source already joined are kept."""
     rows = (
         client.filter(pl.col("request_id").is_not_null())
         .unique("request_id", keep="last", maintain_order=True)
         .select(
             "request_id",
             pl.col("client_start_unix_nano").cast(TIME).alias("_client_start"),
-            pl.col("client_ttft_s").alias("_client_ttft_s"),
-            pl.col("client_e2e_s").alias("_client_e2e_s"),
+            *(pl.col(col).alias(f"_{col}") for col in _CLIENT_COLUMNS[1:]),
         )
     )
     return (
