@@ -56,6 +56,7 @@ td.worse { color: #cf222e; }
 figure.chart { margin: 0; padding: 12px; border: 1px solid var(--line); border-radius: 6px;
   overflow-x: auto; }
 figure.chart.wide { grid-column: 1 / -1; }
+figure.chart div.vega { width: 100%; }
 figure.chart figcaption { color: var(--muted); font-size: 12px; margin-top: 6px; }
 .vega.error { color: #cf222e; white-space: pre-wrap; font: 12px ui-monospace, monospace; }
 """
@@ -142,6 +143,21 @@ def _json_for_script(obj: Any) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
+_COMPOUND = ("hconcat", "vconcat", "concat", "facet", "repeat")
+
+
+def fit_card(spec: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A single or layered view as wide as its card, legend included (``width: "container"``);
+    compound views (the dashboard, concatenations) keep their own layout.
+
+    A fixed width plus a legend on the right was wider than a card in a two-column page, which
+    then scrolled sideways.
+    """
+    if any(key in spec for key in _COMPOUND):
+        return spec
+    return {**spec, "width": "container", "autosize": {"type": "fit-x", "contains": "padding"}}
+
+
 def _figure(block: ChartBlock) -> str:
     key = html.escape(block.key, quote=True)
     caption = f"<figcaption>{html.escape(block.caption)}</figcaption>" if block.caption else ""
@@ -149,7 +165,8 @@ def _figure(block: ChartBlock) -> str:
     return (
         f'<figure class="{classes}" id="chart-{key}">'
         f'<div class="vega" data-spec="spec-{key}"></div>{caption}'
-        f'<script type="application/json" id="spec-{key}">{_json_for_script(block.spec)}</script>'
+        f'<script type="application/json" id="spec-{key}">'
+        f"{_json_for_script(fit_card(block.spec))}</script>"
         "</figure>"
     )
 

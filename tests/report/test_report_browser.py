@@ -85,6 +85,12 @@ def test_report_renders_offline_in_chromium(run_a: Path, tmp_path: Path) -> None
                     return [el.dataset.spec, r ? r.width : 0, r ? r.height : 0, marks];
                 })"""
             )
+            # A chart wider than its card gets a scroll bar: name the ones that do.
+            overflowing = page.evaluate(
+                """() => [...document.querySelectorAll("figure.chart")]
+                    .filter((f) => f.scrollWidth > f.clientWidth + 1)
+                    .map((f) => [f.id, f.scrollWidth, f.clientWidth])"""
+            )
             linked = _brush_filters_the_waterfall(page)
             page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
         finally:
@@ -95,6 +101,7 @@ def test_report_renders_offline_in_chromium(run_a: Path, tmp_path: Path) -> None
     assert state["rendered"] == state["total"] == 11, f"{state} (see {shot})"
     empty = [(key, w, h, n) for key, w, h, n in sizes if not (w > 0 and h > 0 and n > 0)]
     assert not empty, f"charts without a drawing: {empty} (see {shot})"
+    assert not overflowing, f"charts wider than their card: {overflowing} (see {shot})"
     external = [u for u in requests if not u.startswith(("file:", "data:", "blob:", "about:"))]
     assert not external, f"the report fetched {external}"
     assert not errors, f"errors in the page: {errors}"
