@@ -66,7 +66,7 @@ class MainJob:
             items = apply_arrivals(items, poisson(self.rate, seed=self.seed))
         return items
 
-    def _kv_cache(self) -> dict[str, int]:
+    def _kv_cache(self) -> dict[str, Any]:
         """The KV-cache size to ask for: the user's, or the story-telling one of the tiny model."""
         if self.kv_cache_bytes is not None:
             return {"kv_cache_memory_bytes": self.kv_cache_bytes}

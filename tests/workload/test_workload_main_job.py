@@ -94,7 +94,10 @@ def test_run_writes_a_complete_folder_and_a_true_summary(tmp_path: Path) -> None
     assert summary["prefix_hit_rate"] == pytest.approx(hits / queries)
     assert summary["prefix_hit_rate"] > 0.5  # 4 shared ~400-token prefixes, 24 requests
     assert summary["kv_usage_peak"] == max(s[sc.STEP_KV_USAGE] for s in steps)
-    assert summary["goodput"] == pytest.approx(1.0)
+    # Goodput from the spans' own figures (not a fixed 1.0: a busy machine can miss a 2 s TTFT).
+    tpot = [_value(s[sc.SAGELLM_TPOT]) for s in spans]
+    good = sum(1 for t, p in zip(ttft, tpot, strict=True) if t <= 2 and p <= 1)
+    assert summary["goodput"] == pytest.approx(good / len(spans))
 
 
 def test_prefix_caching_on_beats_off(tmp_path: Path) -> None:
