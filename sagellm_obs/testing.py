@@ -19,7 +19,9 @@ Importing this module loads neither vllm, torch nor altair.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import random
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,7 @@ __all__ = [
     "deterministic_telemetry",
     "make_record",
     "sagellm_capture",
+    "synthetic_run",
 ]
 
 
@@ -135,6 +138,114 @@ def deterministic_telemetry(run_dir: Path, **advanced: Any) -> Telemetry:
         ),
         make_current=False,
     )
+
+
+def synthetic_run(
+    run_dir: Path,
+    n: int = 40,
+    *,
+    seed: int = 0,
+    slowdown: float = 1.0,
+    models: Sequence[str] = ("tiny-test",),
+    engines: Sequence[str] = ("engine-test",),
+    prefix: str = "req",
+    cancelled: frozenset[int] = frozenset(),
+    failed: frozenset[int] = frozenset(),
+    gap_s: float = 0.2,
+    step_s: float = 0.1,
+    steps: bool = True,
+) -> Path:
+    """A run folder written by the real telemetry pipeline from ``n`` seeded, finished requests.
+
+    Request ``i`` (``f"{prefix}-{i:03d}"``, model and engine round-robin) arrives ``gap_s * i``
+    seconds after the first, ends a few seconds before now, and waits, prefills and decodes for
+    seeded durations (times ``slowdown``); its engine-monotonic stamps come from the pipeline's
+    own clock anchor, so the stored spans hold exactly those durations. Indexes in ``cancelled``
+    are cancelled by the client, those in ``failed`` end with an engine error. Engine steps come
+    every ``step_s`` seconds (engines round-robin, a second past the last arrival; none with
+    ``steps=False``) with seeded running/waiting counts, KV usage and prefix-cache queries.
+    ``n=0, steps=False`` is a run whose telemetry started and stopped with nothing to record.
+
+    Returns:
+        ``run_dir``, closed (manifest ended, columnar copies written).
+    """
+    tel = configure(
+        run_dir=run_dir,
+        engine_id=engines[0],
+        make_current=False,
+        otlp_endpoint=False,
+        advanced=AdvancedOptions(simple_processors=True),
+    )
+    try:
+        anchor = tel.anchor
+        rng = random.Random(seed)
+        start = time.time() - gap_s * n - 5.0
+        for i in range(n):
+            arrival = start + gap_s * i
+            queue = (0.002 + 0.03 * rng.random()) * slowdown
+            prefill = (0.01 + 0.04 * rng.random()) * slowdown
+            out = rng.randint(8, 64)
+            tpot = (0.004 + 0.004 * rng.random()) * slowdown
+            decode = tpot * (out - 1)
+            prompt = rng.randint(32, 1024)
+            cached = int(prompt * rng.random() * 0.8)
+            queued = anchor.to_mono(arrival) + 0.0005
+            scheduled = queued + queue
+            first = scheduled + prefill
+            last = first + decode
+            tel.submit_request(
+                RequestRecord(
+                    request_id=f"{prefix}-{i:03d}",
+                    trace_id=f"trace-{prefix}-{i:03d}",
+                    engine_id=engines[i % len(engines)],
+                    model=models[i % len(models)],
+                    operation=sc.OP_TEXT_COMPLETION,
+                    stream=True,
+                    arrival_time=arrival,
+                    queued_ts=queued,
+                    scheduled_ts=scheduled,
+                    first_token_ts=first,
+                    last_token_ts=last,
+                    ttft=anchor.to_epoch(first) - arrival,
+                    e2e=anchor.to_epoch(last) - arrival,
+                    queue=queue,
+                    prefill=prefill,
+                    decode=decode,
+                    inference=prefill + decode,
+                    tpot=tpot,
+                    prompt_tokens=prompt,
+                    output_tokens=out,
+                    cached_tokens=cached,
+                    max_tokens=64,
+                    cancelled=i in cancelled,
+                    error_type="EngineDeadError" if i in failed else None,
+                )
+            )
+        count = int((gap_s * n + 1.0) / step_s) if steps else 0
+        for k in range(count):
+            queries = rng.randint(0, 600)
+            tel.submit_step(
+                {
+                    sc.STEP_TIME_UNIX_NANO: int((start + step_s * k) * 1e9),
+                    sc.STEP_ENGINE_ID: engines[k % len(engines)],
+                    sc.STEP_INDEX: k,
+                    sc.STEP_RUNNING: rng.randint(0, 8),
+                    sc.STEP_WAITING: rng.randint(0, 4),
+                    sc.STEP_KV_USAGE: 0.2 + 0.6 * k / count * rng.random(),
+                    sc.STEP_PREFIX_QUERIES: queries,
+                    sc.STEP_PREFIX_HITS: int(queries * rng.random()),
+                    sc.STEP_PROMPT_TOKENS: queries,
+                    sc.STEP_CACHED_PROMPT_TOKENS: queries // 3,
+                    sc.STEP_GENERATION_TOKENS: rng.randint(0, 16),
+                    sc.STEP_PREEMPTIONS: 0,
+                    sc.STEP_FINISHED: rng.randint(0, 1),
+                }
+            )
+        if not tel.flush():
+            raise RuntimeError(f"synthetic_run: telemetry did not flush into {run_dir}")
+    finally:
+        tel.shutdown()
+    return run_dir
 
 
 @dataclass

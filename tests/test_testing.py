@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from sagellm_obs import semconv as sc
 from sagellm_obs.testing import Capture, make_record
@@ -55,3 +56,29 @@ def test_importing_testing_loads_no_heavy_module() -> None:
     )
     loaded = set(json.loads(out.stdout.strip().splitlines()[-1]))
     assert not loaded & {"vllm", "torch", "altair", "ipywidgets"}
+
+
+def test_synthetic_run_is_a_real_run_folder(tmp_path: Path) -> None:
+    from sagellm_obs.frames import load
+    from sagellm_obs.testing import synthetic_run
+
+    run = synthetic_run(
+        tmp_path / "run",
+        6,
+        engines=("e1", "e2"),
+        prefix="x",
+        cancelled=frozenset({1}),
+        failed=frozenset({4}),
+    )
+    frames = load(run)
+    req = frames.requests.sort("request_id")
+    assert req["request_id"].to_list() == [f"x-{i:03d}" for i in range(6)]
+    assert req["engine_id"].to_list() == ["e1", "e2"] * 3
+    assert req["cancelled"].to_list() == [False, True, False, False, False, False]
+    assert req["error_type"].to_list()[4] == "EngineDeadError"
+    # The stored phases add up to the stored E2E minus the 0.5 ms before the engine queue.
+    parts = req["queue_s"] + req["prefill_s"] + req["decode_s"]
+    assert ((req["e2e_s"] - parts - 0.0005).abs() < 1e-6).all()
+    assert frames.steps.height == int((0.2 * 6 + 1.0) / 0.1)
+    empty = synthetic_run(tmp_path / "empty", 0, steps=False)
+    assert load(empty).requests.height == 0 and load(empty).steps.height == 0
