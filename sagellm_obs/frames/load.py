@@ -29,8 +29,9 @@ from typing import Any
 import polars as pl
 
 from sagellm_obs.clickhouse.source import ClickHouseSource, is_clickhouse
-from sagellm_obs.frames.schemas import RUNS, SCHEMAS, TIME, check_schema
+from sagellm_obs.frames.schemas import RUNS, SCHEMAS, check_schema
 from sagellm_obs.frames.sources import FRAME_NAMES, SourceScan, runs_row, scan_source
+from sagellm_obs.frames.spans import CLIENT_COLUMNS, client_columns
 from sagellm_obs.store.layout import MANIFEST
 from sagellm_obs.store.reader import Errors, ReadReport
 
@@ -287,30 +288,12 @@ def _combine(scans: list[SourceScan]) -> dict[str, pl.LazyFrame]:
     return out
 
 
-_CLIENT_COLUMNS = (
-    "client_start",
-    "client_ttft_s",
-    "client_e2e_s",
-    "workload",
-    "family",
-    "workload_phase",
-)
-
-
 def _join_client(requests: pl.LazyFrame, client: pl.LazyFrame) -> pl.LazyFrame:
     """``requests`` with the client columns filled from any source's client rows (the last row
     of a repeated request id wins); values a source already joined are kept."""
-    rows = (
-        client.filter(pl.col("request_id").is_not_null())
-        .unique("request_id", keep="last", maintain_order=True)
-        .select(
-            "request_id",
-            pl.col("client_start_unix_nano").cast(TIME).alias("_client_start"),
-            *(pl.col(col).alias(f"_{col}") for col in _CLIENT_COLUMNS[1:]),
-        )
-    )
+    rows = client_columns(client).rename({col: f"_{col}" for col in CLIENT_COLUMNS})
     return (
         requests.join(rows, on="request_id", how="left", maintain_order="left")
-        .with_columns(pl.coalesce(col, f"_{col}").alias(col) for col in _CLIENT_COLUMNS)
-        .drop([f"_{col}" for col in _CLIENT_COLUMNS])
+        .with_columns(pl.coalesce(col, f"_{col}").alias(col) for col in CLIENT_COLUMNS)
+        .drop([f"_{col}" for col in CLIENT_COLUMNS])
     )

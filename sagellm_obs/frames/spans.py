@@ -7,6 +7,7 @@ Lines are exploded resource → scope → span with polars; known attributes bec
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import TypeVar
 
 import polars as pl
 
@@ -71,6 +72,33 @@ _SPAN_ID = r"^[0-9a-fA-F]{16}$"
 
 OnBad = Callable[[str, int, str], None]
 """``on_bad(source_file, line, message)``: raise or record a malformed record."""
+
+
+CLIENT_COLUMNS = (
+    "client_start",
+    "client_ttft_s",
+    "client_e2e_s",
+    "workload",
+    "family",
+    "workload_phase",
+)
+"""The requests frame's columns that come from client rows (``requests-client`` files)."""
+
+FrameT = TypeVar("FrameT", pl.DataFrame, pl.LazyFrame)
+
+
+def client_columns(client: FrameT) -> FrameT:
+    """One row per request id of client rows (the last of a repeated id wins): ``request_id``
+    and :data:`CLIENT_COLUMNS`."""
+    return (
+        client.filter(pl.col("request_id").is_not_null())
+        .unique("request_id", keep="last", maintain_order=True)
+        .select(
+            "request_id",
+            pl.col("client_start_unix_nano").cast(TIME).alias("client_start"),
+            *CLIENT_COLUMNS[1:],
+        )
+    )
 
 
 def build_spans(lines: pl.DataFrame, on_bad: OnBad) -> pl.DataFrame:
@@ -237,18 +265,5 @@ def requests_of(spans: pl.LazyFrame, client: pl.LazyFrame | None = None) -> pl.L
         )
     )
     if client is not None:
-        c = (
-            client.filter(pl.col("request_id").is_not_null())
-            .unique("request_id", keep="last", maintain_order=True)
-            .select(
-                "request_id",
-                pl.col("client_start_unix_nano").cast(TIME).alias("client_start"),
-                "client_ttft_s",
-                "client_e2e_s",
-                "workload",
-                "family",
-                "workload_phase",
-            )
-        )
-        req = req.join(c, on="request_id", how="left", maintain_order="left")
+        req = req.join(client_columns(client), on="request_id", how="left", maintain_order="left")
     return conform(req.sort("arrival", maintain_order=True), REQUESTS)
