@@ -93,6 +93,14 @@ def run(
     api_key: Annotated[
         str | None, typer.Option(help="Bearer key for --endpoint.", envvar="SAGELLM_OBS_API_KEY")
     ] = None,
+    vllm_tracing: Annotated[
+        bool,
+        typer.Option(
+            "--vllm-tracing",
+            help="Also turn on vLLM's own tracing: its llm_request span of each request joins "
+            "ours in the same trace, in the run folder and the collector.",
+        ),
+    ] = False,
 ) -> None:
     """Run a workload through the instrumented engine; print a summary, keep a run folder."""
     slos = _parse_slo(slo)
@@ -116,6 +124,7 @@ def run(
         endpoint=endpoint,
         route=route,
         api_key=api_key,
+        vllm_tracing=vllm_tracing,
     )
     previous = signal.getsignal(signal.SIGINT)
 
@@ -206,6 +215,22 @@ def serve(
             "records carry the rank as sagellm.engine_idx (on CPU the ranks share the cores).",
         ),
     ] = 1,
+    vllm_tracing: Annotated[
+        bool,
+        typer.Option(
+            "--vllm-tracing",
+            help="Also turn on vLLM's own tracing: its llm_request span of each request joins "
+            "ours in the same trace, in the run folder and the collector.",
+        ),
+    ] = False,
+    per_request_metrics: Annotated[
+        bool,
+        typer.Option(
+            "--enable-per-request-metrics",
+            help="Every completion carries vLLM's per-request 'metrics' object, as vLLM's own "
+            "flag of that name does.",
+        ),
+    ] = False,
 ) -> None:
     """Serve the instrumented engine over an OpenAI-compatible HTTP API until SIGTERM/Ctrl-C.
 
@@ -213,6 +238,8 @@ def serve(
     run folder ($SAGELLM_OBS_RUN_DIR) or all exporting to one collector
     ($OTEL_EXPORTER_OTLP_ENDPOINT); each replica's engine id is its HOST:PORT.
     """
+    from sagellm_obs import semconv as sc
+    from sagellm_obs.server import ServerOptions
     from sagellm_obs.server import serve as serve_http
     from sagellm_obs.server.serve import DataParallelError, check_data_parallel
 
@@ -222,6 +249,8 @@ def serve(
         err.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from None
     _quiet_vllm()
+    if vllm_tracing:
+        os.environ[sc.ENV_VLLM_TRACING] = "true"  # read by the server's configure()
     raise typer.Exit(
         serve_http(
             model,
@@ -231,6 +260,7 @@ def serve(
             in_process=in_process,
             engine_id=engine_id,
             data_parallel_size=data_parallel_size,
+            options=ServerOptions(per_request_metrics=per_request_metrics),
         )
     )
 

@@ -43,6 +43,7 @@ class MainJob:
     endpoint: str | None = None
     route: str = "round-robin"
     api_key: str | None = None
+    vllm_tracing: bool = False
     run_dir: Path | None = None
     _task: Any = None
     _loop: Any = None
@@ -93,6 +94,7 @@ class MainJob:
         tel = configure(
             run_dir=self.out or None,
             otlp_endpoint=self.otlp or None,
+            vllm_tracing=self.vllm_tracing or None,
         )
         self.run_dir = tel.run_dir
         console.print(f"[bold]sagellm-obs run[/] -> {tel.run_dir}")

@@ -252,6 +252,7 @@ ENV_RUN_DIR: Final = "SAGELLM_OBS_RUN_DIR"
 ENV_ENGINE_ID: Final = "SAGELLM_ENGINE_ID"
 ENV_STORE: Final = "SAGELLM_OBS_STORE"
 ENV_MODEL_CACHE: Final = "SAGELLM_OBS_MODEL_CACHE"
+ENV_VLLM_TRACING: Final = "SAGELLM_OBS_VLLM_TRACING"  # configure(vllm_tracing=...) default
 
 ATTRIBUTE_DOCS: Final[dict[str, str]] = {
     GEN_AI_OPERATION_NAME: "text_completion or chat",

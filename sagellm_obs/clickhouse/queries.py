@@ -1,7 +1,8 @@
 """Summaries ClickHouse computes where the spans are: small frames back, not millions of rows.
 
 Each function reads the request spans as :func:`~sagellm_obs.frames.spans.requests_of` picks
-them (vLLM's ``llm_request`` spans, and SERVER spans with an operation and a request id), with
+them (SERVER spans with an operation and a request id, and vLLM's ``llm_request`` spans that are
+not the child of one of those), with
 the same attribute keys in the same priority, and applies a source's filters
 (:func:`~sagellm_obs.clickhouse.source.clickhouse_source`). The tests check each against the same
 summary computed in Polars over the loaded ``requests`` frame.
@@ -45,17 +46,19 @@ def _value(column: str, dtype: str) -> str:
     return f"coalesce({', '.join(parts)})" if len(parts) > 1 else parts[0]
 
 
-def _is_request() -> str:
+def _is_request(table: str) -> str:
+    """A request span, as ``requests_of`` picks them: ours, and vLLM's ``llm_request`` unless it
+    is the child of one of ours (vLLM's tracing on: its figures belong to our request's row)."""
     op = quote_string(sc.GEN_AI_OPERATION_NAME)
     ids = " OR ".join(
         f"mapContains(SpanAttributes, {quote_string(k)})"
         for k in ATTRIBUTE_COLUMNS["request_id"][1]
     )
     kind = "replaceOne(upper(SpanKind), 'SPAN_KIND_', '')"
-    return (
-        f"(SpanName = {quote_string(sc.VLLM_REQUEST_SPAN_NAME)} OR "
-        f"({kind} = 'SERVER' AND mapContains(SpanAttributes, {op}) AND ({ids})))"
-    )
+    vllm = f"SpanName = {quote_string(sc.VLLM_REQUEST_SPAN_NAME)}"
+    ours = f"(NOT {vllm} AND {kind} = 'SERVER' AND mapContains(SpanAttributes, {op}) AND ({ids}))"
+    nested = f"(TraceId, ParentSpanId) IN (SELECT TraceId, SpanId FROM {table} WHERE {ours})"
+    return f"({ours} OR ({vllm} AND NOT {nested}))"
 
 
 def _requests_sql(source: Any, select: str, group: str) -> tuple[Any, str, dict[str, Any]]:
@@ -67,7 +70,7 @@ def _requests_sql(source: Any, select: str, group: str) -> tuple[Any, str, dict[
         raise ddl.LayoutError(f"{tables.label(ddl.TRACES)} does not exist")
     table = tables.qualified(ddl.TRACES)
     terms, params = src.where_spans(table)
-    where = " AND ".join([*terms, _is_request()])
+    where = " AND ".join([*terms, _is_request(table)])
     sql = f"SELECT {select} FROM {table} WHERE {where} {group}"
     return conn, sql, params
 

@@ -20,6 +20,8 @@ from typing import Any
 
 from sagellm_obs.protocol import (
     DecodingStrategy,
+    Error,
+    ErrorCode,
     FinishReason,
     Metrics,
     ProtocolValidationError,
@@ -33,14 +35,27 @@ from sagellm_obs.telemetry.records import RequestRecord
 _FINISH: dict[str, FinishReason] = {
     "stop": "stop",
     "length": "length",
-    "abort": "stop",
+    "abort": "error",
     "error": "error",
 }
 
 
 def protocol_finish_reason(vllm_reason: str | None) -> FinishReason:
-    """Map vLLM's finish reason to the protocol's three values (abort ends as ``stop``)."""
+    """Map vLLM's finish reason to the protocol's three values.
+
+    The protocol has no ``abort``: an aborted request ends as ``error`` (with
+    :func:`aborted_error`), never as a normal ``stop``.
+    """
     return _FINISH.get(vllm_reason or "stop", "stop")
+
+
+def aborted_error() -> Error:
+    """The protocol error of a request vLLM aborted before it finished."""
+    return Error(
+        code=ErrorCode.UNAVAILABLE,
+        message="aborted: the request was aborted before it finished (vLLM finish_reason 'abort')",
+        retryable=True,
+    )
 
 
 def invalid(field: str, message: str) -> ProtocolValidationError:
@@ -124,7 +139,7 @@ def build_metrics(
         tpot_ms=max(tpot_ms, 0.0),
         throughput_tps=(r.output_tokens / r.e2e) if r.e2e > 0 else 0.0,
         peak_mem_mb=peak_mem_mb,
-        error_rate=1.0 if r.error_type else 0.0,
+        error_rate=1.0 if r.error_type or r.cancelled else 0.0,  # an abort ends as an error
         kv_used_tokens=r.kv_tokens,
         kv_used_bytes=r.kv_bytes,
         prefix_hit_rate=(r.cached_tokens / r.prompt_tokens) if r.prompt_tokens else 0.0,

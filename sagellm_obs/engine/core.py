@@ -18,6 +18,7 @@ from typing import Any
 from sagellm_obs import semconv as sc
 from sagellm_obs.engine.config import EngineConfig, resolve_model
 from sagellm_obs.engine.convert import (
+    aborted_error,
     build_metrics,
     fill_timing,
     invalid,
@@ -32,7 +33,9 @@ from sagellm_obs.engine.vllm_calls import (
     get_tokenizer,
     is_client_error,
     kv_bytes_per_token,
+    max_model_len,
     sampling_params,
+    vllm_tracing_env,
     vllm_version,
 )
 from sagellm_obs.protocol import (
@@ -87,6 +90,9 @@ class InstrumentedEngine:
         #: Called with vLLM's final ``RequestOutput`` of each request (for cross-checks in tests
         #: and notebooks); must be cheap and must not raise.
         self.on_request_output: Callable[[Any], None] | None = None
+        #: vLLM traces requests itself (``otlp_traces_endpoint``): each request's trace context
+        #: goes to vLLM as ``trace_headers``, so its ``llm_request`` span is our span's child.
+        self.trace_vllm = False
 
     @property
     def telemetry(self) -> Telemetry:
@@ -131,15 +137,23 @@ class InstrumentedEngine:
         sink = StepSink(
             (lambda: pinned) if pinned is not None else current_telemetry, tel.engine_id
         )
-        args = AsyncEngineArgs(**cfg.engine_args(model_path))
+        engine_kw = cfg.engine_args(model_path)
+        receiver = tel.vllm_spans
+        if receiver is not None and not engine_kw.get("otlp_traces_endpoint"):
+            engine_kw["otlp_traces_endpoint"] = receiver.endpoint
+        args = AsyncEngineArgs(**engine_kw)
         started = time.time()
-        llm = AsyncLLM.from_engine_args(args, stat_loggers=[stat_logger_factory(sink)])
+        with vllm_tracing_env(engine_kw.get("otlp_traces_endpoint"), receiver is not None):
+            llm = AsyncLLM.from_engine_args(args, stat_loggers=[stat_logger_factory(sink)])
         engine = cls(llm, cfg, pinned, sink, model_path)
+        engine.trace_vllm = bool(engine_kw.get("otlp_traces_endpoint"))
+        if receiver is not None:
+            receiver.set_default(tel.take_spans)  # vLLM's start-up spans
         tel.peak_mem_mb(sample=True)  # the model is loaded: count it in the peak
         tel.annotate_run(
             model=engine.model_name,
             model_path=model_path,
-            engine_args=dict(cfg.engine_args(model_path).items()),
+            engine_args=dict(engine_kw.items()),
             engine_start_seconds=round(time.time() - started, 3),
             kv_bytes_per_token=engine._kv_bytes_per_token,
         )
@@ -199,8 +213,8 @@ class InstrumentedEngine:
         return list(await asyncio.gather(*(self.generate(r) for r in requests)))
 
     async def abort(self, request_id: str) -> None:
-        """Abort a running request; its stream ends with ``finish_reason='stop'`` and is marked
-        cancelled in telemetry."""
+        """Abort a running request: its End (or Response) has ``finish_reason='error'`` with an
+        ``Error`` saying it was aborted; telemetry records ``abort``, marked cancelled."""
         await self.llm.abort(request_id)
 
     # llama-stack style calls ---------------------------------------------------------------------
@@ -254,7 +268,8 @@ class InstrumentedEngine:
         yield StreamEventStart(**ids)
         outs = RequestOutputs(stream, self._final_output)
         error: Error | None = None
-        gen = self.llm.generate(prompt, params, req.request_id)
+        headers = self.telemetry.vllm_trace_headers(rec) if self.trace_vllm else None
+        gen = self.llm.generate(prompt, params, req.request_id, trace_headers=headers)
         try:
             async for out in gen:
                 comp = outs.add(out)
@@ -268,6 +283,7 @@ class InstrumentedEngine:
         except (asyncio.CancelledError, GeneratorExit):
             rec.cancelled = True
             rec.finish_reason = "abort"
+            self.telemetry.forget_vllm_span(rec)  # vLLM does not trace aborted requests
             self._finish(rec, outs, with_itl=False)
             raise
         except ProtocolValidationError as exc:
@@ -284,6 +300,7 @@ class InstrumentedEngine:
     async def _admit(self, req: Request, stream: bool) -> tuple[str, Any, RequestRecord]:
         """The prompt, vLLM's sampling parameters and the telemetry record; or a rejection."""
         try:
+            self._check_max_tokens(req.max_tokens)
             prompt, operation = await self._prompt(req)
             check_text(prompt, "messages" if operation == sc.OP_CHAT else "prompt")
             params = sampling_params(sampling_kwargs(req))
@@ -294,6 +311,21 @@ class InstrumentedEngine:
         if self.telemetry.capture_content:
             rec.input_messages = input_messages(req)
         return prompt, params, rec
+
+    def _check_max_tokens(self, max_tokens: int) -> None:
+        """Refuse ``max_tokens`` past the context, as vLLM's server does (not a silent cap).
+
+        vLLM's OpenAI server answers 400 when ``max_tokens`` exceeds ``max_model_len``
+        (``TokenizeParams``: "max_tokens=N cannot be greater than max_model_len=M"); a request
+        that fits alone but not with its prompt is capped to what is left, there as here.
+        """
+        limit = max_model_len(self.llm) or self.config.max_model_len
+        if max_tokens > limit:
+            raise invalid(
+                "max_tokens",
+                f"max_tokens={max_tokens} cannot be greater than max_model_len={limit}. "
+                "Please request fewer output tokens.",
+            )
 
     def _failed(self, req: Request, rec: RequestRecord, exc: Exception) -> Error:
         """The error a failed request ends with; vLLM's client errors are raised as rejections."""
@@ -314,10 +346,14 @@ class InstrumentedEngine:
         self, rec: RequestRecord, outs: RequestOutputs, error: Error | None, ids: dict[str, str]
     ) -> StreamEventEnd:
         """The request's last event, its record handed to telemetry."""
-        if outs.vllm_reason == "abort":
-            rec.cancelled = True
         reason = outs.vllm_reason or ("stop" if outs.finished else "abort")
-        rec.finish_reason = "error" if error else reason
+        if reason == "abort" and error is None:
+            # Aborted inside vLLM (``abort()``, a stop from elsewhere): the protocol has no
+            # "abort" finish reason, so the End says "error" and why; never a normal "stop".
+            rec.cancelled = True
+            self.telemetry.forget_vllm_span(rec)
+            error = aborted_error()
+        rec.finish_reason = "abort" if rec.cancelled else ("error" if error else reason)
         metrics = self._finish(rec, outs, with_itl=True)
         return StreamEventEnd(
             **ids,

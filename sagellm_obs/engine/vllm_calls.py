@@ -6,6 +6,9 @@ vLLM is imported inside the functions: importing this module does not load it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+from collections.abc import Iterator
 from typing import Any
 
 from sagellm_obs.engine.convert import invalid
@@ -71,6 +74,14 @@ def kv_bytes_per_token(llm: Any) -> int:
         return 0
 
 
+def max_model_len(llm: Any) -> int:
+    """The context length vLLM runs with (0 when unknown)."""
+    try:
+        return int(llm.vllm_config.model_config.max_model_len)
+    except Exception:
+        return 0
+
+
 def vllm_version() -> str:
     """vLLM's version, or ``unknown``."""
     try:
@@ -79,3 +90,37 @@ def vllm_version() -> str:
         return str(vllm.__version__)
     except Exception:
         return "unknown"
+
+
+# vLLM's init_tracer reads these while AsyncLLM starts (its EngineCore process inherits them)
+# and leaves the endpoint in os.environ, where our own OTLP exporters would find it later.
+_TRACING_ENV = (
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+    "OTEL_BSP_SCHEDULE_DELAY",
+)
+
+
+@contextlib.contextmanager
+def vllm_tracing_env(endpoint: str | None, ours: bool) -> Iterator[None]:
+    """The environment vLLM's tracing starts in, restored afterwards.
+
+    With ``ours`` (the endpoint is our in-process receiver) vLLM exports OTLP/HTTP, whatever
+    ``OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`` says for the user's own collector, and batches for at
+    most 500 ms (the SDK's default is 5 s) so its spans reach the run folder about when ours do.
+    """
+    if not endpoint:
+        yield
+        return
+    saved = {name: os.environ.get(name) for name in _TRACING_ENV}
+    if ours:
+        os.environ["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"] = "http/protobuf"
+        os.environ.setdefault("OTEL_BSP_SCHEDULE_DELAY", "500")
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

@@ -123,6 +123,17 @@ REQUESTS = _schema(
         "workload": pl.String,  # the workload that sent the request
         "family": pl.String,  # its shared-prefix family or chat session
         "workload_phase": pl.String,  # its act in a phased workload ("warm", "pressure"...)
+        "parent_span_id": pl.String,  # the request span's parent (a caller's span), if any
+        # vLLM's own figures, from its llm_request span under ours (configure(vllm_tracing=True));
+        # null without it. See frames.spans.VLLM_FIGURES and docs/vllm-tracing.md.
+        "vllm_span_id": pl.String,
+        "vllm_ttft_s": pl.Float64,
+        "vllm_queue_s": pl.Float64,
+        "vllm_prefill_s": pl.Float64,
+        "vllm_decode_s": pl.Float64,
+        "vllm_e2e_s": pl.Float64,
+        "vllm_input_tokens": pl.Int64,
+        "vllm_output_tokens": pl.Int64,
     }
 )
 

@@ -223,46 +223,82 @@ def build_requests(spans: pl.DataFrame, client: pl.DataFrame | None = None) -> p
     return requests_of(spans.lazy(), lazy_client).collect()
 
 
+VLLM_FIGURES: Mapping[str, str] = {
+    "vllm_ttft_s": "ttft_s",
+    "vllm_queue_s": "queue_s",
+    "vllm_prefill_s": "prefill_s",
+    "vllm_decode_s": "decode_s",
+    "vllm_e2e_s": "e2e_s",
+    "vllm_input_tokens": "input_tokens",
+    "vllm_output_tokens": "output_tokens",
+}
+"""The ``requests`` columns that hold vLLM's own figures of a request, and the column of ours
+each sits beside (see :func:`requests_of` and docs/vllm-tracing.md for where they differ)."""
+
+
+def _figure(col: str) -> pl.Expr:
+    # vLLM's span always has gen_ai.latency.e2e; its duration is the fallback, as for ours.
+    return pl.coalesce("e2e_s", "duration_s") if col == "e2e_s" else pl.col(col)
+
+
 def requests_of(spans: pl.LazyFrame, client: pl.LazyFrame | None = None) -> pl.LazyFrame:
-    """One row per request span: ours (``source="sagellm"``) or vLLM's ``llm_request`` ("vllm").
+    """One row per request: our request span (``source="sagellm"``) or vLLM's ``llm_request``.
 
     A request span is a span named ``llm_request``, or a SERVER span carrying both
-    ``gen_ai.operation.name`` and a request id. Missing ``tpot_s`` is derived as
-    ``decode_s / (output_tokens - 1)``, missing ``e2e_s`` as the span's duration and missing
-    ``inference_s`` as ``prefill_s + decode_s``. ``cancelled`` is false on our spans unless set
-    (vLLM does not say). Client timings (``client``: ``CLIENT_LINE`` rows) are joined on
-    ``request_id``; the last line wins for a repeated id. Sorted by arrival.
+    ``gen_ai.operation.name`` and a request id. When vLLM's tracing was on
+    (``configure(vllm_tracing=True)``) vLLM's ``llm_request`` span is a child of ours: it does
+    not make a row of its own, its figures fill our row's ``vllm_*`` columns
+    (:data:`VLLM_FIGURES`, and ``vllm_span_id``). A vLLM span with no span of ours as its parent
+    (a trace of vLLM alone) is a row of its own, ``source="vllm"``.
+
+    Missing ``tpot_s`` is derived as ``decode_s / (output_tokens - 1)``, missing ``e2e_s`` as the
+    span's duration and missing ``inference_s`` as ``prefill_s + decode_s``. ``cancelled`` is
+    false on our spans unless set (vLLM does not say). Client timings (``client``:
+    ``CLIENT_LINE`` rows) are joined on ``request_id``; the last line wins for a repeated id.
+    Sorted by arrival.
     """
     is_vllm = pl.col("name") == sc.VLLM_REQUEST_SPAN_NAME
     is_ours = (
         (pl.col("kind") == "SERVER")
         & pl.col("operation").is_not_null()
         & pl.col("request_id").is_not_null()
+        & ~is_vllm
     )
     out_tokens = pl.col("output_tokens")
-    req = (
-        spans.filter(is_vllm | is_ours)
-        .with_columns(
-            pl.when(is_vllm).then(pl.lit("vllm")).otherwise(pl.lit("sagellm")).alias("source")
-        )
-        .with_columns(
-            pl.col("start").alias("arrival"),
-            pl.coalesce(
-                "tpot_s",
-                pl.when(out_tokens > 1).then(pl.col("decode_s") / (out_tokens - 1)),
-            ).alias("tpot_s"),
-            pl.coalesce("e2e_s", "duration_s").alias("e2e_s"),
-            pl.coalesce("inference_s", pl.col("prefill_s") + pl.col("decode_s")).alias(
-                "inference_s"
-            ),
-            pl.when(pl.col("source") == "sagellm")
-            .then(pl.col("cancelled").fill_null(False))
-            .otherwise(pl.col("cancelled"))
-            .alias("cancelled"),
-            pl.when(pl.col("input_tokens") > 0)
-            .then(pl.col("cached_tokens") / pl.col("input_tokens"))
-            .alias("prefix_hit_rate"),
-        )
+    picked = spans.filter(is_vllm | is_ours).with_columns(
+        pl.when(is_vllm).then(pl.lit("vllm")).otherwise(pl.lit("sagellm")).alias("source")
+    )
+    ours = picked.filter(pl.col("source") == "sagellm")
+    keys = ours.select("trace_id", pl.col("span_id").alias("parent_span_id")).unique()
+    vllm = picked.filter(pl.col("source") == "vllm")
+    nested = vllm.join(keys, on=["trace_id", "parent_span_id"], how="semi")
+    figures = nested.unique(
+        ["trace_id", "parent_span_id"], keep="first", maintain_order=True
+    ).select(
+        "trace_id",
+        pl.col("parent_span_id").alias("span_id"),
+        pl.col("span_id").alias("vllm_span_id"),
+        *(_figure(theirs).alias(col) for col, theirs in VLLM_FIGURES.items()),
+    )
+    alone = vllm.join(keys, on=["trace_id", "parent_span_id"], how="anti")
+    req = pl.concat(
+        [ours.join(figures, on=["trace_id", "span_id"], how="left", maintain_order="left"), alone],
+        how="diagonal_relaxed",
+    ).with_columns(
+        pl.col("start").alias("arrival"),
+        pl.coalesce(
+            "tpot_s",
+            pl.when(out_tokens > 1).then(pl.col("decode_s") / (out_tokens - 1)),
+        ).alias("tpot_s"),
+        pl.coalesce("e2e_s", "duration_s").alias("e2e_s"),
+        pl.coalesce("inference_s", pl.col("prefill_s") + pl.col("decode_s")).alias("inference_s"),
+        pl.when(pl.col("source") == "sagellm")
+        .then(pl.col("cancelled").fill_null(False))
+        .otherwise(pl.col("cancelled"))
+        .alias("cancelled"),
+        pl.when(pl.col("input_tokens") > 0)
+        .then(pl.col("cached_tokens") / pl.col("input_tokens"))
+        .alias("prefix_hit_rate"),
     )
     if client is not None:
         req = req.join(client_columns(client), on="request_id", how="left", maintain_order="left")

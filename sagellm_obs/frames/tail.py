@@ -134,8 +134,11 @@ class Tail:
 
     def _count(self, new: dict[str, list[pl.DataFrame]]) -> None:
         if new["spans"]:
-            req = requests_of(pl.concat(new["spans"]).lazy()).select("error_type", "cancelled")
-            done = req.collect()
+            # vLLM's llm_request span under another span (ours, whose chunk may be another)
+            # is that request's, already counted: requests_of folds it into our row.
+            nested = (pl.col("source") == "vllm") & pl.col("parent_span_id").is_not_null()
+            req = requests_of(pl.concat(new["spans"]).lazy()).filter(~nested)
+            done = req.select("error_type", "cancelled").collect()
             failed = pl.col("error_type").is_not_null() | pl.col("cancelled").fill_null(False)
             self.totals["requests"] += done.height
             self.totals["errors"] += done.filter(failed).height

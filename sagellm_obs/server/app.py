@@ -84,6 +84,7 @@ def create_app(
     api_key: str | None = None,
     max_body_bytes: int = 1_000_000,
     served_model_names: list[str] | None = None,
+    per_request_metrics: bool = False,
 ) -> FastAPI:
     """An OpenAI-compatible FastAPI app serving ``engine``.
 
@@ -93,13 +94,15 @@ def create_app(
             ``/health``.
         max_body_bytes: Larger request bodies get a 413.
         served_model_names: Model names requests may name; default: the engine's model name.
+        per_request_metrics: Every completion carries vLLM's per-request ``metrics`` object
+            (``vllm serve --enable-per-request-metrics``; streamed: on the usage chunk).
 
     Returns:
         The app (``app.state.engine`` is the engine).
     """
     from sagellm_obs.server import llama_stack_routes  # imports this module
 
-    server = _Server(engine, served_model_names or [engine.model_name])
+    server = _Server(engine, served_model_names or [engine.model_name], per_request_metrics)
     app = FastAPI(title="sagellm-obs", openapi_url=None, docs_url=None, redoc_url=None)
     app.state.engine = engine
     app.add_middleware(
@@ -143,9 +146,12 @@ def _http_code(status: int) -> str:
 class _Server:
     """The route handlers of one app."""
 
-    def __init__(self, engine: InstrumentedEngine, names: list[str]) -> None:
+    def __init__(
+        self, engine: InstrumentedEngine, names: list[str], per_request_metrics: bool = False
+    ) -> None:
         self.engine = engine
         self.names = names
+        self.per_request_metrics = per_request_metrics
         self.created = int(time.time())
 
     # --- OpenAI ----------------------------------------------------------------------------------
@@ -195,10 +201,16 @@ class _Server:
                     created=created,
                     with_metrics=with_metrics,
                     forced=forced,
+                    per_request_metrics=self.per_request_metrics,
                 )
             else:
                 out = oc.completion_response(
-                    resp, response_id=rid, model=model, created=created, with_metrics=with_metrics
+                    resp,
+                    response_id=rid,
+                    model=model,
+                    created=created,
+                    with_metrics=with_metrics,
+                    per_request_metrics=self.per_request_metrics,
                 )
             return JSONResponse(out, headers=headers)
         stream, primed = await self._prime(req, chat=chat)
@@ -206,7 +218,9 @@ class _Server:
             chat=chat, response_id=rid, model=model, include_usage=body.include_usage
         )
         tools = ForcedToolStream(forced) if forced is not None else None
-        frames = _openai_frames(stream, primed, chunks, with_metrics, tools)
+        frames = _openai_frames(
+            stream, primed, chunks, with_metrics, tools, vllm_metrics=self.per_request_metrics
+        )
         return EventStreamResponse(frames, headers=headers, also_close=[stream])
 
     # --- native ----------------------------------------------------------------------------------
@@ -359,6 +373,8 @@ async def _openai_frames(
     chunks: oc.ChunkBuilder,
     with_metrics: bool,
     tools: ForcedToolStream | None = None,
+    *,
+    vllm_metrics: bool = False,
 ) -> AsyncIterator[bytes]:
     """OpenAI SSE frames of an engine stream; closing this closes (aborts) the engine stream.
 
@@ -393,8 +409,15 @@ async def _openai_frames(
                     last = chunks.usage(
                         event.prompt_tokens or 0, len(event.output_tokens), event.metrics
                     )
-                if with_metrics:
-                    last["metrics"] = oc.metrics_extension(event.metrics)
+                # vLLM's per-request metrics ride on the usage chunk only, as in vLLM.
+                extra = oc.response_metrics(
+                    event.metrics,
+                    len(event.output_tokens),
+                    ours=with_metrics,
+                    vllm=vllm_metrics and chunks.include_usage,
+                )
+                if extra is not None:
+                    last["metrics"] = extra
                 yield frame(last)
         yield DONE
     finally:

@@ -14,7 +14,9 @@ returned as
 ``tool_calls``; ``"auto"``/``"none"`` answer with text (free-text calls are not parsed).
 
 Responses are plain dicts in OpenAI's shape, with ``usage.prompt_tokens_details.cached_tokens``
-from the engine's prefix-cache hits and, when asked for, a non-standard ``metrics`` object.
+from the engine's prefix-cache hits and, when asked for, a ``metrics`` object: vLLM's
+per-request timings (:func:`vllm_request_metrics`, the server's ``per_request_metrics`` option as
+``vllm serve --enable-per-request-metrics``) and, with the ``X-Sagellm-Metrics`` header, ours.
 """
 
 from __future__ import annotations
@@ -295,6 +297,47 @@ def metrics_extension(metrics: Metrics) -> dict[str, Any]:
     return out
 
 
+def vllm_request_metrics(metrics: Metrics, completion_tokens: int) -> dict[str, float]:
+    """vLLM's per-request ``metrics`` object (``vllm serve --enable-per-request-metrics``).
+
+    The five fields and their definitions of vLLM 0.32's ``build_per_request_timing_metrics``,
+    so clients written for vLLM read ours unchanged: ``time_to_first_token_ms`` is scheduling
+    to first token (queue excluded: our ``prefill_ms``), ``generation_time_ms`` first to last
+    token, ``queue_time_ms`` arrival to first scheduling, ``mean_itl_ms`` decode time per token
+    after the first, ``tokens_per_second`` output tokens over scheduling to last token. A field
+    vLLM would leave out (no second token, no timestamps) is left out. One difference:
+    vLLM's ``queue_time_ms`` starts when EngineCore queues the request, ours at the frontend's
+    arrival (the protocol ``Timestamps``), so ours also holds tokenization and the hand-over to
+    EngineCore (a few milliseconds on a CPU); docs/vllm-tracing.md lists every such difference.
+    """
+    out: dict[str, float] = {}
+    ts = metrics.timestamps
+    if metrics.prefill_ms or metrics.decode_ms or completion_tokens:
+        out["time_to_first_token_ms"] = metrics.prefill_ms
+        out["generation_time_ms"] = metrics.decode_ms
+    if ts is not None:
+        out["queue_time_ms"] = max(ts.scheduled_at - ts.queued_at, 0.0) * 1000.0
+    if completion_tokens > 1:
+        out["mean_itl_ms"] = metrics.decode_ms / (completion_tokens - 1)
+    inference_ms = metrics.prefill_ms + metrics.decode_ms
+    if inference_ms > 0:
+        out["tokens_per_second"] = completion_tokens / inference_ms * 1000.0
+    return out
+
+
+def response_metrics(
+    metrics: Metrics, completion_tokens: int, *, ours: bool, vllm: bool
+) -> dict[str, Any] | None:
+    """The response's ``metrics`` object: vLLM's fields (``vllm``, or asked for ``ours``) and,
+    with ``ours`` (the ``X-Sagellm-Metrics`` header), the protocol ``Metrics`` beside them."""
+    if not (ours or vllm):
+        return None
+    out: dict[str, Any] = dict(vllm_request_metrics(metrics, completion_tokens))
+    if ours:
+        out.update(metrics_extension(metrics))
+    return out
+
+
 def finish_reason(reason: FinishReason) -> str:
     """OpenAI finish reason of a protocol one (``stop`` or ``length``)."""
     return "length" if reason == "length" else "stop"
@@ -313,6 +356,7 @@ def chat_response(
     created: int,
     with_metrics: bool,
     forced: ForcedTool | None = None,
+    per_request_metrics: bool = False,
 ) -> dict[str, Any]:
     """A ``chat.completion`` object (with ``message.tool_calls`` for a ``forced`` call)."""
     message: dict[str, Any] = {"role": "assistant", "content": resp.output_text}
@@ -337,13 +381,22 @@ def chat_response(
         "usage": usage(resp.prompt_tokens or 0, len(resp.output_tokens), resp.metrics),
         "trace_id": resp.trace_id,
     }
-    if with_metrics:
-        out["metrics"] = metrics_extension(resp.metrics)
+    extra = response_metrics(
+        resp.metrics, len(resp.output_tokens), ours=with_metrics, vllm=per_request_metrics
+    )
+    if extra is not None:
+        out["metrics"] = extra
     return out
 
 
 def completion_response(
-    resp: Response, *, response_id: str, model: str, created: int, with_metrics: bool
+    resp: Response,
+    *,
+    response_id: str,
+    model: str,
+    created: int,
+    with_metrics: bool,
+    per_request_metrics: bool = False,
 ) -> dict[str, Any]:
     """A ``text_completion`` object."""
     out: dict[str, Any] = {
@@ -362,8 +415,11 @@ def completion_response(
         "usage": usage(resp.prompt_tokens or 0, len(resp.output_tokens), resp.metrics),
         "trace_id": resp.trace_id,
     }
-    if with_metrics:
-        out["metrics"] = metrics_extension(resp.metrics)
+    extra = response_metrics(
+        resp.metrics, len(resp.output_tokens), ours=with_metrics, vllm=per_request_metrics
+    )
+    if extra is not None:
+        out["metrics"] = extra
     return out
 
 

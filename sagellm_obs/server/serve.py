@@ -51,6 +51,8 @@ class ServerOptions:
         keep_alive_s: Seconds an idle keep-alive connection stays open. Longer than common
             clients' own idle expiry (httpx: 5 s, uvicorn's default too), so the server does not
             close a connection just as a client reuses it under load.
+        per_request_metrics: Completions carry vLLM's per-request ``metrics`` object, as
+            ``vllm serve --enable-per-request-metrics`` does.
     """
 
     host: str = "127.0.0.1"
@@ -61,6 +63,7 @@ class ServerOptions:
     log_level: str = "warning"
     access_log: bool = False
     keep_alive_s: int = 30
+    per_request_metrics: bool = False
 
 
 async def run_server(
@@ -105,6 +108,7 @@ async def run_server(
             api_key=options.api_key,
             max_body_bytes=options.max_body_bytes,
             served_model_names=options.served_model_names,
+            per_request_metrics=options.per_request_metrics,
         )
         watcher = asyncio.create_task(_announce(server, engine, on_ready))
         try:

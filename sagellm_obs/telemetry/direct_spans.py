@@ -162,7 +162,7 @@ class RequestSpans:
             trace_state = None
             random = ids.is_trace_id_random()
         flags = (_SAMPLED if sampled else 0) | (_RANDOM if random else 0)
-        span_id = ids.generate_span_id()
+        span_id = r.span_id or ids.generate_span_id()
         root = SpanContext(trace_id, span_id, False, TraceFlags(flags), trace_state)
         # ParentBased: children follow the (local) SERVER span's decision.
         child_sampled = plan.local_sampled if sampled else plan.local_not_sampled
@@ -351,6 +351,7 @@ class RequestSpans:
             parent_ctx = trace.set_span_in_context(NonRecordingSpan(_remote_parent(r)))
         elif r.otel_trace_id:
             ids.next_trace_id = r.otel_trace_id
+        ids.next_span_id = r.span_id
         try:
             span = tracer.start_span(
                 sc.request_span_name(r.operation, r.model),
@@ -361,6 +362,7 @@ class RequestSpans:
             )
         finally:
             ids.next_trace_id = 0
+            ids.next_span_id = 0
         if r.first_token_ts:
             span.add_event(
                 sc.EVENT_FIRST_TOKEN, timestamp=start_ns + int(r.ttft * 1e9), attributes=None

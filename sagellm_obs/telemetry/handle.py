@@ -8,7 +8,7 @@ store) is for users and for tests of the telemetry itself.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,15 +16,17 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 
+from sagellm_obs import semconv as sc
 from sagellm_obs.protocol.timing import ClockAnchor
 from sagellm_obs.store.run import RunStore
 from sagellm_obs.telemetry.exporting import CountingSpanExporter
 from sagellm_obs.telemetry.ids import TraceIdOverride
 from sagellm_obs.telemetry.pipeline import Pipeline
 from sagellm_obs.telemetry.records import RequestRecord
-from sagellm_obs.telemetry.sdk_private import engaged_fallbacks
+from sagellm_obs.telemetry.sdk_private import engaged_fallbacks, span_processors
+from sagellm_obs.telemetry.vllm_spans import VllmSpanReceiver, running, with_resource
 
 
 @dataclass
@@ -54,6 +56,8 @@ class Telemetry:
     _push_readers: list[MetricReader] = field(default_factory=list)
     #: The provider's id generator; :meth:`trace_id_hint` sets its next trace id.
     _ids: TraceIdOverride | None = None
+    #: The receiver of vLLM's own spans (``configure(vllm_tracing=True)``), else None.
+    vllm_spans: VllmSpanReceiver | None = None
     _closed: bool = False
 
     # --- the producers' port (telemetry/port.py) -------------------------------------------------
@@ -87,6 +91,57 @@ class Telemetry:
         finally:
             ids.next_trace_id = 0
 
+    def vllm_trace_headers(self, record: RequestRecord) -> dict[str, str]:
+        """The W3C ``traceparent`` (and ``tracestate``) to hand vLLM for this request.
+
+        Reserves the id of the request's SERVER span now (``record.span_id``), so that vLLM's
+        ``llm_request`` span, emitted when the request finishes, is its child in the same trace;
+        the receiver routes that span back here. vLLM's span follows the sampled flag of the
+        request's parent (sampled when the request starts the trace).
+        """
+        if not record.span_id:
+            ids = self._ids
+            record.span_id = ids.generate_span_id() if ids is not None else _random_span_id()
+        trace_id = record.otel_trace_id
+        if not trace_id:  # never happens for engine records (a protocol trace id names one)
+            record.otel_trace_id = trace_id = _random_span_id() << 64 | _random_span_id()
+        sampled = record.parent_sampled if record.parent_span_id else True
+        headers = {"traceparent": f"00-{trace_id:032x}-{record.span_id:016x}-0{int(sampled)}"}
+        if record.tracestate:
+            headers["tracestate"] = record.tracestate
+        # The process's receiver even when this telemetry did not ask for vLLM's tracing: an
+        # engine started under an earlier configure(vllm_tracing=True) still sends it there.
+        receiver = self.vllm_spans or running()
+        if receiver is not None:
+            receiver.expect(record.span_id, self.take_spans)
+        return headers
+
+    def forget_vllm_span(self, record: RequestRecord) -> None:
+        """vLLM will not trace this request (it was aborted): stop waiting for its span."""
+        receiver = self.vllm_spans or running()
+        if receiver is not None and record.span_id:
+            receiver.forget(record.span_id)
+
+    def take_spans(self, spans: Sequence[ReadableSpan]) -> None:
+        """Spans ended elsewhere (vLLM's), handed to every span processor as if ended here.
+
+        Their resource gains our engine and run ids; nothing else changes. The local store writes
+        them to the run folder, OTLP forwards them to the collector.
+        """
+        if self._closed:
+            return
+        extra: dict[str, Any] = {sc.RESOURCE_ENGINE_ID: self.engine_id}
+        if self.store is not None:
+            extra[sc.RESOURCE_RUN_ID] = self.store.run_id
+        spans = with_resource(spans, extra)
+        procs = span_processors(self.tracer_provider)
+        if procs is None:
+            active: Any = getattr(self.tracer_provider, "_active_span_processor", None)
+            procs = (active,) if active is not None else ()
+        for span in spans:
+            for proc in procs:
+                proc.on_end(span)
+
     def peak_mem_mb(self, *, sample: bool = False) -> int:
         """Peak RSS of the engine's processes seen so far, in MB; ``sample`` reads it now."""
         if sample:
@@ -104,12 +159,28 @@ class Telemetry:
         return self.store.path if self.store else None
 
     def flush(self, timeout: float = 10.0) -> bool:
-        """Build pending spans and metrics and push them through every exporter."""
-        ok = self.pipeline.flush(timeout)
+        """Build pending spans and metrics and push them through every exporter.
+
+        With vLLM's tracing on, vLLM's own spans are flushed first: they reach the receiver, and
+        from it this telemetry's processors, before those are flushed.
+        """
+        ok = self._flush_vllm_spans(timeout)
+        ok = self.pipeline.flush(timeout) and ok
         ok = self.tracer_provider.force_flush(int(timeout * 1000)) and ok
         for reader in self._push_readers:
             ok = reader.force_flush(timeout * 1000) and ok
         return ok
+
+    def _flush_vllm_spans(self, timeout: float) -> bool:
+        if self.vllm_spans is None:
+            return True
+        provider: Any = trace.get_tracer_provider()  # vLLM's: its init_tracer installs it
+        if provider is self.tracer_provider or not hasattr(provider, "force_flush"):
+            return True
+        try:
+            return bool(provider.force_flush(int(timeout * 1000)))
+        except Exception:
+            return False
 
     def stats(self) -> dict[str, int]:
         """Counters of the telemetry itself: recorded, dropped and failed records, export errors.
@@ -131,6 +202,7 @@ class Telemetry:
         """Flush and stop everything; safe to call twice."""
         if self._closed:
             return
+        self._flush_vllm_spans(5.0)
         self._closed = True
         try:
             self.pipeline.shutdown()
@@ -141,3 +213,9 @@ class Telemetry:
                 self._prometheus_server.shutdown()
             if self.store is not None:
                 self.store.close()
+
+
+def _random_span_id() -> int:
+    import random
+
+    return random.getrandbits(64) or 1

@@ -4,6 +4,8 @@ A protocol request that arrives without a W3C parent still has a ``trace_id``: i
 gets the 32-hex id derived from it (see :func:`sagellm_obs.protocol.otel_trace_id`), so the same
 protocol trace id always lands in the same OpenTelemetry trace. The telemetry thread sets
 ``next_trace_id`` just before starting such a root span; the thread is the only span builder.
+Likewise ``next_span_id`` gives a request span the id reserved for it at arrival (vLLM's own
+``llm_request`` span names it as its parent).
 """
 
 from __future__ import annotations
@@ -28,7 +30,19 @@ class TraceIdOverride(IdGenerator):
     def next_trace_id(self, value: int) -> None:
         self._local.trace_id = value
 
+    @property
+    def next_span_id(self) -> int:
+        return int(getattr(self._local, "span_id", 0))
+
+    @next_span_id.setter
+    def next_span_id(self, value: int) -> None:
+        self._local.span_id = value
+
     def generate_span_id(self) -> int:
+        forced = self.next_span_id
+        if forced:
+            self._local.span_id = 0
+            return forced
         return self._base.generate_span_id()
 
     def generate_trace_id(self) -> int:

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
     from sagellm_obs.protocol.timing import ClockAnchor
     from sagellm_obs.telemetry.records import RequestRecord
+    from sagellm_obs.telemetry.vllm_spans import VllmSpanReceiver
 
 
 class TelemetryPort(Protocol):
@@ -42,6 +43,23 @@ class TelemetryPort(Protocol):
     @property
     def anchor(self) -> ClockAnchor:
         """Converts vLLM's monotonic stamps to epoch time: the same anchor the spans use."""
+        ...
+
+    @property
+    def vllm_spans(self) -> VllmSpanReceiver | None:
+        """The receiver of vLLM's own spans when vLLM's tracing is on, else None."""
+        ...
+
+    def vllm_trace_headers(self, record: RequestRecord) -> dict[str, str]:
+        """The W3C trace context to hand vLLM for this request (reserves our span's id)."""
+        ...
+
+    def forget_vllm_span(self, record: RequestRecord) -> None:
+        """vLLM will not trace this request (aborted): stop waiting for its span."""
+        ...
+
+    def take_spans(self, spans: Any) -> None:
+        """Spans ended elsewhere (vLLM's), handed to every span processor."""
         ...
 
     def submit_request(self, record: RequestRecord) -> None:

@@ -31,6 +31,9 @@ class RequestRecord:
     parent_span_id: int = 0
     parent_sampled: bool = True
     tracestate: str | None = None
+    # Our SERVER span's id when it had to be known at arrival (vLLM's tracing parents its
+    # llm_request span on it); 0: drawn when the span is built.
+    span_id: int = 0
     stream: bool = False
     max_tokens: int | None = None
     temperature: float | None = None

@@ -35,6 +35,7 @@ from sagellm_obs.telemetry.handle import Telemetry
 from sagellm_obs.telemetry.ids import TraceIdOverride
 from sagellm_obs.telemetry.instruments import Instruments, views
 from sagellm_obs.telemetry.pipeline import Pipeline
+from sagellm_obs.telemetry.vllm_spans import receiver as vllm_span_receiver
 
 _log = logging.getLogger(__name__)
 _TRUE = {"1", "true", "yes", "on"}
@@ -99,6 +100,7 @@ def configure(
     prometheus_port: int | Literal[False, "registry"] | None = None,
     capture_content: bool | None = None,
     resource_attributes: Mapping[str, str] | None = None,
+    vllm_tracing: bool | None = None,
     advanced: AdvancedOptions | None = None,
     make_current: bool = True,
 ) -> Telemetry:
@@ -127,6 +129,12 @@ def configure(
         capture_content: Put prompt and completion text on spans (GenAI ``gen_ai.input.messages``
             / ``gen_ai.output.messages``). Off by default; ``$SAGELLM_OBS_CAPTURE_CONTENT=true``.
         resource_attributes: Extra resource attributes.
+        vllm_tracing: Turn on vLLM's own tracing as well, for the engines started with this
+            telemetry: vLLM's ``llm_request`` span of each request becomes a child of our request
+            span, in the same trace, and vLLM's spans land in the run folder and go to the OTLP
+            collector with ours (through an in-process receiver, see
+            :mod:`sagellm_obs.telemetry.vllm_spans`). Off by default;
+            ``$SAGELLM_OBS_VLLM_TRACING=true``.
         advanced: Test seams and tuning, see :class:`AdvancedOptions`.
         make_current: Replace (and shut down) the current telemetry. ``False`` makes an
             independent one that engines use only when it is passed to them.
@@ -142,6 +150,7 @@ def configure(
             _current = None
         engine = engine_id or os.environ.get(sc.ENV_ENGINE_ID) or f"vllm-{os.getpid()}"
         capture = _env_flag(sc.ENV_CAPTURE_CONTENT) if capture_content is None else capture_content
+        with_vllm = _env_flag(sc.ENV_VLLM_TRACING) if vllm_tracing is None else vllm_tracing
         store = _open_store(run_dir, runs_root, run_id, adv)
         resource = _resource(engine, store, service_name, resource_attributes)
         ids = TraceIdOverride(adv.id_generator)
@@ -175,12 +184,14 @@ def configure(
             prometheus_registry=readers.prometheus_registry,
             _push_readers=readers.push,
             _ids=ids,
+            vllm_spans=vllm_span_receiver() if with_vllm else None,
         )
         telemetry.annotate_run(
             service_name=telemetry.service_name,
             engine_id=engine,
             capture_content=capture,
             otlp=[e.describe() for e in counting],
+            vllm_tracing=with_vllm,
             versions=_versions(),
         )
         if make_current:

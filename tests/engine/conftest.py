@@ -22,6 +22,7 @@ def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngineHarness]
         engine_id="test-engine",
         otlp_endpoint=False,
         prometheus_port=0,
+        vllm_tracing=True,  # vLLM's own llm_request spans: what the numbers are checked against
         make_current=False,
         advanced=AdvancedOptions(
             span_exporters=[spans], metric_readers=[reader], simple_processors=True

@@ -32,15 +32,29 @@ class EngineHarness:
         assert self.telemetry.flush()
 
     def request_spans(self) -> dict[str, Any]:
+        """Our request spans by request id."""
         from opentelemetry.trace import SpanKind
 
         return {
             s.attributes["sagellm.request_id"]: s
             for s in self.spans.get_finished_spans()
-            if s.kind == SpanKind.SERVER and s.attributes
+            if s.kind == SpanKind.SERVER and s.attributes and "sagellm.request_id" in s.attributes
+        }
+
+    def vllm_spans(self) -> dict[str, Any]:
+        """vLLM's own ``llm_request`` spans (vLLM emitted them; the receiver) by request id."""
+        return {
+            s.attributes["gen_ai.request.id"]: s
+            for s in self.spans.get_finished_spans()
+            if s.name == "llm_request" and s.attributes
         }
 
     def children(self, span: Any) -> list[Any]:
+        """Our child spans of ``span`` (vLLM's ``llm_request`` child is :meth:`vllm_spans`')."""
         sid = span.context.span_id
-        kids = [s for s in self.spans.get_finished_spans() if s.parent and s.parent.span_id == sid]
+        kids = [
+            s
+            for s in self.spans.get_finished_spans()
+            if s.parent and s.parent.span_id == sid and s.name != "llm_request"
+        ]
         return sorted(kids, key=lambda s: s.start_time)

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
-from frames_otlp import T0, WrittenRun, resource, span, traces_line, write_lines
+from frames_otlp import T0, WrittenRun, span, traces_line, write_lines
 
 from sagellm_obs import semconv as sc
 from sagellm_obs.frames import Frames, load, load_requests
+from sagellm_obs.frames.spans import VLLM_FIGURES
+
+DATA = Path(__file__).parent / "data"  # spans vLLM emitted: tests/frames/record_vllm_spans.py
 
 
 def _row(frames: Frames, request_id: str) -> dict[str, object]:
@@ -81,70 +87,108 @@ def test_phase_span_durations_match_the_record(frames: Frames, written: WrittenR
     assert durations[sc.SPAN_DECODE] == pytest.approx(r.decode, abs=2e-9)
 
 
-def _vllm_span(request_id: str, *, start_ns: int, **attrs: object) -> dict[str, object]:
-    attributes = {
-        sc.GEN_AI_LATENCY_TIME_TO_FIRST_TOKEN: 0.25,
-        sc.GEN_AI_LATENCY_E2E: 1.25,
-        sc.GEN_AI_LATENCY_TIME_IN_QUEUE: 0.05,
-        sc.GEN_AI_USAGE_PROMPT_TOKENS_DEPRECATED: 100,
-        sc.GEN_AI_USAGE_COMPLETION_TOKENS_DEPRECATED: 11,
-        sc.GEN_AI_LATENCY_TIME_IN_MODEL_PREFILL: 0.2,
-        sc.GEN_AI_LATENCY_TIME_IN_MODEL_DECODE: 1.0,
-        sc.GEN_AI_LATENCY_TIME_IN_MODEL_INFERENCE: 1.2,
-        sc.GEN_AI_REQUEST_ID: request_id,
-        sc.GEN_AI_REQUEST_MAX_TOKENS: 16,
-        sc.GEN_AI_REQUEST_TEMPERATURE: 0.5,
-        "gen_ai.request.n": 1,
-        sc.GEN_AI_RESPONSE_MODEL: "served-model",
-        **attrs,
-    }
-    return span(
-        "a" * 32,
-        f"{abs(hash(request_id)) % 16**16:016x}",
-        sc.VLLM_REQUEST_SPAN_NAME,
-        kind=2,
-        start_ns=start_ns,
-        duration_ns=1_250_000_000,
-        attributes=attributes,
-    )
+def _value(v: dict[str, Any]) -> Any:
+    """An OTLP/JSON AnyValue, read with plain json (not the loader under test)."""
+    if "intValue" in v:
+        return int(v["intValue"])
+    if "doubleValue" in v:
+        return float(v["doubleValue"])
+    if "stringValue" in v:
+        return v["stringValue"]
+    return v.get("boolValue")
+
+
+def _recorded(name: str, tmp_path: Path) -> tuple[Path, dict[str, dict[str, Any]]]:
+    """A copy of a file of spans vLLM emitted (tests/frames/record_vllm_spans.py wrote it), and
+    its ``llm_request`` spans by request id: attributes, ids and start time."""
+    src = DATA / name
+    path = tmp_path / name
+    shutil.copy(src, path)  # load() caches next to the file
+    spans: dict[str, dict[str, Any]] = {}
+    for line in src.read_text().splitlines():
+        for rs in json.loads(line)["resourceSpans"]:
+            for ss in rs["scopeSpans"]:
+                for s in ss["spans"]:
+                    if s["name"] != sc.VLLM_REQUEST_SPAN_NAME:
+                        continue
+                    attrs = {a["key"]: _value(a["value"]) for a in s["attributes"]}
+                    spans[attrs[sc.GEN_AI_REQUEST_ID]] = {
+                        **attrs,
+                        "scope": ss["scope"]["name"],
+                        "trace": s["traceId"],
+                        "span": s["spanId"],
+                        "parent": s.get("parentSpanId") or None,
+                        "start": int(s["startTimeUnixNano"]),
+                    }
+    assert spans, f"{src} holds no llm_request span: rerun tests/frames/record_vllm_spans.py"
+    return path, spans
+
+
+_VLLM_KEYS = {
+    "ttft_s": sc.GEN_AI_LATENCY_TIME_TO_FIRST_TOKEN,
+    "e2e_s": sc.GEN_AI_LATENCY_E2E,
+    "queue_s": sc.GEN_AI_LATENCY_TIME_IN_QUEUE,
+    "prefill_s": sc.GEN_AI_LATENCY_TIME_IN_MODEL_PREFILL,
+    "decode_s": sc.GEN_AI_LATENCY_TIME_IN_MODEL_DECODE,
+    "inference_s": sc.GEN_AI_LATENCY_TIME_IN_MODEL_INFERENCE,
+    "input_tokens": sc.GEN_AI_USAGE_PROMPT_TOKENS_DEPRECATED,
+    "output_tokens": sc.GEN_AI_USAGE_COMPLETION_TOKENS_DEPRECATED,
+}
 
 
 def test_vllm_llm_request_spans_map_into_requests(tmp_path: Path) -> None:
-    res = resource(service="vllm", engine_id=None)
-    write_lines(
-        tmp_path / "vllm-traces.json",
-        [
-            traces_line([_vllm_span("cmpl-1", start_ns=T0)], res=res, scope="vllm.llm_engine"),
-            traces_line(
-                [
-                    _vllm_span(
-                        "cmpl-2", start_ns=T0 + 10**9, **{"gen_ai.usage.completion_tokens": 1}
-                    )
-                ],
-                res=res,
-                scope="vllm.llm_engine",
-            ),
-        ],
-    )
-    req = load_requests(tmp_path, cache=False)
-    assert req["request_id"].to_list() == ["cmpl-1", "cmpl-2"]
-    row = req.row(0, named=True)
-    assert row["source"] == "vllm"
-    assert row["model"] == "served-model"
-    assert row["ttft_s"] == 0.25
-    assert row["e2e_s"] == 1.25
-    assert row["queue_s"] == 0.05
-    assert row["prefill_s"] == 0.2
-    assert row["decode_s"] == 1.0
-    assert row["inference_s"] == 1.2
-    assert row["input_tokens"] == 100
-    assert row["output_tokens"] == 11
-    assert row["tpot_s"] == pytest.approx(1.0 / 10)  # derived: decode / (output - 1)
-    assert row["cached_tokens"] is None and row["prefix_hit_rate"] is None
-    assert row["cancelled"] is None and row["stream"] is None  # vLLM does not say
-    assert row["operation"] is None
-    assert row["arrival"] == datetime.fromtimestamp(T0 / 1e9, tz=timezone.utc)
-    assert req.row(1, named=True)["tpot_s"] is None  # one output token: no TPOT
+    """vLLM's own spans alone (a collector beside a vLLM server): one row each, vLLM's numbers."""
+    path, recorded = _recorded("vllm_alone.jsonl", tmp_path)
+    req = load_requests(path, cache=False)
+    assert sorted(req["request_id"].to_list()) == sorted(recorded)
+    assert req["arrival"].is_sorted()
+    for row in req.iter_rows(named=True):
+        v = recorded[row["request_id"]]
+        assert v["scope"] == "vllm.tracing.otel"
+        assert row["source"] == "vllm"
+        for col, key in _VLLM_KEYS.items():
+            assert row[col] == v[key], col
+        out = v[sc.GEN_AI_USAGE_COMPLETION_TOKENS_DEPRECATED]
+        decode = v[sc.GEN_AI_LATENCY_TIME_IN_MODEL_DECODE]
+        assert row["tpot_s"] == (pytest.approx(decode / (out - 1)) if out > 1 else None)
+        start = datetime.fromtimestamp(v["start"] // 1000 / 1e6, tz=timezone.utc)  # to the µs
+        assert row["arrival"] == start
+        assert (row["trace_id"], row["span_id"], row["parent_span_id"]) == (
+            v["trace"],
+            v["span"],
+            v["parent"],
+        )
+        # What vLLM 0.32's span does not say stays null.
+        assert row["cached_tokens"] is None and row["prefix_hit_rate"] is None
+        assert row["cancelled"] is None and row["stream"] is None
+        assert row["operation"] is None and row["model"] is None
+        assert row["vllm_span_id"] is None and row["vllm_ttft_s"] is None
+
+
+def test_vllm_span_under_ours_fills_the_vllm_columns(tmp_path: Path) -> None:
+    """A run with vLLM's tracing on: one row per request, vLLM's figures beside ours."""
+    path, recorded = _recorded("vllm_and_ours.jsonl", tmp_path)
+    out = load(path, cache=False)
+    req = out.requests
+    assert sorted(req["request_id"].to_list()) == sorted(recorded)  # no second row per request
+    assert set(req["source"]) == {"sagellm"}
+    assert out.spans.filter(pl.col("name") == sc.VLLM_REQUEST_SPAN_NAME).height == len(recorded)
+    for row in req.iter_rows(named=True):
+        v = recorded[row["request_id"]]
+        # vLLM's span is the child of ours, in the same trace.
+        assert (row["trace_id"], row["span_id"], row["vllm_span_id"]) == (
+            v["trace"],
+            v["parent"],
+            v["span"],
+        )
+        for col in VLLM_FIGURES:
+            assert row[col] == v[_VLLM_KEYS[VLLM_FIGURES[col]]], col
+        # Where the definitions are the same, ours and vLLM's agree within 1 ms.
+        for col, ours in VLLM_FIGURES.items():
+            assert row[ours] == pytest.approx(row[col], abs=1e-3), col
+    traced = _row(out, "rec-traced")
+    assert traced["parent_span_id"] == "00f067aa0ba902b7"  # the caller's span
+    assert traced["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736"
 
 
 def test_internal_and_client_spans_are_not_requests(tmp_path: Path) -> None:
@@ -237,11 +281,21 @@ def test_both_span_sources_in_one_file(tmp_path: Path) -> None:
             sc.SAGELLM_E2E: 0.5,
         },
     )
-    write_lines(tmp_path / "x.jsonl", [traces_line([ours, _vllm_span("r-vllm", start_ns=T0 + 5)])])
+    _, recorded = _recorded("vllm_alone.jsonl", tmp_path)
+    vllm_line = (DATA / "vllm_alone.jsonl").read_text().splitlines()[0]
+    write_lines(tmp_path / "x.jsonl", [traces_line([ours]), vllm_line])
     req = load(tmp_path / "x.jsonl", cache=False).requests
+    in_line = {
+        s["spanId"]
+        for rs in json.loads(vllm_line)["resourceSpans"]
+        for ss in rs["scopeSpans"]
+        for s in ss["spans"]
+    }
+    vllm_ids = {rid for rid, v in recorded.items() if v["span"] in in_line}
+    assert vllm_ids
     assert dict(zip(req["request_id"], req["source"], strict=True)) == {
         "r-ours": "sagellm",
-        "r-vllm": "vllm",
+        **dict.fromkeys(vllm_ids, "vllm"),
     }
     ours_row = req.filter(pl.col("request_id") == "r-ours").row(0, named=True)
     assert ours_row["ttft_s"] == 0.125

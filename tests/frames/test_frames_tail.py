@@ -123,3 +123,46 @@ def test_bad_lines_are_skipped_and_counted(writer: LiveRun) -> None:
     assert len(tail.report.skipped) == 1
     assert tail.report.skipped[0][1] == steps.read_text().count("\n")
     assert tail.frames.steps.height == writer.steps
+
+
+def test_vllms_span_arriving_polls_after_ours_is_not_a_second_request(tmp_path: Path) -> None:
+    """vLLM batches its spans on its own: its llm_request may land after our request span."""
+    import json
+
+    from sagellm_obs.store.run import RunStore
+
+    recorded = Path(__file__).parent / "data" / "vllm_and_ours.jsonl"
+    lines = [json.loads(x) for x in recorded.read_text().splitlines()]
+
+    def by_scope(vllm: bool) -> list[dict[str, object]]:
+        out = []
+        for line in lines:
+            kept = [
+                {**rs, "scopeSpans": scopes}
+                for rs in line["resourceSpans"]
+                if (
+                    scopes := [
+                        ss
+                        for ss in rs["scopeSpans"]
+                        if (ss["scope"]["name"] == "vllm.tracing.otel") == vllm
+                    ]
+                )
+            ]
+            if kept:
+                out.append({"resourceSpans": kept})
+        return out
+
+    store = RunStore(tmp_path / "run")
+    tail = Tail(store.path)
+    store.write("traces", by_scope(vllm=False))
+    tail.poll()
+    n = tail.frames.requests.height
+    assert n > 0 and tail.totals["requests"] == n
+    store.write("traces", by_scope(vllm=True))
+    tail.poll()
+    assert tail.totals["requests"] == n
+    assert tail.frames.requests.height == n
+    assert tail.frames.requests["vllm_ttft_s"].null_count() == 0
+    store.close()
+    tail.poll()
+    _same_as_full_load(tail, store.path)

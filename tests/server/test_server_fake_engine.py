@@ -258,3 +258,35 @@ def test_request_mapping() -> None:
     assert (req2.prompt, req2.trace_id, req2.max_tokens) == ("only", "r2", 16)
     assert req2.sampling_params is None
     assert (req2.temperature, req2.top_p) == (0.5, 0.9)
+
+
+def test_per_request_metrics_option_puts_vllms_object_where_vllm_does(
+    telemetry: tuple[Telemetry, InMemorySpanExporter],
+) -> None:
+    """``per_request_metrics``: on every completion, and streamed on the usage chunk only."""
+    engine = FakeEngine(telemetry[0])
+    # The fake Metrics have no Timestamps and 0 ms phases: vLLM too leaves out queue_time_ms
+    # and tokens_per_second then.
+    vllm_keys = {"time_to_first_token_ms", "generation_time_ms", "mean_itl_ms"}
+
+    async def run() -> list[httpx.Response]:
+        async with _client(engine, per_request_metrics=True) as c:
+            return [
+                await c.post("/v1/completions", json={"prompt": "p"}),
+                await c.post("/v1/chat/completions", json=CHAT),
+                await c.post(
+                    "/v1/completions",
+                    json={"prompt": "p", "stream": True, "stream_options": {"include_usage": True}},
+                ),
+                await c.post("/v1/completions", json={"prompt": "p", "stream": True}),
+            ]
+
+    plain, chat, streamed, no_usage = asyncio.run(run())
+    for resp in (plain, chat):
+        metrics = resp.json()["metrics"]
+        assert set(metrics) == vllm_keys
+        assert metrics["mean_itl_ms"] == 0.0  # decode 0 ms over the second token
+    chunks = [json.loads(f[6:]) for f in streamed.text.split("\n\n") if f and f != "data: [DONE]"]
+    assert [("metrics" in c) for c in chunks] == [False] * (len(chunks) - 1) + [True]
+    assert chunks[-1]["usage"]["completion_tokens"] == 2
+    assert "metrics" not in no_usage.text
