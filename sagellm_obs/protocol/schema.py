@@ -7,9 +7,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from sagellm_obs.protocol import kv_hooks as kvh
 from sagellm_obs.protocol import openai_types as oai
 from sagellm_obs.protocol.errors import Error
-from sagellm_obs.protocol.kv import KVAllocateParams, KVHandle
 from sagellm_obs.protocol.sampling import SamplingParams
 from sagellm_obs.protocol.types import (
     STREAM_EVENT_ADAPTER,
@@ -34,8 +34,14 @@ SCHEMA_MODELS: tuple[type[BaseModel], ...] = (
     StreamEventEnd,
     Error,
     SamplingParams,
-    KVAllocateParams,
-    KVHandle,
+    kvh.KVAllocateParams,
+    kvh.KVHandle,
+    kvh.KVMigrateParams,
+    kvh.KVFreeParams,
+    kvh.KVEvictParams,
+    kvh.KVPrefetchParams,
+    kvh.KVQoSPolicy,
+    kvh.KVHookPayload,
     oai.ChatMessage,
     oai.ChatCompletionRequest,
     oai.ChatCompletionChoice,

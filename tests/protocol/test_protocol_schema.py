@@ -22,7 +22,8 @@ EXPECTED_NAMES = {
     "ChatCompletionStreamChoice", "ChatCompletionStreamResponse", "CompletionRequest",
     "CompletionChoice", "CompletionUsage", "CompletionResponse", "EmbeddingRequest",
     "EmbeddingData", "EmbeddingUsage", "EmbeddingResponse", "ModelInfo", "ModelListResponse",
-    "OpenAIError", "OpenAIErrorResponse",
+    "OpenAIError", "OpenAIErrorResponse", "KVMigrateParams", "KVFreeParams", "KVEvictParams",
+    "KVPrefetchParams", "KVQoSPolicy", "KVHookPayload",
 }  # fmt: skip
 
 
