@@ -184,8 +184,10 @@ def export_clickhouse(
     result = ExportResult(
         names, inserted=dict.fromkeys(ddl.KINDS, 0), present=dict.fromkeys(ddl.KINDS, 0)
     )
-    # Client timings are not OTel data: they stay in the run folder.
-    found = [(p, k) for p, k in files.discover(folder) if k != files.CLIENT]
+    # Client timings and KV cache events are not OTel data: they stay in the run folder.
+    found = [
+        (p, k) for p, k in files.discover(folder) if k not in (files.CLIENT, files.KV_EVENTS_KIND)
+    ]
     resource = _run_resource(folder, found)
     version = _version()
     # One file at a time: memory is bounded by a file's rows (files rotate), not the run's.

@@ -23,6 +23,8 @@ class EngineConfig:
         seed: Engine seed.
         dtype: Model dtype (float32 is fastest on CPUs without AVX512-BF16).
         enforce_eager: Skip torch.compile (it costs ~45 s at first start on CPU).
+        kv_events: Record vLLM's KV cache events (blocks stored, reused, removed) in the run
+            folder's ``kv-events`` file (see :mod:`sagellm_obs.engine.kv_events`).
         extra: More ``AsyncEngineArgs`` keywords.
     """
 
@@ -36,6 +38,7 @@ class EngineConfig:
     seed: int = 0
     dtype: str = "float32"
     enforce_eager: bool = True
+    kv_events: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def engine_args(self, model_path: str) -> dict[str, Any]:

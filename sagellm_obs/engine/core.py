@@ -12,7 +12,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 from sagellm_obs import semconv as sc
@@ -25,6 +25,7 @@ from sagellm_obs.engine.convert import (
     protocol_finish_reason,
     sampling_kwargs,
 )
+from sagellm_obs.engine.kv_events import KVEventConsumer
 from sagellm_obs.engine.outputs import RequestOutputs
 from sagellm_obs.engine.request_record import input_messages, new_record, output_messages
 from sagellm_obs.engine.stat_logger import StepSink, stat_logger_factory
@@ -52,6 +53,7 @@ from sagellm_obs.protocol import (
     StreamEventStart,
     validate,
 )
+from sagellm_obs.store import layout
 from sagellm_obs.telemetry import RequestRecord, Telemetry, TelemetryPort
 from sagellm_obs.telemetry import configure as configure_telemetry
 from sagellm_obs.telemetry import current as current_telemetry
@@ -87,6 +89,8 @@ class InstrumentedEngine:
         self._kv_bytes_per_token = kv_bytes_per_token(llm)
         self._component = ["sagellm-obs", f"vllm:{vllm_version()}"]
         self._tokenizer: Any = None
+        #: The KV cache event consumer when ``config.kv_events`` is on.
+        self.kv_events: KVEventConsumer | None = None
         #: Called with vLLM's final ``RequestOutput`` of each request (for cross-checks in tests
         #: and notebooks); must be cheap and must not raise.
         self.on_request_output: Callable[[Any], None] | None = None
@@ -141,11 +145,20 @@ class InstrumentedEngine:
         receiver = tel.vllm_spans
         if receiver is not None and not engine_kw.get("otlp_traces_endpoint"):
             engine_kw["otlp_traces_endpoint"] = receiver.endpoint
+        consumer = _kv_consumer(pinned, tel.engine_id) if cfg.kv_events else None
+        if consumer is not None:
+            engine_kw["kv_events_config"] = consumer.vllm_config()
         args = AsyncEngineArgs(**engine_kw)
         started = time.time()
-        with vllm_tracing_env(engine_kw.get("otlp_traces_endpoint"), receiver is not None):
-            llm = AsyncLLM.from_engine_args(args, stat_loggers=[stat_logger_factory(sink)])
+        try:
+            with vllm_tracing_env(engine_kw.get("otlp_traces_endpoint"), receiver is not None):
+                llm = AsyncLLM.from_engine_args(args, stat_loggers=[stat_logger_factory(sink)])
+        except BaseException:
+            if consumer is not None:
+                consumer.close(drain=False)
+            raise
         engine = cls(llm, cfg, pinned, sink, model_path)
+        engine.kv_events = consumer
         engine.trace_vllm = bool(engine_kw.get("otlp_traces_endpoint"))
         if receiver is not None:
             receiver.set_default(tel.take_spans)  # vLLM's start-up spans
@@ -165,11 +178,16 @@ class InstrumentedEngine:
         Call it from the engine's event-loop thread: vLLM cancels its output task there.
         """
         llm, self.llm = self.llm, None
+        consumer, self.kv_events = self.kv_events, None
+        if consumer is not None:
+            consumer.drain(timeout=5.0)  # what the last steps published, before vLLM closes
         if llm is not None:
             with contextlib.suppress(Exception):
                 llm.shutdown()
                 # AsyncLLM.__del__ calls shutdown() again, which fails at interpreter exit.
                 llm.shutdown = _noop
+        if consumer is not None:
+            consumer.close()
         # Flush what is configured; never configure a new telemetry (and run folder) to do it.
         tel: TelemetryPort | None = self._pinned or current_telemetry()
         if tel is not None:
@@ -269,7 +287,13 @@ class InstrumentedEngine:
         outs = RequestOutputs(stream, self._final_output)
         error: Error | None = None
         headers = self.telemetry.vllm_trace_headers(rec) if self.trace_vllm else None
-        gen = self.llm.generate(prompt, params, req.request_id, trace_headers=headers)
+        kv: dict[str, Any] = {}
+        if self.kv_events is not None:
+            # Blocks vLLM stores are reported with the request as their session; its
+            # prefix-cache hits are reported too ("full"), which is how reuse is counted.
+            params.extra_args = {**(params.extra_args or {}), "kv_cache_report_mode": "full"}
+            kv["session_id"] = req.request_id
+        gen = self.llm.generate(prompt, params, req.request_id, trace_headers=headers, **kv)
         try:
             async for out in gen:
                 comp = outs.add(out)
@@ -428,6 +452,18 @@ class InstrumentedEngine:
             )
             return str(text), sc.OP_CHAT
         raise invalid("prompt", "either prompt or messages must be given")
+
+
+def _kv_consumer(pinned: Telemetry | None, engine_id: str) -> KVEventConsumer:
+    """A consumer writing to the run folder of the telemetry in use when each batch arrives."""
+
+    def write(records: Sequence[Mapping[str, Any]]) -> None:
+        tel = pinned if pinned is not None else current_telemetry()
+        store = getattr(tel, "store", None)
+        if store is not None:
+            store.write(layout.KV_EVENTS, records)
+
+    return KVEventConsumer(write, engine_id=engine_id)
 
 
 def _noop(*args: Any, **kwargs: Any) -> None:

@@ -32,6 +32,13 @@ from sagellm_obs.frames.fleet import (
     slowest_engine,
     with_engine,
 )
+from sagellm_obs.frames.kv_events import (
+    BLOCK_LIFETIMES,
+    block_lifetimes,
+    blocks_of_requests,
+    kv_events,
+    kv_events_per_step,
+)
 from sagellm_obs.frames.load import (
     Frames,
     Scan,
@@ -44,6 +51,7 @@ from sagellm_obs.frames.load import (
 )
 from sagellm_obs.frames.schemas import (
     CALL_TREE,
+    KV_EVENTS,
     METRICS,
     REQUESTS,
     REQUIRED_COLUMNS,
@@ -59,8 +67,10 @@ from sagellm_obs.frames.schemas import (
 from sagellm_obs.frames.traces import CATEGORIES, call_tree, time_breakdown
 
 __all__ = [
+    "BLOCK_LIFETIMES",
     "CALL_TREE",
     "CATEGORIES",
+    "KV_EVENTS",
     "METRICS",
     "REQUESTS",
     "REQUIRED_COLUMNS",
@@ -75,6 +85,8 @@ __all__ = [
     "Scan",
     "SchemaError",
     "attribute",
+    "block_lifetimes",
+    "blocks_of_requests",
     "call_tree",
     "check_schema",
     "clickhouse_source",
@@ -86,6 +98,8 @@ __all__ = [
     "histogram_delta",
     "histogram_quantile",
     "is_fleet",
+    "kv_events",
+    "kv_events_per_step",
     "load",
     "load_metrics",
     "load_requests",

@@ -9,7 +9,9 @@ A file's rows, by the name of the frame they belong to:
 * an OTLP/JSON file → ``spans`` (sorted by start time) and ``metrics`` (one row per data point);
 * a steps file → ``steps`` (sorted by time);
 * a client-timing file → ``client`` (the raw :data:`~sagellm_obs.frames.wire.CLIENT_LINE` rows,
-  joined to requests once every file is read).
+  joined to requests once every file is read);
+* a kv-events file → ``kv_events`` (one row per line, sorted by time; not part of
+  :class:`~sagellm_obs.frames.Frames`: :func:`sagellm_obs.frames.kv_events` loads it).
 
 ``source_file`` names the file relative to the loaded folder, ``source_line`` is 1-based.
 """
@@ -26,18 +28,20 @@ from sagellm_obs import semconv as sc
 from sagellm_obs.frames import wire
 from sagellm_obs.frames.lines import LINE, Check, read_lines
 from sagellm_obs.frames.metrics import build_metrics
-from sagellm_obs.frames.schemas import METRICS, SPANS, STEPS, TIME, conform
+from sagellm_obs.frames.schemas import KV_EVENTS, METRICS, SPANS, STEPS, TIME, conform
 from sagellm_obs.frames.spans import build_spans
 from sagellm_obs.store import layout
 from sagellm_obs.store.reader import Errors, ReadReport, StoreFormatError
 
-OTLP, STEPS_KIND, CLIENT = "otlp", "steps", "requests-client"
-"""How a file's lines are read: OTLP/JSON export requests, step records, client timings."""
+OTLP, STEPS_KIND, CLIENT, KV_EVENTS_KIND = "otlp", "steps", "requests-client", "kv-events"
+"""How a file's lines are read: OTLP/JSON export requests, step records, client timings, KV
+cache events."""
 
 FRAMES_OF: Mapping[str, tuple[str, ...]] = {
     OTLP: ("spans", "metrics"),
     STEPS_KIND: ("steps",),
     CLIENT: ("client",),
+    KV_EVENTS_KIND: ("kv_events",),
 }
 """The frames a file of each kind contributes rows to."""
 
@@ -51,6 +55,7 @@ FILE_SCHEMAS: Mapping[str, pl.Schema] = {
     "metrics": METRICS,
     "steps": STEPS,
     "client": CLIENT_ROWS,
+    "kv_events": KV_EVENTS,
 }
 
 _SNIFF_BYTES = 4096
@@ -72,6 +77,8 @@ def classify(path: Path) -> str:
         return STEPS_KIND
     if b'"request_id"' in first and b'"client_' in first:
         return CLIENT
+    if first.startswith(b'{"event"') and b'"kv_handle"' in first:
+        return KV_EVENTS_KIND
     return OTLP
 
 
@@ -143,6 +150,18 @@ def build_file(
             first_line=first_line,
         )
         return {"steps": build_steps(lines, run_id)}, report
+    if kind == KV_EVENTS_KIND:
+        lines = read_lines(
+            path,
+            wire.KV_EVENT_LINE,
+            errors=errors,
+            report=report,
+            check=_flat_check(KV_EVENTS_KIND),
+            suspect=pl.col("event").is_null() | pl.col("metadata").is_null(),
+            data=data,
+            first_line=first_line,
+        )
+        return {"kv_events": build_kv_events(lines, name, run_id)}, report
     lines = read_lines(
         path,
         wire.CLIENT_LINE,
@@ -189,6 +208,32 @@ def build_steps(lines: pl.DataFrame, run_id: str | None = None) -> pl.DataFrame:
         pl.when(queries > 0).then(hits / queries).alias("prefix_hit_rate"),
     ).sort("time", maintain_order=True)
     return conform(out, STEPS)
+
+
+def build_kv_events(lines: pl.DataFrame, source_file: str, run_id: str | None) -> pl.DataFrame:
+    """The ``kv_events`` frame of decoded kv-events lines, sorted by time."""
+    meta, handle = pl.col("metadata").struct, pl.col("kv_handle").struct
+    out = lines.select(
+        meta.field(sc.KV_TIME_UNIX_NANO).cast(TIME).alias("time"),
+        meta.field(sc.KV_ENGINE_ID).alias("engine_id"),
+        meta.field(sc.KV_ENGINE_IDX).fill_null(0).alias("engine_idx"),
+        pl.lit(run_id, dtype=pl.String).alias("run_id"),
+        pl.col("event"),
+        meta.field(sc.KV_KIND).alias("kind"),
+        pl.when(pl.col("request_id") != "").then(pl.col("request_id")).alias("request_id"),
+        meta.field(sc.KV_BLOCK_HASH).alias("block_hash"),
+        meta.field(sc.KV_PARENT_BLOCK_HASH).alias("parent_block_hash"),
+        meta.field(sc.KV_PREFIX_HASH).alias("prefix_hash"),
+        meta.field(sc.KV_BLOCK_SIZE).alias("block_size"),
+        handle.field("num_tokens").fill_null(0).alias("num_tokens"),
+        pl.col("evict_reason"),
+        meta.field(sc.KV_MEDIUM).alias("medium"),
+        meta.field(sc.KV_GROUP_IDX).alias("group_idx"),
+        meta.field(sc.KV_BATCH_SEQ).alias("batch_seq"),
+        pl.lit(source_file).alias("source_file"),
+        pl.col(LINE).alias("source_line"),
+    ).sort("time", maintain_order=True)
+    return conform(out, KV_EVENTS)
 
 
 def _flat_check(kind: str) -> Check:

@@ -158,6 +158,30 @@ STEPS = _schema(
     }
 )
 
+KV_EVENTS = _schema(
+    {
+        "time": TIME,  # vLLM's time.time() of the step's event batch
+        "engine_id": pl.String,
+        "engine_idx": pl.Int64,
+        "run_id": pl.String,
+        "event": pl.String,  # sageLLM KVHookEvent: allocate_after, evict_after, free_after
+        "kind": pl.String,  # stored, reused, removed, cleared (semconv.KV_KINDS)
+        "request_id": pl.String,  # who stored or reused the block; null for removals
+        "block_hash": pl.String,  # vLLM's block hash, 16 hex digits; null for "cleared"
+        "parent_block_hash": pl.String,
+        "prefix_hash": pl.String,  # our hash, as in a span's sagellm.prefix.block_hashes
+        "block_size": pl.Int64,  # tokens per block of the event
+        "num_tokens": pl.Int64,  # tokens of this block in the event (0 for removals)
+        "evict_reason": pl.String,  # sageLLM KVEvictReason for removals and clears
+        "medium": pl.String,
+        "group_idx": pl.Int64,
+        "batch_seq": pl.Int64,  # vLLM publisher's sequence number of the batch
+        "source_file": pl.String,
+        "source_line": pl.Int64,
+    }
+)
+"""One row per block per vLLM KV cache event: :func:`sagellm_obs.frames.kv_events`."""
+
 METRICS = _schema(
     {
         "time": TIME,

@@ -94,6 +94,8 @@ class Tail:
         added = 0
         new: dict[str, list[pl.DataFrame]] = {name: [] for name in self._parts}
         for kind in layout.KINDS:
+            if kind == layout.KV_EVENTS:  # not one of the window's frames
+                continue
             found = layout.data_files(self.path, kind)
             for i, path in enumerate(found):
                 rotated = i < len(found) - 1

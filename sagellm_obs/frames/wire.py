@@ -145,6 +145,40 @@ STEP_LINE = pl.Schema(
     }
 )
 
+KV_EVENT_LINE = pl.Schema(
+    {
+        "event": pl.String(),
+        "request_id": pl.String(),
+        "trace_id": pl.String(),
+        "kv_handle": pl.Struct(
+            {
+                "handle_id": pl.String(),
+                "request_id": pl.String(),
+                "num_tokens": pl.Int64(),
+                "device": pl.String(),
+            }
+        ),
+        "evict_reason": pl.String(),
+        "device": pl.String(),
+        "metadata": pl.Struct(
+            {
+                sc.KV_TIME_UNIX_NANO: pl.Int64(),
+                sc.KV_ENGINE_ID: pl.String(),
+                sc.KV_ENGINE_IDX: pl.Int64(),
+                sc.KV_KIND: pl.String(),
+                sc.KV_BLOCK_HASH: pl.String(),
+                sc.KV_PARENT_BLOCK_HASH: pl.String(),
+                sc.KV_PREFIX_HASH: pl.String(),
+                sc.KV_BLOCK_SIZE: pl.Int64(),
+                sc.KV_MEDIUM: pl.String(),
+                sc.KV_GROUP_IDX: pl.Int64(),
+                sc.KV_BATCH_SEQ: pl.Int64(),
+            }
+        ),
+    }
+)
+"""A kv-events line: a sageLLM ``KVHookPayload`` (fields we do not fill are not decoded)."""
+
 CLIENT_LINE = pl.Schema(
     {
         "request_id": pl.String,
@@ -205,7 +239,9 @@ def check_otlp_object(obj: Mapping[str, Any]) -> None:
 
 
 def required_keys(kind: str) -> tuple[str, ...]:
-    """Keys a flat line of ``kind`` ("steps" or "requests-client") must carry."""
+    """Keys a line of ``kind`` ("steps", "requests-client" or "kv-events") must carry."""
+    if kind == "kv-events":
+        return ("event", "metadata")
     return (sc.STEP_TIME_UNIX_NANO,) if kind == "steps" else ("request_id",)
 
 

@@ -8,6 +8,8 @@ and every reader (frames, explore, summary, CLI) import these names instead of s
     <run>/metrics-00001.jsonl            one OTLP/JSON ExportMetricsServiceRequest per line
     <run>/steps-00001.jsonl              one engine-step record per line (keys in semconv.STEP_*)
     <run>/requests-client-00001.jsonl    client-side timings, when a client measured them
+    <run>/kv-events-00001.jsonl          vLLM KV cache events, one sageLLM KVHookPayload per line
+                                         (when the engine runs with kv_events on)
     <run>/columnar/traces-00001.spans.parquet    the frames' rows of one JSON-lines file
     <run>/columnar/traces-00001.metrics.parquet  (see sagellm_obs.frames.columnar)
 
@@ -27,7 +29,9 @@ RUN_FORMAT = "sagellm-obs/run@1"
 """The ``format`` field of a manifest."""
 
 TRACES, METRICS, STEPS, CLIENT = "traces", "metrics", "steps", "requests-client"
-KINDS = (TRACES, METRICS, STEPS, CLIENT)
+KV_EVENTS = "kv-events"
+"""vLLM's KV cache events as sageLLM hook payloads (``metadata`` keys in ``semconv.KV_*``)."""
+KINDS = (TRACES, METRICS, STEPS, CLIENT, KV_EVENTS)
 """The kinds of JSON-lines file a run folder holds, each rotating on its own."""
 
 OTLP_KINDS = (TRACES, METRICS)
@@ -37,7 +41,7 @@ SUFFIX = ".jsonl"
 COLUMNAR_DIR = "columnar"
 """Sub-folder of the columnar (Parquet) copies."""
 
-_NAME = re.compile(r"^(traces|metrics|steps|requests-client)-(\d+)\.jsonl$")
+_NAME = re.compile(r"^(traces|metrics|steps|requests-client|kv-events)-(\d+)\.jsonl$")
 
 
 def data_file(directory: Path, kind: str, index: int) -> Path:

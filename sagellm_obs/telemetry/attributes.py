@@ -15,14 +15,19 @@ from sagellm_obs.telemetry.records import RequestRecord
 PREFIX_BLOCK_TOKENS = 128  # vLLM's CPU block size; hashes are for studying reuse, not for vLLM
 
 
+def chain_block_hash(parent: bytes, tokens: Sequence[int]) -> bytes:
+    """Our hash of one block: its tokens chained on the previous block's hash (``b""`` first)."""
+    h = hashlib.blake2b(parent, digest_size=8)
+    h.update(array("q", tokens).tobytes())
+    return h.digest()
+
+
 def prefix_block_hashes(token_ids: Sequence[int], block: int = PREFIX_BLOCK_TOKENS) -> list[str]:
     """Chained hashes of the full prompt blocks, as a prefix cache keys them (no text exported)."""
     out: list[str] = []
     parent = b""
     for start in range(0, len(token_ids) - block + 1, block):
-        h = hashlib.blake2b(parent, digest_size=8)
-        h.update(array("q", token_ids[start : start + block]).tobytes())
-        parent = h.digest()
+        parent = chain_block_hash(parent, token_ids[start : start + block])
         out.append(parent.hex())
     return out
 
