@@ -108,6 +108,7 @@ def block_lifetimes(events: pl.DataFrame) -> pl.DataFrame:
             on="time",
             by="engine_idx",
             strategy="backward",
+            check_sortedness=False,  # both sorted by time above
         )
     else:
         blocks = blocks.with_columns(pl.lit(None, pl.Int64).alias("_epoch"))
@@ -169,6 +170,7 @@ def kv_events_per_step(events: pl.DataFrame, steps: pl.DataFrame) -> pl.DataFram
             right_on="_step_time",
             by="engine_idx",
             strategy="forward",
+            check_sortedness=False,  # both sorted by time above
         )
     )
     counts = tagged.group_by("engine_idx", "step").agg(

@@ -1,0 +1,211 @@
+"""KV event records: vLLM's own event classes and publisher in, sageLLM hook payloads out.
+
+No engine here: the events are built with vLLM's ``BlockStored``/``BlockRemoved``/
+``AllBlocksCleared`` and, for the socket path, published by vLLM's own ``ZmqEventPublisher``.
+Every record must parse as the published ``isagellm-protocol`` ``KVHookPayload`` and as ours.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+
+import sagellm_obs.protocol as p
+from sagellm_obs import semconv as sc
+from sagellm_obs.engine.kv_events import KVEventConsumer, KVRecorder, hash_hex
+from sagellm_obs.frames import block_lifetimes, kv_events, kv_events_per_step
+from sagellm_obs.frames.schemas import KV_EVENTS, check_schema
+from sagellm_obs.store import RunStore, layout
+from sagellm_obs.telemetry.attributes import prefix_block_hashes
+
+kv = pytest.importorskip("vllm.distributed.kv_events")
+theirs = pytest.importorskip("sagellm_protocol.kv_hooks")
+
+BS = 128
+PROMPT = list(range(1, 2 * BS + 1))  # two full blocks
+
+
+def stored(hashes: list[int], tokens: list[int], parent: int | None, session: str | None) -> Any:
+    return kv.BlockStored(
+        block_hashes=hashes,
+        parent_block_hash=parent,
+        token_ids=tokens,
+        block_size=BS,
+        lora_id=None,
+        medium="GPU",
+        lora_name=None,
+        group_idx=0,
+        session_id=session,
+    )
+
+
+def removed(hashes: list[int]) -> Any:
+    return kv.BlockRemoved(block_hashes=hashes, medium="GPU", group_idx=0)
+
+
+BATCHES: list[tuple[float, list[Any]]] = [
+    (1_700_000_000.0, [stored([11, 2**64 - 1], PROMPT, None, "r1")]),  # r1 fills two blocks
+    (1_700_000_001.0, [stored([11, 2**64 - 1], PROMPT, None, "r2")]),  # r2 hits both
+    (1_700_000_002.0, [removed([2**64 - 1])]),  # the second is evicted
+    (1_700_000_003.0, [stored([2**64 - 1], PROMPT[BS:], 11, "r3")]),  # r3 fills it again
+    (1_700_000_004.0, [kv.AllBlocksCleared()]),
+]
+
+
+def records() -> list[dict[str, Any]]:
+    rec = KVRecorder(engine_id="e1")
+    return [r for seq, (ts, evs) in enumerate(BATCHES) for r in rec.records(ts, evs, seq)]
+
+
+def test_each_record_is_a_hook_payload_in_both_packages() -> None:
+    for r in records():
+        text = json.dumps(r)
+        ours = p.KVHookPayload.model_validate_json(text)
+        their = theirs.KVHookPayload.model_validate_json(text)
+        assert json.loads(ours.model_dump_json()) == r
+        assert json.loads(their.model_dump_json()) == r
+
+
+def test_kinds_requests_and_hashes() -> None:
+    rs = records()
+    got = [
+        (r["event"], r["metadata"]["kind"], r["request_id"], r["metadata"]["block_hash"])
+        for r in rs
+    ]
+    big = "ffffffffffffffff"
+    assert got == [
+        ("allocate_after", "stored", "r1", hash_hex(11)),
+        ("allocate_after", "stored", "r1", big),
+        ("allocate_after", "reused", "r2", hash_hex(11)),
+        ("allocate_after", "reused", "r2", big),
+        ("evict_after", "removed", "", big),
+        ("allocate_after", "stored", "r3", big),
+        ("free_after", "cleared", "", None),
+    ]
+    assert rs[4]["evict_reason"] == "memory_pressure"
+    assert rs[6]["evict_reason"] == "explicit_free"
+    assert rs[1]["metadata"]["parent_block_hash"] == hash_hex(11)
+    assert rs[0]["kv_handle"] == {
+        "handle_id": hash_hex(11),
+        "request_id": "r1",
+        "num_tokens": BS,
+        "device": "cpu",
+    }
+    # Our prefix hashes are the ones a request span of this prompt lists, for fresh and reused
+    # blocks, and for a block re-stored with only its parent given.
+    spans = prefix_block_hashes(PROMPT)
+    assert [r["metadata"]["prefix_hash"] for r in rs[:6]] == [*spans, *spans, spans[1], spans[1]]
+    assert rs[0]["metadata"]["time_unix_nano"] == 1_700_000_000 * 10**9
+    assert bytes.fromhex(hash_hex(b"\x01" * 32) or "") == b"\x01" * 8  # bytes hashes: low 64 bits
+
+
+def test_partial_blocks_get_no_prefix_hash() -> None:
+    rec = KVRecorder(engine_id="e")
+    ev = stored([5], PROMPT[:40], None, "r")
+    ev.block_size = 40  # vLLM's partial-block events carry the partial size
+    (r,) = rec.records(1.0, [ev])
+    assert r["metadata"]["prefix_hash"] is None
+    assert r["kv_handle"]["num_tokens"] == 40
+
+
+def test_frame_lifetimes_and_steps(tmp_path: Path) -> None:
+    store = RunStore(tmp_path / "run")
+    store.write(layout.KV_EVENTS, records())
+    store.close()
+    ev = kv_events(tmp_path / "run")
+    check_schema(ev, KV_EVENTS)
+    assert ev["kind"].to_list() == [
+        "stored",
+        "stored",
+        "reused",
+        "reused",
+        "removed",
+        "stored",
+        "cleared",
+    ]
+    assert ev["request_id"].to_list()[4:] == [None, "r3", None]
+    assert ev["run_id"].unique().to_list() == [store.run_id]
+    life = block_lifetimes(ev)
+    rows = life.select(
+        "block_hash", "reuses", "stored_by", "reused_by", "evicted", "lifetime_s"
+    ).rows()
+    big = "ffffffffffffffff"
+    assert rows == [
+        (hash_hex(11), 1, "r1", ["r2"], False, None),
+        (big, 1, "r1", ["r2"], True, 2.0),
+        (big, 0, "r3", [], False, None),
+    ]
+    steps = pl.DataFrame(
+        {
+            "time": [
+                1_700_000_000_500_000_000,
+                1_700_000_002_500_000_000,
+                1_700_000_009_000_000_000,
+            ],
+            "engine_idx": [0, 0, 0],
+            "step": [1, 2, 3],
+            "kv_cache_usage": [0.1, 0.2, 0.3],
+        }
+    ).with_columns(pl.col("time").cast(pl.Datetime("ns", "UTC")))
+    per = kv_events_per_step(ev, steps)
+    assert per.select("step", "stored", "reused", "removed").rows() == [
+        (1, 2, 0, 0),
+        (2, 0, 2, 1),
+        (3, 1, 0, 0),
+    ]
+
+
+def test_consumer_receives_vllm_publisher(tmp_path: Path) -> None:
+    """vLLM's own ZmqEventPublisher connects to our loopback SUB socket (binds nothing else)."""
+    got: list[dict[str, Any]] = []
+    consumer = KVEventConsumer(got.extend, engine_id="e")
+    assert consumer.endpoint.startswith("tcp://127.0.0.1:")
+    cfg = consumer.vllm_config()
+    pub = kv.EventPublisherFactory.create(cfg)
+    try:
+        # A PUB socket drops what it sends before our subscription reaches it (ZMQ's slow
+        # joiner): send empty batches until one arrives. An engine takes seconds to start, so its
+        # first events come long after.
+        probes = 0
+        while consumer.counts.batches == 0 and probes < 200:
+            pub.publish(kv.KVEventBatch(ts=0.0, events=[]))
+            probes += 1
+            consumer.drain(idle=0.05, timeout=0.2)
+        consumer.drain(idle=0.3, timeout=5.0)
+        first_seq = consumer.counts.batches
+        assert first_seq > 0
+        for ts, evs in BATCHES:
+            pub.publish(kv.KVEventBatch(ts=ts, events=evs))
+        deadline = time.monotonic() + 20
+        while len(got) < 7 and time.monotonic() < deadline:
+            consumer.drain(idle=0.2, timeout=1.0)
+    finally:
+        pub.shutdown()
+        consumer.close()
+    assert [r["metadata"]["kind"] for r in got] == [r["metadata"]["kind"] for r in records()]
+    assert consumer.counts.batches == first_seq + 5
+    assert consumer.counts.events == 5
+    assert consumer.counts.by_kind == {"stored": 3, "reused": 2, "removed": 1, "cleared": 1}
+    assert consumer.counts.dropped_batches == 0
+    seqs = [r["metadata"][sc.KV_BATCH_SEQ] - probes for r in got]
+    assert seqs == [0, 0, 1, 1, 2, 3, 4]
+
+
+def test_a_bad_batch_is_dropped_not_raised() -> None:
+    consumer = KVEventConsumer(lambda recs: None, engine_id="e")
+    try:
+        consumer._one([b"", b"\x00" * 8, b"not msgpack"], _decoder())
+    finally:
+        consumer.close(drain=False)
+    assert consumer.counts.dropped_batches == 1
+
+
+def _decoder() -> Any:
+    import msgspec
+
+    return msgspec.msgpack.Decoder(type=kv.KVEventBatch)
