@@ -34,6 +34,7 @@ from sagellm_obs.charts.fleet import (
     fleet_dashboard,
     slowest_engine_chart,
 )
+from sagellm_obs.charts.kv_events import block_lifetime_reuse, evictions_vs_kv_usage
 from sagellm_obs.charts.latency import latency_distribution, latency_over_time, ttft_vs_prompt
 from sagellm_obs.charts.offline import enable_offline_renderer
 from sagellm_obs.charts.prefix_cache import kv_usage, prefix_hit_by_request, prefix_hit_rate
@@ -62,6 +63,7 @@ __all__ = [
     "PHASES",
     "PHASE_COLORS",
     "THEME",
+    "block_lifetime_reuse",
     "compare_quantiles",
     "compare_runs",
     "concurrency",
@@ -70,6 +72,7 @@ __all__ = [
     "engine_kv_usage",
     "engine_latency",
     "engine_queue",
+    "evictions_vs_kv_usage",
     "fleet_dashboard",
     "kv_usage",
     "latency_distribution",
