@@ -21,7 +21,7 @@ What each vLLM event becomes (``metadata["kind"]``, see :data:`sagellm_obs.semco
 * ``AllBlocksCleared`` (a prefix-cache reset): ``free_after``, reason ``explicit_free``, kind
   ``cleared``.
 
-Full prompt blocks also get ``metadata["prefix_hash"]``: our own chained hash of the block's tokens
+Full blocks also get ``metadata["prefix_hash"]``: our own chained hash of the block's tokens
 (:func:`~sagellm_obs.telemetry.attributes.chain_block_hash`), the value a request span lists in
 ``sagellm.prefix.block_hashes``, when the block size is the one those hashes use (128, vLLM's CPU
 default) and the block's parent is known.
@@ -48,7 +48,7 @@ Writer = Callable[[Sequence[Mapping[str, Any]]], Any]
 """Takes a batch of records (JSON-ready dicts); e.g. ``store.write("kv-events", ...)``."""
 
 _MASK64 = (1 << 64) - 1
-_MAX_KNOWN = 1 << 20  # hash -> our hash entries kept (≈100 MB of KV cache per 1k blocks)
+_MAX_KNOWN = 1 << 20  # vLLM hash -> our hash entries kept (~200 B each); forgotten past this
 _POLL_MS = 100
 
 
