@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -162,7 +163,7 @@ def test_frame_lifetimes_and_steps(tmp_path: Path) -> None:
 
 def test_consumer_receives_vllm_publisher(tmp_path: Path) -> None:
     """vLLM's own ZmqEventPublisher connects to our loopback SUB socket (binds nothing else)."""
-    got: list[dict[str, Any]] = []
+    got: list[Mapping[str, Any]] = []
     consumer = KVEventConsumer(got.extend, engine_id="e")
     assert consumer.endpoint.startswith("tcp://127.0.0.1:")
     cfg = consumer.vllm_config()
