@@ -71,6 +71,9 @@ class InstrumentedEngine:
     attributes and metric points; the protocol ``Metrics`` it returns hold the same numbers.
     """
 
+    kv_events: KVEventConsumer | None = None
+    """The KV cache event consumer when ``config.kv_events`` is on (set by :meth:`start`)."""
+
     def __init__(
         self,
         llm: Any,
@@ -89,8 +92,6 @@ class InstrumentedEngine:
         self._kv_bytes_per_token = kv_bytes_per_token(llm)
         self._component = ["sagellm-obs", f"vllm:{vllm_version()}"]
         self._tokenizer: Any = None
-        #: The KV cache event consumer when ``config.kv_events`` is on.
-        self.kv_events: KVEventConsumer | None = None
         #: Called with vLLM's final ``RequestOutput`` of each request (for cross-checks in tests
         #: and notebooks); must be cheap and must not raise.
         self.on_request_output: Callable[[Any], None] | None = None
