@@ -53,7 +53,6 @@ from sagellm_obs.protocol import (
     StreamEventStart,
     validate,
 )
-from sagellm_obs.store import layout
 from sagellm_obs.telemetry import RequestRecord, Telemetry, TelemetryPort
 from sagellm_obs.telemetry import configure as configure_telemetry
 from sagellm_obs.telemetry import current as current_telemetry
@@ -459,10 +458,9 @@ def _kv_consumer(pinned: Telemetry | None, engine_id: str) -> KVEventConsumer:
     """A consumer writing to the run folder of the telemetry in use when each batch arrives."""
 
     def write(records: Sequence[Mapping[str, Any]]) -> None:
-        tel = pinned if pinned is not None else current_telemetry()
-        store = getattr(tel, "store", None)
-        if store is not None:
-            store.write(layout.KV_EVENTS, records)
+        tel: TelemetryPort | None = pinned if pinned is not None else current_telemetry()
+        if tel is not None:
+            tel.write_kv_events(records)
 
     return KVEventConsumer(write, engine_id=engine_id)
 

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sagellm_obs import semconv as sc
-from sagellm_obs.telemetry.attributes import PREFIX_BLOCK_TOKENS, chain_block_hash
+from sagellm_obs.telemetry import PREFIX_BLOCK_TOKENS, chain_block_hash
 
 _log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ store) is for users and for tests of the telemetry itself.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 
 from sagellm_obs import semconv as sc
 from sagellm_obs.protocol.timing import ClockAnchor
+from sagellm_obs.store import layout
 from sagellm_obs.store.run import RunStore
 from sagellm_obs.telemetry.exporting import CountingSpanExporter
 from sagellm_obs.telemetry.ids import TraceIdOverride
@@ -73,6 +74,14 @@ class Telemetry:
     def submit_step(self, step: dict[str, Any]) -> None:
         """Queue one engine step's record (keys from ``semconv.STEP_*``)."""
         self.pipeline.submit_step(step)
+
+    def write_kv_events(self, records: Sequence[Mapping[str, Any]]) -> None:
+        """Append KV cache event records to the run folder (nothing when the store is off).
+
+        Called on the KV event consumer's thread; the store's writes are thread-safe.
+        """
+        if self.store is not None:
+            self.store.write(layout.KV_EVENTS, records)
 
     @contextlib.contextmanager
     def trace_id_hint(self, trace_id: int) -> Iterator[None]:

@@ -8,6 +8,7 @@ behind this port, so it can change without touching the engine or the server.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -68,6 +69,10 @@ class TelemetryPort(Protocol):
 
     def submit_step(self, step: dict[str, Any]) -> None:
         """Queue one engine step's record (keys from ``semconv.STEP_*``)."""
+        ...
+
+    def write_kv_events(self, records: Sequence[Mapping[str, Any]]) -> None:
+        """Append KV cache event records to the run folder (nothing when the store is off)."""
         ...
 
     def trace_id_hint(self, trace_id: int) -> AbstractContextManager[None]:
