@@ -18,8 +18,10 @@ class EngineConfig:
         enable_prefix_caching: vLLM automatic prefix caching.
         kv_cache_memory_bytes: KV-cache size (small keeps CPU runs light); None lets vLLM decide.
         block_size: KV block size in tokens (CPU: a multiple of 32; vLLM's CPU default is 128).
-        in_process: Run EngineCore in this process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``): starts in
-            seconds on CPU. None keeps vLLM's default (multi-process).
+        in_process: Run the model worker inside EngineCore's process
+            (``VLLM_ENABLE_V1_MULTIPROCESSING=0``): starts in seconds on CPU. EngineCore itself
+            stays a process of its own (vLLM's ``AsyncLLM`` always uses its multi-process client).
+            None keeps vLLM's default (a worker process of its own too).
         seed: Engine seed.
         dtype: Model dtype (float32 is fastest on CPUs without AVX512-BF16).
         enforce_eager: Skip torch.compile (it costs ~45 s at first start on CPU).
