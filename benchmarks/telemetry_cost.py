@@ -363,13 +363,17 @@ class _Collect(SpanProcessor):
 # (label, file suffix, function name): inclusive times; "  of which" rows are part of the row
 # above, a row with an empty label adds to the one before it.
 _OURS_PARTS: list[tuple[str, str, str]] = [
-    ("our attribute dict (`request_attributes`)", "telemetry/attributes.py", "request_attributes"),
+    ("attribute text (`request_attributes_text`)", "telemetry/attributes.py",
+     "request_attributes_text"),
+    ("  of which the template (`AttributesTemplate.fill`)", "store/otlp_text.py", "fill"),
     ("  of which prefix-block hashes", "telemetry/attributes.py", "prefix_block_hashes"),
+    ("attribute dict (`request_attributes`; only as the fallback)", "telemetry/attributes.py",
+     "request_attributes"),
     ("spans, direct (`RequestSpans._direct`)", "telemetry/direct_spans.py", "_direct"),
     ("  of which ids (`generate_*_id`)", "telemetry/ids.py", "generate_span_id"),
     ("", "telemetry/ids.py", "generate_trace_id"),
-    ("  of which OTLP/JSON text (`RequestSpans._store`)", "telemetry/direct_spans.py", "_store"),
-    ("  of which attribute text (`attributes_text`)", "store/otlp_text.py", "attributes_text"),
+    ("  of which the spans' OTLP/JSON text (`RequestSpans._store`)", "telemetry/direct_spans.py",
+     "_store"),
     ("metric points, pre-aggregated (`RequestMetrics.record`, 9 points)", "telemetry/aggregate.py",
      "record"),
     ("  of which histogram points (`_Hist.add`, 8)", "telemetry/aggregate.py", "add"),

@@ -14,8 +14,9 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from json.encoder import encode_basestring
+from operator import itemgetter
 from typing import Any
 
 from opentelemetry.sdk.resources import Resource
@@ -87,6 +88,81 @@ def attributes_text(attributes: Mapping[str, Any]) -> str:
     return ",".join(parts)
 
 
+_BOOL_TEXT = {True: "true", False: "false"}
+
+
+def _getter(positions: list[int]) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
+    """``itemgetter`` that returns a tuple for one position too (its first item repeated)."""
+    return itemgetter(*positions, positions[0]) if positions else lambda _: ()
+
+
+class AttributesTemplate:
+    """Attributes with fixed keys and value types, formatted in one ``%`` operation.
+
+    A request span's ~30 attributes always have the same keys in the same order, and their
+    values the same types: the text around the values is built once, and :meth:`fill` converts
+    the values by type (C-level maps, no loop over the attributes) and formats them into it in
+    one operation, at well under half the cost of :func:`attributes_text`, which looks up, tests
+    and joins every attribute. The result is exactly ``attributes_text`` of the same attributes;
+    a value of another type (a subclass included) or a non-finite float makes :meth:`fill`
+    return None, and the caller formats them with :func:`attributes_text`.
+
+    Args:
+        layout: The keys and the type of each value, in order: ``str``, ``int``, ``float``,
+            ``bool``, or ``tuple`` (a tuple of ``str``).
+    """
+
+    def __init__(self, layout: Sequence[tuple[str, type]]) -> None:
+        placeholders = {
+            str: '{"stringValue":%s}',  # a JSON string (encode_basestring)
+            int: '{"intValue":"%d"}',
+            float: '{"doubleValue":%r}',  # float.__repr__, as json writes a finite float
+            bool: '{"boolValue":%s}',  # true/false
+            tuple: '{"arrayValue":{"values":[%s]}}',  # the items' text
+        }
+        self.keys = tuple(key for key, _ in layout)
+        self._types = tuple(t for _, t in layout)
+        self._text = ",".join(
+            '{"key":'
+            + encode_basestring(key).replace("%", "%%")
+            + ',"value":'
+            + placeholders[t]
+            + "}"
+            for key, t in layout
+        )
+        of = {t: [i for i, u in enumerate(self._types) if u is t] for t in placeholders}
+        self._string_at, self._strings = of[str], _getter(of[str])
+        self._bool_at = of[bool]
+        self._tuple_at = of[tuple]
+        self._floats = _getter(of[float])
+
+    def fill(self, values: Sequence[Any]) -> str | None:
+        """The attributes' text (as :func:`attributes_text`), or None for an unusual value."""
+        if tuple(map(type, values)) != self._types:
+            return None
+        total = sum(self._floats(values))
+        if total - total != 0.0:  # a NaN or an infinity (or an overflowing sum: rare, exact)
+            return None
+        # ints and floats go in as they are (%d, %r); the others as their text.
+        args = list(values)
+        # (the getter repeats its first item: zip stops at the positions)
+        strings = map(encode_basestring, self._strings(values))
+        for i, text in zip(self._string_at, strings, strict=False):
+            args[i] = text
+        for i in self._bool_at:
+            args[i] = _BOOL_TEXT[args[i]]
+        for i in self._tuple_at:
+            items = args[i]
+            for item in items:
+                if type(item) is not str:
+                    return None
+            if len(items) == 1:  # finish reasons
+                args[i] = '{"stringValue":' + encode_basestring(items[0]) + "}"
+            else:
+                args[i] = ",".join(['{"stringValue":' + encode_basestring(v) + "}" for v in items])
+        return self._text % tuple(args)
+
+
 def span_text(
     trace_id: int,
     span_id: int,
@@ -131,6 +207,32 @@ def span_text(
     if events:
         out += ',"events":[' + events + "]"
     return out + ',"status":' + status + "}"
+
+
+def child_spans_text(
+    trace_id: int,
+    trace_state: str,
+    parent_span_id: int,
+    flags: int,
+    kind: int,
+    spans: list[tuple[str, int, int, int]],
+) -> list[str]:
+    """:func:`span_text` of spans that share their trace, parent, flags and kind and have no
+    attributes, events or status (a request's phases), from ``(name, span id, start, end)``."""
+    head = f'{{"traceId":"{trace_id:032x}","spanId":"'
+    middle = '"'
+    if trace_state:
+        middle += ',"traceState":' + encode_basestring(trace_state)
+    if parent_span_id:
+        middle += f',"parentSpanId":"{parent_span_id:016x}"'
+    middle += f',"flags":{flags:d},"name":'
+    kind_text = f',"kind":{kind:d},"startTimeUnixNano":"'
+    status = '","status":' + STATUS_UNSET + "}"
+    return [
+        f"{head}{span_id:016x}{middle}{encode_basestring(name)}{kind_text}{start_ns:d}"
+        f'","endTimeUnixNano":"{end_ns:d}{status}'
+        for name, span_id, start_ns, end_ns in spans
+    ]
 
 
 def event_text(timestamp_ns: int, name: str) -> str:

@@ -45,7 +45,7 @@ from sagellm_obs.protocol.timing import ClockAnchor
 from sagellm_obs.store import otlp_text as text
 from sagellm_obs.store.otlp_text import SpanLines
 from sagellm_obs.telemetry import sdk_private
-from sagellm_obs.telemetry.attributes import request_attributes
+from sagellm_obs.telemetry.attributes import request_attributes, request_attributes_text
 from sagellm_obs.telemetry.ids import TraceIdOverride
 from sagellm_obs.telemetry.records import RequestRecord
 from sagellm_obs.telemetry.trace_sampling import SamplingPlan
@@ -54,6 +54,7 @@ _SAMPLED = TraceFlags.SAMPLED
 _RANDOM = TraceFlags.RANDOM_TRACE_ID
 _UNSET = Status(StatusCode.UNSET)
 _NO_EVENT_ATTRIBUTES = BoundedAttributes(immutable=True)
+_PHASES = (sc.SPAN_QUEUE, sc.SPAN_PREFILL, sc.SPAN_DECODE)  # between consecutive stamps
 
 
 class RequestSpans:
@@ -135,13 +136,24 @@ class RequestSpans:
     # --- per request ----------------------------------------------------------------------------
     def record(self, r: RequestRecord) -> SpanContext:
         """Make the record's spans; returns its SERVER span's context (for exemplars)."""
-        attrs = request_attributes(r)
+        if not self.direct:
+            return self._through_tracer(r, request_attributes(r))
+        attrs: dict[str, Any] | None = None
+        attrs_text = ""
+        if self._export or self.store_lines is None:
+            attrs = request_attributes(r)  # for the ReadableSpans (or only counted)
+            count = len(attrs)
+        else:  # the store's text alone: no dict where the values are usual ones
+            attrs_text, count = request_attributes_text(r)
         limit = self._max_attributes
-        if self.direct and (limit is None or len(attrs) <= limit):
-            return self._direct(r, attrs)
-        return self._through_tracer(r, attrs)
+        if limit is None or count <= limit:
+            return self._direct(r, attrs, attrs_text)
+        return self._through_tracer(r, attrs if attrs is not None else request_attributes(r))
 
-    def _direct(self, r: RequestRecord, attrs: dict[str, Any]) -> SpanContext:
+    def _direct(
+        self, r: RequestRecord, attrs: dict[str, Any] | None, attrs_text: str
+    ) -> SpanContext:
+        """The direct way; ``attrs`` is None when only the store's text was made."""
         plan = self._plan
         assert plan is not None
         ids = self._ids
@@ -158,6 +170,7 @@ class RequestSpans:
             random = parent.trace_flags.random_trace_id
         else:
             trace_id = (not r.parent_span_id and r.otel_trace_id) or ids.generate_trace_id()
+            # The covered root samplers decide by the trace id alone (the SDK would pass attrs).
             sampled = plan.root(trace_id, name, attrs)
             trace_state = None
             random = ids.is_trace_id_random()
@@ -167,18 +180,18 @@ class RequestSpans:
         # ParentBased: children follow the (local) SERVER span's decision.
         child_sampled = plan.local_sampled if sampled else plan.local_not_sampled
         child_flags = (_SAMPLED if child_sampled else 0) | (flags & _RANDOM)
-        anchor = self.anchor
         phases = []
-        for phase, begin, end in (
-            (sc.SPAN_QUEUE, r.queued_ts, r.scheduled_ts),
-            (sc.SPAN_PREFILL, r.scheduled_ts, r.first_token_ts),
-            (sc.SPAN_DECODE, r.first_token_ts, r.last_token_ts),
-        ):
+        stamps = (r.queued_ts, r.scheduled_ts, r.first_token_ts, r.last_token_ts)
+        to_ns = self.anchor.to_epoch_ns
+        end_ns = 0
+        for k, phase in enumerate(_PHASES):
+            begin, end = stamps[k], stamps[k + 1]
             if begin <= 0 or end <= 0:
                 continue  # phase never reached (e.g. aborted while queued)
-            phases.append(
-                (phase, ids.generate_span_id(), anchor.to_epoch_ns(begin), anchor.to_epoch_ns(end))
-            )
+            # A phase starts where the one before it ended: each stamp is converted once.
+            begin_ns = end_ns if k and stamps[k - 1] > 0 else to_ns(begin)
+            end_ns = to_ns(end)
+            phases.append((phase, ids.generate_span_id(), begin_ns, end_ns))
         if sampled or child_sampled:
             start_ns = int(r.arrival_time * 1e9)
             end_ns = start_ns + int(r.e2e * 1e9)
@@ -188,7 +201,7 @@ class RequestSpans:
                     r,
                     root,
                     name,
-                    attrs,
+                    attrs_text or text.attributes_text(attrs or {}),
                     phases,
                     child_sampled,
                     child_flags,
@@ -198,6 +211,7 @@ class RequestSpans:
                     ttft_ns,
                 )
             if self._export:
+                assert attrs is not None
                 self._hand_over(
                     r,
                     root,
@@ -218,7 +232,7 @@ class RequestSpans:
         r: RequestRecord,
         root: SpanContext,
         name: str,
-        attrs: dict[str, Any],
+        attrs_text: str,
         phases: list[tuple[str, int, int, int]],
         child_sampled: bool,
         child_flags: int,
@@ -231,26 +245,10 @@ class RequestSpans:
         assert lines is not None
         trace_id, span_id = root.trace_id, root.span_id
         state = root.trace_state.to_header() if root.trace_state else ""
-        out = []
+        out: list[str] = []
         if child_sampled:
             flags = child_flags | text.FLAG_HAS_IS_REMOTE  # the parent is local
-            for phase, sid, begin, end in phases:
-                out.append(
-                    text.span_text(
-                        trace_id,
-                        sid,
-                        state,
-                        span_id,
-                        flags,
-                        phase,
-                        text.KIND_INTERNAL,
-                        begin,
-                        end,
-                        "",
-                        "",
-                        text.STATUS_UNSET,
-                    )
-                )
+            out = text.child_spans_text(trace_id, state, span_id, flags, text.KIND_INTERNAL, phases)
         if root.trace_flags.sampled:
             flags = int(root.trace_flags) | text.FLAG_HAS_IS_REMOTE
             if parent is not None and parent.is_remote:
@@ -266,7 +264,7 @@ class RequestSpans:
                     text.KIND_SERVER,
                     start_ns,
                     end_ns,
-                    text.attributes_text(attrs),
+                    attrs_text,
                     text.event_text(ttft_ns, sc.EVENT_FIRST_TOKEN) if ttft_ns is not None else "",
                     text.status_text(text.STATUS_ERROR, _error_status(r).description)
                     if r.error_type

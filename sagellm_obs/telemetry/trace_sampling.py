@@ -73,7 +73,7 @@ class SamplingPlan:
             return None
         return SamplingPlan(sampler, parts)
 
-    def root(self, trace_id: int, name: str, attributes: dict[str, Any]) -> bool:
+    def root(self, trace_id: int, name: str, attributes: dict[str, Any] | None) -> bool:
         """Whether a SERVER span without a (valid) parent is sampled."""
         if self.root_fixed is not None:
             return self.root_fixed

@@ -33,8 +33,10 @@ from sagellm_obs.store.otlp_text import (
     KIND_SERVER,
     STATUS_ERROR,
     STATUS_UNSET,
+    AttributesTemplate,
     SpanLines,
     attributes_text,
+    child_spans_text,
     envelope,
     event_text,
     span_text,
@@ -254,3 +256,60 @@ def _with_attributes(span: ReadableSpan, attributes: dict[str, Any]) -> Readable
         end_time=span.end_time,
         instrumentation_scope=span.instrumentation_scope,
     )
+
+
+LAYOUT: list[tuple[str, type]] = [
+    ("s", str),
+    ("i", int),
+    ("f", float),
+    ("b", bool),
+    ("t", tuple),
+    ('ключ "%d%%"', str),  # a key with % signs: not a placeholder
+    ("f2", float),
+]
+USUAL: list[tuple[Any, ...]] = [
+    ("plain", 0, 0.5, True, ("stop",), "", -0.0),
+    ('héllo "q" \\ \n\u2028 ✓ </x>', -(2**63), 1e-300, False, (), "%s %d", 1e16),
+    ("x", 2**63 - 1, 6.7e-07, True, ("a", "ü", ""), "y", 3.0),
+]
+UNUSUAL: list[tuple[Any, ...]] = [
+    ("x", 1, math.nan, True, ("a",), "y", 1.0),  # NaN
+    ("x", 1, 0.5, True, ("a",), "y", -math.inf),  # an infinity
+    ("x", True, 0.5, True, ("a",), "y", 1.0),  # a bool where an int goes
+    ("x", 1, 1, True, ("a",), "y", 1.0),  # an int where a float goes
+    (Reason("x"), 1, 0.5, True, ("a",), "y", 1.0),  # a str subclass
+    ("x", 1, 0.5, True, ("a", 1), "y", 1.0),  # a tuple item of another type
+    ("x", 1, 0.5, True, ["a"], "y", 1.0),  # a list
+    (None, 1, 0.5, True, ("a",), "y", 1.0),
+]
+
+
+@pytest.mark.parametrize("values", USUAL, ids=repr)
+def test_a_template_fills_in_what_attributes_text_writes(values: tuple[Any, ...]) -> None:
+    template = AttributesTemplate(LAYOUT)
+    assert template.fill(values) == attributes_text(dict(zip(template.keys, values, strict=True)))
+
+
+@pytest.mark.parametrize("values", UNUSUAL, ids=repr)
+def test_a_template_leaves_unusual_values_to_attributes_text(values: tuple[Any, ...]) -> None:
+    assert AttributesTemplate(LAYOUT).fill(values) is None
+
+
+def test_a_template_of_one_value_per_type() -> None:
+    # One position of a kind: the getters must still hand out tuples.
+    for key, kind, value in [("s", str, "v"), ("f", float, 0.25), ("b", bool, False)]:
+        assert AttributesTemplate([(key, kind)]).fill((value,)) == attributes_text({key: value})
+    assert AttributesTemplate([]).fill(()) == ""
+
+
+@pytest.mark.parametrize("state", ["", "vendor=abc,other=1"])
+@pytest.mark.parametrize("parent", [0, 0x00F067AA0BA902B7])
+def test_child_spans_text_is_span_text(state: str, parent: int) -> None:
+    spans = [("queue", 1, 10, 20), ("préfill", 2**64 - 1, 20, 30), ("decode", 3, 30, 2**62)]
+    args = (0x0AF7651916CD43DD8448EB211C80319C, state, parent, 0x101, KIND_INTERNAL)
+    want = [
+        span_text(args[0], sid, state, parent, 0x101, name, KIND_INTERNAL, b, e, "", "", "{}")
+        for name, sid, b, e in spans
+    ]
+    assert child_spans_text(*args, spans) == want
+    assert child_spans_text(*args, []) == []

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -145,6 +146,15 @@ def _records(make: MakeRecord, anchor: ClockAnchor) -> list[RequestRecord]:
             seed=Decimal(7),
             output_tokens=1,
         ),
+        make(  # a NaN (the template's fallback), non-ASCII text, optional keys absent
+            anchor,
+            10,
+            request_id='réq-10 "✓"',
+            trace_id="трасса\u2028",
+            temperature=math.nan,
+            max_tokens=None,
+            top_p=None,
+        ),
     ]
 
 
@@ -232,9 +242,9 @@ def test_direct_spans_match_the_sdk_path(
         assert side.telemetry.stats()["record_failures"] == 0
 
     ours, theirs = _store(direct.run_dir), _store(sdk.run_dir)
-    # 10 records: 4 spans for the complete ones, fewer for the failed early, none when the
+    # 11 records: 4 spans for the complete ones, fewer for the failed early, none when the
     # remote parent is unsampled.
-    assert len(theirs) == 31
+    assert len(theirs) == 35
     assert sorted(ours) == sorted(theirs)
     for span_id, want in theirs.items():
         got = ours[span_id]
@@ -243,7 +253,7 @@ def test_direct_spans_match_the_sdk_path(
     # A few fields spelled out, so a failure above is easy to read.
     by_name = {(v["span"]["name"], v["span"]["spanId"]): v["span"] for v in ours.values()}
     servers = [s for (name, _), s in by_name.items() if name.startswith("text_completion")]
-    assert len(servers) == 9
+    assert len(servers) == 10
     remote = next(s for s in servers if s.get("parentSpanId"))
     assert remote["traceState"] == "vendor=abc,other=1"
     assert remote["flags"] == 0x301
@@ -262,14 +272,42 @@ def test_direct_spans_match_the_sdk_path(
         assert a.sort(a.columns).equals(b.sort(b.columns), null_equal=True), frame
 
     # What other exporters got: the same ReadableSpans, in the same order.
-    got = [_readable(s) for s in direct.spans.get_finished_spans()]
-    want = [_readable(s) for s in sdk.spans.get_finished_spans()]
-    assert [g["name"] for g in got] == [w["name"] for w in want]
-    for g, w in zip(got, want, strict=True):
+    exported = [_readable(s) for s in direct.spans.get_finished_spans()]
+    expected = [_readable(s) for s in sdk.spans.get_finished_spans()]
+    assert [g["name"] for g in exported] == [w["name"] for w in expected]
+    for g, w in zip(exported, expected, strict=True):
         assert g == w, g["name"]
 
     # Metric points, exemplars (trace and span ids) included.
     assert _metric_points(direct.reader) == _metric_points(sdk.reader)
+
+
+def test_store_only_spans_match_the_sdk_path(
+    tmp_path: Path, sides: tuple[Side, Side], records: MakeRecord
+) -> None:
+    # With no exporter of ours the store's text is made without the attribute dict (its
+    # template, see telemetry.attributes.request_attributes_text): the same lines again.
+    _, sdk = sides
+    store_only = Side(
+        compare_telemetry(tmp_path / "store-only"), InMemorySpanExporter(), sdk.reader
+    )
+    store_only.telemetry.pipeline.spans.anchor = sdk.telemetry.anchor
+    try:
+        recs = _records(records, sdk.telemetry.anchor)
+        store_only.submit(recs)
+        sdk.submit(recs)
+        assert store_only.telemetry.pipeline.spans.direct
+        ours, theirs = _store(store_only.run_dir), _store(sdk.run_dir)
+        assert len(theirs) == 35
+        for span_id, want in theirs.items():
+            assert ours[span_id]["text"] == want["text"], span_id
+            assert ours[span_id] == want, span_id
+        for frame in ("spans", "requests"):
+            a = getattr(frames.load(store_only.run_dir, cache=False), frame)
+            b = getattr(frames.load(sdk.run_dir, cache=False), frame)
+            assert a.sort(a.columns).equals(b.sort(b.columns), null_equal=True), frame
+    finally:
+        store_only.telemetry.shutdown()
 
 
 def test_parent_based_ratio_sampler_is_honoured(
