@@ -123,7 +123,7 @@ def _fast(
             if not complete:
                 torn = data.count(b"\n", 0, cut) + first_line
                 data = data[:cut]
-    if not data.strip():
+    if not data or data.isspace():  # as ``not data.strip()``, without copying the file
         return _empty(schema), torn
     expected = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
     try:

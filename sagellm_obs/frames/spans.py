@@ -135,8 +135,8 @@ def build_spans(lines: pl.DataFrame, on_bad: OnBad) -> pl.DataFrame:
     a = pl.col("attributes")
     start = pl.col("startTimeUnixNano").cast(pl.Int64)
     end = pl.coalesce(pl.col("endTimeUnixNano").cast(pl.Int64, strict=False), start)
-    # Look each key up once (a list pass per key), then type the found values.
-    lookups = [attrs.lookup(a, key).alias(f"_v:{key}") for key in _LOOKUP_KEYS]
+    # Look each key up once, then type the found values.
+    lookups = _lookups(flat)
     typed = [
         pl.coalesce([attrs.as_dtype(pl.col(f"_v:{key}"), dtype) for key in keys]).alias(col)
         for col, (dtype, keys) in ATTRIBUTE_COLUMNS.items()
@@ -190,6 +190,36 @@ def build_spans(lines: pl.DataFrame, on_bad: OnBad) -> pl.DataFrame:
         )
     )
     return conform(out.collect(), SPANS)
+
+
+def _lookups(flat: pl.DataFrame) -> list[pl.Expr]:
+    """A ``_v:{key}`` column per key of :data:`_LOOKUP_KEYS`: its first value in ``attributes``.
+
+    Searching a key is a pass over every span's list, ~25 of them. Our request spans list the
+    same keys in the same order (the writer's template), so when every span with attributes
+    begins with the keys of the first one, a key among those is read at its place (a gather):
+    in such a list the first occurrence of a key of that prefix is where the prefix has it
+    first, and any other key comes after the prefix, where it is still searched. Spans that do
+    not all share a prefix are searched as before.
+    """
+    a = pl.col("attributes")
+    key = pl.element().struct.field("key")
+    first = flat.lazy().filter(a.list.len() > 0).select(a.list.eval(key)).head(1).collect()
+    prefix: list[str] = first.item(0, 0).to_list() if first.height else []
+    if prefix:
+        n = len(prefix)
+        same = a.list.head(n).list.eval(key) == pl.lit(pl.Series([prefix], dtype=pl.List(S)))
+        everywhere = flat.select((same.fill_null(False) | (a.list.len() == 0) | a.is_null()).all())
+        if not everywhere.item():
+            prefix = []
+    exprs = []
+    for name in _LOOKUP_KEYS:
+        if name in prefix:
+            value = a.list.get(prefix.index(name), null_on_oob=True).struct.field("value")
+        else:
+            value = attrs.lookup(a.list.slice(len(prefix)) if prefix else a, name)
+        exprs.append(value.alias(f"_v:{name}"))
+    return exprs
 
 
 def _drop_bad(flat: pl.DataFrame, on_bad: OnBad) -> pl.DataFrame:
