@@ -196,22 +196,25 @@ def _lookups(flat: pl.DataFrame) -> list[pl.Expr]:
     """A ``_v:{key}`` column per key of :data:`_LOOKUP_KEYS`: its first value in ``attributes``.
 
     Searching a key is a pass over every span's list, ~25 of them. Our request spans list the
-    same keys in the same order (the writer's template), so when every span with attributes
-    begins with the keys of the first one, a key among those is read at its place (a gather):
-    in such a list the first occurrence of a key of that prefix is where the prefix has it
-    first, and any other key comes after the prefix, where it is still searched. Spans that do
-    not all share a prefix are searched as before.
+    same keys in the same order (the writer's template), then their optional ones: the keys that
+    every span with attributes has at the same places at the start of its list (a prefix of the
+    first such span's keys) are read at their place (a gather). In such a list the first
+    occurrence of a key of the prefix is where the prefix has it first, and any other key comes
+    after the prefix, where it is still searched. Without a shared prefix every key is searched.
     """
     a = pl.col("attributes")
     key = pl.element().struct.field("key")
     first = flat.lazy().filter(a.list.len() > 0).select(a.list.eval(key)).head(1).collect()
     prefix: list[str] = first.item(0, 0).to_list() if first.height else []
     if prefix:
-        n = len(prefix)
-        same = a.list.head(n).list.eval(key) == pl.lit(pl.Series([prefix], dtype=pl.List(S)))
-        everywhere = flat.select((same.fill_null(False) | (a.list.len() == 0) | a.is_null()).all())
-        if not everywhere.item():
-            prefix = []
+        none = (a.list.len() == 0) | a.is_null()
+        agree = flat.select(
+            ((a.list.get(i, null_on_oob=True).struct.field("key") == name).fill_null(False) | none)
+            .all()
+            .alias(str(i))
+            for i, name in enumerate(prefix)
+        ).row(0)
+        prefix = prefix[: next((i for i, ok in enumerate(agree) if not ok), len(prefix))]
     exprs = []
     for name in _LOOKUP_KEYS:
         if name in prefix:

@@ -69,6 +69,18 @@ def test_spans_sharing_a_key_order_read_like_spans_that_do_not(
     rotated = _rows(_rewrite(traces, tmp_path / "rotated.jsonl", rotate))
     assert rotated.equals(shared, null_equal=True)
 
+    # Spans that share only the start of their lists (optional keys differ): the shared part is
+    # read at its places, the rest searched.
+    def trim(k: int, span: dict[str, Any]) -> None:
+        if span.get("attributes") and k % 2:
+            del span["attributes"][-5:]
+
+    trimmed = _rows(_rewrite(traces, tmp_path / "trimmed.jsonl", trim))
+    trimmed_path = tmp_path / "trimmed.jsonl"
+    rotated_trim = _rows(_rewrite(trimmed_path, tmp_path / "trimmed-rotated.jsonl", rotate))
+    assert trimmed.equals(rotated_trim, null_equal=True)
+    assert not trimmed.equals(shared, null_equal=True)  # the trim did drop values
+
     dup = _rows(_rewrite(traces, tmp_path / "dup.jsonl", duplicate))
     # Some spans with their first two keys swapped (no shared prefix; no first occurrence moves).
     dup_searched = _rows(_rewrite(tmp_path / "dup.jsonl", tmp_path / "dup-swapped.jsonl", swap))

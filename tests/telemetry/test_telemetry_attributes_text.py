@@ -23,6 +23,7 @@ class Reason(str, enum.Enum):
 
 
 OPTIONAL: dict[str, Any] = {
+    "engine_idx": 1,
     "max_tokens": 7,
     "temperature": 0.0,
     "top_p": 1.0,
