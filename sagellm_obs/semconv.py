@@ -3,7 +3,12 @@
 Code, tests, docs and dashboards import names from here instead of repeating string literals.
 Standard OpenTelemetry GenAI names are used where they exist; vLLM's ``gen_ai.latency.*`` keys are
 emitted as well so existing vLLM dashboards keep working; everything else lives under ``sagellm.*``.
-The table in ``docs/semconv.md`` is generated from :data:`ATTRIBUTE_DOCS` and :data:`METRICS`.
+``docs/semconv.md`` lists every name (a test keeps it in sync) and which convention version each
+follows.
+
+GenAI names follow the current conventions (the ``semantic-conventions-genai`` repository, built on
+semconv 1.44) by default; the names sagellm-obs emitted before stay available behind
+``OTEL_SEMCONV_STABILITY_OPT_IN`` (see :func:`genai_semconv_mode`).
 """
 
 from __future__ import annotations
@@ -49,7 +54,17 @@ GEN_AI_RESPONSE_FINISH_REASONS: Final = "gen_ai.response.finish_reasons"
 GEN_AI_USAGE_INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
 GEN_AI_USAGE_OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
 GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: Final = "gen_ai.usage.cache_read.input_tokens"
+GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS: Final = "gen_ai.usage.cache_write.input_tokens"
+"""Input tokens written to a provider-managed cache (genai changelog 440: was cache_creation)."""
+GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS_LEGACY: Final = "gen_ai.usage.cache_creation.input_tokens"
+"""The previous name of :data:`GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS` (legacy mode, loaders)."""
+GEN_AI_USAGE_REASONING_OUTPUT_TOKENS: Final = "gen_ai.usage.reasoning.output_tokens"
 GEN_AI_TOKEN_TYPE: Final = "gen_ai.token.type"
+"""Legacy: the ``input``/``output`` split of the removed ``gen_ai.*.token.usage`` histograms."""
+GEN_AI_TOKEN_MODALITY: Final = "gen_ai.token.modality"
+"""Required on the ``gen_ai.client.inference.usage.*`` counters: text, image, audio, unknown."""
+TOKEN_MODALITY_TEXT: Final = "text"
+TOKEN_MODALITY_UNKNOWN: Final = "unknown"
 GEN_AI_INPUT_MESSAGES: Final = "gen_ai.input.messages"
 GEN_AI_OUTPUT_MESSAGES: Final = "gen_ai.output.messages"
 ERROR_TYPE: Final = "error.type"
@@ -98,6 +113,59 @@ SERVICE_NAME_DEFAULT: Final = "sagellm-obs"
 RESOURCE_ENGINE_ID: Final = "sagellm.engine_id"
 RESOURCE_RUN_ID: Final = "sagellm.run_id"
 
+# --- Which GenAI names to emit (OTEL_SEMCONV_STABILITY_OPT_IN) -----------------------------------
+# OpenTelemetry instrumentations move to new GenAI names behind OTEL_SEMCONV_STABILITY_OPT_IN, a
+# comma-separated list: ``gen_ai_latest_experimental`` selects the latest GenAI conventions, and
+# ``<category>/dup`` emits the old and new names side by side during a migration (as ``http/dup``
+# and ``database/dup`` do). sagellm-obs emits the latest names by default; the same variable
+# selects the previous names (``gen_ai_legacy``, a value of ours: OpenTelemetry's default *is* the
+# old names, so it defines no value for them) or both (``gen_ai_latest_experimental/dup``).
+ENV_SEMCONV_OPT_IN: Final = "OTEL_SEMCONV_STABILITY_OPT_IN"
+SEMCONV_LATEST: Final = "latest"
+SEMCONV_LEGACY: Final = "legacy"
+SEMCONV_DUP: Final = "dup"
+SEMCONV_MODES: Final = (SEMCONV_LATEST, SEMCONV_LEGACY, SEMCONV_DUP)
+SEMCONV_OPT_IN_VALUES: Final[dict[str, str]] = {
+    "gen_ai_latest_experimental": SEMCONV_LATEST,
+    "gen_ai_latest_experimental/dup": SEMCONV_DUP,
+    "gen_ai_legacy": SEMCONV_LEGACY,
+}
+
+
+def genai_semconv_mode(value: str | None = None) -> str:
+    """The GenAI naming mode (:data:`SEMCONV_LATEST`, ``LEGACY`` or ``DUP``) a setting asks for.
+
+    ``value`` is a mode name or an ``OTEL_SEMCONV_STABILITY_OPT_IN`` list; ``None`` reads that
+    variable. Unknown entries (other categories: ``http``, ``database/dup``...) are ignored; with
+    no GenAI entry the mode is the latest. ``configure()`` reads this once.
+    """
+    import os
+
+    raw = os.environ.get(ENV_SEMCONV_OPT_IN, "") if value is None else value
+    if raw.strip() in SEMCONV_MODES:
+        return raw.strip()
+    modes = {
+        SEMCONV_OPT_IN_VALUES[v.strip()]
+        for v in raw.split(",")
+        if v.strip() in SEMCONV_OPT_IN_VALUES
+    }
+    if SEMCONV_DUP in modes or modes == {SEMCONV_LATEST, SEMCONV_LEGACY}:
+        return SEMCONV_DUP
+    if modes == {SEMCONV_LEGACY}:
+        return SEMCONV_LEGACY
+    return SEMCONV_LATEST
+
+
+def emits_latest(mode: str) -> bool:
+    """Whether ``mode`` emits the current GenAI names."""
+    return mode != SEMCONV_LEGACY
+
+
+def emits_legacy(mode: str) -> bool:
+    """Whether ``mode`` emits the previous GenAI names."""
+    return mode != SEMCONV_LATEST
+
+
 # --- Units --------------------------------------------------------------------------------------
 UNIT_SECONDS: Final = "s"
 UNIT_TOKENS: Final = "{token}"
@@ -134,10 +202,12 @@ class MetricSpec:
     unit: str
     description: str
     buckets: tuple[float, ...] | None = None
+    #: Where the name comes from (docs/semconv.md shows it): a GenAI convention version, or ours.
+    source: str = "sagellm-obs"
 
     @property
     def prometheus_name(self) -> str:
-        """The name Prometheus shows for this OTel instrument (OTel -> Prometheus translation)."""
+        """The name our ``/metrics`` shows (opentelemetry-exporter-prometheus' translation)."""
         base = self.name.replace(".", "_")
         if self.unit == UNIT_SECONDS:
             base += "_seconds"
@@ -145,23 +215,50 @@ class MetricSpec:
             base += "_total"
         return base
 
+    @property
+    def collector_prometheus_name(self) -> str:
+        """The name after the OpenTelemetry Collector's Prometheus exporter (its translator adds
+        ``_ratio`` to gauges of unit ``1``, which the Python exporter does not)."""
+        if self.unit == UNIT_RATIO and self.kind == "gauge":
+            return self.prometheus_name + "_ratio"
+        return self.prometheus_name
+
+
+# Where each metric name comes from (the "follows" column of docs/semconv.md).
+SRC_GENAI_SERVER: Final = "GenAI gen-ai-metrics.md (model server)"
+SRC_GENAI_CLIENT: Final = "GenAI semconv 1.44 (client-inference.md, gen-ai-token-metrics.md)"
+SRC_GENAI_CLIENT_LEGACY: Final = "GenAI before 1.44 (legacy)"
+SRC_SAGELLM: Final = "sagellm-obs"
+SRC_SAGELLM_LEGACY: Final = "sagellm-obs (legacy)"
 
 # --- Metrics (per request) ----------------------------------------------------------------------
 M_TTFT = MetricSpec(
     "gen_ai.server.time_to_first_token", "histogram", UNIT_SECONDS,
     "Time from arrival to the first output token (vLLM's first_token_latency).", BUCKETS_TTFT,
+    SRC_GENAI_SERVER,
 )  # fmt: skip
 M_TPOT = MetricSpec(
     "gen_ai.server.time_per_output_token", "histogram", UNIT_SECONDS,
     "Mean time per output token after the first: decode time / (output tokens - 1).", BUCKETS_TPOT,
+    SRC_GENAI_SERVER,
 )  # fmt: skip
 M_REQUEST_DURATION = MetricSpec(
     "gen_ai.server.request.duration", "histogram", UNIT_SECONDS,
     "End-to-end request duration from arrival to the final output.", BUCKETS_DURATION,
+    SRC_GENAI_SERVER,
+)  # fmt: skip
+M_REQUEST_INPUT_TOKENS = MetricSpec(
+    "sagellm.request.input_tokens", "histogram", UNIT_TOKENS,
+    "Input (prompt) tokens per successful request, cached ones included.", BUCKETS_TOKENS,
+)  # fmt: skip
+M_REQUEST_OUTPUT_TOKENS = MetricSpec(
+    "sagellm.request.output_tokens", "histogram", UNIT_TOKENS,
+    "Output tokens per successful request.", BUCKETS_TOKENS,
 )  # fmt: skip
 M_TOKEN_USAGE = MetricSpec(
     "gen_ai.server.token.usage", "histogram", UNIT_TOKENS,
-    "Tokens per request, by gen_ai.token.type (input, output, cached).", BUCKETS_TOKENS,
+    "Legacy: tokens per successful request, by gen_ai.token.type (input, output).", BUCKETS_TOKENS,
+    SRC_SAGELLM_LEGACY,
 )  # fmt: skip
 M_QUEUE = MetricSpec(
     "sagellm.request.queue.duration", "histogram", UNIT_SECONDS,
@@ -213,8 +310,13 @@ M_TELEMETRY_DROPPED = MetricSpec(
 )  # fmt: skip
 
 REQUEST_METRICS: Final = (
-    M_TTFT, M_TPOT, M_REQUEST_DURATION, M_TOKEN_USAGE, M_QUEUE, M_PREFILL, M_DECODE, M_REQUESTS,
+    M_TTFT, M_TPOT, M_REQUEST_DURATION, M_REQUEST_INPUT_TOKENS, M_REQUEST_OUTPUT_TOKENS,
+    M_TOKEN_USAGE, M_QUEUE, M_PREFILL, M_DECODE, M_REQUESTS,
 )  # fmt: skip
+LEGACY_METRICS: Final = (M_TOKEN_USAGE,)
+"""Engine metrics emitted only in the legacy and dup modes (:func:`genai_semconv_mode`)."""
+LATEST_METRICS: Final = (M_REQUEST_INPUT_TOKENS, M_REQUEST_OUTPUT_TOKENS)
+"""Engine metrics emitted only in the latest and dup modes."""
 STEP_METRICS: Final = (
     M_KV_USAGE, M_RUNNING, M_WAITING, M_PREFIX_QUERIES, M_PREFIX_HITS, M_PROMPT_TOKENS,
     M_GENERATION_TOKENS, M_PREEMPTIONS,
@@ -360,29 +462,99 @@ def tool_span_name(tool_name: str) -> str:
 
 
 # --- Metrics (client side, GenAI conventions) ---------------------------------------------------
+# Current (semantic-conventions-genai on semconv 1.44): docs/gen-ai/client-inference.md names the
+# inference latency histograms, docs/gen-ai/gen-ai-token-metrics.md the token instruments.
+M_CLIENT_INFERENCE_DURATION = MetricSpec(
+    "gen_ai.client.inference.duration", "histogram", UNIT_SECONDS,
+    "Duration of a GenAI client inference operation, as the client sees it.", BUCKETS_DURATION,
+    SRC_GENAI_CLIENT,
+)  # fmt: skip
+M_CLIENT_INFERENCE_TIME_TO_FIRST_CHUNK = MetricSpec(
+    "gen_ai.client.inference.time_to_first_chunk", "histogram", UNIT_SECONDS,
+    "Time from the start of a streamed inference operation to its first chunk.", BUCKETS_DURATION,
+    SRC_GENAI_CLIENT,
+)  # fmt: skip
+M_CLIENT_INFERENCE_TIME_PER_OUTPUT_CHUNK = MetricSpec(
+    "gen_ai.client.inference.time_per_output_chunk", "histogram", UNIT_SECONDS,
+    "Time between consecutive chunks of a streamed inference operation (each after the first).",
+    BUCKETS_DURATION, SRC_GENAI_CLIENT,
+)  # fmt: skip
+M_CLIENT_OPERATION_INPUT_TOKENS = MetricSpec(
+    "gen_ai.client.inference.operation.input_tokens", "histogram", UNIT_TOKENS,
+    "Input tokens per successful inference operation (not by modality).", BUCKETS_TOKENS,
+    SRC_GENAI_CLIENT,
+)  # fmt: skip
+M_CLIENT_OPERATION_OUTPUT_TOKENS = MetricSpec(
+    "gen_ai.client.inference.operation.output_tokens", "histogram", UNIT_TOKENS,
+    "Output tokens per successful inference operation (not by modality).", BUCKETS_TOKENS,
+    SRC_GENAI_CLIENT,
+)  # fmt: skip
+M_CLIENT_USAGE_INPUT_TOKENS = MetricSpec(
+    "gen_ai.client.inference.usage.input_tokens", "counter", UNIT_TOKENS,
+    "Input tokens spent, cached ones included, by gen_ai.token.modality (failed calls add 0).",
+    None, SRC_GENAI_CLIENT,
+)  # fmt: skip
+M_CLIENT_USAGE_OUTPUT_TOKENS = MetricSpec(
+    "gen_ai.client.inference.usage.output_tokens", "counter", UNIT_TOKENS,
+    "Output tokens spent, reasoning ones included, by gen_ai.token.modality.", None,
+    SRC_GENAI_CLIENT,
+)  # fmt: skip
+M_CLIENT_USAGE_CACHE_READ_INPUT_TOKENS = MetricSpec(
+    "gen_ai.client.inference.usage.cache_read.input_tokens", "counter", UNIT_TOKENS,
+    "Input tokens served from the provider's cache (a subset of input tokens), when reported.",
+    None, SRC_GENAI_CLIENT,
+)  # fmt: skip
+M_CLIENT_USAGE_CACHE_WRITE_INPUT_TOKENS = MetricSpec(
+    "gen_ai.client.inference.usage.cache_write.input_tokens", "counter", UNIT_TOKENS,
+    "Input tokens written to the provider's cache (a subset of input tokens), when reported.",
+    None, SRC_GENAI_CLIENT,
+)  # fmt: skip
+M_CLIENT_USAGE_REASONING_OUTPUT_TOKENS = MetricSpec(
+    "gen_ai.client.inference.usage.reasoning.output_tokens", "counter", UNIT_TOKENS,
+    "Output tokens used for reasoning (a subset of output tokens), when reported.", None,
+    SRC_GENAI_CLIENT,
+)  # fmt: skip
+CLIENT_METRICS_LATEST: Final = (
+    M_CLIENT_INFERENCE_DURATION,
+    M_CLIENT_INFERENCE_TIME_TO_FIRST_CHUNK,
+    M_CLIENT_INFERENCE_TIME_PER_OUTPUT_CHUNK,
+    M_CLIENT_OPERATION_INPUT_TOKENS,
+    M_CLIENT_OPERATION_OUTPUT_TOKENS,
+    M_CLIENT_USAGE_INPUT_TOKENS,
+    M_CLIENT_USAGE_OUTPUT_TOKENS,
+    M_CLIENT_USAGE_CACHE_READ_INPUT_TOKENS,
+    M_CLIENT_USAGE_CACHE_WRITE_INPUT_TOKENS,
+    M_CLIENT_USAGE_REASONING_OUTPUT_TOKENS,
+)
+# Previous (emitted with gen_ai_legacy or .../dup): the names of GenAI conventions before the
+# client-inference consolidation and genai PR 374.
 M_CLIENT_OPERATION_DURATION = MetricSpec(
     "gen_ai.client.operation.duration", "histogram", UNIT_SECONDS,
-    "Duration of a GenAI client operation, as the client sees it.", BUCKETS_DURATION,
+    "Legacy: duration of a GenAI client operation, as the client sees it.", BUCKETS_DURATION,
+    SRC_GENAI_CLIENT_LEGACY,
 )  # fmt: skip
 M_CLIENT_TIME_TO_FIRST_CHUNK = MetricSpec(
     "gen_ai.client.operation.time_to_first_chunk", "histogram", UNIT_SECONDS,
-    "Time from the start of a streamed client operation to its first chunk.", BUCKETS_DURATION,
+    "Legacy: time from the start of a streamed client operation to its first chunk.",
+    BUCKETS_DURATION, SRC_GENAI_CLIENT_LEGACY,
 )  # fmt: skip
 M_CLIENT_TIME_PER_OUTPUT_CHUNK = MetricSpec(
     "gen_ai.client.operation.time_per_output_chunk", "histogram", UNIT_SECONDS,
-    "Time between consecutive chunks of a streamed client operation (each after the first).",
-    BUCKETS_DURATION,
+    "Legacy: time between consecutive chunks of a streamed client operation.",
+    BUCKETS_DURATION, SRC_GENAI_CLIENT_LEGACY,
 )  # fmt: skip
 M_CLIENT_TOKEN_USAGE = MetricSpec(
     "gen_ai.client.token.usage", "histogram", UNIT_TOKENS,
-    "Tokens per client operation, by gen_ai.token.type (input, output).", BUCKETS_TOKENS,
+    "Legacy: tokens per client operation, by gen_ai.token.type (input, output).", BUCKETS_TOKENS,
+    SRC_GENAI_CLIENT_LEGACY,
 )  # fmt: skip
-CLIENT_METRICS: Final = (
+CLIENT_METRICS_LEGACY: Final = (
     M_CLIENT_OPERATION_DURATION,
     M_CLIENT_TIME_TO_FIRST_CHUNK,
     M_CLIENT_TIME_PER_OUTPUT_CHUNK,
     M_CLIENT_TOKEN_USAGE,
 )
+CLIENT_METRICS: Final = (*CLIENT_METRICS_LATEST, *CLIENT_METRICS_LEGACY)
 """Recorded by the application-side instruments (not part of the engine's :data:`METRICS`)."""
 
 # --- The server's HTTP span (OpenTelemetry HTTP semantic conventions, stable) --------------------
@@ -425,6 +597,9 @@ APP_ATTRIBUTE_DOCS: Final[dict[str, str]] = {
     GEN_AI_REQUEST_PRESENCE_PENALTY: "client spans: presence_penalty, when given",
     GEN_AI_RESPONSE_MODEL: "client spans: model named in the response",
     GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK: "client spans: s, start -> first streamed chunk",
+    GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS: "client spans: input tokens written to the provider's "
+    "cache, when reported (legacy mode: gen_ai.usage.cache_creation.input_tokens)",
+    GEN_AI_USAGE_REASONING_OUTPUT_TOKENS: "client spans: reasoning output tokens, when reported",
     SAGELLM_TOOL_CALLS: "client spans: tool calls in the response",
     SAGELLM_TOOL_CALL_NAMES: "client spans: string[] function names of those tool calls",
     GEN_AI_TOOL_DEFINITIONS: "client spans: the tools offered (content: capture only)",

@@ -4,9 +4,11 @@
 :mod:`~sagellm_obs.app.streamer`. The span is named ``"{operation} {model}"`` (kind CLIENT) and
 carries the GenAI request/response attributes; a stream adds a ``gen_ai.first_chunk`` event and
 ``gen_ai.response.time_to_first_chunk``. When the operation ends it records
-``gen_ai.client.operation.duration`` (with ``error.type`` on failure), ``gen_ai.client.token.usage``
-(input and output) and, for streams, ``gen_ai.client.operation.time_to_first_chunk`` and
-``time_per_output_chunk``.
+``gen_ai.client.inference.duration`` (with ``error.type`` on failure), the token histograms
+``gen_ai.client.inference.operation.{input,output}_tokens`` and counters
+``gen_ai.client.inference.usage.*`` and, for streams,
+``gen_ai.client.inference.time_to_first_chunk`` and ``time_per_output_chunk`` (or the legacy
+``gen_ai.client.operation.*`` / ``gen_ai.client.token.usage`` names, see :func:`sagellm_obs.semconv.genai_semconv_mode`).
 
 Every method swallows (and logs) its own failures: telemetry never breaks the caller.
 """
@@ -68,6 +70,15 @@ class ClientOperation:
         self.chunks = 0
         self.input_tokens: int | None = None
         self.output_tokens: int | None = None
+        self.cached_tokens: int | None = None
+        self.cache_write_tokens: int | None = None
+        self.reasoning_tokens: int | None = None
+        # The engine's own stream is text; a remote provider's modality is not known.
+        self.modality = (
+            sc.TOKEN_MODALITY_TEXT
+            if provider_name == sc.PROVIDER_NAME
+            else sc.TOKEN_MODALITY_UNKNOWN
+        )
         self.response_model: str | None = None
         self.finish_reasons: list[str] = []
         self.cancelled = False
@@ -177,20 +188,38 @@ class ClientOperation:
             _log.debug("sagellm-obs: chunk not recorded", exc_info=True)
 
     def usage(
-        self, input_tokens: int | None, output_tokens: int | None, cached: int | None = None
+        self,
+        input_tokens: int | None,
+        output_tokens: int | None,
+        cached: int | None = None,
+        *,
+        cache_write: int | None = None,
+        reasoning: int | None = None,
     ) -> None:
-        """Token usage of the response."""
+        """Token usage of the response (cache reads/writes and reasoning when reported)."""
         if input_tokens is not None:
             self.input_tokens = int(input_tokens)
         if output_tokens is not None:
             self.output_tokens = int(output_tokens)
-        self.set_attributes(
-            {
-                sc.GEN_AI_USAGE_INPUT_TOKENS: self.input_tokens,
-                sc.GEN_AI_USAGE_OUTPUT_TOKENS: self.output_tokens,
-                sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: cached,
-            }
-        )
+        if cached is not None:
+            self.cached_tokens = int(cached)
+        if cache_write is not None:
+            self.cache_write_tokens = int(cache_write)
+        if reasoning is not None:
+            self.reasoning_tokens = int(reasoning)
+        attrs: dict[str, Any] = {
+            sc.GEN_AI_USAGE_INPUT_TOKENS: self.input_tokens,
+            sc.GEN_AI_USAGE_OUTPUT_TOKENS: self.output_tokens,
+            sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: cached,
+            sc.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS: reasoning,
+        }
+        if cache_write is not None:
+            mode = self.instruments.mode if self.instruments is not None else sc.SEMCONV_LATEST
+            if sc.emits_latest(mode):
+                attrs[sc.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS] = cache_write
+            if sc.emits_legacy(mode):
+                attrs[sc.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS_LEGACY] = cache_write
+        self.set_attributes(attrs)
 
     def finish_reason(self, reason: str | None) -> None:
         """Add a finish reason (one per choice)."""
@@ -260,13 +289,15 @@ class ClientOperation:
             if inst is None:
                 return
             inst.duration.record(duration, attrs)
-            for kind, count in (
-                (sc.TOKEN_TYPE_INPUT, self.input_tokens),
-                (sc.TOKEN_TYPE_OUTPUT, self.output_tokens),
-            ):
-                if count is not None:
-                    inst.token_usage.record(
-                        count, {**self._metric_attrs, sc.GEN_AI_TOKEN_TYPE: kind}
-                    )
+            inst.record_usage(
+                dict(self._metric_attrs),
+                input_tokens=self.input_tokens,
+                output_tokens=self.output_tokens,
+                cached=self.cached_tokens,
+                cache_write=self.cache_write_tokens,
+                reasoning=self.reasoning_tokens,
+                modality=self.modality,
+                failed=self.error_type is not None,
+            )
         except Exception:
             _log.debug("sagellm-obs: client operation not recorded", exc_info=True)

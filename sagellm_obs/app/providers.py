@@ -15,6 +15,7 @@ telemetry's setting (``SAGELLM_OBS_CAPTURE_CONTENT``), else off.
 
 from __future__ import annotations
 
+import functools
 import weakref
 from dataclasses import dataclass
 from typing import Any
@@ -78,7 +79,9 @@ class Providers:
         except TypeError:  # not weak-referenceable
             found = _global_instruments.get(id(provider))
         if found is None:
-            found = ClientInstruments.create(provider.get_meter(sc.SCOPE_NAME))
+            tel = self._telemetry()
+            mode = tel.genai_semconv if tel is not None else _env_mode()
+            found = ClientInstruments.create(provider.get_meter(sc.SCOPE_NAME), mode)
             try:
                 _instruments[provider] = found
             except TypeError:
@@ -93,20 +96,49 @@ class Providers:
         return bool(tel.capture_content) if tel is not None else False
 
 
+@functools.cache
+def _env_mode() -> str:
+    """The GenAI naming mode of the environment, read once (no telemetry configured)."""
+    return sc.genai_semconv_mode()
+
+
+class _Fanout:
+    """Records one measurement into each of its histograms (one per naming mode emitted)."""
+
+    __slots__ = ("targets",)
+
+    def __init__(self, targets: list[metrics.Histogram]) -> None:
+        self.targets = targets
+
+    def record(self, value: float, attributes: dict[str, Any]) -> None:
+        for target in self.targets:
+            target.record(value, attributes)
+
+
 @dataclass(frozen=True)
 class ClientInstruments:
-    """The GenAI client histograms (buckets given as advice, see :mod:`~sagellm_obs.semconv`)."""
+    """The GenAI client instruments (buckets given as advice, see :mod:`~sagellm_obs.semconv`).
 
-    duration: metrics.Histogram
-    time_to_first_chunk: metrics.Histogram
-    time_per_output_chunk: metrics.Histogram
-    token_usage: metrics.Histogram
+    ``duration``, ``time_to_first_chunk`` and ``time_per_output_chunk`` record into the current
+    ``gen_ai.client.inference.*`` histograms and/or the legacy ``gen_ai.client.operation.*`` ones;
+    :meth:`record_usage` into the current token histograms and counters and/or the legacy
+    ``gen_ai.client.token.usage``.
+    """
+
+    duration: _Fanout
+    time_to_first_chunk: _Fanout
+    time_per_output_chunk: _Fanout
+    legacy_token_usage: metrics.Histogram | None
+    usage: dict[str, Any]  # MetricSpec name -> instrument (latest mode)
+    mode: str = sc.SEMCONV_LATEST
 
     @classmethod
-    def create(cls, meter: metrics.Meter) -> ClientInstruments:
-        """Create the instruments on ``meter``."""
+    def create(cls, meter: metrics.Meter, mode: str = sc.SEMCONV_LATEST) -> ClientInstruments:
+        """Create the instruments of ``mode`` on ``meter``."""
 
-        def make(spec: MetricSpec) -> metrics.Histogram:
+        def make(spec: MetricSpec) -> Any:
+            if spec.kind == "counter":
+                return meter.create_counter(spec.name, unit=spec.unit, description=spec.description)
             return meter.create_histogram(
                 spec.name,
                 unit=spec.unit,
@@ -114,9 +146,75 @@ class ClientInstruments:
                 explicit_bucket_boundaries_advisory=list(spec.buckets or ()),
             )
 
-        return cls(
-            duration=make(sc.M_CLIENT_OPERATION_DURATION),
-            time_to_first_chunk=make(sc.M_CLIENT_TIME_TO_FIRST_CHUNK),
-            time_per_output_chunk=make(sc.M_CLIENT_TIME_PER_OUTPUT_CHUNK),
-            token_usage=make(sc.M_CLIENT_TOKEN_USAGE),
+        latest, legacy = sc.emits_latest(mode), sc.emits_legacy(mode)
+
+        def pair(new: MetricSpec, old: MetricSpec) -> _Fanout:
+            return _Fanout([make(s) for s, on in ((new, latest), (old, legacy)) if on])
+
+        usage_specs = (
+            sc.M_CLIENT_OPERATION_INPUT_TOKENS,
+            sc.M_CLIENT_OPERATION_OUTPUT_TOKENS,
+            sc.M_CLIENT_USAGE_INPUT_TOKENS,
+            sc.M_CLIENT_USAGE_OUTPUT_TOKENS,
+            sc.M_CLIENT_USAGE_CACHE_READ_INPUT_TOKENS,
+            sc.M_CLIENT_USAGE_CACHE_WRITE_INPUT_TOKENS,
+            sc.M_CLIENT_USAGE_REASONING_OUTPUT_TOKENS,
         )
+        return cls(
+            duration=pair(sc.M_CLIENT_INFERENCE_DURATION, sc.M_CLIENT_OPERATION_DURATION),
+            time_to_first_chunk=pair(
+                sc.M_CLIENT_INFERENCE_TIME_TO_FIRST_CHUNK, sc.M_CLIENT_TIME_TO_FIRST_CHUNK
+            ),
+            time_per_output_chunk=pair(
+                sc.M_CLIENT_INFERENCE_TIME_PER_OUTPUT_CHUNK, sc.M_CLIENT_TIME_PER_OUTPUT_CHUNK
+            ),
+            legacy_token_usage=make(sc.M_CLIENT_TOKEN_USAGE) if legacy else None,
+            usage={spec.name: make(spec) for spec in usage_specs} if latest else {},
+            mode=mode,
+        )
+
+    def record_usage(
+        self,
+        attrs: dict[str, Any],
+        *,
+        input_tokens: int | None,
+        output_tokens: int | None,
+        cached: int | None = None,
+        cache_write: int | None = None,
+        reasoning: int | None = None,
+        modality: str = sc.TOKEN_MODALITY_UNKNOWN,
+        failed: bool = False,
+    ) -> None:
+        """One operation's token usage. Latest names (gen-ai-token-metrics.md): the per-operation
+        histograms for successful operations only; the counters for every operation, a failed one
+        without usage adding 0 under the ``unknown`` modality. Legacy: the token.usage histogram."""
+        if self.legacy_token_usage is not None:
+            for kind, count in (
+                (sc.TOKEN_TYPE_INPUT, input_tokens),
+                (sc.TOKEN_TYPE_OUTPUT, output_tokens),
+            ):
+                if count is not None:
+                    self.legacy_token_usage.record(count, {**attrs, sc.GEN_AI_TOKEN_TYPE: kind})
+        if not self.usage:
+            return
+        if not failed:
+            for spec, count in (
+                (sc.M_CLIENT_OPERATION_INPUT_TOKENS, input_tokens),
+                (sc.M_CLIENT_OPERATION_OUTPUT_TOKENS, output_tokens),
+            ):
+                if count is not None:
+                    self.usage[spec.name].record(count, attrs)
+        no_usage = input_tokens is None and output_tokens is None
+        by_modality = {
+            **attrs,
+            sc.GEN_AI_TOKEN_MODALITY: sc.TOKEN_MODALITY_UNKNOWN if no_usage else modality,
+        }
+        for spec, count in (
+            (sc.M_CLIENT_USAGE_INPUT_TOKENS, input_tokens if input_tokens is not None else 0),
+            (sc.M_CLIENT_USAGE_OUTPUT_TOKENS, output_tokens if output_tokens is not None else 0),
+            (sc.M_CLIENT_USAGE_CACHE_READ_INPUT_TOKENS, cached),
+            (sc.M_CLIENT_USAGE_CACHE_WRITE_INPUT_TOKENS, cache_write),
+            (sc.M_CLIENT_USAGE_REASONING_OUTPUT_TOKENS, reasoning),
+        ):
+            if count is not None:
+                self.usage[spec.name].add(count, by_modality)

@@ -72,8 +72,12 @@ _HISTOGRAMS = (
     sc.M_TPOT,
     sc.M_DECODE,
     sc.M_TOKEN_USAGE,
+    sc.M_REQUEST_INPUT_TOKENS,
+    sc.M_REQUEST_OUTPUT_TOKENS,
 )
-_DURATION, _TTFT, _QUEUE, _PREFILL, _TPOT, _DECODE, _TOKENS = range(len(_HISTOGRAMS))
+_DURATION, _TTFT, _QUEUE, _PREFILL, _TPOT, _DECODE, _TOKENS, _INPUT, _OUTPUT = range(
+    len(_HISTOGRAMS)
+)
 # An exemplar as stored: (sequence number, value, time, span id, trace id, filtered attributes:
 # those of the measurement that its point lacks, only ever non-empty on an overflow point).
 _Ex = tuple[int, float, int, "int | None", "int | None", "dict[str, Any]"]
@@ -161,19 +165,18 @@ class _Sum:
 class _Series:
     """The points one request key (operation, model, error type, finish reason) updates."""
 
-    __slots__ = ("filtered", "hists", "requests", "tokens_in", "tokens_out")
+    __slots__ = ("filtered", "hists", "requests", "tokens")
 
     def __init__(
         self,
         hists: list[_Hist | _Overflow],
-        tokens_in: _Hist | _Overflow,
-        tokens_out: _Hist | _Overflow,
+        tokens: list[tuple[_Hist | _Overflow, bool]],
         requests: _Sum,
         filtered: dict[str, Any],
     ) -> None:
         self.hists = hists
-        self.tokens_in = tokens_in
-        self.tokens_out = tokens_out
+        # (histogram, True for output tokens): the legacy and/or the latest token histograms.
+        self.tokens = tokens
         self.requests = requests
         # The requests counter's measurement attributes, for its exemplars on an overflow point.
         self.filtered = filtered
@@ -245,8 +248,14 @@ def _by_class(table: dict[type, Any], kind: type) -> Any:
 class RequestMetrics:
     """Aggregates finished requests' metric points; see the module docstring."""
 
-    def __init__(self, resource: Resource, scope_name: str = sc.SCOPE_NAME) -> None:
+    def __init__(
+        self,
+        resource: Resource,
+        scope_name: str = sc.SCOPE_NAME,
+        semconv: str = sc.SEMCONV_LATEST,
+    ) -> None:
         self._resource = resource
+        self._latest, self._legacy = sc.emits_latest(semconv), sc.emits_legacy(semconv)
         self._scope = InstrumentationScope(scope_name)
         self._filter = exemplar_filter()
         self._lock = threading.Lock()
@@ -332,7 +341,7 @@ class RequestMetrics:
     # --- recording (the telemetry thread) -------------------------------------------------------
     def record(self, r: RequestRecord, span: SpanContext | None) -> None:
         """A finished request's points; ``span`` is its SERVER span (for exemplars)."""
-        key = (r.operation, r.model, r.error_type or "", r.finish_reason)
+        key = (r.operation, r.model, r.error_type or "", r.finish_reason, r.engine_id, r.engine_idx)
         with self._lock:
             s = self._series.get(key)
             if s is None:
@@ -365,16 +374,23 @@ class RequestMetrics:
             if r.output_tokens > 1:
                 hists[_TPOT].add(r.tpot, ex)
                 hists[_DECODE].add(r.decode, ex)
-            s.tokens_in.add(r.prompt_tokens, ex)
-            s.tokens_out.add(r.output_tokens, ex)
+            for hist, output in s.tokens:
+                hist.add(r.output_tokens if output else r.prompt_tokens, ex)
 
     def _new_series(self, r: RequestRecord, key: tuple[Any, ...]) -> _Series:
         attrs, with_reason, tokens_in, tokens_out = (_clean(a) for a in attribute_sets(r))
         requests = self._sum(with_reason)
+        tokens: list[tuple[_Hist | _Overflow, bool]] = []
+        if self._legacy:
+            tokens += [
+                (self._hist(_TOKENS, tokens_in), False),
+                (self._hist(_TOKENS, tokens_out), True),
+            ]
+        if self._latest:
+            tokens += [(self._hist(_INPUT, attrs), False), (self._hist(_OUTPUT, attrs), True)]
         series = _Series(
             [self._hist(i, attrs) for i in range(_TOKENS)],
-            self._hist(_TOKENS, tokens_in),
-            self._hist(_TOKENS, tokens_out),
+            tokens,
             requests,
             with_reason if requests.attrs is _OVERFLOW_ATTRS else _NONE,
         )

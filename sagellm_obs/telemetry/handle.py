@@ -49,6 +49,9 @@ class Telemetry:
     engine_id: str
     otlp: list[CountingSpanExporter] = field(default_factory=list)
     prometheus_port: int | None = None
+    #: Which GenAI names this telemetry emits: ``latest``, ``legacy`` or ``dup`` (both), read
+    #: once by ``configure()`` (see :func:`sagellm_obs.semconv.genai_semconv_mode`).
+    genai_semconv: str = "latest"
     #: The ``prometheus_client`` registry behind ``/metrics`` (ours + vLLM's), when enabled.
     prometheus_registry: Any = None
     _prometheus_server: Any = None

@@ -45,7 +45,9 @@ class Instruments:
     ttft: Any
     tpot: Any
     duration: Any
-    token_usage: Any
+    token_usage: Any  # legacy gen_ai.server.token.usage, None in the latest mode
+    input_tokens: Any  # sagellm.request.input_tokens, None in the legacy mode
+    output_tokens: Any
     queue: Any
     prefill: Any
     decode: Any
@@ -72,8 +74,10 @@ class Instruments:
         pre-aggregated points (see :mod:`sagellm_obs.telemetry.aggregate`).
         """
         context = trace.set_span_in_context(NonRecordingSpan(span)) if span is not None else None
-        key = (r.operation, r.model, r.error_type or "", r.finish_reason)
-        sets = self._sets.get(key) if all(type(k) is str for k in key) else None
+        key = (r.operation, r.model, r.error_type or "", r.finish_reason, r.engine_id)
+        cacheable = all(type(k) is str for k in key) and type(r.engine_idx) in (int, type(None))
+        key = (*key, r.engine_idx)
+        sets = self._sets.get(key) if cacheable else None
         if sets is None:
             sets = attribute_sets(r)
             if len(self._sets) >= _MAX_ATTRIBUTE_SETS:
@@ -91,17 +95,25 @@ class Instruments:
         if r.output_tokens > 1:
             self.tpot.record(r.tpot, attrs, context)
             self.decode.record(r.decode, attrs, context)
-        self.token_usage.record(r.prompt_tokens, tokens_in, context)
-        self.token_usage.record(r.output_tokens, tokens_out, context)
+        if self.token_usage is not None:
+            self.token_usage.record(r.prompt_tokens, tokens_in, context)
+            self.token_usage.record(r.output_tokens, tokens_out, context)
+        if self.input_tokens is not None:
+            self.input_tokens.record(r.prompt_tokens, attrs, context)
+            self.output_tokens.record(r.output_tokens, attrs, context)
 
     @classmethod
-    def create(cls, meter: Meter) -> Instruments:
-        """Create every instrument on ``meter``."""
+    def create(cls, meter: Meter, semconv: str = sc.SEMCONV_LATEST) -> Instruments:
+        """Create every instrument on ``meter``; ``semconv`` picks the GenAI names
+        (:func:`~sagellm_obs.semconv.genai_semconv_mode`)."""
+        latest, legacy = sc.emits_latest(semconv), sc.emits_legacy(semconv)
         return cls(
             ttft=_make(meter, sc.M_TTFT),
             tpot=_make(meter, sc.M_TPOT),
             duration=_make(meter, sc.M_REQUEST_DURATION),
-            token_usage=_make(meter, sc.M_TOKEN_USAGE),
+            token_usage=_make(meter, sc.M_TOKEN_USAGE) if legacy else None,
+            input_tokens=_make(meter, sc.M_REQUEST_INPUT_TOKENS) if latest else None,
+            output_tokens=_make(meter, sc.M_REQUEST_OUTPUT_TOKENS) if latest else None,
             queue=_make(meter, sc.M_QUEUE),
             prefill=_make(meter, sc.M_PREFILL),
             decode=_make(meter, sc.M_DECODE),
@@ -119,11 +131,14 @@ class Instruments:
 
 
 def attribute_sets(r: RequestRecord) -> tuple[dict[str, Any], ...]:
-    """A request's metric attributes: plain, with its finish reason, for input and output tokens."""
+    """A request's metric attributes: plain, with its finish reason, and the legacy token
+    histogram's input and output sets. The engine id is on every set, so dashboards filter
+    latency by engine as they filter the per-step metrics."""
     attrs: dict[str, Any] = {
         sc.GEN_AI_OPERATION_NAME: r.operation,
         sc.GEN_AI_PROVIDER_NAME: sc.PROVIDER_NAME,
         sc.GEN_AI_REQUEST_MODEL: r.model,
+        sc.SAGELLM_ENGINE_ID: r.engine_id,
     }
     if r.error_type:
         attrs[sc.ERROR_TYPE] = r.error_type

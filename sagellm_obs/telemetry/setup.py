@@ -101,6 +101,7 @@ def configure(
     capture_content: bool | None = None,
     resource_attributes: Mapping[str, str] | None = None,
     vllm_tracing: bool | None = None,
+    genai_semconv: str | None = None,
     advanced: AdvancedOptions | None = None,
     make_current: bool = True,
 ) -> Telemetry:
@@ -135,6 +136,12 @@ def configure(
             collector with ours (through an in-process receiver, see
             :mod:`sagellm_obs.telemetry.vllm_spans`). Off by default;
             ``$SAGELLM_OBS_VLLM_TRACING=true``.
+        genai_semconv: Which GenAI metric and attribute names to emit: ``"latest"`` (the
+            current GenAI conventions, the default), ``"legacy"`` (the names sagellm-obs used
+            before) or ``"dup"`` (both, for a migration). Default: from
+            ``$OTEL_SEMCONV_STABILITY_OPT_IN`` (``gen_ai_latest_experimental``,
+            ``gen_ai_latest_experimental/dup``, ``gen_ai_legacy``), read once here; see
+            docs/semconv.md.
         advanced: Test seams and tuning, see :class:`AdvancedOptions`.
         make_current: Replace (and shut down) the current telemetry. ``False`` makes an
             independent one that engines use only when it is passed to them.
@@ -151,6 +158,7 @@ def configure(
         engine = engine_id or os.environ.get(sc.ENV_ENGINE_ID) or f"vllm-{os.getpid()}"
         capture = _env_flag(sc.ENV_CAPTURE_CONTENT) if capture_content is None else capture_content
         with_vllm = _env_flag(sc.ENV_VLLM_TRACING) if vllm_tracing is None else vllm_tracing
+        mode = sc.genai_semconv_mode(genai_semconv)
         store = _open_store(run_dir, runs_root, run_id, adv)
         resource = _resource(engine, store, service_name, resource_attributes)
         ids = TraceIdOverride(adv.id_generator)
@@ -164,10 +172,10 @@ def configure(
         spans = _request_spans(adv, store, tracer_provider, tracer, ids, processors)
         pipeline = Pipeline(
             spans,
-            Instruments.create(meter_provider.get_meter(sc.SCOPE_NAME)),
+            Instruments.create(meter_provider.get_meter(sc.SCOPE_NAME), mode),
             (lambda steps: store.write("steps", steps)) if store is not None else None,
             interval=adv.pipeline_interval,
-            request_metrics=_request_metrics(adv, resource, readers.all),
+            request_metrics=_request_metrics(adv, resource, readers.all, mode),
         )
         telemetry = Telemetry(
             tracer_provider=tracer_provider,
@@ -180,6 +188,7 @@ def configure(
             engine_id=engine,
             otlp=counting,
             prometheus_port=readers.prometheus_port,
+            genai_semconv=mode,
             _prometheus_server=readers.prometheus_server,
             prometheus_registry=readers.prometheus_registry,
             _push_readers=readers.push,
@@ -190,6 +199,7 @@ def configure(
             service_name=telemetry.service_name,
             engine_id=engine,
             capture_content=capture,
+            genai_semconv=mode,
             otlp=[e.describe() for e in counting],
             vllm_tracing=with_vllm,
             versions=_versions(),
@@ -302,12 +312,12 @@ class _MetricReaders:
 
 
 def _request_metrics(
-    adv: AdvancedOptions, resource: Resource, readers: Sequence[MetricReader]
+    adv: AdvancedOptions, resource: Resource, readers: Sequence[MetricReader], semconv: str
 ) -> RequestMetrics | None:
     """Pre-aggregated request metrics on every reader, or None (the SDK's instruments)."""
     if adv.sdk_request_metrics:
         return None
-    request_metrics = RequestMetrics(resource)
+    request_metrics = RequestMetrics(resource, semconv=semconv)
     if request_metrics.attach(readers):
         return request_metrics
     _log.info(

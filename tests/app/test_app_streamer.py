@@ -134,14 +134,18 @@ def test_parallel_tool_calls_assemble(mem: Mem) -> None:
     assert "Rio" not in repr(a)
 
     mem.telemetry.flush()
-    durations = mem.metric_points(sc.M_CLIENT_OPERATION_DURATION.name)
+    durations = mem.metric_points(sc.M_CLIENT_INFERENCE_DURATION.name)
     assert durations and sum(p.count for p in durations) >= 1
-    assert mem.metric_points(sc.M_CLIENT_TIME_TO_FIRST_CHUNK.name)
-    usage = {
-        p.attributes[sc.GEN_AI_TOKEN_TYPE]: p.sum
-        for p in mem.metric_points(sc.M_CLIENT_TOKEN_USAGE.name)
-    }
-    assert float(usage["input"]) >= 11 and float(usage["output"]) >= 40
+    assert mem.metric_points(sc.M_CLIENT_INFERENCE_TIME_TO_FIRST_CHUNK.name)
+    # The current GenAI names only, by default (no legacy gen_ai.client.* points).
+    for legacy in sc.CLIENT_METRICS_LEGACY:
+        assert not mem.metric_points(legacy.name), legacy.name
+    per_op = mem.metric_points(sc.M_CLIENT_OPERATION_INPUT_TOKENS.name)
+    assert per_op and sc.GEN_AI_TOKEN_TYPE not in per_op[0].attributes
+    assert sum(float(p.sum) for p in per_op) >= 11
+    spent = mem.metric_points(sc.M_CLIENT_USAGE_OUTPUT_TOKENS.name)
+    assert {p.attributes[sc.GEN_AI_TOKEN_MODALITY] for p in spent} == {sc.TOKEN_MODALITY_UNKNOWN}
+    assert sum(float(p.value) for p in spent) >= 40
 
 
 def test_accumulator_with_dicts_and_repeated_names() -> None:

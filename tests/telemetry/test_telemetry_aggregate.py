@@ -40,6 +40,8 @@ REQUEST_METRICS = {
     sc.M_PREFILL.name,
     sc.M_DECODE.name,
     sc.M_TOKEN_USAGE.name,
+    sc.M_REQUEST_INPUT_TOKENS.name,
+    sc.M_REQUEST_OUTPUT_TOKENS.name,
     sc.M_REQUESTS.name,
 }
 
@@ -67,6 +69,12 @@ def _side(root: Path, name: str, *, sdk: bool, limits: dict[type, int] | None = 
         root / name, metric_readers=[cumulative, delta], sdk_request_metrics=sdk
     )
     return Side(tel, cumulative, delta)
+
+
+@pytest.fixture(autouse=True)
+def _both_genai_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The current and the legacy GenAI names, so both token histograms are compared."""
+    monkeypatch.setenv(sc.ENV_SEMCONV_OPT_IN, "http,gen_ai_latest_experimental/dup")
 
 
 @pytest.fixture

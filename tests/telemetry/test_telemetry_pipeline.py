@@ -325,11 +325,14 @@ def test_histograms_use_semconv_buckets_and_count_every_record(
     duration = hist(sc.M_REQUEST_DURATION, n_all)
     by_error = {p.attributes.get(sc.ERROR_TYPE): p.count for p in duration}
     assert by_error == {None: n_ok, "EngineDeadError": len(failed)}
-    # Token usage: one input and one output point per successful request.
-    usage = hist(sc.M_TOKEN_USAGE, 2 * n_ok)
-    by_type = {p.attributes[sc.GEN_AI_TOKEN_TYPE]: p for p in usage}
-    assert by_type["input"].sum == sum(r.prompt_tokens for r in ok)
-    assert by_type["output"].sum == sum(r.output_tokens for r in ok)
+    # Tokens: one input and one output point per successful request, in their own histograms
+    # (the current GenAI shape, no gen_ai.token.type); the legacy histogram is off by default.
+    (tokens_in,) = hist(sc.M_REQUEST_INPUT_TOKENS, n_ok)
+    (tokens_out,) = hist(sc.M_REQUEST_OUTPUT_TOKENS, n_ok)
+    assert tokens_in.sum == sum(r.prompt_tokens for r in ok)
+    assert tokens_out.sum == sum(r.output_tokens for r in ok)
+    assert sc.GEN_AI_TOKEN_TYPE not in tokens_in.attributes
+    assert sc.M_TOKEN_USAGE.name not in metrics
     # The request counter.
     requests = _points(metrics[sc.M_REQUESTS.name])
     assert sum(p.value for p in requests) == n_all
