@@ -8,7 +8,8 @@ carries the GenAI request/response attributes; a stream adds a ``gen_ai.first_ch
 ``gen_ai.client.inference.operation.{input,output}_tokens`` and counters
 ``gen_ai.client.inference.usage.*`` and, for streams,
 ``gen_ai.client.inference.time_to_first_chunk`` and ``time_per_output_chunk`` (or the legacy
-``gen_ai.client.operation.*`` / ``gen_ai.client.token.usage`` names, see :func:`sagellm_obs.semconv.genai_semconv_mode`).
+``gen_ai.client.operation.*`` / ``gen_ai.client.token.usage`` names, see
+:func:`sagellm_obs.semconv.genai_semconv_mode`).
 
 Every method swallows (and logs) its own failures: telemetry never breaks the caller.
 """
