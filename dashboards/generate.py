@@ -2,6 +2,12 @@
 
 Run ``python dashboards/generate.py`` after changing a metric name; a test fails while the JSON
 files differ from what this script writes.
+
+Every query filters by the dashboard's pickers: ``$job`` (one metrics path: the Prometheus job
+that scrapes ``sagellm-obs serve``'s /metrics, or the one that scrapes the OpenTelemetry
+Collector; never both, so nothing is counted twice), ``$model`` and ``$engine``. Names that the
+collector's Prometheus exporter spells differently (a ``_ratio`` suffix on gauges of unit ``1``)
+are queried in both spellings.
 """
 
 from __future__ import annotations
@@ -11,13 +17,22 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from sagellm_obs import semconv as sc
 
 HERE = Path(__file__).parent
 DS = {"type": "prometheus", "uid": "${datasource}"}
-# Filters every query by the dashboard's model and engine pickers.
-SEL = 'gen_ai_request_model=~"$model"'
-STEP_SEL = 'sagellm_engine_id=~"$engine"'
+# The import dialog's datasource input: Grafana replaces ${DS_PROMETHEUS} with the one picked.
+DS_INPUT = "DS_PROMETHEUS"
+# Filters every query by the dashboard's job (metrics path), model and engine pickers.
+JOB_SEL = 'job=~"$job"'
+STEP_SEL = f'{JOB_SEL},sagellm_engine_id=~"$engine"'
+SEL = f'{STEP_SEL},gen_ai_request_model=~"$model"'
+# SLO thresholds offered by the pickers: bucket bounds, so `le` matches a series exactly.
+SLO_TTFT = (0.1, 0.25, 0.5, 1.0, 2.5)
+SLO_TPOT = (0.05, 0.1, 0.2, 0.5)
+SLO_E2E = (1.28, 2.56, 5.12, 10.24, 20.48)
 
 
 TTFT = sc.M_TTFT.prometheus_name
@@ -26,7 +41,8 @@ E2E = sc.M_REQUEST_DURATION.prometheus_name
 QUEUE = sc.M_QUEUE.prometheus_name
 PREFILL = sc.M_PREFILL.prometheus_name
 DECODE = sc.M_DECODE.prometheus_name
-TOKENS = sc.M_TOKEN_USAGE.prometheus_name
+TOKENS_IN = sc.M_REQUEST_INPUT_TOKENS.prometheus_name
+TOKENS_OUT = sc.M_REQUEST_OUTPUT_TOKENS.prometheus_name
 REQS = sc.M_REQUESTS.prometheus_name
 KV = sc.M_KV_USAGE.prometheus_name
 RUNNING = sc.M_RUNNING.prometheus_name
@@ -36,6 +52,32 @@ PH = sc.M_PREFIX_HITS.prometheus_name
 GEN = sc.M_GENERATION_TOKENS.prometheus_name
 PROMPT = sc.M_PROMPT_TOKENS.prometheus_name
 PREEMPT = sc.M_PREEMPTIONS.prometheus_name
+
+
+def _either(spec: sc.MetricSpec, sel: str) -> str:
+    """A selector of ``spec`` under both its /metrics and its collector name, when they differ."""
+    a, b = spec.prometheus_name, spec.collector_prometheus_name
+    return f"{a}{{{sel}}}" if a == b else f"({a}{{{sel}}} or {b}{{{sel}}})"
+
+
+def _le(value: float) -> str:
+    """A bucket bound as the collector writes ``le`` (``1``, ``0.5``); our /metrics writes ``1.0``,
+    so queries match both (``_le_match``)."""
+    return f"{value:g}"
+
+
+def _le_match(var: str) -> str:
+    """``le`` matcher for an SLO picker: both spellings of a whole bound (``1`` and ``1.0``)."""
+    return f'le=~"${{{var}}}|${{{var}}}.0"'
+
+
+
+def _attainment(metric: str, var: str) -> str:
+    """Share of requests at or under the picked SLO (the bucket whose bound is the SLO)."""
+    return (
+        f"sum(rate({metric}_bucket{{{SEL},{_le_match(var)}}}[$__rate_interval])) / "
+        f"sum(rate({metric}_count{{{SEL}}}[$__rate_interval]))"
+    )
 
 
 def _quantiles(metric: str) -> list[dict[str, Any]]:
@@ -124,7 +166,7 @@ def overview() -> dict[str, Any]:
         _panel(
             4,
             "KV-cache usage",
-            [_t(f"max({KV}{{{STEP_SEL}}})", "KV usage")],
+            [_t(f"max({_either(sc.M_KV_USAGE, STEP_SEL)})", "KV usage")],
             unit="percentunit",
             x=18,
             y=0,
@@ -165,7 +207,12 @@ def overview() -> dict[str, Any]:
         _panel(
             9,
             "KV-cache usage over time",
-            [_t(f"{KV}{{{STEP_SEL}}}", "{{sagellm_engine_id}}")],
+            [
+                _t(
+                    f"max by (sagellm_engine_id) ({_either(sc.M_KV_USAGE, STEP_SEL)})",
+                    "{{sagellm_engine_id}}",
+                )
+            ],
             unit="percentunit",
             x=0,
             y=20,
@@ -231,22 +278,82 @@ def overview() -> dict[str, Any]:
             "Tokens per request (mean)",
             [
                 _t(
-                    f'sum(rate({TOKENS}_sum{{{SEL},gen_ai_token_type="input"}}[$__rate_interval])) / sum(rate({TOKENS}_count{{{SEL},gen_ai_token_type="input"}}[$__rate_interval]))',
-                    "input",
-                    "A",
-                ),
-                _t(
-                    f'sum(rate({TOKENS}_sum{{{SEL},gen_ai_token_type="output"}}[$__rate_interval])) / sum(rate({TOKENS}_count{{{SEL},gen_ai_token_type="output"}}[$__rate_interval]))',
-                    "output",
-                    "B",
-                ),
+                    f"sum(rate({m}_sum{{{SEL}}}[$__rate_interval])) / sum(rate({m}_count{{{SEL}}}[$__rate_interval]))",
+                    label,
+                    ref,
+                )
+                for m, label, ref in ((TOKENS_IN, "input", "A"), (TOKENS_OUT, "output", "B"))
             ],
             unit="short",
             x=0,
             y=44,
         ),
+        _panel(
+            16,
+            "SLO attainment",
+            [
+                _t(_attainment(TTFT, "ttft_slo"), "TTFT <= ${ttft_slo} s", "A"),
+                _t(_attainment(TPOT, "tpot_slo"), "TPOT <= ${tpot_slo} s", "B"),
+                _t(_attainment(E2E, "e2e_slo"), "E2E <= ${e2e_slo} s", "C"),
+            ],
+            unit="percentunit",
+            x=12,
+            y=44,
+            description=(
+                "Share of requests within each SLO picked at the top (a bucket bound). Goodput, "
+                "the share meeting every SLO at once, is at most the lowest of these; the run "
+                "summary computes it exactly per request."
+            ),
+        ),
+        _panel(
+            17,
+            "Good requests/s (upper bound)",
+            [
+                _t(
+                    f"clamp_max(sum(rate({TTFT}_bucket{{{SEL},{_le_match('ttft_slo')}}}[$__rate_interval])), "
+                    f"scalar(sum(rate({E2E}_bucket{{{SEL},{_le_match('e2e_slo')}}}[$__rate_interval]))))",
+                    "good req/s, at most",
+                ),
+            ],
+            unit="reqps",
+            x=0,
+            y=52,
+            w=6,
+            kind="stat",
+            description="Requests/s within both the TTFT and the E2E SLO, at most (the smaller of the two rates).",
+        ),
+        _panel(
+            18,
+            "Error ratio",
+            [
+                _t(
+                    f'sum(rate({REQS}{{{SEL},error_type!=""}}[$__rate_interval]) or vector(0)) / sum(rate({REQS}{{{SEL}}}[$__rate_interval]))',
+                    "errors",
+                )
+            ],
+            unit="percentunit",
+            x=6,
+            y=52,
+            w=6,
+            kind="stat",
+            description="Failed requests (error.type set) / all finished requests.",
+        ),
     ]
     return {
+        "__inputs": [
+            {
+                "name": DS_INPUT,
+                "label": "Prometheus",
+                "description": "The Prometheus that scrapes sagellm-obs (or its collector)",
+                "type": "datasource",
+                "pluginId": "prometheus",
+                "pluginName": "Prometheus",
+            }
+        ],
+        "__requires": [
+            {"type": "grafana", "id": "grafana", "name": "Grafana", "version": "10.0.0"},
+            {"type": "datasource", "id": "prometheus", "name": "Prometheus", "version": "1.0.0"},
+        ],
         "uid": "sagellm-obs-overview",
         "title": "sagellm-obs: LLM inference overview",
         "tags": ["sagellm-obs", "vllm", "llm"],
@@ -261,7 +368,26 @@ def overview() -> dict[str, Any]:
                     "name": "datasource",
                     "type": "datasource",
                     "query": "prometheus",
-                    "current": {"text": "Prometheus", "value": "prometheus"},
+                    "current": {"text": "Prometheus", "value": f"${{{DS_INPUT}}}"},
+                },
+                {
+                    "name": "job",
+                    "label": "metrics path (job)",
+                    "description": (
+                        "The Prometheus job the metrics come through: the one scraping "
+                        "sagellm-obs serve's /metrics, or the one scraping the OpenTelemetry "
+                        "Collector. One at a time, so no request is counted twice."
+                    ),
+                    "type": "query",
+                    "datasource": DS,
+                    "includeAll": False,
+                    "multi": False,
+                    "current": {"text": "sagellm-obs", "value": "sagellm-obs"},
+                    "query": {
+                        "query": f"label_values({REQS}, job)",
+                        "refId": "j",
+                    },
+                    "refresh": 2,
                 },
                 {
                     "name": "model",
@@ -271,7 +397,10 @@ def overview() -> dict[str, Any]:
                     "multi": True,
                     "allValue": ".*",
                     "current": {"text": "All", "value": "$__all"},
-                    "query": {"query": f"label_values({REQS}, gen_ai_request_model)", "refId": "m"},
+                    "query": {
+                        "query": f'label_values({REQS}{{{JOB_SEL}}}, gen_ai_request_model)',
+                        "refId": "m",
+                    },
                     "refresh": 2,
                 },
                 {
@@ -282,9 +411,15 @@ def overview() -> dict[str, Any]:
                     "multi": True,
                     "allValue": ".*",
                     "current": {"text": "All", "value": "$__all"},
-                    "query": {"query": f"label_values({KV}, sagellm_engine_id)", "refId": "e"},
+                    "query": {
+                        "query": f'label_values({REQS}{{{JOB_SEL}}}, sagellm_engine_id)',
+                        "refId": "e",
+                    },
                     "refresh": 2,
                 },
+                _slo_picker("ttft_slo", "TTFT SLO (s)", SLO_TTFT, 0.5),
+                _slo_picker("tpot_slo", "TPOT SLO (s)", SLO_TPOT, 0.1),
+                _slo_picker("e2e_slo", "E2E SLO (s)", SLO_E2E, 5.12),
             ]
         },
         "links": [
@@ -298,12 +433,109 @@ def overview() -> dict[str, Any]:
     }
 
 
+def _slo_picker(name: str, label: str, values: tuple[float, ...], default: float) -> dict[str, Any]:
+    """A custom variable offering SLO thresholds (histogram bucket bounds)."""
+    options = [_le(v) for v in values]
+    return {
+        "name": name,
+        "label": label,
+        "type": "custom",
+        "query": ",".join(options),
+        "current": {"text": _le(default), "value": _le(default)},
+        "options": [
+            {"text": o, "value": o, "selected": o == _le(default)} for o in options
+        ],
+    }
+
+
+# --- alert rules ----------------------------------------------------------------------------------
+# Example Prometheus alerting rules (dashboards/alerts.yaml). Every expression aggregates by `job`,
+# so a Prometheus that scrapes both metrics paths alerts per path and never sums the two.
+ALERT_SLO_TTFT = 0.5  # s; a bucket bound of the TTFT histogram
+ALERT_SLO_SHARE = 0.9
+
+
+def alerts() -> dict[str, Any]:
+    """The example alerting rules, from the metric names in semconv."""
+    kv = (
+        f"max by (job, sagellm_engine_id) ({sc.M_KV_USAGE.prometheus_name} "
+        f"or {sc.M_KV_USAGE.collector_prometheus_name})"
+    )
+    le = f'le=~"{_le(ALERT_SLO_TTFT)}|{_le(ALERT_SLO_TTFT)}.0"'
+    rules = [
+        {
+            "alert": "SagellmTTFTP99High",
+            "expr": f"histogram_quantile(0.99, sum by (job, le) (rate({TTFT}_bucket[5m]))) > 2.5",
+            "for": "10m",
+            "labels": {"severity": "warning"},
+            "annotations": {
+                "summary": "p99 time to first token above 2.5 s for 10 minutes ({{ $labels.job }})",
+            },
+        },
+        {
+            "alert": "SagellmTTFTSLOMissed",
+            "expr": (
+                f"sum by (job) (rate({TTFT}_bucket{{{le}}}[5m])) / "
+                f"sum by (job) (rate({TTFT}_count[5m])) < {ALERT_SLO_SHARE}"
+            ),
+            "for": "10m",
+            "labels": {"severity": "warning"},
+            "annotations": {
+                "summary": (
+                    f"fewer than {ALERT_SLO_SHARE:.0%} of requests get their first token within "
+                    f"{ALERT_SLO_TTFT} s ({{{{ $labels.job }}}})"
+                ),
+            },
+        },
+        {
+            "alert": "SagellmErrorRatioHigh",
+            "expr": (
+                f'sum by (job) (rate({REQS}{{error_type!=""}}[5m])) / '
+                f"sum by (job) (rate({REQS}[5m])) > 0.05"
+            ),
+            "for": "5m",
+            "labels": {"severity": "critical"},
+            "annotations": {"summary": "more than 5% of requests fail ({{ $labels.job }})"},
+        },
+        {
+            "alert": "SagellmKVCacheNearlyFull",
+            "expr": f"{kv} > 0.95",
+            "for": "5m",
+            "labels": {"severity": "warning"},
+            "annotations": {
+                "summary": "KV cache above 95% on {{ $labels.sagellm_engine_id }}: expect preemptions",
+            },
+        },
+        {
+            "alert": "SagellmPreempting",
+            "expr": f"sum by (job, sagellm_engine_id) (rate({PREEMPT}[5m])) > 0",
+            "for": "5m",
+            "labels": {"severity": "warning"},
+            "annotations": {
+                "summary": "requests are being preempted on {{ $labels.sagellm_engine_id }}",
+            },
+        },
+        {
+            "alert": "SagellmTelemetryDropped",
+            "expr": f"sum by (job) (increase({sc.M_TELEMETRY_DROPPED.prometheus_name}[10m])) > 0",
+            "labels": {"severity": "info"},
+            "annotations": {
+                "summary": "sagellm-obs dropped telemetry records: the numbers undercount",
+            },
+        },
+    ]
+    return {"groups": [{"name": "sagellm-obs", "rules": rules}]}
+
+
 def write(check: bool = False) -> bool:
-    """Write (or, with ``check``, compare) every dashboard; returns True when all match."""
+    """Write (or, with ``check``, compare) every dashboard and the rules; True when all match."""
     ok = True
-    for name, board in {"sagellm-overview.json": overview()}.items():
-        text = json.dumps(board, indent=2) + "\n"
-        path = HERE / "grafana" / name
+    header = "# Example alerting rules for sagellm-obs: generated by dashboards/generate.py.\n"
+    files = {
+        HERE / "grafana" / "sagellm-overview.json": json.dumps(overview(), indent=2) + "\n",
+        HERE / "alerts.yaml": header + yaml.safe_dump(alerts(), sort_keys=False, width=100),
+    }
+    for path, text in files.items():
         if check:
             ok = ok and path.is_file() and path.read_text() == text
         else:

@@ -272,15 +272,20 @@ class _Server:
         return JSONResponse({"status": "unavailable"}, status_code=503)
 
     async def metrics(self, request: HttpRequest) -> Response:
-        """``GET /metrics``: vLLM's metrics and ours, in the Prometheus text format.
+        """``GET /metrics``: vLLM's metrics and ours, in the Prometheus text format, or in
+        OpenMetrics (with exemplars: the trace ids of requests in each latency bucket) when the
+        ``Accept`` header asks for it, as Prometheus does.
 
         Serves the telemetry's ``prometheus_registry`` when it exports to Prometheus, else the
         process-wide registry (vLLM's metrics only).
         """
-        from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+        from prometheus_client import REGISTRY
+
+        from sagellm_obs.telemetry.prometheus import encode
 
         registry = getattr(self.engine.telemetry, "prometheus_registry", None) or REGISTRY
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+        body, content_type = encode(registry, request.headers.get("accept"))
+        return Response(body, media_type=content_type)
 
     # --- helpers ---------------------------------------------------------------------------------
     def _model(self, requested: str | None) -> str:
