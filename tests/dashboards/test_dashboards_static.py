@@ -5,15 +5,30 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from sagellm_obs import semconv as sc
 
 ROOT = Path(__file__).parents[2] / "dashboards"
-METRIC_REF = re.compile(r"\b([a-z_][a-z0-9_:]*)\{")
+PROMQL_WORDS = {
+    "sum", "max", "min", "rate", "increase", "histogram_quantile", "by", "on", "or", "and",
+    "vector", "scalar", "clamp_max", "label_values",
+}  # fmt: skip
+
+
+def metric_names(expr: str) -> set[str]:
+    """The metric names a PromQL expression reads (label lists, strings, numbers left out)."""
+    bare = re.sub(r'"[^"]*"', "", expr)
+    bare = re.sub(r"\{[^}]*\}", "", bare)
+    bare = re.sub(r"\b(by|on)\s*\([^)]*\)", "", bare)
+    bare = re.sub(r"\[[^\]]*\]", "", bare)
+    return {w for w in re.findall(r"\b[a-zA-Z_:][a-zA-Z0-9_:]*", bare)} - PROMQL_WORDS
 
 
 def _generator() -> Any:
@@ -39,12 +54,13 @@ def test_dashboard_json_is_what_the_generator_writes() -> None:
 def test_every_metric_in_every_query_exists_in_semconv() -> None:
     known = set()
     for spec in sc.METRICS:
-        known.add(spec.prometheus_name)
-        if spec.kind == "histogram":
-            known.update(f"{spec.prometheus_name}_{s}" for s in ("bucket", "sum", "count"))
+        for name in (spec.prometheus_name, spec.collector_prometheus_name):
+            known.add(name)
+            if spec.kind == "histogram":
+                known.update(f"{name}_{s}" for s in ("bucket", "sum", "count"))
     for board in dashboards():
-        for expr in panel_exprs(board):
-            names = set(METRIC_REF.findall(expr))
+        for expr in panel_exprs(board) + [r["expr"] for r in _rules()]:
+            names = metric_names(expr)
             assert names, expr
             assert names <= known, (expr, names - known)
 
@@ -59,10 +75,16 @@ def test_every_datasource_is_provisioned() -> None:
         for d in ds.get("jsonData", {}).get("exemplarTraceIdDestinations", [])
     }
     assert exemplar_targets <= set(uids)
+    assert [d["uid"] for d in prov["datasources"] if d.get("isDefault")] == ["prometheus"]
     for board in dashboards():
         templ = {t["name"]: t for t in board["templating"]["list"]}
         assert templ["datasource"]["query"] == "prometheus"
-        assert templ["datasource"]["current"]["value"] in uids
+        # Imported: Grafana's dialog asks for DS_PROMETHEUS and writes its uid here.
+        # Provisioned: the placeholder matches nothing and the variable takes the default
+        # Prometheus (uid "prometheus", isDefault above).
+        inputs = {i["name"]: i for i in board["__inputs"]}
+        assert inputs["DS_PROMETHEUS"]["pluginId"] == "prometheus"
+        assert templ["datasource"]["current"]["value"] == "${DS_PROMETHEUS}"
         ids = [p["id"] for p in board["panels"]]
         assert len(ids) == len(set(ids))
         for panel in board["panels"]:
@@ -76,3 +98,64 @@ def test_provisioned_dashboard_path_matches_compose_mount() -> None:
     mounts = compose["services"]["grafana"]["volumes"]
     path = prov["providers"][0]["options"]["path"]
     assert any(m.split(":")[1] == path for m in mounts)
+
+
+def _rules() -> list[dict[str, Any]]:
+    doc = yaml.safe_load((ROOT / "alerts.yaml").read_text())
+    return [r for g in doc["groups"] for r in g["rules"]]
+
+
+def test_every_query_reads_one_metrics_path_and_follows_the_pickers() -> None:
+    """``$job`` picks one path (serve's /metrics or the collector): nothing counted twice; the
+    request-level queries follow ``$engine`` too (the latency histograms carry the engine id)."""
+    for board in dashboards():
+        templ = {t["name"]: t for t in board["templating"]["list"]}
+        assert templ["job"]["multi"] is False and templ["job"]["includeAll"] is False
+        for expr in panel_exprs(board):
+            for selector in re.findall(r"\{([^}]*)\}", expr):
+                if "$" in selector or "job" in selector:
+                    assert 'job=~"$job"' in selector, expr
+                    assert 'sagellm_engine_id=~"$engine"' in selector, expr
+
+
+def test_alert_rules_are_valid_and_aggregate_by_job() -> None:
+    rules = _rules()
+    assert rules
+    for rule in rules:
+        assert "by (job" in rule["expr"], rule["alert"]
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool not installed (Debian's prometheus package ships it)")
+    out = subprocess.run(
+        [promtool, "check", "rules", str(ROOT / "alerts.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"SUCCESS: {len(rules)} rules found" in out.stdout
+
+
+def test_images_are_pinned_and_the_otlp_endpoint_story_is_one() -> None:
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    for name, service in compose["services"].items():
+        image = service["image"]
+        assert ":" in image and not image.endswith(":latest"), (name, image)
+        assert re.search(r":v?\d+\.\d+\.\d+$", image), (name, image)
+    collector = yaml.safe_load((ROOT / "otel-collector.yaml").read_text())
+    http = collector["receivers"]["otlp"]["protocols"]["http"]["endpoint"]
+    grpc = collector["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"]
+    ports = compose["services"]["otel-collector"]["ports"]
+    assert f"127.0.0.1:4318:{http.rsplit(':', 1)[1]}" in ports
+    assert f"127.0.0.1:4317:{grpc.rsplit(':', 1)[1]}" in ports
+    docs = (ROOT.parent / "docs" / "grafana.md").read_text()
+    for text in (docs, (ROOT / "compose.yaml").read_text()):
+        assert "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=http://127.0.0.1:4318/v1/traces" in text
+    assert "--host 0.0.0.0" in docs and "host.docker.internal" in docs
+    # the collector's Prometheus endpoint is what the otel-collector job scrapes
+    prom = yaml.safe_load((ROOT / "prometheus.yaml").read_text())
+    jobs = {j["job_name"]: j for j in prom["scrape_configs"]}
+    port = collector["exporters"]["prometheus"]["endpoint"].rsplit(":", 1)[1]
+    assert jobs["otel-collector"]["static_configs"][0]["targets"] == [f"otel-collector:{port}"]
+    assert set(jobs) == {"sagellm-obs", "otel-collector"}
+    assert prom["rule_files"] == ["/etc/prometheus/alerts.yaml"]
