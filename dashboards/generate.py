@@ -71,7 +71,6 @@ def _le_match(var: str) -> str:
     return f'le=~"${{{var}}}|${{{var}}}.0"'
 
 
-
 def _attainment(metric: str, var: str) -> str:
     """Share of requests at or under the picked SLO (the bucket whose bound is the SLO)."""
     return (
@@ -398,7 +397,7 @@ def overview() -> dict[str, Any]:
                     "allValue": ".*",
                     "current": {"text": "All", "value": "$__all"},
                     "query": {
-                        "query": f'label_values({REQS}{{{JOB_SEL}}}, gen_ai_request_model)',
+                        "query": f"label_values({REQS}{{{JOB_SEL}}}, gen_ai_request_model)",
                         "refId": "m",
                     },
                     "refresh": 2,
@@ -412,7 +411,7 @@ def overview() -> dict[str, Any]:
                     "allValue": ".*",
                     "current": {"text": "All", "value": "$__all"},
                     "query": {
-                        "query": f'label_values({REQS}{{{JOB_SEL}}}, sagellm_engine_id)',
+                        "query": f"label_values({REQS}{{{JOB_SEL}}}, sagellm_engine_id)",
                         "refId": "e",
                     },
                     "refresh": 2,
@@ -442,9 +441,7 @@ def _slo_picker(name: str, label: str, values: tuple[float, ...], default: float
         "type": "custom",
         "query": ",".join(options),
         "current": {"text": _le(default), "value": _le(default)},
-        "options": [
-            {"text": o, "value": o, "selected": o == _le(default)} for o in options
-        ],
+        "options": [{"text": o, "value": o, "selected": o == _le(default)} for o in options],
     }
 
 
@@ -490,7 +487,8 @@ def alerts() -> dict[str, Any]:
         {
             "alert": "SagellmErrorRatioHigh",
             "expr": (
-                f'sum by (job) (rate({REQS}{{error_type!=""}}[5m])) / '
+                f'(sum by (job) (rate({REQS}{{error_type!=""}}[5m])) '
+                f"or 0 * sum by (job) (rate({REQS}[5m]))) / "
                 f"sum by (job) (rate({REQS}[5m])) > 0.05"
             ),
             "for": "5m",

@@ -28,7 +28,7 @@ def metric_names(expr: str) -> set[str]:
     bare = re.sub(r"\{[^}]*\}", "", bare)
     bare = re.sub(r"\b(by|on)\s*\([^)]*\)", "", bare)
     bare = re.sub(r"\[[^\]]*\]", "", bare)
-    return {w for w in re.findall(r"\b[a-zA-Z_:][a-zA-Z0-9_:]*", bare)} - PROMQL_WORDS
+    return set(re.findall(r"\b[a-zA-Z_:][a-zA-Z0-9_:]*", bare)) - PROMQL_WORDS
 
 
 def _generator() -> Any:
