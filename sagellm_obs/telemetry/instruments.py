@@ -63,7 +63,7 @@ class Instruments:
     dropped: Any
     # Attribute dicts per (operation, model, error type, finish reason): built once, shared by
     # every measurement (the SDK copies what it keeps).
-    _sets: dict[tuple[str, ...], tuple[dict[str, Any], ...]] = field(
+    _sets: dict[tuple[Any, ...], tuple[dict[str, Any], ...]] = field(
         default_factory=dict, repr=False
     )
 
@@ -74,9 +74,9 @@ class Instruments:
         pre-aggregated points (see :mod:`sagellm_obs.telemetry.aggregate`).
         """
         context = trace.set_span_in_context(NonRecordingSpan(span)) if span is not None else None
-        key = (r.operation, r.model, r.error_type or "", r.finish_reason, r.engine_id)
-        cacheable = all(type(k) is str for k in key) and type(r.engine_idx) in (int, type(None))
-        key = (*key, r.engine_idx)
+        names = (r.operation, r.model, r.error_type or "", r.finish_reason, r.engine_id)
+        cacheable = all(type(k) is str for k in names) and type(r.engine_idx) in (int, type(None))
+        key = (*names, r.engine_idx)
         sets = self._sets.get(key) if cacheable else None
         if sets is None:
             sets = attribute_sets(r)

@@ -33,7 +33,7 @@ def _exemplar_collector_class() -> type | None:
         _log.info("sagellm-obs: this opentelemetry-exporter-prometheus has no exemplar hook")
         return None
 
-    class ExemplarCollector(_CustomCollector):  # type: ignore[misc, valid-type]
+    class ExemplarCollector(_CustomCollector):
         def _translate_metric(self, metric: Any, *args: Any, **kwargs: Any) -> None:
             families = kwargs.get("metric_family_id_metric_family")
             if families is None and len(args) >= 3:
@@ -48,7 +48,7 @@ def _exemplar_collector_class() -> type | None:
                 _log.debug("sagellm-obs: exemplars not attached", exc_info=True)
 
     def _attach(metric: Any, families: dict[str, Any], before: dict[int, int]) -> None:
-        points = [p for p in metric.data.data_points]
+        points = list(metric.data.data_points)
         if not any(p.exemplars for p in points):
             return
         for family in families.values():

@@ -90,11 +90,16 @@ def test_dashboard_queries_return_data(harness: EngineHarness, prometheus: str) 
     assert ttft_count and float(ttft_count[0]["value"][1]) >= n
     for path in sorted(DASHBOARDS.glob("*.json")):
         board = json.loads(path.read_text())
+        slo = {t["name"]: t["current"]["value"] for t in board["templating"]["list"]
+               if t["type"] == "custom"}  # fmt: skip
         for panel in board["panels"]:
             for target in panel["targets"]:
+                expr = target["expr"]
+                for name, value in slo.items():
+                    expr = expr.replace(f"${{{name}}}", value)
                 expr = (
-                    target["expr"]
-                    .replace("$__rate_interval", "30s")
+                    expr.replace("$__rate_interval", "30s")
+                    .replace("$job", "sagellm-obs")
                     .replace("$model", ".*")
                     .replace("$engine", ".*")
                 )
@@ -150,13 +155,10 @@ def test_promql_matches_the_local_store(harness: EngineHarness, prometheus: str)
             f"requests, the store {n}"
         )
         time.sleep(0.5)
-    usage = sc.M_TOKEN_USAGE.prometheus_name
-    tokens = {
-        r["metric"]["gen_ai_token_type"]: float(r["value"][1])
-        for r in _query(prometheus, f"sum by (gen_ai_token_type) ({usage}_sum)")
-    }
-    assert tokens["input"] == requests["input_tokens"].sum()
-    assert tokens["output"] == requests["output_tokens"].sum()
+    tokens_in = _scalar(prometheus, f"sum({sc.M_REQUEST_INPUT_TOKENS.prometheus_name}_sum)")
+    tokens_out = _scalar(prometheus, f"sum({sc.M_REQUEST_OUTPUT_TOKENS.prometheus_name}_sum)")
+    assert tokens_in == requests["input_tokens"].sum()
+    assert tokens_out == requests["output_tokens"].sum()
     for spec, column in (
         (sc.M_TTFT, "ttft_s"),
         (sc.M_REQUEST_DURATION, "e2e_s"),
