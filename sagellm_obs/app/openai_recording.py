@@ -46,10 +46,12 @@ def _record_response(result: Any, op: ClientOperation) -> None:
     usage = getattr(result, "usage", None)
     if usage is not None:
         details = getattr(usage, "prompt_tokens_details", None)
+        out_details = getattr(usage, "completion_tokens_details", None)
         op.usage(
             getattr(usage, "prompt_tokens", None),
             getattr(usage, "completion_tokens", None),
             getattr(details, "cached_tokens", None) if details is not None else None,
+            reasoning=getattr(out_details, "reasoning_tokens", None) if out_details else None,
         )
     names: list[str] = []
     outputs: list[dict[str, Any]] = []
@@ -112,7 +114,12 @@ class _ChunkRecorder:
                 op.finish_reason(piece.finish_reason)
             if piece.usage is not None:
                 usage = piece.usage
-                op.usage(usage.input_tokens, usage.output_tokens, usage.cached_tokens)
+                op.usage(
+                    usage.input_tokens,
+                    usage.output_tokens,
+                    usage.cached_tokens,
+                    reasoning=usage.reasoning_tokens,
+                )
         except Exception:
             _log.debug("sagellm-obs: chunk not recorded", exc_info=True)
 

@@ -69,11 +69,13 @@ class Usage:
         input_tokens: Prompt tokens.
         output_tokens: Generated tokens.
         cached_tokens: Prompt tokens served from a prefix cache, when reported.
+        reasoning_tokens: Output tokens spent reasoning, when reported.
     """
 
     input_tokens: int | None = None
     output_tokens: int | None = None
     cached_tokens: int | None = None
+    reasoning_tokens: int | None = None
 
 
 @dataclass(frozen=True)
@@ -126,10 +128,14 @@ def _usage(raw: Any) -> Usage | None:
     if raw is None:
         return None
     details = _get(raw, "prompt_tokens_details")
+    out_details = _get(raw, "completion_tokens_details")
     return Usage(
         input_tokens=_int(_get(raw, "prompt_tokens")),
         output_tokens=_int(_get(raw, "completion_tokens")),
         cached_tokens=_int(_get(details, "cached_tokens")) if details is not None else None,
+        reasoning_tokens=(
+            _int(_get(out_details, "reasoning_tokens")) if out_details is not None else None
+        ),
     )
 
 
@@ -436,7 +442,10 @@ class TokenStreamer:
         with contextlib.suppress(Exception):
             if self.usage is not None:
                 op.usage(
-                    self.usage.input_tokens, self.usage.output_tokens, self.usage.cached_tokens
+                    self.usage.input_tokens,
+                    self.usage.output_tokens,
+                    self.usage.cached_tokens,
+                    reasoning=self.usage.reasoning_tokens,
                 )
             else:
                 op.usage(None, self.token_count)
