@@ -280,12 +280,11 @@ class _Server:
         process-wide registry (vLLM's metrics only).
         """
         from prometheus_client import REGISTRY
-
-        from sagellm_obs.telemetry.prometheus import encode
+        from prometheus_client.exposition import choose_encoder
 
         registry = getattr(self.engine.telemetry, "prometheus_registry", None) or REGISTRY
-        body, content_type = encode(registry, request.headers.get("accept"))
-        return Response(body, media_type=content_type)
+        encoder, content_type = choose_encoder(request.headers.get("accept") or "")
+        return Response(encoder(registry), media_type=content_type)
 
     # --- helpers ---------------------------------------------------------------------------------
     def _model(self, requested: str | None) -> str:

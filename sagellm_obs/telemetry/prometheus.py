@@ -89,15 +89,6 @@ def add_exemplars(reader: Any) -> bool:
     return True
 
 
-def encode(registry: Any, accept: str | None) -> tuple[bytes, str]:
-    """``registry`` in the format the ``Accept`` header asks for: OpenMetrics (with exemplars)
-    or the classic Prometheus text format."""
-    from prometheus_client.exposition import choose_encoder
-
-    encoder, content_type = choose_encoder(accept or "")
-    return encoder(registry), content_type
-
-
 class _GlobalRegistryView:
     """A collector that yields whatever the process-wide registry holds (vLLM's metrics)."""
 
