@@ -44,7 +44,6 @@ DECODE = sc.M_DECODE.prometheus_name
 TOKENS_IN = sc.M_REQUEST_INPUT_TOKENS.prometheus_name
 TOKENS_OUT = sc.M_REQUEST_OUTPUT_TOKENS.prometheus_name
 REQS = sc.M_REQUESTS.prometheus_name
-KV = sc.M_KV_USAGE.prometheus_name
 RUNNING = sc.M_RUNNING.prometheus_name
 WAITING = sc.M_WAITING.prometheus_name
 PQ = sc.M_PREFIX_QUERIES.prometheus_name
