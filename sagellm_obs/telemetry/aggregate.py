@@ -163,7 +163,7 @@ class _Sum:
 
 
 class _Series:
-    """The points one request key (operation, model, error type, finish reason) updates."""
+    """The points one request key (operation, model, error type, finish reason, engine) updates."""
 
     __slots__ = ("filtered", "hists", "requests", "tokens")
 

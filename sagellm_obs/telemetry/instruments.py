@@ -61,8 +61,8 @@ class Instruments:
     generation_tokens: Any
     preemptions: Any
     dropped: Any
-    # Attribute dicts per (operation, model, error type, finish reason): built once, shared by
-    # every measurement (the SDK copies what it keeps).
+    # Attribute dicts per (operation, model, error type, finish reason, engine): built once,
+    # shared by every measurement (the SDK copies what it keeps).
     _sets: dict[tuple[Any, ...], tuple[dict[str, Any], ...]] = field(
         default_factory=dict, repr=False
     )
