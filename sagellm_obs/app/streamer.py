@@ -127,15 +127,12 @@ def _int(value: Any) -> int | None:
 def _usage(raw: Any) -> Usage | None:
     if raw is None:
         return None
-    details = _get(raw, "prompt_tokens_details")
-    out_details = _get(raw, "completion_tokens_details")
+    details, reasoning = _get(raw, "prompt_tokens_details"), _get(raw, "completion_tokens_details")
     return Usage(
         input_tokens=_int(_get(raw, "prompt_tokens")),
         output_tokens=_int(_get(raw, "completion_tokens")),
         cached_tokens=_int(_get(details, "cached_tokens")) if details is not None else None,
-        reasoning_tokens=(
-            _int(_get(out_details, "reasoning_tokens")) if out_details is not None else None
-        ),
+        reasoning_tokens=_int(_get(reasoning, "reasoning_tokens")) if reasoning else None,
     )
 
 
@@ -442,10 +439,7 @@ class TokenStreamer:
         with contextlib.suppress(Exception):
             if self.usage is not None:
                 op.usage(
-                    self.usage.input_tokens,
-                    self.usage.output_tokens,
-                    self.usage.cached_tokens,
-                    reasoning=self.usage.reasoning_tokens,
+                    self.usage.input_tokens, self.usage.output_tokens, self.usage.cached_tokens
                 )
             else:
                 op.usage(None, self.token_count)
