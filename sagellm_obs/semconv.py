@@ -13,6 +13,7 @@ semconv 1.44) by default; the names sagellm-obs emitted before stay available be
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Final
 
@@ -139,8 +140,6 @@ def genai_semconv_mode(value: str | None = None) -> str:
     variable. Unknown entries (other categories: ``http``, ``database/dup``...) are ignored; with
     no GenAI entry the mode is the latest. ``configure()`` reads this once.
     """
-    import os
-
     raw = os.environ.get(ENV_SEMCONV_OPT_IN, "") if value is None else value
     if raw.strip() in SEMCONV_MODES:
         return raw.strip()

@@ -151,6 +151,8 @@ def configure(
     """
     global _current
     adv = advanced or AdvancedOptions()
+    if genai_semconv is not None and genai_semconv not in sc.SEMCONV_MODES:
+        raise ValueError(f"genai_semconv must be one of {sc.SEMCONV_MODES}, not {genai_semconv!r}")
     with _lock:
         if make_current and _current is not None:
             _current.shutdown()

@@ -116,3 +116,8 @@ def test_dup_emits_both_and_the_argument_wins(
     assert [new_in] == old_in
     points, _, tel = _run(tmp_path / "b", monkeypatch, "gen_ai_latest_experimental/dup", "latest")
     assert tel.genai_semconv == sc.SEMCONV_LATEST and not LEGACY & set(points)
+
+
+def test_an_unknown_mode_is_an_error(tmp_path: Any) -> None:
+    with pytest.raises(ValueError, match="genai_semconv"):
+        configure(run_dir=False, otlp_endpoint=False, genai_semconv="newest", make_current=False)
