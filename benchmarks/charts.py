@@ -73,10 +73,11 @@ def synthetic_requests(n: int, *, rate: float = 1000.0, engines: int = 1) -> pl.
         source=pl.lit("sagellm"),
     ).with_columns(
         ttft_s=pl.col("queue_s") + pl.col("prefill_s"),
+        frontend_s=pl.lit(0.0),
         inference_s=pl.col("prefill_s") + pl.col("decode_s"),
         e2e_s=pl.col("queue_s") + pl.col("prefill_s") + pl.col("decode_s"),
         tpot_s=pl.col("decode_s") / pl.max_horizontal(pl.col("output_tokens") - 1, 1),
-        prefix_hit_rate=pl.col("cached_tokens") / pl.col("input_tokens"),
+        cached_prompt_share=pl.col("cached_tokens") / pl.col("input_tokens"),
     )
     return conform(frame, REQUESTS)
 
@@ -131,7 +132,7 @@ def chart_calls() -> dict[str, Callable[[_Frames], Any]]:
         "latency_over_time": lambda fr: charts.latency_over_time(fr.requests, "ttft_s"),
         "ttft_vs_prompt": lambda fr: charts.ttft_vs_prompt(fr.requests),
         "request_waterfall": lambda fr: charts.request_waterfall(fr.requests),
-        "prefix_hit_by_request": lambda fr: charts.prefix_hit_by_request(fr.requests),
+        "cached_share_by_request": lambda fr: charts.cached_share_by_request(fr.requests),
         "kv_usage": lambda fr: charts.kv_usage(fr.steps),
         "prefix_hit_rate": lambda fr: charts.prefix_hit_rate(fr.steps),
         "throughput": lambda fr: charts.throughput(fr.steps),

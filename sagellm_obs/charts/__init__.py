@@ -4,8 +4,10 @@ Every function reduces its frame in Polars first (binned histograms, time bucket
 samples), so charts of runs with millions of requests stay small. Empty frames give a small
 "no data" chart rather than an exception.
 
-Importing this package registers the ``"sagellm"`` theme (see :mod:`sagellm_obs.charts.theme`).
-Notebooks without internet access call :func:`enable_offline_renderer` first.
+Importing this package registers the ``"sagellm"`` theme (see :mod:`sagellm_obs.charts.theme`) and
+makes ``chart.save("x.html")`` write a file that renders offline (the JavaScript inlined; see
+:mod:`sagellm_obs.charts.offline`). Notebooks without internet access call
+:func:`enable_offline_renderer` first.
 
 Joined application-to-engine traces: :func:`trace_timeline` draws a
 :func:`~sagellm_obs.frames.call_tree`, :func:`time_breakdown_chart` a
@@ -36,12 +38,19 @@ from sagellm_obs.charts.fleet import (
 )
 from sagellm_obs.charts.kv_events import block_lifetime_reuse, evictions_vs_kv_usage
 from sagellm_obs.charts.latency import latency_distribution, latency_over_time, ttft_vs_prompt
-from sagellm_obs.charts.offline import enable_offline_renderer
-from sagellm_obs.charts.prefix_cache import kv_usage, prefix_hit_by_request, prefix_hit_rate
+from sagellm_obs.charts.offline import enable_offline_renderer, save_html_offline_by_default
+from sagellm_obs.charts.prefix_cache import (
+    cached_share_by_request,
+    kv_usage,
+    prefix_hit_by_request,
+    prefix_hit_rate,
+)
 from sagellm_obs.charts.theme import (
+    FRONTEND_COLOR,
     PHASE_COLORS,
     PHASES,
     THEME,
+    WATERFALL_PARTS,
     register_theme,
 )
 from sagellm_obs.charts.throughput import concurrency, throughput
@@ -56,14 +65,18 @@ from sagellm_obs.charts.waterfall import request_waterfall
 from sagellm_obs.charts.workload_phases import with_workload_phases, workload_phases
 
 register_theme()
+save_html_offline_by_default()
 
 __all__ = [
     "CATEGORY_COLORS",
+    "FRONTEND_COLOR",
     "PART_COLORS",
     "PHASES",
     "PHASE_COLORS",
     "THEME",
+    "WATERFALL_PARTS",
     "block_lifetime_reuse",
+    "cached_share_by_request",
     "compare_quantiles",
     "compare_runs",
     "concurrency",

@@ -26,7 +26,7 @@ from sagellm_obs.charts._data import (
 )
 from sagellm_obs.charts.theme import SERIES_COLORS, series_scale
 
-__all__ = ["kv_usage", "prefix_hit_by_request", "prefix_hit_rate"]
+__all__ = ["cached_share_by_request", "kv_usage", "prefix_hit_by_request", "prefix_hit_rate"]
 
 _PERCENT = alt.Axis(format="%")
 
@@ -146,21 +146,25 @@ def prefix_hit_rate(
     return alt.layer(points_layer, line).properties(title=alt.Title(title, subtitle=subtitle))
 
 
-def prefix_hit_by_request(requests: pl.DataFrame, *, bins: int = 20) -> ChartType:
+def cached_share_by_request(requests: pl.DataFrame, *, bins: int = 20) -> ChartType:
     """How many requests found which share of their prompt in the prefix cache.
 
+    A request's cached share is its cached prompt tokens over its prompt tokens; its mean is not
+    the prefix-cache hit rate (hits over queries of the engine's steps, :func:`prefix_hit_rate`):
+    a request whose prompt is mostly cached weighs one request, however long its prompt.
+
     Args:
-        requests: The requests frame (``prefix_hit_rate`` in 0..1 per request).
+        requests: The requests frame (``cached_prompt_share`` in 0..1 per request).
         bins: About how many bins over 0..100%.
 
     Returns:
         A histogram with a rule at the mean, or a "no data" chart.
     """
-    title = "Prefix-cache hit rate per request"
-    frame = finite(requests, "prefix_hit_rate")
+    title = "Cached share of each request's prompt"
+    frame = finite(requests, "cached_prompt_share")
     if frame.height == 0:
         return no_data(title)
-    values = frame["prefix_hit_rate"].clip(0.0, 1.0)
+    values = frame["cached_prompt_share"].clip(0.0, 1.0)
     data = histogram(values, bins, extent=(0.0, 1.0))
     mean = float(values.mean() or 0.0)  # type: ignore[arg-type]
     bars = (
@@ -192,3 +196,16 @@ def prefix_hit_by_request(requests: pl.DataFrame, *, bins: int = 20) -> ChartTyp
     )
     subtitle = f"{frame.height:,} requests"
     return alt.layer(bars, rule, label).properties(title=alt.Title(title, subtitle=subtitle))
+
+
+def prefix_hit_by_request(requests: pl.DataFrame, *, bins: int = 20) -> ChartType:
+    """Deprecated name of :func:`cached_share_by_request` (a request's cached share of its
+    prompt is not a hit rate)."""
+    import warnings
+
+    warnings.warn(
+        "prefix_hit_by_request is renamed cached_share_by_request",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return cached_share_by_request(requests, bins=bins)

@@ -27,6 +27,15 @@ PHASES: Final = ("queue", "prefill", "decode")
 PHASE_COLORS: Final = {"queue": "#b0b0b0", "prefill": "#4c78a8", "decode": "#f58518"}
 """Fixed colour of each phase: grey waiting, blue prompt processing, orange generation."""
 
+FRONTEND: Final = "frontend"
+"""The engine frontend's share of a request's TTFT, before its phases (``requests.frontend_s``)."""
+
+FRONTEND_COLOR: Final = "#eeca3b"
+"""The engine request's own colour (trace charts): its time that no phase covers."""
+
+WATERFALL_PARTS: Final = (FRONTEND, *PHASES)
+"""A request's parts from arrival in a waterfall: TTFT = frontend + queue + prefill, then decode."""
+
 QUANTILE_COLORS: Final = {"p50": "#2f7d32", "p90": "#8e44ad", "p99": "#c0392b"}
 """Fixed colour of the quantile rules and lines."""
 
@@ -88,6 +97,12 @@ def sagellm_theme() -> alt.theme.ThemeConfig:
 def phase_scale() -> alt.Scale:
     """Colour scale of the request phases, in time order."""
     return alt.Scale(domain=list(PHASES), range=[PHASE_COLORS[p] for p in PHASES])
+
+
+def waterfall_scale() -> alt.Scale:
+    """Colour scale of :data:`WATERFALL_PARTS`: the frontend, then the phases' colours."""
+    colors = {FRONTEND: FRONTEND_COLOR, **PHASE_COLORS}
+    return alt.Scale(domain=list(WATERFALL_PARTS), range=[colors[p] for p in WATERFALL_PARTS])
 
 
 def quantile_scale(names: list[str]) -> alt.Scale:

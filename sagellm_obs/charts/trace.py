@@ -19,7 +19,7 @@ import polars as pl
 from altair.typing import ChartType
 
 from sagellm_obs.charts._data import no_data
-from sagellm_obs.charts.theme import PHASE_COLORS, PHASES
+from sagellm_obs.charts.theme import FRONTEND_COLOR, PHASE_COLORS, PHASES
 from sagellm_obs.frames.traces import (
     CATEGORY_APPLICATION,
     CATEGORY_ENGINE_REQUEST,
@@ -45,7 +45,7 @@ CATEGORY_COLORS: Final = {
     CATEGORY_MODEL_CALL: "#72b7b2",
     CATEGORY_TOOL_CALL: "#b279a2",
     CATEGORY_SERVER: "#9d755d",
-    CATEGORY_ENGINE_REQUEST: "#eeca3b",
+    CATEGORY_ENGINE_REQUEST: FRONTEND_COLOR,
     **PHASE_COLORS,
     CATEGORY_OTHER: "#bab0ac",
 }

@@ -1,7 +1,10 @@
-"""The request waterfall: one row per request, its queue, prefill and decode phases on a time axis.
+"""The request waterfall: one row per request, frontend, queue, prefill and decode on a time axis.
 
 Like a trace viewer's timeline: each request's bars start at its arrival and follow one another,
-so overlaps show concurrency and long grey bars show queueing. Only ``limit`` requests are drawn.
+so overlaps show concurrency and long grey bars show queueing. The first bar is the engine
+frontend's share of TTFT (``requests.frontend_s``: arrival until EngineCore queues the request,
+tokenisation and hand-off, and the first token's way back), so the first token comes where
+frontend + queue + prefill ends: at arrival + TTFT. Only ``limit`` requests are drawn.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import polars as pl
 from altair.typing import ChartType
 
 from sagellm_obs.charts._data import SEED, epoch_ms, no_data, sample, time_x
-from sagellm_obs.charts.theme import PHASES, phase_scale
+from sagellm_obs.charts.theme import WATERFALL_PARTS, waterfall_scale
 
 __all__ = ["request_waterfall", "waterfall_rows"]
 
@@ -48,10 +51,11 @@ def _pick(requests: pl.DataFrame, limit: int, select: Select) -> pl.DataFrame:
 def waterfall_rows(
     requests: pl.DataFrame, limit: int = 200, select: Select = "first"
 ) -> pl.DataFrame:
-    """The waterfall's data: three rows (queue, prefill, decode) per chosen request.
+    """The waterfall's data: four rows (frontend, queue, prefill, decode) per chosen request.
 
     Args:
-        requests: The requests frame (needs ``arrival`` and the phase columns).
+        requests: The requests frame (needs ``arrival`` and the phase columns; ``frontend_s``
+            missing counts 0).
         limit: Most requests kept.
         select: Which requests: the ``"first"`` to arrive, the ``"slowest"`` (by E2E) or a
             fixed-seed ``"sample"`` spread over the run.
@@ -59,7 +63,7 @@ def waterfall_rows(
     Returns:
         Columns ``row`` (rank by arrival), ``time`` (arrival, epoch ms), ``phase``, ``start``,
         ``end`` (epoch ms), ``ms`` (phase duration) and the ids, tokens and latencies shown in
-        tooltips.
+        tooltips. Negative or missing durations are drawn as 0.
     """
     picked = _pick(requests, max(limit, 0), select)
     missing = [
@@ -69,12 +73,12 @@ def waterfall_rows(
         pl.col(f"{p}_s").fill_null(0.0).fill_nan(0.0).clip(lower_bound=0.0)
         if f"{p}_s" in picked.columns
         else pl.lit(0.0)
-        for p in PHASES
+        for p in WATERFALL_PARTS
     ]
     base = picked.with_columns(*missing).select(
         pl.int_range(pl.len()).alias("row"),
         epoch_ms("arrival").alias("time"),
-        *((s * 1000.0).alias(f"{p}_ms") for p, s in zip(PHASES, phases_s, strict=True)),
+        *((s * 1000.0).alias(f"{p}_ms") for p, s in zip(WATERFALL_PARTS, phases_s, strict=True)),
         *(pl.col(c) for c in _OPTIONAL),
     )
     base = base.with_columns(
@@ -83,7 +87,7 @@ def waterfall_rows(
     keep = [c for c in base.columns if not c.endswith("_ms") or c in ("ttft_ms", "e2e_ms")]
     parts = []
     offset = pl.lit(0.0)
-    for p in PHASES:
+    for p in WATERFALL_PARTS:
         parts.append(
             base.select(
                 *keep,
@@ -114,7 +118,7 @@ def waterfall_chart(
                 title="requests (by arrival)",
                 axis=alt.Axis(labels=False, ticks=False, domain=False),
             ),
-            color=alt.Color("phase:N", scale=phase_scale(), title="phase"),
+            color=alt.Color("phase:N", scale=waterfall_scale(), title="part"),
             order=alt.Order("start:Q"),
             tooltip=[
                 alt.Tooltip("request_id:N", title="request"),
@@ -137,7 +141,7 @@ def waterfall_chart(
 def request_waterfall(
     requests: pl.DataFrame, limit: int = 200, *, select: Select = "first"
 ) -> ChartType:
-    """Horizontal stacked bars per request: queue, prefill, decode, starting at arrival.
+    """Horizontal stacked bars per request: frontend, queue, prefill, decode, from its arrival.
 
     Args:
         requests: The requests frame.

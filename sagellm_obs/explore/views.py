@@ -145,7 +145,7 @@ def list_label(row: dict[str, Any]) -> str:
 
 
 def request_waterfall(one: pl.DataFrame, request_id: str) -> ChartType:
-    """One request's queue/prefill/decode waterfall, sized for the explorer's side panel."""
+    """One request's waterfall (frontend, queue, prefill, decode), sized for the side panel."""
     waterfall = charts.request_waterfall(one, 1)
     if isinstance(waterfall, alt.Chart):  # one row: no row axis, few time labels
         waterfall = waterfall.encode(
@@ -158,7 +158,8 @@ def request_waterfall(one: pl.DataFrame, request_id: str) -> ChartType:
         )
     return waterfall.properties(
         title=alt.Title(
-            f"Request {request_id}", subtitle="queue, prefill and decode from its arrival"
+            f"Request {request_id}",
+            subtitle="from its arrival: TTFT = frontend + queue + prefill, then decode",
         ),
         width=440,
         height=50,

@@ -32,7 +32,7 @@ import polars as pl
 _log = logging.getLogger(__name__)
 
 CACHE_DIR = ".cache"
-FORMAT = 3
+FORMAT = 4  # 4: requests.frontend_s; prefix_hit_rate renamed cached_prompt_share
 """Bump when the frames built from the same files change (schemas, derivations)."""
 
 FRAME_NAMES = ("spans", "requests", "steps", "metrics")

@@ -100,6 +100,7 @@ REQUESTS = _schema(
         "run_id": pl.String,
         "operation": pl.String,
         "arrival": TIME,  # start of the request span
+        "frontend_s": pl.Float64,  # TTFT - queue - prefill: the engine frontend's share of TTFT
         "queue_s": pl.Float64,
         "prefill_s": pl.Float64,
         "decode_s": pl.Float64,
@@ -110,7 +111,7 @@ REQUESTS = _schema(
         "input_tokens": pl.Int64,
         "output_tokens": pl.Int64,
         "cached_tokens": pl.Int64,
-        "prefix_hit_rate": pl.Float64,  # cached / input, null when input is 0 or unknown
+        "cached_prompt_share": pl.Float64,  # cached / input tokens, null when input is 0 or unknown
         "finish_reason": pl.String,
         "error_type": pl.String,
         "cancelled": pl.Boolean,

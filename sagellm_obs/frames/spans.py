@@ -6,7 +6,7 @@ Lines are exploded resource → scope → span with polars; known attributes bec
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
 
 import polars as pl
@@ -250,6 +250,23 @@ def _drop_bad(flat: pl.DataFrame, on_bad: OnBad) -> pl.DataFrame:
     return checked.filter(pl.col("_problem").is_null()).drop("_problem")
 
 
+TTFT_PHASES = ("queue_s", "prefill_s")
+"""The engine phases inside TTFT; the rest of it is the frontend's (:func:`frontend_share`)."""
+
+
+def frontend_share(total: str, phases: Sequence[str]) -> pl.Expr:
+    """The engine frontend's share of the duration ``total``: ``total`` minus the engine phases
+    it holds (a missing phase counts 0), not clipped (a negative value means clocks disagree).
+
+    The frontend's time is what the phase spans do not cover: from arrival until EngineCore
+    queues the request (tokenisation, the hand-off) and the outputs' way back (detokenisation,
+    the first token reaching the frontend). The one definition behind ``requests.frontend_s``
+    (of TTFT, so TTFT = frontend + queue + prefill) and the time breakdown's ``engine_other_s``
+    (of the engine span: :func:`sagellm_obs.frames.time_breakdown`).
+    """
+    return pl.col(total) - pl.sum_horizontal(*(pl.col(p).fill_null(0.0) for p in phases))
+
+
 def build_requests(spans: pl.DataFrame, client: pl.DataFrame | None = None) -> pl.DataFrame:
     """The ``requests`` frame of a ``spans`` frame (and client timings): see :func:`requests_of`."""
     lazy_client = client.lazy() if client is not None and client.height else None
@@ -285,8 +302,9 @@ def requests_of(spans: pl.LazyFrame, client: pl.LazyFrame | None = None) -> pl.L
     (a trace of vLLM alone) is a row of its own, ``source="vllm"``.
 
     Missing ``tpot_s`` is derived as ``decode_s / (output_tokens - 1)``, missing ``e2e_s`` as the
-    span's duration and missing ``inference_s`` as ``prefill_s + decode_s``. ``cancelled`` is
-    false on our spans unless set (vLLM does not say). Client timings (``client``:
+    span's duration and missing ``inference_s`` as ``prefill_s + decode_s``; ``frontend_s`` is
+    TTFT's share outside queue and prefill (:func:`frontend_share`) and ``cached_prompt_share`` =
+    cached / input tokens. ``cancelled`` is false on our spans unless set (vLLM does not say). Client timings (``client``:
     ``CLIENT_LINE`` rows) are joined on ``request_id``; the last line wins for a repeated id.
     Sorted by arrival.
     """
@@ -331,7 +349,8 @@ def requests_of(spans: pl.LazyFrame, client: pl.LazyFrame | None = None) -> pl.L
         .alias("cancelled"),
         pl.when(pl.col("input_tokens") > 0)
         .then(pl.col("cached_tokens") / pl.col("input_tokens"))
-        .alias("prefix_hit_rate"),
+        .alias("cached_prompt_share"),
+    ).with_columns(frontend_share("ttft_s", TTFT_PHASES).alias("frontend_s"),
     )
     if client is not None:
         req = req.join(client_columns(client), on="request_id", how="left", maintain_order="left")

@@ -42,6 +42,7 @@ from sagellm_obs.frames.schemas import (
     conform,
     empty,
 )
+from sagellm_obs.frames.spans import frontend_share
 
 __all__ = [
     "CATEGORIES",
@@ -379,7 +380,8 @@ def time_breakdown(
     * ``network_s`` = client - server: the network, (de)serialisation and the client library
       (client - engine when no server span sits between them);
     * ``server_overhead_s`` = server - engine: HTTP handling, validation, building the response;
-    * ``engine_other_s`` = engine - queue - prefill - decode: the engine frontend (tokenisation,
+    * ``engine_other_s`` = engine - queue - prefill - decode
+      (:func:`~sagellm_obs.frames.spans.frontend_share`): the engine frontend (tokenisation,
       hand-off to the engine core, detokenisation).
 
     ``network_s + server_overhead_s + engine_other_s + queue_s + prefill_s + decode_s`` adds up
@@ -481,8 +483,5 @@ def _parts(joined: pl.DataFrame) -> pl.DataFrame:
     ).with_columns(
         (pl.col("client_s") - pl.coalesce("server_s", "engine_s")).alias("network_s"),
         (pl.col("server_s") - pl.col("engine_s")).alias("server_overhead_s"),
-        (
-            pl.col("engine_s")
-            - pl.sum_horizontal(*(pl.col(f"{p}_s").fill_null(0.0) for p in sc.PHASE_SPANS))
-        ).alias("engine_other_s"),
+        frontend_share("engine_s", [f"{p}_s" for p in sc.PHASE_SPANS]).alias("engine_other_s"),
     )

@@ -152,6 +152,17 @@ def traceparent_from_metadata(metadata: dict[str, Any] | None) -> TraceParent | 
     return parse_traceparent(metadata.get(TRACEPARENT_KEY))
 
 
+def default_trace_id(metadata: dict[str, Any] | None, fallback: str) -> str:
+    """The protocol ``trace_id`` of a request whose client named none.
+
+    The W3C trace id of ``metadata["traceparent"]`` when it has a valid one, so the protocol
+    trace id, the ``X-Trace-Id`` response header and the spans' trace id are one id; else
+    ``fallback`` (the request id, as sageLLM's engine does).
+    """
+    tp = traceparent_from_metadata(metadata)
+    return tp.trace_id if tp is not None else fallback
+
+
 def with_traceparent(
     request: Request, traceparent: TraceParent | str, tracestate: str | None = None
 ) -> Request:

@@ -113,10 +113,12 @@ def _run_sections(frames: Frames, block: Any) -> list[tuple[str, list[ChartBlock
                 block(
                     "waterfall",
                     charts.request_waterfall(req),
-                    "Queue, prefill and decode of each request from its arrival.",
+                    "Each request from its arrival: the engine frontend's share of TTFT "
+                    "(tokenisation, hand-off, the first token's way back), queue, prefill "
+                    "(TTFT ends there), then decode.",
                     wide=True,
                 ),
-                block("prefix-by-request", charts.prefix_hit_by_request(req)),
+                block("cached-share-by-request", charts.cached_share_by_request(req)),
             ],
         ),
         (

@@ -31,6 +31,7 @@ from sagellm_obs.protocol import (
     Request,
     Response,
     SamplingParams,
+    default_trace_id,
     validate,
 )
 from sagellm_obs.protocol import llama_stack as ls
@@ -218,7 +219,8 @@ def to_request(
     stream: bool = False,
     seed: int | None = None,
 ) -> Request:
-    """The protocol request (``trace_id`` is the request id, as on the OpenAI routes)."""
+    """The protocol request; its ``trace_id`` is the W3C trace id of ``metadata``'s
+    traceparent (else the request id), as on the OpenAI routes without a body ``trace_id``."""
     sp, max_tokens = sampling(params)
     if seed is not None:
         sp = sp.model_copy(update={"seed": seed})
@@ -229,7 +231,7 @@ def to_request(
         meta[STRUCTURED_OUTPUT_KEY] = {"json": response_format.json_schema}
     fields: dict[str, Any] = {
         "request_id": request_id,
-        "trace_id": request_id,
+        "trace_id": default_trace_id(metadata, request_id),
         "max_tokens": max_tokens or default_max_tokens,
         "stream": stream,
         "sampling_params": sp,

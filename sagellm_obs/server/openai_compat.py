@@ -34,6 +34,7 @@ from sagellm_obs.protocol import (
     Request,
     Response,
     SamplingParams,
+    default_trace_id,
     validate,
 )
 from sagellm_obs.protocol.toolcalls import ForcedTool, ToolSpec, forced_tool
@@ -182,15 +183,16 @@ def to_request(
 ) -> Request:
     """The protocol request for an OpenAI body.
 
-    The protocol trace id is the body's ``trace_id`` or the request id. ``metadata`` (trace
-    context) is extended with ``ignore_eos``.
+    The protocol trace id is the body's ``trace_id``; without one, the W3C trace id of the
+    request's trace (``metadata``'s traceparent: the ``X-Trace-Id`` header), else the request
+    id. ``metadata`` (trace context) is extended with ``ignore_eos``.
 
     Raises:
         ProtocolValidationError: The mapped request is invalid.
     """
     fields: dict[str, Any] = {
         "request_id": request_id,
-        "trace_id": body.trace_id or request_id,
+        "trace_id": body.trace_id or default_trace_id(metadata, request_id),
         "model": body.model or "",
         "stream": body.stream,
     }

@@ -33,7 +33,7 @@ CHARTS: dict[str, Callable[[_Frames], Any]] = {
     "ttft over time": lambda f: charts.latency_over_time(f.requests, "ttft_s"),
     "ttft vs prompt": lambda f: charts.ttft_vs_prompt(f.requests),
     "waterfall": lambda f: charts.request_waterfall(f.requests),
-    "hit by request": lambda f: charts.prefix_hit_by_request(f.requests),
+    "cached share by request": lambda f: charts.cached_share_by_request(f.requests),
     "kv usage": lambda f: charts.kv_usage(f.steps),
     "prefix hit rate": lambda f: charts.prefix_hit_rate(f.steps),
     "throughput": lambda f: charts.throughput(f.steps),

@@ -27,7 +27,7 @@ REQUEST_CHARTS: dict[str, Callable[[pl.DataFrame], Any]] = {
     "over time": charts.latency_over_time,
     "ttft vs prompt": charts.ttft_vs_prompt,
     "waterfall": charts.request_waterfall,
-    "hit by request": charts.prefix_hit_by_request,
+    "cached share by request": charts.cached_share_by_request,
     "compare": lambda r: charts.compare_runs({"A": r, "B": r}),
     "dashboard": lambda r: charts.run_dashboard(_Frames(r, empty_steps())),
 }
@@ -64,7 +64,7 @@ def test_one_request_and_null_latencies(name: str) -> None:
                 "prefill_s": 0.01,
                 "decode_s": 0.01,
                 "input_tokens": 0,
-                "prefix_hit_rate": None,
+                "cached_prompt_share": None,
             },
             {"request_id": "nan", "arrival": START + timedelta(seconds=1), "ttft_s": float("nan")},
         ]

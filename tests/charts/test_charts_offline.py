@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import altair as alt
 import pytest
@@ -66,3 +68,30 @@ def test_import_sagellm_obs_does_not_load_altair() -> None:
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
     code = "import sys, sagellm_obs.charts; sys.exit('altair' not in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+EXTERNAL_SCRIPT = re.compile(r"<script[^>]+src=[\"']?https?://")
+
+
+@pytest.mark.parametrize("compose", ["one", "layered", "concatenated"])
+def test_chart_save_html_renders_offline(compose: str, tmp_path: Path) -> None:
+    chart = latency_distribution(requests_frame([{"request_id": "a", "ttft_s": 0.1}]))
+    shaped = {"one": chart, "layered": chart + chart, "concatenated": chart | chart}[compose]
+    shaped.save(tmp_path / "x.html")  # a Path, as users pass it
+    page = (tmp_path / "x.html").read_text()
+    assert not EXTERNAL_SCRIPT.search(page)
+    assert "vegaEmbed" in page and len(page) > 100_000  # the bundle is inlined
+    with open(tmp_path / "y.page", "w") as fh:  # a file object: the format says HTML
+        shaped.save(fh, format="html")
+    assert not EXTERNAL_SCRIPT.search((tmp_path / "y.page").read_text())
+
+
+def test_chart_save_keeps_altairs_choices(tmp_path: Path) -> None:
+    chart = latency_distribution(requests_frame([{"request_id": "a", "ttft_s": 0.1}]))
+    chart.save(tmp_path / "cdn.html", inline=False)  # asked for: the small file with CDN links
+    assert EXTERNAL_SCRIPT.search((tmp_path / "cdn.html").read_text())
+    chart.save(tmp_path / "x.json")  # other formats are Altair's own
+    assert json.loads((tmp_path / "x.json").read_text())["$schema"].startswith("https://vega")
+    offline.save_html_offline_by_default()  # idempotent: no wrapper around the wrapper
+    assert alt.TopLevelMixin.save.__wrapped__ is not alt.TopLevelMixin.save  # type: ignore[attr-defined]
+    assert not hasattr(alt.TopLevelMixin.save.__wrapped__, "_sagellm_offline")  # type: ignore[attr-defined]

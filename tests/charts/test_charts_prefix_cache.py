@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import polars as pl
@@ -16,7 +17,12 @@ from chart_frames import (
     units_with_mark,
 )
 
-from sagellm_obs.charts import kv_usage, prefix_hit_by_request, prefix_hit_rate
+from sagellm_obs.charts import (
+    cached_share_by_request,
+    kv_usage,
+    prefix_hit_by_request,
+    prefix_hit_rate,
+)
 from sagellm_obs.frames.schemas import STEPS, conform
 
 
@@ -87,11 +93,15 @@ def test_prefix_hit_rate_resamples_many_steps() -> None:
     assert len(rows_of(spec, dots)) == 2000
 
 
-def test_prefix_hit_by_request_bins_zero_to_one() -> None:
+def test_cached_share_by_request_bins_zero_to_one() -> None:
     frame = requests_frame(
-        [{"request_id": str(i), "prefix_hit_rate": r} for i, r in enumerate([0.0, 0.0, 0.5, 1.0])]
+        [
+            {"request_id": str(i), "cached_prompt_share": r}
+            for i, r in enumerate([0.0, 0.0, 0.5, 1.0])
+        ]
     )
-    spec = prefix_hit_by_request(frame, bins=10).to_dict()
+    spec = cached_share_by_request(frame, bins=10).to_dict()
+    assert "hit rate" not in json.dumps(spec["title"])  # a share of the prompt, not hits/queries
     (bars,) = units_with_mark(spec, "bar")
     rows = rows_of(spec, bars)
     assert {(r["bin_start"], r["bin_end"], r["count"]) for r in rows} == {
@@ -101,6 +111,13 @@ def test_prefix_hit_by_request_bins_zero_to_one() -> None:
     }
     (rule,) = units_with_mark(spec, "rule")
     assert rows_of(spec, rule)[0]["mean"] == pytest.approx(0.375)
+
+
+def test_the_old_name_still_draws_it_and_warns() -> None:
+    frame = requests_frame([{"request_id": "0", "cached_prompt_share": 0.5}])
+    with pytest.warns(DeprecationWarning, match="cached_share_by_request"):
+        old = prefix_hit_by_request(frame, bins=10).to_dict()
+    assert old == cached_share_by_request(frame, bins=10).to_dict()
 
 
 def test_empty_steps_give_no_data() -> None:

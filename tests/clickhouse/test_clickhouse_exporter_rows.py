@@ -181,7 +181,7 @@ def test_sagellm_request_tree_with_error_status(
     assert from_ch.requests.equals(from_json.requests)
     req = from_ch.requests.row(0, named=True)
     assert (req["finish_reason"], req["error_type"], req["stream"]) == ("error", "timeout", True)
-    assert req["prefix_hit_rate"] == pytest.approx(0.4)
+    assert req["cached_prompt_share"] == pytest.approx(0.4)
     assert from_ch.spans.filter(pl.col("span_id") == root)["status_code"].item() == "ERROR"
 
 

@@ -149,12 +149,18 @@ def test_selecting_a_request_updates_waterfall_and_attributes(ex: Explorer, run_
     assert ex.selected_request_id == rid
     rows = _rows(ex.charts["waterfall"])
     assert {r["request_id"] for r in rows} == {rid}
-    assert sorted(r["phase"] for r in rows) == ["decode", "prefill", "queue"]
+    assert sorted(r["phase"] for r in rows) == ["decode", "frontend", "prefill", "queue"]
     spec = ex.charts["waterfall"].to_dict()
     assert rid in json.dumps(spec["title"])
     row = frames.requests.filter(pl.col("request_id") == rid).row(0, named=True)
     queue_ms = next(r["ms"] for r in rows if r["phase"] == "queue")
     assert queue_ms == pytest.approx(row["queue_s"] * 1000.0)
+    # The gap between arrival and the queue span is named: the frontend's share of TTFT.
+    part = {r["phase"]: r for r in rows}
+    assert part["frontend"]["ms"] == pytest.approx(row["frontend_s"] * 1000.0)
+    assert part["prefill"]["end"] - part["frontend"]["start"] == pytest.approx(
+        row["ttft_s"] * 1000.0
+    )
     # The spans of its trace: the request span and its three phases, with durations.
     spans = ex.request_spans
     assert spans["name"].to_list()[1:] == ["queue", "prefill", "decode"]
@@ -166,6 +172,8 @@ def test_selecting_a_request_updates_waterfall_and_attributes(ex: Explorer, run_
     assert attrs["model"] == "tiny-test"
     assert attrs["gen_ai.request.max_tokens"] == "64"
     assert attrs["prompt tokens"] == f"{row['input_tokens']:,}"
+    assert attrs["frontend (TTFT - queue - prefill)"] == f"{row['frontend_s'] * 1000.0:,.2f} ms"
+    assert attrs["cached share of the prompt"] == f"{row['cached_prompt_share']:.1%}"
     assert rid in ex.detail.value and "prefill" in ex.detail.value
     # Another selection replaces both.
     ex.select_request("req-020")

@@ -40,7 +40,9 @@ def test_each_request_has_exactly_the_submitted_numbers(
         assert row["input_tokens"] == r.prompt_tokens
         assert row["output_tokens"] == r.output_tokens
         assert row["cached_tokens"] == r.cached_tokens
-        assert row["prefix_hit_rate"] == pytest.approx(r.cached_tokens / r.prompt_tokens)
+        assert row["cached_prompt_share"] == pytest.approx(r.cached_tokens / r.prompt_tokens)
+        # TTFT's parts add up: the frontend's share is what queue and prefill leave of it
+        assert row["frontend_s"] == pytest.approx(r.ttft - r.queue - r.prefill)
         assert row["model"] == r.model
         assert row["operation"] == r.operation
         assert row["engine_id"] == r.engine_id
@@ -159,7 +161,7 @@ def test_vllm_llm_request_spans_map_into_requests(tmp_path: Path) -> None:
             v["parent"],
         )
         # What vLLM 0.32's span does not say stays null.
-        assert row["cached_tokens"] is None and row["prefix_hit_rate"] is None
+        assert row["cached_tokens"] is None and row["cached_prompt_share"] is None
         assert row["cancelled"] is None and row["stream"] is None
         assert row["operation"] is None and row["model"] is None
         assert row["vllm_span_id"] is None and row["vllm_ttft_s"] is None

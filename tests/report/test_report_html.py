@@ -18,7 +18,7 @@ CHARTS = {
     "ttft-over-time",
     "ttft-vs-prompt",
     "waterfall",
-    "prefix-by-request",
+    "cached-share-by-request",
     "kv-usage",
     "prefix-hit-rate",
     "throughput",

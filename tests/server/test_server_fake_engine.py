@@ -25,6 +25,7 @@ from sagellm_obs.protocol import (
     StreamEventDelta,
     StreamEventEnd,
     StreamEventStart,
+    otel_trace_id,
 )
 from sagellm_obs.server import create_app
 from sagellm_obs.server.openai_compat import ChatBody, CompletionBody, to_request
@@ -290,3 +291,39 @@ def test_per_request_metrics_option_puts_vllms_object_where_vllm_does(
     assert [("metrics" in c) for c in chunks] == [False] * (len(chunks) - 1) + [True]
     assert chunks[-1]["usage"]["completion_tokens"] == 2
     assert "metrics" not in no_usage.text
+
+
+def test_one_trace_id_per_request(telemetry: tuple[Telemetry, InMemorySpanExporter]) -> None:
+    """The body's ``trace_id`` (a sageLLM extension) names the same trace as ``X-Trace-Id``
+    unless the client sent its own; the completion's id is ``id``, never a trace id."""
+    engine = FakeEngine(telemetry[0])
+
+    async def run() -> list[httpx.Response]:
+        async with _client(engine) as c:
+            return [
+                await c.post("/v1/chat/completions", json=CHAT),
+                await c.post("/v1/completions", json={"prompt": "p"}),
+                await c.post("/v1/completions", json={"prompt": "p", "trace_id": "bench-7"}),
+                await c.post(
+                    "/v1/inference/completion", json={"model_id": "fake-model", "content": "p"}
+                ),
+            ]
+
+    chat, comp, given, llama = asyncio.run(run())
+    for resp in (chat, comp):
+        assert resp.status_code == 200
+        body = resp.json()
+        assert body["trace_id"] == resp.headers["x-trace-id"]  # one id: the W3C trace id
+        assert len(body["trace_id"]) == 32 and body["id"] != body["trace_id"]
+        assert body["id"] == resp.headers["x-request-id"]
+    assert chat.json()["id"].startswith("chatcmpl-")
+    # A client's own protocol trace id is echoed; the header is the W3C id derived from it.
+    assert given.json()["trace_id"] == "bench-7"
+    assert given.headers["x-trace-id"] == otel_trace_id("bench-7")
+    # llama-stack bodies carry no trace id: the protocol request takes the W3C one too.
+    assert llama.status_code == 200
+    assert engine.seen[-1].trace_id == llama.headers["x-trace-id"]
+    assert [r.trace_id for r in engine.seen[:2]] == [
+        chat.headers["x-trace-id"],
+        comp.headers["x-trace-id"],
+    ]
