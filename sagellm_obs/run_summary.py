@@ -9,22 +9,31 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import polars as pl
 from rich.console import Group
 from rich.table import Table
+from rich.text import Text
 
 from sagellm_obs.frames.analysis import QUANTILES, good_requests, quantile_label
+from sagellm_obs.run_setup import RunSetup, read_setup, run_letters, setup_differences, slo_text
 
-# (label, requests-frame column): engine-side latencies, seconds.
+# (label, requests-frame column): engine-side latencies, seconds. TTFT's parts follow it: for each
+# request TTFT = frontend + queue + prefill (frames' ``frontend_s``), so their means add up.
 LATENCIES = (
     ("TTFT", "ttft_s"),
-    ("TPOT", "tpot_s"),
-    ("E2E", "e2e_s"),
+    ("frontend", "frontend_s"),
     ("queue", "queue_s"),
     ("prefill", "prefill_s"),
+    ("TPOT", "tpot_s"),
     ("decode", "decode_s"),
+    ("E2E", "e2e_s"),
+)
+TTFT_NOTE = (
+    "TTFT = frontend + queue + prefill for every request, so their means add up (percentiles of "
+    "the parts need not). frontend: arrival until EngineCore queues the request (tokenisation, "
+    "hand-off) and the first token's way back."
 )
 
 
@@ -62,6 +71,7 @@ class Summary:
     slowest_engine: dict[str, Any] | None = None
     #: Client-side figures per replica of ``run --endpoint URL1,URL2`` (from the client rows).
     endpoints: list[dict[str, Any]] = field(default_factory=list)
+    setup: RunSetup = field(default_factory=RunSetup)
 
     def as_dict(self) -> dict[str, Any]:
         """Plain data (for JSON, reports and comparisons)."""
@@ -96,14 +106,22 @@ def summarize(
 ) -> Summary:
     """Summarise a run folder, or several loaded as one (a client run and its replicas' runs).
 
-    ``slo`` maps requests-frame columns (``ttft_s``...) to limits. When more than one engine
-    served the run, ``engines`` splits it by engine and ``slowest_engine`` names the one with
-    the highest TTFT p99; client rows sent to several replicas are split in ``endpoints``.
+    Args:
+        run: The run folder (or folders: the first one's manifest gives the set-up).
+        slo: Goodput SLOs, requests-frame columns (``ttft_s``...) to limits in seconds; None
+            takes those the run recorded (``sagellm-obs run --slo``), ``{}`` none.
+
+    When more than one engine served the run, ``engines`` splits it by engine and
+    ``slowest_engine`` names the one with the highest TTFT p99; client rows sent to several
+    replicas are split in ``endpoints``.
     """
     from sagellm_obs.frames import load
 
     runs = [Path(run)] if isinstance(run, str | Path) else [Path(r) for r in run]
     run_dir = runs[0]
+    setup = read_setup(run_dir)
+    if slo is None:
+        slo = setup.slo
     frames = load(runs if len(runs) > 1 else run_dir, errors="skip", cache=False)
     req = frames.requests
     steps = frames.steps
@@ -130,7 +148,8 @@ def summarize(
         request_throughput=rate(ok_frame.height),
         output_token_throughput=rate(float(req["output_tokens"].sum() or 0)),
         input_token_throughput=rate(float(req["input_tokens"].sum() or 0)),
-        model=str(req["model"][0]) if n else "",
+        model=str(req["model"][0]) if n else (setup.model or ""),
+        setup=setup,
     )
     for label, col in LATENCIES:
         if col in ok_frame.columns:
@@ -250,21 +269,46 @@ def _ms(x: float | None) -> str:
     return "" if x is None else f"{x * 1000:.1f}"
 
 
+def latency_rows(s: Summary) -> list[tuple[str, dict[str, float]]]:
+    """``(label, {p50, p90, p99, mean} in seconds)`` in the order the summary shows them: the
+    engine's latencies (TTFT, its parts, TPOT, decode, E2E), the client's TTFT after TTFT's parts
+    and the client's ITL after TPOT."""
+    anchor = "prefill" if "prefill" in s.latency else "TTFT"
+    client = {anchor: ("TTFT (client)", s.client_ttft), "TPOT": ("ITL (client)", s.itl)}
+    rows: list[tuple[str, dict[str, float]]] = []
+    for label, q in s.latency.items():
+        rows.append((label, q))
+        extra = client.pop(label, None)
+        if extra is not None and extra[1]:
+            rows.append(extra)
+    rows.extend(row for row in client.values() if row[1])  # a run without TTFT or TPOT rows
+    return rows
+
+
+def setup_table(setup: RunSetup, title: str = "Set-up") -> Table | None:
+    """The run's set-up (:meth:`RunSetup.rows`) as a table; None when the manifest has none."""
+    rows = setup.rows()
+    if not rows:
+        return None
+    table = Table(title=title, title_justify="left", show_header=False)
+    table.add_column("what")
+    table.add_column("value", overflow="fold")
+    for label, value in rows:
+        table.add_row(label, value)
+    return table
+
+
 def render_summary(s: Summary) -> Group:
-    """Rich tables of a :class:`Summary` for the terminal."""
+    """Rich tables of a :class:`Summary` for the terminal: set-up, latency, run figures."""
     lat = Table(
         title=f"Latency (ms) - {s.requests} requests, model {s.model}", title_justify="left"
     )
     lat.add_column("metric")
     for col in ("p50", "p90", "p99", "mean"):
         lat.add_column(col, justify="right")
-    rows = list(s.latency.items())
-    if s.itl:
-        rows.insert(2, ("ITL (client)", s.itl))
-    if s.client_ttft:
-        rows.insert(1, ("TTFT (client)", s.client_ttft))
-    for label, q in rows:
-        lat.add_row(label, *(_ms(q.get(k)) for k in ("p50", "p90", "p99", "mean")))
+    for label, q in latency_rows(s):
+        shown = f"  {label}" if label in _TTFT_PARTS else label
+        lat.add_row(shown, *(_ms(q.get(k)) for k in ("p50", "p90", "p99", "mean")))
     run = Table(title="Run", title_justify="left", show_header=False)
     run.add_column("what")
     run.add_column("value", justify="right")
@@ -274,13 +318,15 @@ def render_summary(s: Summary) -> Group:
     run.add_row("output token throughput", f"{s.output_token_throughput:.1f} tok/s")
     run.add_row("input token throughput", f"{s.input_token_throughput:.1f} tok/s")
     if s.goodput is not None:
-        limits = ", ".join(f"{k.removesuffix('_s')} <= {v * 1000:g} ms" for k, v in s.slo.items())
-        run.add_row(f"goodput ({limits})", f"{s.goodput:.1%} ({s.goodput_rps or 0:.2f} req/s)")
+        run.add_row(
+            f"goodput ({slo_text(s.slo)})", f"{s.goodput:.1%} ({s.goodput_rps or 0:.2f} req/s)"
+        )
     run.add_row("prefix-cache hit rate (tokens)", f"{s.prefix_hit_rate:.1%}")
     run.add_row("mean cached share of prompts", f"{s.mean_cached_share:.1%}")
     run.add_row("KV-cache usage peak / mean", f"{s.kv_usage_peak:.1%} / {s.kv_usage_mean:.1%}")
     run.add_row("preemptions", str(s.preemptions))
-    parts: list[Any] = [lat, run]
+    note = Text(TTFT_NOTE, style="dim") if "frontend" in s.latency else None
+    parts: list[Any] = [t for t in (setup_table(s.setup), lat, note, run) if t is not None]
     if s.engines:
         parts.append(render_engines(s))
     if s.endpoints:
@@ -348,19 +394,33 @@ def render_endpoints(s: Summary) -> Table:
     return table
 
 
-# (label, getter) rows compared between two runs; lower is better unless noted.
-_COMPARE_ROWS: tuple[tuple[str, str, str, bool], ...] = (
-    ("TTFT p50 (ms)", "latency", "TTFT.p50", False),
-    ("TTFT p99 (ms)", "latency", "TTFT.p99", False),
-    ("TPOT p50 (ms)", "latency", "TPOT.p50", False),
-    ("E2E p50 (ms)", "latency", "E2E.p50", False),
-    ("E2E p99 (ms)", "latency", "E2E.p99", False),
-    ("queue p50 (ms)", "latency", "queue.p50", False),
-    ("request throughput (req/s)", "", "request_throughput", True),
-    ("output tokens/s", "", "output_token_throughput", True),
-    ("prefix-cache hit rate", "", "prefix_hit_rate", True),
-    ("KV-cache usage peak", "", "kv_usage_peak", False),
-    ("preemptions", "", "preemptions", False),
+_TTFT_PARTS = ("frontend", "queue", "prefill")
+
+
+class _Compared(NamedTuple):
+    """A figure compared between runs: its label, where it is, and its unit."""
+
+    label: str
+    key: str  # "TTFT.p50" (a latency quantile, shown in ms) or a Summary field
+    unit: str = ""  # "ms", "%" (a fraction shown in percent, differences in points) or ""
+
+
+_COMPARE_ROWS: tuple[_Compared, ...] = (
+    _Compared("TTFT p50 (ms)", "TTFT.p50", "ms"),
+    _Compared("TTFT p99 (ms)", "TTFT.p99", "ms"),
+    _Compared("frontend p50 (ms)", "frontend.p50", "ms"),
+    _Compared("queue p50 (ms)", "queue.p50", "ms"),
+    _Compared("prefill p50 (ms)", "prefill.p50", "ms"),
+    _Compared("TPOT p50 (ms)", "TPOT.p50", "ms"),
+    _Compared("E2E p50 (ms)", "E2E.p50", "ms"),
+    _Compared("E2E p99 (ms)", "E2E.p99", "ms"),
+    _Compared("request throughput (req/s)", "request_throughput"),
+    _Compared("output tokens/s", "output_token_throughput"),
+    _Compared("goodput", "goodput", "%"),
+    _Compared("prefix-cache hit rate", "prefix_hit_rate", "%"),
+    _Compared("mean cached share of prompts", "mean_cached_share", "%"),
+    _Compared("KV-cache usage peak", "kv_usage_peak", "%"),
+    _Compared("preemptions", "preemptions"),
 )
 
 
@@ -370,43 +430,77 @@ def comparison_rows(a: Summary, b: Summary) -> list[tuple[str, float | None, flo
 
 
 def comparison_values(summaries: Sequence[Summary]) -> list[tuple[str, list[float | None]]]:
-    """``(label, [value of each run])`` for the figures compared between runs (ms for latency)."""
+    """``(label, [value of each run])`` for the figures compared between runs (ms for latency,
+    fractions for rates); a figure no run has (goodput without SLOs) is left out."""
     rows: list[tuple[str, list[float | None]]] = []
-    for label, group, key, _higher in _COMPARE_ROWS:
-        vals: list[float | None] = []
-        for s in summaries:
-            if group == "latency":
-                metric, q = key.split(".")
-                v = s.latency.get(metric, {}).get(q)
-                vals.append(None if v is None else v * 1000)
-            else:
-                vals.append(float(getattr(s, key)))
-        rows.append((label, vals))
+    for row in _COMPARE_ROWS:
+        vals = [_value(s, row) for s in summaries]
+        if any(v is not None for v in vals):
+            rows.append((row.label, vals))
     return rows
 
 
-def render_comparison(*summaries: Summary) -> Table:
+def _value(s: Summary, row: _Compared) -> float | None:
+    if row.unit == "ms":
+        metric, q = row.key.split(".")
+        v = s.latency.get(metric, {}).get(q)
+        return None if v is None else v * 1000
+    value = getattr(s, row.key)
+    return None if value is None else float(value)
+
+
+def comparison_table(*summaries: Summary) -> Table:
     """A rich table of runs side by side: the first is the baseline (A), and every other run
-    (B, C, ...) has its value, its difference from A and its ratio to A."""
-    letters = [chr(ord("A") + i) if i < 26 else f"#{i + 1}" for i in range(len(summaries))]
+    (B, C, ...) has its value, its difference from A and its ratio to A. Rates are shown in
+    percent and their differences in percentage points (pp), without a ratio."""
+    letters = run_letters(len(summaries))
     others = " ".join(letters[1:]) or "A"
     table = Table(title=f"Run comparison ({others} vs A)", title_justify="left")
     table.add_column("metric")
-    table.add_column(f"A: {Path(summaries[0].run_dir).name}", justify="right")
-    for letter, s in zip(letters[1:], summaries[1:], strict=True):
-        table.add_column(f"{letter}: {Path(s.run_dir).name}", justify="right")
-        table.add_column("delta" if len(summaries) == 2 else f"{letter} - A", justify="right")
+    table.add_column("A", justify="right")
+    for letter in letters[1:]:
+        table.add_column(letter, justify="right")
+        table.add_column(f"{letter} - A", justify="right")
         table.add_column(f"{letter} / A", justify="right")
+    units = {row.label: row.unit for row in _COMPARE_ROWS}
     for label, values in comparison_values(summaries):
+        pct = units[label] == "%"
+        show = _pct_or_blank if pct else _num
         base = values[0]
-        cells = [label, _num(base)]
+        cells = [label, show(base)]
         for v in values[1:]:
             if base is None or v is None:
-                cells += [_num(v), "", ""]
-                continue
-            cells += [_num(v), f"{v - base:+.3g}", f"{v / base:.3f}" if base else ""]
+                cells += [show(v), "", ""]
+            elif pct:
+                cells += [show(v), f"{(v - base) * 100:+.1f} pp", ""]
+            else:
+                cells += [show(v), f"{v - base:+.3g}", f"{v / base:.3f}" if base else ""]
         table.add_row(*cells)
     return table
+
+
+def render_comparison(*summaries: Summary) -> Group:
+    """Runs side by side for the terminal: which run is A, B, ... (whole run folders), a warning
+    for each set-up difference (:func:`~sagellm_obs.run_setup.setup_differences`), then
+    :func:`comparison_table`."""
+    letters = run_letters(len(summaries))
+    legend = Text(overflow="fold")  # whole folders (folded, never cut), however narrow the terminal
+    for i, (letter, s) in enumerate(zip(letters, summaries, strict=True)):
+        legend.append(f"{letter}{' (baseline)' if i == 0 else ''}: ", style="bold")
+        legend.append(f"{s.run_dir}\n")
+    parts: list[Any] = [legend]
+    differences = setup_differences([s.setup for s in summaries])
+    if differences:
+        warning = Text("The runs' set-ups differ; their figures are not like for like:\n", "yellow")
+        for line in differences:
+            warning.append(f"  - {line}\n", "yellow")
+        parts.append(warning)
+    parts.append(comparison_table(*summaries))
+    return Group(*parts)
+
+
+def _pct_or_blank(v: float | None) -> str:
+    return "" if v is None else f"{v:.1%}"
 
 
 def _num(v: float | None) -> str:

@@ -50,6 +50,14 @@ th, td { padding: 4px 12px; border-bottom: 1px solid var(--line); }
 thead th { background: var(--bg); text-align: right; }
 thead th:first-child, tbody th { text-align: left; font-weight: 500; }
 td { text-align: right; }
+th.part { padding-left: 28px; }
+table.setup thead th { text-align: left; }
+td.setup { text-align: left; max-width: 520px; }
+td.setup.differs { background: #fff8c5; }
+p.note { color: var(--muted); font-size: 12px; max-width: 900px; }
+div.warning { background: #fff8c5; border: 1px solid #d4a72c; border-radius: 6px;
+  padding: 8px 12px; margin: 0 0 16px; }
+div.warning ul { margin: 4px 0 0; padding-left: 20px; }
 td.better { color: #1a7f37; }
 td.worse { color: #cf222e; }
 .charts { display: grid; grid-template-columns: repeat(auto-fill, minmax(560px, 1fr)); gap: 24px; }

@@ -10,7 +10,8 @@ import html
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sagellm_obs.run_summary import Summary
+from sagellm_obs.run_setup import RunSetup, setup_differences, slo_text
+from sagellm_obs.run_summary import TTFT_NOTE, Summary, latency_rows
 
 __all__ = [
     "Figure",
@@ -18,20 +19,11 @@ __all__ = [
     "fleet_tables",
     "latency_rows",
     "run_figures",
+    "setup_table",
     "summary_tables",
 ]
 
 STATS = ("p50", "p90", "p99", "mean")
-
-
-def latency_rows(s: Summary) -> list[tuple[str, dict[str, float]]]:
-    """``(label, {p50, p90, p99, mean} in seconds)`` in the terminal summary's order."""
-    rows = list(s.latency.items())
-    if s.itl:
-        rows.insert(2, ("ITL (client)", s.itl))
-    if s.client_ttft:
-        rows.insert(1, ("TTFT (client)", s.client_ttft))
-    return rows
 
 
 @dataclass(frozen=True)
@@ -49,6 +41,7 @@ class Figure:
     value: Callable[[Summary], float | None]
     fmt: Callable[[float], str]
     higher_is_better: bool | None = None
+    rate: bool = False  # a fraction: shown in percent, differences in percentage points
 
 
 def _pct(x: float) -> str:
@@ -83,16 +76,19 @@ def run_figures(s: Summary) -> list[Figure]:
         ),
     ]
     if s.goodput is not None:
-        limits = ", ".join(f"{k.removesuffix('_s')} ≤ {v * 1000:g} ms" for k, v in s.slo.items())
         figures += [
-            Figure(f"goodput ({limits})", lambda x: x.goodput, _pct, True),
+            Figure(f"goodput ({slo_text(s.slo)})", lambda x: x.goodput, _pct, True, rate=True),
             Figure("goodput (req/s)", lambda x: x.goodput_rps, lambda v: f"{v:,.2f}", True),
         ]
     figures += [
-        Figure("prefix-cache hit rate (tokens)", lambda x: x.prefix_hit_rate, _pct, True),
-        Figure("mean cached share of prompts", lambda x: x.mean_cached_share, _pct, True),
-        Figure("KV-cache usage peak", lambda x: x.kv_usage_peak, _pct),
-        Figure("KV-cache usage mean", lambda x: x.kv_usage_mean, _pct),
+        Figure(
+            "prefix-cache hit rate (tokens)", lambda x: x.prefix_hit_rate, _pct, True, rate=True
+        ),
+        Figure(
+            "mean cached share of prompts", lambda x: x.mean_cached_share, _pct, True, rate=True
+        ),
+        Figure("KV-cache usage peak", lambda x: x.kv_usage_peak, _pct, rate=True),
+        Figure("KV-cache usage mean", lambda x: x.kv_usage_mean, _pct, rate=True),
         Figure("preemptions", lambda x: x.preemptions, lambda v: f"{v:,.0f}", False),
     ]
     return figures
@@ -112,8 +108,9 @@ def _table(caption: str, head: Sequence[str], body: Sequence[Sequence[str]], cls
     )
 
 
-def _th(text: str) -> str:
-    return f'<th scope="row">{html.escape(text)}</th>'
+def _th(text: str, cls: str = "") -> str:
+    attr = f' class="{cls}"' if cls else ""
+    return f'<th scope="row"{attr}>{html.escape(text)}</th>'
 
 
 def _td(text: str, cls: str = "") -> str:
@@ -121,12 +118,40 @@ def _td(text: str, cls: str = "") -> str:
     return f"<td{attr}>{html.escape(text)}</td>"
 
 
+_TTFT_PARTS = ("frontend", "queue", "prefill")
+
+
+def _latency_th(label: str) -> str:
+    """A latency row's heading; TTFT's parts are indented under it."""
+    return _th(label, "part" if label.split(" ")[0] in _TTFT_PARTS else "")
+
+
+def setup_table(setups: Sequence[RunSetup], labels: Sequence[str] = ()) -> str:
+    """The runs' set-ups (:meth:`RunSetup.rows`) side by side; a row that differs from the first
+    run's is marked. Empty when no manifest says anything."""
+    rows = [dict(s.rows()) for s in setups]
+    names = list(dict.fromkeys(name for r in rows for name in r))
+    if not names:
+        return ""
+    body = []
+    for name in names:
+        values = [r.get(name, "") for r in rows]
+        cells = [_th(name), _td(values[0], "setup")]
+        cells += [_td(v, "setup differs" if v != values[0] else "setup") for v in values[1:]]
+        body.append(cells)
+    head = ["", *labels] if len(setups) > 1 else ["", "value"]
+    return _table("Set-up", head, body, "setup")
+
+
 def summary_tables(s: Summary) -> str:
-    """The latency-percentile table (ms) and the run-figures table of one run."""
+    """The run's set-up, the latency-percentile table (ms) and the run-figures table."""
     latency = _table(
         f"Latency (ms) - {s.requests:,} requests",
         ["metric", *STATS],
-        [[_th(label), *(_td(_ms(q.get(k))) for k in STATS)] for label, q in latency_rows(s)],
+        [
+            [_latency_th(label), *(_td(_ms(q.get(k))) for k in STATS)]
+            for label, q in latency_rows(s)
+        ],
         "latency",
     )
     figures = []
@@ -134,19 +159,37 @@ def summary_tables(s: Summary) -> str:
         value = f.value(s)
         figures.append([_th(f.label), _td("" if value is None else f.fmt(value))])
     run = _table("Run", ["figure", "value"], figures, "run")
-    return f'<div class="tables">{latency}{run}</div>'
+    note = f'<p class="note">{html.escape(TTFT_NOTE)}</p>' if "frontend" in s.latency else ""
+    return f'<div class="tables">{setup_table([s.setup])}{latency}{run}</div>{note}'
 
 
-def _delta(a: float | None, b: float | None, higher_is_better: bool | None) -> tuple[str, str, str]:
-    """Difference and relative change of ``b`` against ``a``, with a better/worse class."""
+def _delta(
+    a: float | None, b: float | None, higher_is_better: bool | None, rate: bool = False
+) -> tuple[str, str, str]:
+    """Difference and relative change of ``b`` against ``a``, with a better/worse class; for a
+    rate the difference in percentage points and no relative change."""
     if a is None or b is None:
         return "", "", ""
     d = b - a
-    rel = f"{d / a:+.1%}" if a else ""
     cls = ""
     if higher_is_better is not None and d != 0:
         cls = "better" if (d > 0) == higher_is_better else "worse"
+    if rate:
+        return f"{d * 100:+.1f} pp", "", cls
+    rel = f"{d / a:+.1%}" if a else ""
     return f"{d:+,.4g}", rel, cls
+
+
+def differences_note(summaries: Sequence[Summary], labels: Sequence[str]) -> str:
+    """A warning listing what differs between the runs' set-ups (empty when nothing does)."""
+    lines = setup_differences([s.setup for s in summaries], labels)
+    if not lines:
+        return ""
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
+    return (
+        '<div class="warning"><strong>The runs\' set-ups differ; their figures are not like '
+        f"for like:</strong><ul>{items}</ul></div>"
+    )
 
 
 def comparison_tables(summaries: Sequence[Summary], labels: Sequence[str]) -> str:
@@ -162,7 +205,7 @@ def comparison_tables(summaries: Sequence[Summary], labels: Sequence[str]) -> st
     for name in names:
         for stat in ("p50", "p90", "p99"):
             ms = [q.get(name, {}).get(stat) for q in quantiles]
-            row = [_th(f"{name} {stat}"), _td(_ms(ms[0]))]
+            row = [_latency_th(f"{name} {stat}"), _td(_ms(ms[0]))]
             for v in ms[1:]:
                 d, rel, cls = _delta(_to_ms(ms[0]), _to_ms(v), False)
                 row += [_td(_ms(v)), _td(d, cls), _td(rel, cls)]
@@ -177,12 +220,14 @@ def comparison_tables(summaries: Sequence[Summary], labels: Sequence[str]) -> st
         values = [f.value(s) for s in summaries]
         row = [_th(f.label), _td("" if values[0] is None else f.fmt(values[0]))]
         for v in values[1:]:
-            d, rel, cls = _delta(values[0], v, f.higher_is_better)
+            d, rel, cls = _delta(values[0], v, f.higher_is_better, f.rate)
             row += [_td("" if v is None else f.fmt(v)), _td(d, cls), _td(rel, cls)]
         rows.append(row)
     run_head = ["figure", base, *(h for label in others for h in (label, "Δ", "Δ %"))]
     run = _table("Run", run_head, rows, "run compare")
-    return f'<div class="tables">{latency}{run}</div>'
+    setups = setup_table([s.setup for s in summaries], labels)
+    note = differences_note(summaries, labels)
+    return f'{note}<div class="tables">{setups}{latency}{run}</div>'
 
 
 def _to_ms(seconds: float | None) -> float | None:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import shutil
 from pathlib import Path
 
 import pytest
 from report_html import EXTERNAL, specs, tables
+from rich.console import Console
 
 from sagellm_obs.report import write_comparison, write_run_comparison
-from sagellm_obs.run_summary import render_comparison, summarize
+from sagellm_obs.run_summary import comparison_table, render_comparison, summarize
 
 
 def test_comparison_tables_and_charts(run_a: Path, run_b: Path, tmp_path: Path) -> None:
@@ -82,18 +84,38 @@ def test_a_comparison_needs_two_runs_and_one_label_each(run_a: Path, run_b: Path
 
 
 def test_the_terminal_table_of_three_runs(run_a: Path, run_b: Path) -> None:
-    table = render_comparison(summarize(run_a), summarize(run_b), summarize(run_a))
+    table = comparison_table(summarize(run_a), summarize(run_b), summarize(run_a))
     headers = [str(c.header) for c in table.columns]
-    assert headers == [
-        "metric",
-        f"A: {run_a.name}",
-        f"B: {run_b.name}",
-        "B - A",
-        "B / A",
-        f"C: {run_a.name}",
-        "C - A",
-        "C / A",
-    ]
+    assert headers == ["metric", "A", "B", "B - A", "B / A", "C", "C - A", "C / A"]
     rows = {cells[0]: cells for cells in zip(*(c._cells for c in table.columns), strict=True)}
     a = summarize(run_a).request_throughput
     assert rows["request throughput (req/s)"][5:] == (f"{a:.4g}", "+0", "1.000")
+
+
+def test_rates_in_percent_with_differences_in_points(run_a: Path, run_b: Path) -> None:
+    sa, sb = summarize(run_a), summarize(run_b)
+    table = comparison_table(sa, sb)
+    rows = {cells[0]: cells for cells in zip(*(c._cells for c in table.columns), strict=True)}
+    for label, value in (
+        ("prefix-cache hit rate", "prefix_hit_rate"),
+        ("KV-cache usage peak", "kv_usage_peak"),
+        ("mean cached share of prompts", "mean_cached_share"),
+    ):
+        va, vb = getattr(sa, value), getattr(sb, value)
+        assert rows[label][1:] == (
+            f"{va:.1%}",
+            f"{vb:.1%}",
+            f"{(vb - va) * 100:+.1f} pp",
+            "",  # no ratio of rates
+        ), label
+
+
+def test_the_terminal_names_each_run_by_its_whole_folder(run_a: Path, run_b: Path) -> None:
+    out = io.StringIO()
+    Console(file=out, width=30).print(render_comparison(summarize(run_a), summarize(run_b)))
+    text = out.getvalue()
+    joined = text.replace("\n", "")  # folded at 30 columns, never cut
+    assert f"A (baseline): {run_a}" in joined
+    assert f"B: {run_b}" in joined
+    assert "…" not in text.split("Run comparison")[0]
+    assert "set-ups differ" not in text  # the fixture runs record no set-up to compare
