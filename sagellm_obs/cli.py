@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import signal
 import sys
@@ -13,6 +12,27 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+
+from sagellm_obs.workload.generators import DEFAULT_WORKLOAD
+from sagellm_obs.cli_options import (
+    ENGINE_PANEL,
+    BlockSize,
+    EngineArg,
+    KvCacheMemory,
+    LogLevel,
+    MaxModelLen,
+    MaxNumSeqs,
+    RunKvCacheMemory,
+    Verbose,
+    check_workload,
+    engine_options,
+    err,
+    fail,
+    one_line,
+    set_log_level,
+    verbose_requested,
+    workload_help,
+)
 
 app = typer.Typer(
     help="Observability for LLM inference: instrumented vLLM runs, traces, reports.",
@@ -27,14 +47,6 @@ app.add_typer(model_app, name="model")
 app.add_typer(protocol_app, name="protocol")
 app.add_typer(export_app, name="export")
 console = Console(stderr=False)
-err = Console(stderr=True)
-
-
-def _quiet_vllm() -> None:
-    # vLLM logs every start-up step at INFO; the run's own display is what users want to see.
-    os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
-    os.environ.setdefault("TQDM_DISABLE", "1")
-    logging.getLogger("vllm").setLevel(logging.WARNING)
 
 
 def _parse_slo(text: str | None) -> dict[str, float]:
@@ -46,29 +58,40 @@ def _parse_slo(text: str | None) -> dict[str, float]:
         key, _, value = part.partition("=")
         key = key.strip().lower().removesuffix("_s")
         if key not in ("ttft", "tpot", "e2e", "queue", "itl") or not value:
-            raise typer.BadParameter(f"bad SLO {part!r}: use e.g. ttft=0.5,tpot=0.05 (seconds)")
+            fail(f"--slo: bad SLO {part!r}: use e.g. ttft=0.5,tpot=0.05 (seconds)")
         try:
             out[f"{key}_s"] = float(value.strip().removesuffix("s"))
         except ValueError:
-            raise typer.BadParameter(f"bad SLO value in {part!r}") from None
+            fail(f"--slo: bad SLO value in {part!r}: a number of seconds, e.g. ttft=0.5")
     return out
+
+
+def _check_model(model: str) -> None:
+    """A model that names a local path must exist (a hub id is left to vLLM)."""
+    if model == "tiny" or Path(model).exists():
+        return
+    if model.startswith(("/", ".", "~")) or model.count("/") != 1:
+        fail(f"no model folder {model}: give a model folder or 'tiny' (built offline)")
 
 
 @app.command()
 def run(
     model: Annotated[str, typer.Option(help="Model folder, or 'tiny' (built offline).")] = "tiny",
-    workload: Annotated[
-        str,
-        typer.Option(
-            help="Workload name (phases, shared_prefix, chat_sessions, ...) or a JSONL file."
-        ),
-    ] = "phases",
+    workload: Annotated[str, typer.Option(help=workload_help())] = DEFAULT_WORKLOAD,
     requests: Annotated[int, typer.Option(help="Number of requests.")] = 200,
     duration: Annotated[float | None, typer.Option(help="Stop sending after S seconds.")] = None,
     rate: Annotated[float | None, typer.Option(help="Poisson arrivals at R requests/s.")] = None,
     concurrency: Annotated[int, typer.Option(help="Requests in flight (closed loop).")] = 8,
     max_tokens: Annotated[int, typer.Option(help="Output tokens per request.")] = 32,
-    prefix_caching: Annotated[bool, typer.Option(help="vLLM automatic prefix caching.")] = True,
+    prefix_caching: Annotated[
+        bool,
+        typer.Option(
+            "--prefix-caching/--no-prefix-caching",
+            "--enable-prefix-caching/--no-enable-prefix-caching",
+            help="vLLM automatic prefix caching.",
+            rich_help_panel=ENGINE_PANEL,
+        ),
+    ] = True,
     out: Annotated[
         Path | None, typer.Option(help="Run folder (default ./sagellm-runs/<id>).")
     ] = None,
@@ -76,7 +99,11 @@ def run(
     slo: Annotated[str | None, typer.Option(help="Goodput SLOs, e.g. ttft=0.5,tpot=0.05")] = None,
     seed: Annotated[int, typer.Option(help="Workload seed.")] = 0,
     multiprocess: Annotated[
-        bool, typer.Option(help="Run vLLM's worker in its own process (vLLM's default).")
+        bool,
+        typer.Option(
+            help="Run vLLM's worker in its own process (vLLM's default).",
+            rich_help_panel=ENGINE_PANEL,
+        ),
     ] = False,
     endpoint: Annotated[
         str | None,
@@ -101,12 +128,36 @@ def run(
             "ours in the same trace, in the run folder and the collector.",
         ),
     ] = False,
+    max_model_len: MaxModelLen = None,
+    max_num_seqs: MaxNumSeqs = None,
+    kv_cache_memory: RunKvCacheMemory = None,
+    block_size: BlockSize = None,
+    engine_arg: EngineArg = None,
+    log_level: LogLevel = None,
+    verbose: Verbose = False,
 ) -> None:
     """Run a workload through the instrumented engine; print a summary, keep a run folder."""
+    set_log_level(log_level, verbose)
     slos = _parse_slo(slo)
+    check_workload(workload)
+    engine = engine_options(
+        max_model_len=max_model_len,
+        max_num_seqs=max_num_seqs,
+        kv_cache_memory=kv_cache_memory,
+        block_size=block_size,
+        engine_arg=engine_arg,
+    )
+    if endpoint:
+        if engine:
+            fail("engine options configure a local engine; with --endpoint the server's own apply")
+    else:
+        _check_model(model)
+    prefix_caching = bool(engine.pop("enable_prefix_caching", prefix_caching))
+    kv_cache_bytes = None  # the run's default (MainJob._kv_cache)
+    if "kv_cache_memory_bytes" in engine:
+        kv_cache_bytes = engine.pop("kv_cache_memory_bytes") or 0  # 0: vLLM sizes it ('auto')
     from sagellm_obs.cli_run import MainJob
 
-    _quiet_vllm()
     job = MainJob(
         model=model,
         workload=workload,
@@ -116,6 +167,7 @@ def run(
         concurrency=concurrency,
         max_tokens=max_tokens,
         prefix_caching=prefix_caching,
+        kv_cache_bytes=kv_cache_bytes,
         out=out,
         otlp=otlp,
         slo=slos,
@@ -125,6 +177,7 @@ def run(
         route=route,
         api_key=api_key,
         vllm_tracing=vllm_tracing,
+        engine_options=engine,
     )
     previous = signal.getsignal(signal.SIGINT)
 
@@ -141,6 +194,11 @@ def run(
     raise typer.Exit(code)
 
 
+def _run_folder(run_dir: Path) -> None:
+    if not run_dir.is_dir():
+        fail(f"{run_dir} is not a run folder")
+
+
 @app.command()
 def report(
     run_dir: Annotated[Path, typer.Argument(help="A run folder.")],
@@ -151,16 +209,19 @@ def report(
             "--endpoint run), summarised with it; the files go into RUN_DIR."
         ),
     ] = None,
-    slo: Annotated[str | None, typer.Option(help="Goodput SLOs, e.g. ttft=0.5,tpot=0.05")] = None,
+    slo: Annotated[
+        str | None,
+        typer.Option(help="Goodput SLOs, e.g. ttft=0.5,tpot=0.05 (default: the run's own)."),
+    ] = None,
 ) -> None:
     """(Re)build a run's summary and its self-contained report.html (split by engine when more
     than one engine served it)."""
     from sagellm_obs.cli_run import summarize_run
 
     for path in [run_dir, *(also or [])]:
-        if not path.is_dir():
-            raise typer.BadParameter(f"{path} is not a run folder")
-    raise typer.Exit(summarize_run(run_dir, console, slo=_parse_slo(slo), also=also))
+        _run_folder(path)
+    slos = _parse_slo(slo) if slo else None
+    raise typer.Exit(summarize_run(run_dir, console, slo=slos, also=also))
 
 
 @app.command()
@@ -174,11 +235,11 @@ def compare(
     from sagellm_obs.run_summary import render_comparison, summarize
 
     if len(runs) < 2:
-        raise typer.BadParameter("give two run folders or more (the baseline first)")
+        fail("give two run folders or more (the baseline first)")
     for run in runs:
-        if not run.is_dir():
-            raise typer.BadParameter(f"{run} is not a run folder")
-    console.print(render_comparison(*(summarize(run) for run in runs)))
+        _run_folder(run)
+    summaries = [summarize(run) for run in runs]
+    console.print(render_comparison(*summaries))
     try:
         from sagellm_obs.report import write_run_comparison
     except ImportError as exc:
@@ -197,7 +258,12 @@ def serve(
         str | None, typer.Option(help="Require 'Authorization: Bearer KEY' ($SAGELLM_OBS_API_KEY).")
     ] = None,
     in_process: Annotated[
-        bool, typer.Option("--in-process/--multiprocess", help="vLLM's worker in this process.")
+        bool,
+        typer.Option(
+            "--in-process/--multiprocess",
+            help="vLLM's worker in this process.",
+            rich_help_panel=ENGINE_PANEL,
+        ),
     ] = True,
     engine_id: Annotated[
         str | None,
@@ -213,6 +279,7 @@ def serve(
             "-dp",
             help="vLLM data-parallel ranks: one EngineCore process each, balanced by vLLM; "
             "records carry the rank as sagellm.engine_idx (on CPU the ranks share the cores).",
+            rich_help_panel=ENGINE_PANEL,
         ),
     ] = 1,
     vllm_tracing: Annotated[
@@ -231,29 +298,63 @@ def serve(
             "flag of that name does.",
         ),
     ] = False,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Run folder (default $SAGELLM_OBS_RUN_DIR, else ./sagellm-runs/<id>)."),
+    ] = None,
+    otlp: Annotated[str | None, typer.Option(help="Also export to this OTLP endpoint.")] = None,
+    prefix_caching: Annotated[
+        bool,
+        typer.Option(
+            "--prefix-caching/--no-prefix-caching",
+            "--enable-prefix-caching/--no-enable-prefix-caching",
+            help="vLLM automatic prefix caching.",
+            rich_help_panel=ENGINE_PANEL,
+        ),
+    ] = True,
+    max_model_len: MaxModelLen = None,
+    max_num_seqs: MaxNumSeqs = None,
+    kv_cache_memory: KvCacheMemory = None,
+    block_size: BlockSize = None,
+    engine_arg: EngineArg = None,
+    log_level: LogLevel = None,
+    verbose: Verbose = False,
 ) -> None:
-    """Serve the instrumented engine over an OpenAI-compatible HTTP API until SIGTERM/Ctrl-C.
+    """Serve the instrumented engine over an OpenAI-compatible HTTP API until SIGTERM/Ctrl-C;
+    then print the summary and write the run folder's summary.json and report.html.
 
     Several replicas: start one per port (``--port 8001``, ``--port 8002``...), each with its own
-    run folder ($SAGELLM_OBS_RUN_DIR) or all exporting to one collector
-    ($OTEL_EXPORTER_OTLP_ENDPOINT); each replica's engine id is its HOST:PORT.
+    run folder (--out) or all exporting to one collector (--otlp); each replica's engine id is
+    its HOST:PORT.
     """
     from sagellm_obs import semconv as sc
     from sagellm_obs.server import ServerOptions
-    from sagellm_obs.server import serve as serve_http
     from sagellm_obs.server.serve import DataParallelError, check_data_parallel
 
+    set_log_level(log_level, verbose)
     try:
         check_data_parallel(data_parallel_size)
     except DataParallelError as exc:
-        err.print(f"[red]{exc}[/]")
-        raise typer.Exit(2) from None
-    _quiet_vllm()
+        fail(str(exc))
+    _check_model(model)
     if vllm_tracing:
         os.environ[sc.ENV_VLLM_TRACING] = "true"  # read by the server's configure()
+    engine = {
+        "enable_prefix_caching": prefix_caching,
+        **engine_options(
+            max_model_len=max_model_len,
+            max_num_seqs=max_num_seqs,
+            kv_cache_memory=kv_cache_memory,
+            block_size=block_size,
+            engine_arg=engine_arg,
+        ),
+    }
+    from sagellm_obs.cli_run import serve_and_summarize
+
     raise typer.Exit(
-        serve_http(
-            model,
+        serve_and_summarize(
+            console,
+            model=model,
             host=host,
             port=port,
             api_key=api_key,
@@ -261,6 +362,9 @@ def serve(
             engine_id=engine_id,
             data_parallel_size=data_parallel_size,
             options=ServerOptions(per_request_metrics=per_request_metrics),
+            run_dir=out,
+            otlp_endpoint=otlp,
+            **engine,
         )
     )
 
@@ -279,8 +383,7 @@ def watch(
     try:
         watch_run(run_dir, every=every, window_s=window, console=console)
     except FileNotFoundError as exc:
-        err.print(f"[red]{exc}[/]")
-        raise typer.Exit(1) from None
+        fail(str(exc), 1)
 
 
 @export_app.command("perfetto")
@@ -293,8 +396,7 @@ def export_perfetto(
     from sagellm_obs.frames import load
 
     if not run_dir.exists():
-        err.print(f"[red]no such run folder: {run_dir}[/]")
-        raise typer.Exit(1)
+        fail(f"no such run folder: {run_dir}", 1)
     frames = load(run_dir, errors="skip")
     path = write_perfetto(frames, out)
     console.print(
@@ -331,7 +433,7 @@ def model_build(
     from sagellm_obs.models import PRESETS, build_model, describe
 
     if preset not in PRESETS:
-        raise typer.BadParameter(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
+        fail(f"unknown preset {preset!r}; choose from {', '.join(sorted(PRESETS))}")
     t0 = time.perf_counter()
     with console.status(f"building {preset} model..."):
         path = build_model(PRESETS[preset], out, force=force)
@@ -360,12 +462,22 @@ def protocol_schema(
     try:
         sys.stdout.write(schema_json(name) + "\n")
     except KeyError as exc:
-        raise typer.BadParameter(str(exc)) from None
+        fail(str(exc))
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point: usage errors as click prints them, any other error as one
+    line (its traceback with ``--verbose``)."""
+    try:
+        typer.main.get_command(app).main(prog_name="sagellm-obs")
+    except Exception as exc:
+        if verbose_requested():
+            raise
+        err.print(
+            f"[red]error:[/] {one_line(exc)} [dim](--verbose shows the traceback)[/]",
+            highlight=False,
+        )
+        sys.exit(1)
 
 
 if __name__ == "__main__":

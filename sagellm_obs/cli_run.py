@@ -13,6 +13,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from sagellm_obs.cli_options import one_line
 from sagellm_obs.workload.generators import DEFAULT_WORKLOAD
 from sagellm_obs.workload.item import WorkItem
 
@@ -20,6 +21,10 @@ TINY_RUN_KV_CACHE_BYTES = 20 * 2**20
 """The tiny model's KV cache in a run: 40 blocks of 128 tokens (4 KiB per token), room for the
 default workload's shared prefixes and a few of its long prompts, so its pressure phase fills the
 cache and makes requests wait (a larger cache would sit at a few percent all run long)."""
+
+
+class EngineStartError(RuntimeError):
+    """vLLM did not start (the message is one line; the cause is chained)."""
 
 
 @dataclass
@@ -44,6 +49,8 @@ class MainJob:
     route: str = "round-robin"
     api_key: str | None = None
     vllm_tracing: bool = False
+    #: More :class:`~sagellm_obs.engine.EngineConfig` fields (``max_model_len``, ``extra``...).
+    engine_options: dict[str, Any] = field(default_factory=dict)
     run_dir: Path | None = None
     _task: Any = None
     _loop: Any = None
@@ -69,8 +76,8 @@ class MainJob:
 
     def _kv_cache(self) -> dict[str, Any]:
         """The KV-cache size to ask for: the user's, or the story-telling one of the tiny model."""
-        if self.kv_cache_bytes is not None:
-            return {"kv_cache_memory_bytes": self.kv_cache_bytes}
+        if self.kv_cache_bytes is not None:  # 0: vLLM sizes it (--kv-cache-memory auto)
+            return {"kv_cache_memory_bytes": self.kv_cache_bytes or None}
         if self.model == "tiny":
             return {"kv_cache_memory_bytes": TINY_RUN_KV_CACHE_BYTES}
         return {}  # EngineConfig's default
@@ -101,19 +108,23 @@ class MainJob:
         if self.endpoint:
             return self._run_http(console, items, tel)
         t0 = time.perf_counter()
-        with console.status("starting vLLM (the tiny model is built offline on first use)..."):
-            engine = Engine(
-                self.model,
-                telemetry=tel,
-                in_process=self.in_process,
-                enable_prefix_caching=self.prefix_caching,
-                **self._kv_cache(),
-            )
+        self._write_manifest(tel, items)
+        try:
+            with console.status("starting vLLM (the tiny model is built offline on first use)..."):
+                engine = Engine(
+                    self.model,
+                    telemetry=tel,
+                    in_process=self.in_process,
+                    enable_prefix_caching=self.prefix_caching,
+                    **{**self._kv_cache(), **self.engine_options},
+                )
+        except Exception as exc:
+            tel.shutdown()
+            raise EngineStartError(f"vLLM did not start: {one_line(exc)}") from exc
         console.print(
             f"engine up in {time.perf_counter() - t0:.1f} s: model [cyan]{engine.model_name}[/], "
             f"{len(items)} requests of workload [cyan]{items[0].kind}[/]"
         )
-        self._write_manifest(tel, items)
         result: RunResult | None = None
         try:
             with Progress(
@@ -239,7 +250,7 @@ class MainJob:
     def report(self, console: Console) -> int:
         """Summarise the run folder: terminal tables, ``summary.json`` and ``report.html``."""
         assert self.run_dir is not None
-        return summarize_run(self.run_dir, console, slo=self.slo)
+        return summarize_run(self.run_dir, console)  # the manifest holds the SLOs
 
 
 def summarize_run(
@@ -251,15 +262,22 @@ def summarize_run(
 ) -> int:
     """Print the summary of a run folder and (re)write its ``summary.json`` and ``report.html``.
 
+    ``slo`` None takes the SLOs the run recorded; given ones override them, and say so.
     ``also``: more run folders summarised with it as one fleet (the replicas' runs of an
     ``--endpoint`` run); the files are written into ``run_dir``.
     """
     import json
 
+    from sagellm_obs.run_setup import slo_text
     from sagellm_obs.run_summary import render_summary, summarize
 
     extra = list(also or [])
     summary = summarize([run_dir, *extra], slo=slo)
+    if slo is not None:
+        recorded = summary.setup.slo
+        was = f"the run recorded {slo_text(recorded)}" if recorded else "the run recorded none"
+        now = slo_text(slo) or "none"
+        console.print(f"goodput SLOs from --slo: {now} ({was})", highlight=False)
     (run_dir / "summary.json").write_text(json.dumps(summary.as_dict(), indent=2) + "\n")
     console.print(render_summary(summary))
     try:
@@ -272,3 +290,15 @@ def summarize_run(
         console.print(f"report: [green]{path}[/]")
     console.print(f"run folder: [green]{run_dir}[/]")
     return 0 if summary.requests else 1
+
+
+def serve_and_summarize(console: Console, **options: Any) -> int:
+    """``sagellm-obs serve``: :func:`sagellm_obs.server.serve` with ``options``; once it stops,
+    the run folder's summary in the terminal, ``summary.json`` and ``report.html``, as ``run``
+    writes them."""
+    from sagellm_obs.server import serve
+
+    try:
+        return serve(on_stopped=lambda run_dir: summarize_run(run_dir, console), **options)
+    except Exception as exc:
+        raise EngineStartError(f"serve failed: {one_line(exc)}") from exc

@@ -373,6 +373,7 @@ ENV_ENGINE_ID: Final = "SAGELLM_ENGINE_ID"
 ENV_STORE: Final = "SAGELLM_OBS_STORE"
 ENV_MODEL_CACHE: Final = "SAGELLM_OBS_MODEL_CACHE"
 ENV_VLLM_TRACING: Final = "SAGELLM_OBS_VLLM_TRACING"  # configure(vllm_tracing=...) default
+ENV_LOG_LEVEL: Final = "SAGELLM_OBS_LOG_LEVEL"  # what vLLM/torch print at start (engine/quiet.py)
 
 ATTRIBUTE_DOCS: Final[dict[str, str]] = {
     GEN_AI_OPERATION_NAME: "text_completion or chat",

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,10 @@ class EngineConfig:
         enforce_eager: Skip torch.compile (it costs ~45 s at first start on CPU).
         kv_events: Record vLLM's KV cache events (blocks stored, reused, removed) in the run
             folder's ``kv-events`` file (see :mod:`sagellm_obs.engine.kv_events`).
-        extra: More ``AsyncEngineArgs`` keywords.
+        extra: More ``AsyncEngineArgs`` keywords (see :func:`check_engine_args`).
+        log_level: What vLLM and torch print while the engine starts: ``error`` (default),
+            ``warning``, ``info`` or ``debug``; None reads ``$SAGELLM_OBS_LOG_LEVEL`` (see
+            :mod:`sagellm_obs.engine.quiet`). Not an engine argument: not recorded with them.
     """
 
     model: str = "tiny"
@@ -42,6 +46,7 @@ class EngineConfig:
     enforce_eager: bool = True
     kv_events: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    log_level: str | None = None
 
     def engine_args(self, model_path: str) -> dict[str, Any]:
         """Keyword arguments for ``AsyncEngineArgs``."""
@@ -67,6 +72,43 @@ class EngineConfig:
         if self.served_model_name:
             return self.served_model_name
         return "tiny-llama" if self.model == "tiny" else Path(model_path).name
+
+
+def with_overrides(config: EngineConfig, overrides: Mapping[str, Any]) -> EngineConfig:
+    """A copy of ``config`` with ``overrides`` set (``Engine("tiny", max_model_len=512)``).
+
+    Raises:
+        TypeError: A key is not an :class:`EngineConfig` field (vLLM's other arguments go in
+            ``extra``).
+    """
+    names = {f.name for f in fields(EngineConfig)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise TypeError(
+            f"unknown engine option {', '.join(map(repr, unknown))}: EngineConfig takes "
+            f"{', '.join(sorted(names))}; other vLLM engine arguments go in extra={{...}}"
+        )
+    return replace(config, **overrides)
+
+
+def check_engine_args(args: Mapping[str, Any]) -> None:
+    """Checks that every key of ``args`` is a field of vLLM's ``EngineArgs`` (imports vLLM).
+
+    Raises:
+        ValueError: Unknown keys; the message names the closest fields.
+    """
+    import dataclasses
+    import difflib
+
+    from vllm.engine.arg_utils import EngineArgs
+
+    known = {f.name for f in dataclasses.fields(EngineArgs)}
+    for key in args:
+        if key in known:
+            continue
+        close = difflib.get_close_matches(key, sorted(known), n=3)
+        hint = f"; did you mean {' or '.join(close)}?" if close else ""
+        raise ValueError(f"{key!r} is not a vLLM engine argument (EngineArgs field){hint}")
 
 
 def resolve_model(model: str) -> str:

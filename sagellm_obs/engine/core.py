@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 from sagellm_obs import semconv as sc
-from sagellm_obs.engine.config import EngineConfig, resolve_model
+from sagellm_obs.engine.config import EngineConfig, resolve_model, with_overrides
 from sagellm_obs.engine.convert import (
     aborted_error,
     build_metrics,
@@ -27,6 +27,7 @@ from sagellm_obs.engine.convert import (
 )
 from sagellm_obs.engine.kv_events import KVEventConsumer
 from sagellm_obs.engine.outputs import RequestOutputs
+from sagellm_obs.engine.quiet import engine_start_output
 from sagellm_obs.engine.request_record import input_messages, new_record, output_messages
 from sagellm_obs.engine.stat_logger import StepSink, stat_logger_factory
 from sagellm_obs.engine.vllm_calls import (
@@ -119,44 +120,45 @@ class InstrumentedEngine:
         **overrides: Any,
     ) -> InstrumentedEngine:
         """Start vLLM with our stat logger. ``overrides`` set :class:`EngineConfig` fields."""
-        cfg = config or EngineConfig()
-        for key, value in overrides.items():
-            setattr(cfg, key, value)
+        cfg = with_overrides(config or EngineConfig(), overrides)
         tel: TelemetryPort = telemetry or current_telemetry() or configure_telemetry()
         pinned = telemetry
         if cfg.in_process is not None:
             os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0" if cfg.in_process else "1"
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        model_path = await asyncio.to_thread(resolve_model, cfg.model)
-
-        import vllm.envs
-        from vllm.engine.arg_utils import AsyncEngineArgs
-        from vllm.v1.engine.async_llm import AsyncLLM
-
-        # An in-process vLLM engine started earlier may have frozen vLLM's env settings.
-        if hasattr(vllm.envs, "disable_envs_cache"):
-            vllm.envs.disable_envs_cache()
-
         sink = StepSink(
             (lambda: pinned) if pinned is not None else current_telemetry, tel.engine_id
         )
-        engine_kw = cfg.engine_args(model_path)
-        receiver = tel.vllm_spans
-        if receiver is not None and not engine_kw.get("otlp_traces_endpoint"):
-            engine_kw["otlp_traces_endpoint"] = receiver.endpoint
-        consumer = _kv_consumer(pinned, tel.engine_id) if cfg.kv_events else None
-        if consumer is not None:
-            engine_kw["kv_events_config"] = consumer.vllm_config()
-        args = AsyncEngineArgs(**engine_kw)
-        started = time.time()
-        try:
-            with vllm_tracing_env(engine_kw.get("otlp_traces_endpoint"), receiver is not None):
-                llm = AsyncLLM.from_engine_args(args, stat_loggers=[stat_logger_factory(sink)])
-        except BaseException:
+        with engine_start_output(cfg.log_level) as output_args:
+            model_path = await asyncio.to_thread(resolve_model, cfg.model)
+
+            import vllm.envs
+            from vllm.engine.arg_utils import AsyncEngineArgs
+            from vllm.v1.engine.async_llm import AsyncLLM
+
+            # An in-process vLLM engine started earlier may have frozen vLLM's env settings.
+            if hasattr(vllm.envs, "disable_envs_cache"):
+                vllm.envs.disable_envs_cache()
+
+            engine_kw = cfg.engine_args(model_path)
+            receiver = tel.vllm_spans
+            if receiver is not None and not engine_kw.get("otlp_traces_endpoint"):
+                engine_kw["otlp_traces_endpoint"] = receiver.endpoint
+            consumer = _kv_consumer(pinned, tel.engine_id) if cfg.kv_events else None
             if consumer is not None:
-                consumer.close(drain=False)
-            raise
+                engine_kw["kv_events_config"] = consumer.vllm_config()
+            args = AsyncEngineArgs(**{**output_args, **engine_kw})
+            started = time.time()
+            try:
+                with vllm_tracing_env(engine_kw.get("otlp_traces_endpoint"), receiver is not None):
+                    llm = AsyncLLM.from_engine_args(
+                        args, stat_loggers=[stat_logger_factory(sink)]
+                    )
+            except BaseException:
+                if consumer is not None:
+                    consumer.close(drain=False)
+                raise
         engine = cls(llm, cfg, pinned, sink, model_path)
         engine.kv_events = consumer
         engine.trace_vllm = bool(engine_kw.get("otlp_traces_endpoint"))

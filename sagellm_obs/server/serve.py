@@ -18,13 +18,14 @@ import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import uvicorn
 
 from sagellm_obs import semconv as sc
-from sagellm_obs.engine.config import EngineConfig
+from sagellm_obs.engine.config import EngineConfig, with_overrides
 from sagellm_obs.engine.core import InstrumentedEngine
 from sagellm_obs.server.app import create_app
 from sagellm_obs.telemetry import Telemetry, configure
@@ -156,6 +157,9 @@ def serve(
     options: ServerOptions | None = None,
     engine_id: str | None = None,
     data_parallel_size: int = 1,
+    run_dir: str | os.PathLike[str] | None = None,
+    otlp_endpoint: str | None = None,
+    on_stopped: Callable[[Path], object] | None = None,
     **engine_overrides: Any,
 ) -> int:
     """Serve ``model`` over HTTP until SIGTERM/SIGINT; returns the exit code (0).
@@ -179,6 +183,12 @@ def serve(
         data_parallel_size: vLLM data-parallel ranks (one EngineCore process each, requests
             balanced by vLLM); every record carries its rank as ``sagellm.engine_idx``. See
             :func:`check_data_parallel` for what CPU builds do with it.
+        run_dir: The run folder; default ``$SAGELLM_OBS_RUN_DIR``, else a new one under
+            ``./sagellm-runs``. Ignored with ``telemetry``.
+        otlp_endpoint: Also export to this OTLP endpoint (default: the ``OTEL_*`` environment).
+            Ignored with ``telemetry``.
+        on_stopped: Called with the run folder once serving stopped and the telemetry is
+            flushed (``sagellm-obs serve`` writes the summary and report there).
         **engine_overrides: :class:`EngineConfig` fields (``in_process``, ``max_model_len``...).
 
     Returns:
@@ -187,11 +197,7 @@ def serve(
     opts = options or ServerOptions()
     opts.host, opts.port = host, port
     opts.api_key = api_key or os.environ.get(ENV_API_KEY) or opts.api_key
-    cfg = EngineConfig(model=model)
-    for key, value in engine_overrides.items():
-        if not hasattr(cfg, key):
-            raise TypeError(f"unknown engine option {key!r}")
-        setattr(cfg, key, value)
+    cfg = with_overrides(EngineConfig(model=model), engine_overrides)
     apply_data_parallel(cfg, data_parallel_size)
     sockets: list[socket.socket] | None = None
     owned = telemetry is None
@@ -202,7 +208,7 @@ def serve(
                 sockets = [bind_socket(opts.host, 0)]
                 opts.port = int(sockets[0].getsockname()[1])
             engine_id = replica_engine_id(opts.host, opts.port)
-    tel = telemetry or _configure(prometheus, engine_id)
+    tel = telemetry or _configure(prometheus, engine_id, run_dir, otlp_endpoint)
     holder: dict[str, uvicorn.Server] = {}
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     stopping = threading.Event()
@@ -219,6 +225,7 @@ def serve(
         _freeze_gc_heap()
         shown = f"[{opts.host}]" if ":" in opts.host else opts.host
         print(f"serving on http://{shown}:{bound}", flush=True)
+        tel.annotate_run(server={"host": opts.host, "port": bound})
         if tel.run_dir is not None:
             print(f"run folder: {tel.run_dir}", flush=True)
 
@@ -241,6 +248,8 @@ def serve(
         if owned:
             tel.shutdown()
     print("stopped", file=sys.stderr, flush=True)
+    if on_stopped is not None and tel.run_dir is not None:
+        on_stopped(tel.run_dir)
     return 0
 
 
@@ -252,10 +261,21 @@ def _freeze_gc_heap() -> None:
     gc.freeze()
 
 
-def _configure(prometheus: bool, engine_id: str | None = None) -> Telemetry:
-    """Telemetry from the environment; with ``prometheus``, the GenAI metrics in its registry,
-    which the server's ``/metrics`` route serves (no listener of its own)."""
-    return configure(prometheus_port="registry" if prometheus else None, engine_id=engine_id)
+def _configure(
+    prometheus: bool,
+    engine_id: str | None = None,
+    run_dir: str | os.PathLike[str] | None = None,
+    otlp_endpoint: str | None = None,
+) -> Telemetry:
+    """Telemetry from the arguments, else the environment; with ``prometheus``, the GenAI
+    metrics in its registry, which the server's ``/metrics`` route serves (no listener of its
+    own)."""
+    return configure(
+        prometheus_port="registry" if prometheus else None,
+        engine_id=engine_id,
+        run_dir=run_dir,
+        otlp_endpoint=otlp_endpoint,
+    )
 
 
 def replica_engine_id(host: str, port: int) -> str:

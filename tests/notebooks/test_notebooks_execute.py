@@ -35,6 +35,10 @@ MIN_CHARTS = {
     "08_clickhouse": 2,
 }
 EXPLORERS = {"01_quickstart": 1, "05_comparing_runs": 1}
+STARTUP_NOISE = re.compile(
+    r"FutureWarning|Triton not available|NUMA binding|Loading safetensors"
+    r"|\b(?:INFO|WARNING) \d\d-\d\d \d\d:\d\d:\d\d"  # vLLM's log lines
+)
 CHART_CALL = re.compile(r"\bcharts\.\w+\(|\balt\.Chart\(|\bexplore\(|\blive\(")
 
 
@@ -110,6 +114,11 @@ def test_notebook_executes(name: str, notebook_env: dict[str, str], tmp_path: Pa
     assert not [o for o in outputs if o.output_type == "error"]
     stderr = "".join(o.text for o in outputs if o.output_type == "stream" and o.name == "stderr")
     assert "Traceback" not in stderr, stderr[-3000:]
+    # vLLM's and torch's start-up output stays out of the cells (nothing in the notebooks asks
+    # for quiet: the engine start does it).
+    printed = "".join(o.text for o in outputs if o.output_type == "stream")
+    noise = STARTUP_NOISE.findall(printed)
+    assert not noise, noise
 
     # Every widget view displayed refers to a widget whose state was stored.
     states = _widget_states(nb)

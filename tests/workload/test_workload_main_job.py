@@ -100,6 +100,55 @@ def test_run_writes_a_complete_folder_and_a_true_summary(tmp_path: Path) -> None
     assert summary["goodput"] == pytest.approx(good / len(spans))
 
 
+# What vLLM and torch print at start-up when nobody asked: none of it reaches the console.
+STARTUP_NOISE = (
+    "FutureWarning",
+    "reduce_op",
+    "Triton not available",
+    "NUMA",
+    "Loading safetensors",
+    " INFO ",
+    " WARNING ",
+)
+
+
+def test_a_quiet_console_and_engine_options_in_the_manifest(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    proc = _run(
+        ["--requests", "8", "--max-tokens", "4", "--out", str(out), "--max-num-seqs", "3",
+         "--kv-cache-memory", "96MiB", "--engine-arg", "max_num_batched_tokens=1024"]
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for noise in STARTUP_NOISE:
+        assert noise not in proc.stderr and noise not in proc.stdout, noise
+    assert proc.stderr.strip() == "", proc.stderr
+    args = json.loads((out / "manifest.json").read_text())["engine_args"]
+    assert (args["max_num_seqs"], args["max_num_batched_tokens"]) == (3, 1024)
+    assert args["kv_cache_memory_bytes"] == 96 * 2**20
+    # The terminal summary says what the run was.
+    assert "max_num_seqs=3" in proc.stdout and "kv_cache_memory_bytes=96MiB" in proc.stdout
+    assert "concurrency 8 (closed loop)" in proc.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["setup"]["engine_args"]["max_num_seqs"] == 3
+    ttft, parts = summary["latency"]["TTFT"], ("frontend", "queue", "prefill")
+    assert sum(summary["latency"][p]["mean"] for p in parts) == pytest.approx(ttft["mean"])
+
+
+def test_verbose_shows_vllm_starting(tmp_path: Path) -> None:
+    proc = _run(["--requests", "2", "--max-tokens", "2", "--out", str(tmp_path / "run"), "-v"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert " INFO " in proc.stdout + proc.stderr  # vLLM's start-up lines
+
+
+def test_a_vllm_refusal_is_one_line(tmp_path: Path) -> None:
+    # The tiny model's context is 2048 tokens: vLLM refuses a longer one while it starts.
+    proc = _run(["--requests", "2", "--out", str(tmp_path / "run"), "--max-model-len", "99999"])
+    assert proc.returncode == 1
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: vLLM did not start: "), proc.stderr
+    assert "max_model_len" in lines[0] and "Traceback" not in proc.stderr
+
+
 def test_prefix_caching_on_beats_off(tmp_path: Path) -> None:
     import polars as pl
 
