@@ -13,7 +13,6 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from sagellm_obs.workload.generators import DEFAULT_WORKLOAD
 from sagellm_obs.cli_options import (
     ENGINE_PANEL,
     BlockSize,
@@ -33,6 +32,7 @@ from sagellm_obs.cli_options import (
     verbose_requested,
     workload_help,
 )
+from sagellm_obs.workload.generators import DEFAULT_WORKLOAD
 
 app = typer.Typer(
     help="Observability for LLM inference: instrumented vLLM runs, traces, reports.",
@@ -323,9 +323,9 @@ def serve(
     """Serve the instrumented engine over an OpenAI-compatible HTTP API until SIGTERM/Ctrl-C;
     then print the summary and write the run folder's summary.json and report.html.
 
-    Several replicas: start one per port (``--port 8001``, ``--port 8002``...), each with its own
-    run folder (--out) or all exporting to one collector (--otlp); each replica's engine id is
-    its HOST:PORT.
+    Several replicas: start one per port (--port 8001, --port 8002...), each with its own run
+    folder (--out) or all exporting to one collector (--otlp); each replica's engine id is its
+    HOST:PORT.
     """
     from sagellm_obs import semconv as sc
     from sagellm_obs.server import ServerOptions

@@ -170,8 +170,7 @@ def _compared(setups: Sequence[RunSetup]) -> dict[str, list[Any]]:
     keys = dict.fromkeys(k for s in setups for k in s.engine_args if k not in _HIDDEN_ENGINE_ARGS)
     for key in keys:  # an argument one engine was given and another was not differs
         values[f"engine {key}"] = [
-            _arg(key, s.engine_args.get(key, "default")) if s.engine_args else None
-            for s in setups
+            _arg(key, s.engine_args.get(key, "default")) if s.engine_args else None for s in setups
         ]
     for name in _VERSIONS:
         values[f"{name} version"] = [s.versions.get(name) for s in setups]
