@@ -304,9 +304,9 @@ def requests_of(spans: pl.LazyFrame, client: pl.LazyFrame | None = None) -> pl.L
     Missing ``tpot_s`` is derived as ``decode_s / (output_tokens - 1)``, missing ``e2e_s`` as the
     span's duration and missing ``inference_s`` as ``prefill_s + decode_s``; ``frontend_s`` is
     TTFT's share outside queue and prefill (:func:`frontend_share`) and ``cached_prompt_share`` =
-    cached / input tokens. ``cancelled`` is false on our spans unless set (vLLM does not say). Client timings (``client``:
-    ``CLIENT_LINE`` rows) are joined on ``request_id``; the last line wins for a repeated id.
-    Sorted by arrival.
+    cached / input tokens. ``cancelled`` is false on our spans unless set (vLLM does not say).
+    Client timings (``client``: ``CLIENT_LINE`` rows) are joined on ``request_id``; the last line
+    wins for a repeated id. Sorted by arrival.
     """
     is_vllm = pl.col("name") == sc.VLLM_REQUEST_SPAN_NAME
     is_ours = (
@@ -332,25 +332,35 @@ def requests_of(spans: pl.LazyFrame, client: pl.LazyFrame | None = None) -> pl.L
         *(_figure(theirs).alias(col) for col, theirs in VLLM_FIGURES.items()),
     )
     alone = vllm.join(keys, on=["trace_id", "parent_span_id"], how="anti")
-    req = pl.concat(
-        [ours.join(figures, on=["trace_id", "span_id"], how="left", maintain_order="left"), alone],
-        how="diagonal_relaxed",
-    ).with_columns(
-        pl.col("start").alias("arrival"),
-        pl.coalesce(
-            "tpot_s",
-            pl.when(out_tokens > 1).then(pl.col("decode_s") / (out_tokens - 1)),
-        ).alias("tpot_s"),
-        pl.coalesce("e2e_s", "duration_s").alias("e2e_s"),
-        pl.coalesce("inference_s", pl.col("prefill_s") + pl.col("decode_s")).alias("inference_s"),
-        pl.when(pl.col("source") == "sagellm")
-        .then(pl.col("cancelled").fill_null(False))
-        .otherwise(pl.col("cancelled"))
-        .alias("cancelled"),
-        pl.when(pl.col("input_tokens") > 0)
-        .then(pl.col("cached_tokens") / pl.col("input_tokens"))
-        .alias("cached_prompt_share"),
-    ).with_columns(frontend_share("ttft_s", TTFT_PHASES).alias("frontend_s"),
+    req = (
+        pl.concat(
+            [
+                ours.join(figures, on=["trace_id", "span_id"], how="left", maintain_order="left"),
+                alone,
+            ],
+            how="diagonal_relaxed",
+        )
+        .with_columns(
+            pl.col("start").alias("arrival"),
+            pl.coalesce(
+                "tpot_s",
+                pl.when(out_tokens > 1).then(pl.col("decode_s") / (out_tokens - 1)),
+            ).alias("tpot_s"),
+            pl.coalesce("e2e_s", "duration_s").alias("e2e_s"),
+            pl.coalesce("inference_s", pl.col("prefill_s") + pl.col("decode_s")).alias(
+                "inference_s"
+            ),
+            pl.when(pl.col("source") == "sagellm")
+            .then(pl.col("cancelled").fill_null(False))
+            .otherwise(pl.col("cancelled"))
+            .alias("cancelled"),
+            pl.when(pl.col("input_tokens") > 0)
+            .then(pl.col("cached_tokens") / pl.col("input_tokens"))
+            .alias("cached_prompt_share"),
+        )
+        .with_columns(
+            frontend_share("ttft_s", TTFT_PHASES).alias("frontend_s"),
+        )
     )
     if client is not None:
         req = req.join(client_columns(client), on="request_id", how="left", maintain_order="left")
