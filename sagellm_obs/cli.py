@@ -232,7 +232,8 @@ def compare(
     out: Annotated[Path | None, typer.Option(help="Comparison report path.")] = None,
 ) -> None:
     """Print runs' summaries side by side with deltas against the first and write a report."""
-    from sagellm_obs.run_summary import render_comparison, summarize
+    from sagellm_obs.run_comparison import render_comparison
+    from sagellm_obs.run_summary import summarize
 
     if len(runs) < 2:
         fail("give two run folders or more (the baseline first)")

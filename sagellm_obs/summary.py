@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import warnings
 
-from sagellm_obs.run_summary import (
-    Summary,
-    comparison_rows,
-    render_comparison,
-    render_summary,
-    summarize,
-)
+from sagellm_obs.run_comparison import comparison_rows, render_comparison
+from sagellm_obs.run_summary import Summary, render_summary, summarize
 
 __all__ = ["Summary", "comparison_rows", "render_comparison", "render_summary", "summarize"]
 

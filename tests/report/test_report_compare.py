@@ -10,8 +10,10 @@ import pytest
 from report_html import EXTERNAL, specs, tables
 from rich.console import Console
 
+from sagellm_obs import run_summary
 from sagellm_obs.report import write_comparison, write_run_comparison
-from sagellm_obs.run_summary import comparison_table, render_comparison, summarize
+from sagellm_obs.run_comparison import comparison_table, render_comparison
+from sagellm_obs.run_summary import summarize
 
 
 def test_comparison_tables_and_charts(run_a: Path, run_b: Path, tmp_path: Path) -> None:
@@ -119,3 +121,9 @@ def test_the_terminal_names_each_run_by_its_whole_folder(run_a: Path, run_b: Pat
     assert f"B: {run_b}" in joined
     assert "…" not in text.split("Run comparison")[0]
     assert "set-ups differ" not in text  # the fixture runs record no set-up to compare
+
+
+def test_the_comparison_keeps_its_old_import_path() -> None:
+    assert run_summary.render_comparison is render_comparison  # notebooks import it from there
+    with pytest.raises(AttributeError):
+        _ = run_summary.no_such_name

@@ -17,7 +17,8 @@ from typer.testing import CliRunner
 from sagellm_obs import frames
 from sagellm_obs.cli import app
 from sagellm_obs.report import write_report, write_run_comparison
-from sagellm_obs.run_summary import render_comparison, render_summary, summarize
+from sagellm_obs.run_comparison import render_comparison
+from sagellm_obs.run_summary import render_summary, summarize
 
 SLO = {"ttft_s": 0.04}
 
