@@ -188,6 +188,7 @@ _CONFIG_FIELDS = {f.name for f in fields(EngineConfig)} - {
     "extra",
     "in_process",
     "log_level",
+    "kv_events",
 }
 
 

