@@ -15,7 +15,8 @@ engine's start; the level is ``EngineConfig.log_level``, else ``$SAGELLM_OBS_LOG
 
 ``sagellm-obs run|serve --log-level LEVEL`` (``--verbose`` is ``info``) sets the variable.
 Environment variables the user set (``VLLM_LOGGING_LEVEL``, ``TORCH_LOGS``,
-``TORCH_CPP_LOG_LEVEL``, ``PYTHONWARNINGS``) are left as they are. Our own loggers
+``TORCH_CPP_LOG_LEVEL``, ``PYTHONWARNINGS``) are left as they are; ours are set for the start only,
+so a later subprocess sees the environment as it was. Our own loggers
 (``sagellm_obs.*``) are not touched.
 """
 
@@ -40,12 +41,6 @@ DEFAULT_LEVEL: Final = "error"
 
 _NOISY_MODULES: Final = r"(vllm|torch|transformers|triton)(\.|$)"
 
-# Environment values this module set (a later start at another level may change them; a value
-# the user set is never changed).
-_ours: dict[str, str] = {}
-_filter_added = False
-
-
 def resolve_level(level: str | None = None) -> str:
     """The level for ``level`` (None: ``$SAGELLM_OBS_LOG_LEVEL``, else ``"error"``).
 
@@ -58,34 +53,18 @@ def resolve_level(level: str | None = None) -> str:
     return name
 
 
-def _put(key: str, value: str) -> None:
-    """Set ``key`` unless the user set it."""
-    current = os.environ.get(key)
-    if current is None or _ours.get(key) == current:
-        os.environ[key] = value
-        _ours[key] = value
-
-
-def _drop(key: str) -> None:
-    """Unset ``key`` if this module set it."""
-    if key in _ours and os.environ.get(key) == _ours.pop(key):
-        del os.environ[key]
-
-
 def _ignore_library_warnings(on: bool) -> None:
-    global _filter_added
-    if on and not _filter_added:
+    """Adds or removes our filter; looks at the filters in place (``catch_warnings`` blocks, as
+    pytest's, restore them behind our back)."""
+    filters: list[Any] = warnings.filters  # type: ignore[assignment]  # a list at runtime
+    ours = [f for f in filters if f[0] == "ignore" and _pattern(f[3]) == _NOISY_MODULES]
+    if on and not ours:
         warnings.filterwarnings("ignore", module=_NOISY_MODULES)
-        _filter_added = True
-    elif not on and _filter_added:
-        filters: list[Any] = warnings.filters  # type: ignore[assignment]  # a list at runtime
-        filters[:] = [
-            f for f in filters if not (f[0] == "ignore" and _pattern(f[3]) == _NOISY_MODULES)
-        ]
+    elif not on and ours:
+        filters[:] = [f for f in filters if f not in ours]
         mutated = getattr(warnings, "_filters_mutated", None)  # what filterwarnings() calls
         if callable(mutated):
             mutated()
-        _filter_added = False
 
 
 def _pattern(module: Any) -> str | None:
@@ -108,26 +87,23 @@ def engine_start_output(level: str | None = None) -> Iterator[dict[str, Any]]:
     """
     name = resolve_level(level)
     quiet = name == "error"
-    _put("VLLM_LOGGING_LEVEL", name.upper())
+    wanted = {"VLLM_LOGGING_LEVEL": name.upper()}
+    if quiet:
+        # TORCH_CPP_LOG_LEVEL: read when torch's C++ library loads (the NUMA notice); TORCH_LOGS:
+        # when torch is imported; PYTHONWARNINGS: by vLLM's EngineCore process, where every
+        # warning is vLLM's.
+        wanted |= {"TORCH_CPP_LOG_LEVEL": "ERROR", "TORCH_LOGS": "-all", "PYTHONWARNINGS": "ignore"}
+    added = {key: value for key, value in wanted.items() if key not in os.environ}
+    os.environ.update(added)
     # vLLM reads its variable when it is first imported: set its logger for a later start too.
     logging.getLogger("vllm").setLevel(os.environ["VLLM_LOGGING_LEVEL"].upper())
-    if quiet:
-        _put("TORCH_CPP_LOG_LEVEL", "ERROR")  # read when torch's C++ library loads
-        _put("TORCH_LOGS", "-all")  # read when torch is imported
-        if "torch" in sys.modules and os.environ.get("TORCH_LOGS") == "-all":
-            logging.getLogger("torch").setLevel(logging.ERROR)
-    else:
-        for key in ("TORCH_CPP_LOG_LEVEL", "TORCH_LOGS"):
-            _drop(key)
-        if "torch" in sys.modules and "TORCH_LOGS" not in os.environ:
-            logging.getLogger("torch").setLevel(logging.WARNING)  # torch's own default
+    if "torch" in sys.modules and os.environ.get("TORCH_LOGS") == added.get("TORCH_LOGS"):
+        # torch was imported before (its variable is read then): set its logger (not the user's).
+        logging.getLogger("torch").setLevel(logging.ERROR if quiet else logging.WARNING)
     _ignore_library_warnings(quiet)
-    # vLLM's EngineCore process starts inside the block; only there is every warning vLLM's.
-    scoped = quiet and "PYTHONWARNINGS" not in os.environ
-    if scoped:
-        os.environ["PYTHONWARNINGS"] = "ignore"
     try:
         yield {"use_tqdm_on_load": False} if quiet else {}
     finally:
-        if scoped:
-            os.environ.pop("PYTHONWARNINGS", None)
+        # Scoped to the start: later subprocesses (and tests) see the environment as it was.
+        for key in added:
+            os.environ.pop(key, None)
