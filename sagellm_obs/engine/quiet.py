@@ -41,6 +41,7 @@ DEFAULT_LEVEL: Final = "error"
 
 _NOISY_MODULES: Final = r"(vllm|torch|transformers|triton)(\.|$)"
 
+
 def resolve_level(level: str | None = None) -> str:
     """The level for ``level`` (None: ``$SAGELLM_OBS_LOG_LEVEL``, else ``"error"``).
 

@@ -72,9 +72,8 @@ def test_a_later_start_changes_the_level_it_set() -> None:
 
 def test_the_filter_is_back_after_a_catch_warnings_block() -> None:
     # pytest runs every test in such a block: a start in an earlier test must not count.
-    with warnings.catch_warnings():
-        with quiet.engine_start_output("error"):
-            pass
+    with warnings.catch_warnings(), quiet.engine_start_output("error"):
+        pass
     with quiet.engine_start_output("error"):
         assert _warned("torch.distributed") == []
 
