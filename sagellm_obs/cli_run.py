@@ -127,9 +127,12 @@ class MainJob:
         )
         result: RunResult | None = None
         try:
+            # Not a terminal (a pipe, a CI log): rich prints the line once, at 80 columns; the
+            # bar would squeeze the counts into "200/…".
+            bar_column = [BarColumn()] if console.is_terminal else []
             with Progress(
                 TextColumn("[progress.description]{task.description}"),
-                BarColumn(),
+                *bar_column,
                 MofNCompleteColumn(),
                 TimeElapsedColumn(),
                 TextColumn("{task.fields[live]}"),

@@ -71,6 +71,8 @@ def test_run_writes_a_complete_folder_and_a_true_summary(tmp_path: Path) -> None
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "TTFT" in proc.stdout and "prefix-cache hit rate" in proc.stdout
+    # Not a terminal: the progress line is printed once, its counts whole (no bar to squeeze them).
+    assert "requests 24/24 " in proc.stdout, proc.stdout
     for name in ("manifest.json", "summary.json", "report.html"):
         assert (out / name).is_file(), name
     for kind in ("traces", "metrics", "steps", "requests-client"):
