@@ -34,7 +34,7 @@ def parse_every(every: str) -> int:
     return int(m.group(1)) * _UNITS[m.group(2)] * 1_000_000_000
 
 
-def _value(column: str, dtype: str) -> str:
+def request_value(column: str, dtype: str) -> str:
     """SQL for a typed request column: the first of its attribute keys that parses."""
     keys = ATTRIBUTE_COLUMNS[column][1]
     cast = {"Float64": "toFloat64OrNull", "Int64": "toInt64OrNull"}.get(dtype)
@@ -46,7 +46,7 @@ def _value(column: str, dtype: str) -> str:
     return f"coalesce({', '.join(parts)})" if len(parts) > 1 else parts[0]
 
 
-def _is_request(table: str) -> str:
+def is_request(table: str) -> str:
     """A request span, as ``requests_of`` picks them: ours, and vLLM's ``llm_request`` unless it
     is the child of one of ours (vLLM's tracing on: its figures belong to our request's row)."""
     op = quote_string(sc.GEN_AI_OPERATION_NAME)
@@ -70,7 +70,7 @@ def _requests_sql(source: Any, select: str, group: str) -> tuple[Any, str, dict[
         raise ddl.LayoutError(f"{tables.label(ddl.TRACES)} does not exist")
     table = tables.qualified(ddl.TRACES)
     terms, params = src.where_spans(table)
-    where = " AND ".join([*terms, _is_request(table)])
+    where = " AND ".join([*terms, is_request(table)])
     sql = f"SELECT {select} FROM {table} WHERE {where} {group}"
     return conn, sql, params
 
@@ -107,7 +107,7 @@ def ttft_quantiles_per_window(
     levels = [float(q) for q in quantiles]
     if not levels or any(not 0.0 <= q <= 1.0 for q in levels):
         raise ValueError(f"quantiles must be levels in [0, 1], got {list(quantiles)}")
-    ttft = _value("ttft_s", "Float64")
+    ttft = request_value("ttft_s", "Float64")
     window = (
         f"fromUnixTimestamp64Nano(intDiv(toUnixTimestamp64Nano(Timestamp), {step}) * {step}, 'UTC')"
     )
@@ -142,9 +142,9 @@ def prefix_hit_rate_per_model(source: Any) -> pl.DataFrame:
         that report them) and ``prefix_hit_rate`` = cached / input (null when input is 0),
         sorted by model (null last).
     """
-    model = _value("model", "String")
-    inp = _value("input_tokens", "Int64")
-    cached = _value("cached_tokens", "Int64")
+    model = request_value("model", "String")
+    inp = request_value("input_tokens", "Int64")
+    cached = request_value("cached_tokens", "Int64")
     conn, sql, params = _requests_sql(
         source,
         f"{model} AS model, count() AS requests, sum({inp}) AS input_tokens, "

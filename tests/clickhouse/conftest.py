@@ -7,10 +7,14 @@ works in a database of its own.
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pyarrow as pa
 import pytest
 
 from tests.conftest import need
@@ -18,6 +22,7 @@ from tests.frames.frames_otlp import WrittenRun, write_run
 
 if TYPE_CHECKING:
     from sagellm_obs.clickhouse.connect import ChdbConnection
+    from sagellm_obs.clickhouse.ddl import Tables
 
 # The frames tests' run: two flushes, an error, a cancelled request, a second model.
 BATCHES = (
@@ -75,3 +80,25 @@ def database(chdb: ChdbConnection, request: pytest.FixtureRequest) -> str:
 def written(tmp_path_factory: pytest.TempPathFactory) -> WrittenRun:
     """A run folder written by ``configure()`` + the pipeline."""
     return write_run(tmp_path_factory.mktemp("clickhouse") / "run", BATCHES)
+
+
+RECORDED = Path(__file__).parents[1] / "frames" / "data"
+"""Spans vLLM emitted (tests/frames/record_vllm_spans.py): ``vllm_and_ours.jsonl`` (our request
+spans with vLLM's ``llm_request`` children) and ``vllm_alone.jsonl`` (vLLM's alone)."""
+
+
+def recorded_copy(name: str, folder: Path) -> Path:
+    """A copy of a recorded file in ``folder`` (``frames.load`` caches next to the file)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return Path(shutil.copy(RECORDED / name, folder / name))
+
+
+def insert_otlp_spans(conn: ChdbConnection, tables: Tables, path: Path) -> int:
+    """Insert an OTLP/JSON lines file's spans as the exporter shapes them; the rows inserted."""
+    from sagellm_obs.clickhouse.rows import span_rows
+    from sagellm_obs.clickhouse.write import ARROW_SCHEMAS
+
+    rows = [row for line in path.read_text().splitlines() for row in span_rows(json.loads(line))]
+    data = pa.Table.from_pylist(rows, schema=ARROW_SCHEMAS["traces"])
+    conn.insert_arrow(tables.database, tables.traces, data)
+    return len(rows)
