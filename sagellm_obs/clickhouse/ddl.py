@@ -26,6 +26,17 @@ _SQL_FILES = {
     SUM: "metrics_sum_table.sql",
     HISTOGRAM: "metrics_histogram_table.sql",
 }
+# The exporter's JSON layout (its `json: true`): attributes in JSON columns. Read, not written.
+_JSON_SQL_FILES = {
+    kind: name.replace("_table.sql", "_json_table.sql") for kind, name in _SQL_FILES.items()
+}
+# The attribute columns of each table: Map(..., String) in the Map layout, JSON in the JSON one.
+ATTRIBUTE_COLUMNS = {
+    TRACES: ("ResourceAttributes", "SpanAttributes"),
+    GAUGE: ("ResourceAttributes", "Attributes"),
+    SUM: ("ResourceAttributes", "Attributes"),
+    HISTOGRAM: ("ResourceAttributes", "Attributes"),
+}
 _TIME_COLUMN = {TRACES: "Timestamp", GAUGE: "TimeUnix", SUM: "TimeUnix", HISTOGRAM: "TimeUnix"}
 
 
@@ -56,18 +67,26 @@ class Tables:
         return f"{self.database}.{self.name(kind)}"
 
 
-def template(kind: str) -> str:
-    """The DDL template of ``kind``, placeholders unfilled."""
-    return resources.files("sagellm_obs.clickhouse").joinpath("sql", _SQL_FILES[kind]).read_text()
+def template(kind: str, *, json: bool = False) -> str:
+    """The DDL template of ``kind`` (of the JSON layout with ``json``), placeholders unfilled."""
+    name = (_JSON_SQL_FILES if json else _SQL_FILES)[kind]
+    return resources.files("sagellm_obs.clickhouse").joinpath("sql", name).read_text()
 
 
 def render(
-    kind: str, tables: Tables, *, engine: str = "MergeTree", ttl_days: int = 0, cluster: str = ""
+    kind: str,
+    tables: Tables,
+    *,
+    engine: str = "MergeTree",
+    ttl_days: int = 0,
+    cluster: str = "",
+    json: bool = False,
 ) -> str:
     """The CREATE TABLE statement of ``kind`` as the exporter fills its template."""
     time = _TIME_COLUMN[kind]
     ttl = f"TTL toDateTime({time}) + toIntervalDay({int(ttl_days)})" if ttl_days > 0 else ""
-    body = "\n".join(line for line in template(kind).splitlines() if not line.startswith("--"))
+    text = template(kind, json=json)
+    body = "\n".join(line for line in text.splitlines() if not line.startswith("--"))
     return body.format(
         database=quote_ident(tables.database),
         table=quote_ident(tables.name(kind)),
@@ -78,16 +97,23 @@ def render(
 
 
 def create_tables(
-    conn: Connection, tables: Tables, *, ttl_days: int = 0, kinds: tuple[str, ...] = KINDS
+    conn: Connection,
+    tables: Tables,
+    *,
+    ttl_days: int = 0,
+    kinds: tuple[str, ...] = KINDS,
+    json: bool = False,
 ) -> None:
-    """Create the database and the tables of ``kinds`` when missing (``IF NOT EXISTS``)."""
+    """Create the database and the tables of ``kinds`` when missing (``IF NOT EXISTS``); with
+    ``json``, in the exporter's JSON layout (which the reader reads and the writer refuses)."""
     conn.command(f"CREATE DATABASE IF NOT EXISTS {quote_ident(tables.database)}")
     for kind in kinds:
-        conn.command(render(kind, tables, ttl_days=ttl_days))
+        conn.command(render(kind, tables, ttl_days=ttl_days, json=json))
 
 
 # The columns the reader and writer use, with the types they accept: a table missing one, or
-# holding it with another type (e.g. the exporter's JSON layout), is refused up front.
+# holding it with another type, is refused up front. The JSON layout's attribute columns
+# (JSON, Array(JSON)) are accepted by the reader only (check_layout(json_ok=True)).
 _MAP = ("Map(LowCardinality(String), String)", "Map(String, String)")
 _TIME = ("DateTime64(9)", "DateTime")
 _EXPECTED: dict[str, dict[str, tuple[str, ...]]] = {
@@ -157,24 +183,78 @@ def describe(conn: Connection, tables: Tables, kind: str) -> dict[str, str] | No
     return {str(r["name"]): str(r["type"]) for r in rows}
 
 
-def check_layout(columns: dict[str, str], tables: Tables, kind: str) -> None:
-    """Raise :class:`LayoutError` unless ``columns`` hold the exporter's ``kind`` layout.
+def _is_json_type(sql_type: str) -> bool:
+    return sql_type == "JSON" or sql_type.startswith("JSON(")
+
+
+def is_json(columns: dict[str, str], kind: str) -> bool:
+    """True for a table of the exporter's JSON layout (its attribute columns are JSON)."""
+    return any(_is_json_type(columns.get(c, "")) for c in ATTRIBUTE_COLUMNS[kind])
+
+
+def check_layout(
+    columns: dict[str, str], tables: Tables, kind: str, *, json_ok: bool = False
+) -> None:
+    """Raise :class:`LayoutError` unless ``columns`` hold the exporter's ``kind`` layout (the
+    Map layout, or with ``json_ok`` also the JSON layout).
 
     Raises:
         LayoutError: Naming the table, each missing column and each column of another type.
     """
+    json = is_json(columns, kind)
     problems = []
     for name, accepted in _EXPECTED[kind].items():
         have = columns.get(name)
         if have is None:
             problems.append(f"no column {name} ({accepted[0]})")
+        elif json and json_ok and _json_column_ok(name, have):
+            continue
         elif have not in accepted:
             problems.append(f"column {name} is {have}, expected {accepted[0]}")
     if problems:
+        hint = (
+            " (the exporter's JSON layout is read, not written: export into Map-layout tables)"
+            if json and not json_ok
+            else ""
+        )
         raise LayoutError(
             f"{tables.label(kind)} is not the OpenTelemetry Collector ClickHouse exporter's "
-            f"{kind} layout: " + "; ".join(problems)
+            f"{kind} layout: " + "; ".join(problems) + hint
         )
+
+
+def _json_column_ok(name: str, have: str) -> bool:
+    """A column of the JSON layout where the Map layout has a Map (or an array of Maps)."""
+    if name.endswith("Attributes") and not name.startswith(("Events.", "Links.")):
+        return _is_json_type(have)
+    if name in ("Events.Attributes", "Links.Attributes"):
+        return have.startswith("Array(") and _is_json_type(have[len("Array(") : -1])
+    return False
+
+
+# JSON attribute columns seen as the Map layout's Map(String, String): the exporter's JSON layout
+# splits dotted keys into nested objects; this flattens them back (to a fixed depth, deeper than
+# any semconv key) and keeps each value's JSON text, strings unquoted, as the Map layout's text.
+_FLATTEN_DEPTH = 8
+
+
+def _flattened(column: str) -> str:
+    expr = f"JSONExtractKeysAndValuesRaw(toJSONString({column}))"
+    for _ in range(_FLATTEN_DEPTH - 1):
+        nested = "arrayMap(x -> (concat(kv.1, '.', x.1), x.2), JSONExtractKeysAndValuesRaw(kv.2))"
+        expr = f"arrayFlatten(arrayMap(kv -> if(startsWith(kv.2, '{{'), {nested}, [kv]), {expr}))"
+    text = "if(startsWith(kv.2, '\"'), JSONExtractString(kv.2), kv.2)"
+    return f"CAST(arrayMap(kv -> (kv.1, {text}), {expr}), 'Map(String, String)')"
+
+
+def source(tables: Tables, kind: str, columns: dict[str, str]) -> str:
+    """What the reader's SQL selects FROM: the table, or for the JSON layout a subquery that
+    shows its attribute columns as the Map layout's maps (so every query reads both layouts)."""
+    table = tables.qualified(kind)
+    if not is_json(columns, kind):
+        return table
+    maps = ", ".join(f"{_flattened(c)} AS {c}" for c in ATTRIBUTE_COLUMNS[kind] if c in columns)
+    return f"(SELECT * REPLACE ({maps}) FROM {table})"
 
 
 def time_is_ns(columns: dict[str, str], kind: str) -> bool:

@@ -68,7 +68,7 @@ def _requests_sql(source: Any, select: str, group: str) -> tuple[Any, str, dict[
     present = tables_of(conn, tables)
     if ddl.TRACES not in present:
         raise ddl.LayoutError(f"{tables.label(ddl.TRACES)} does not exist")
-    table = tables.qualified(ddl.TRACES)
+    table = ddl.source(tables, ddl.TRACES, present[ddl.TRACES])
     terms, params = src.where_spans(table)
     where = " AND ".join([*terms, is_request(table)])
     sql = f"SELECT {select} FROM {table} WHERE {where} {group}"

@@ -12,6 +12,10 @@ What differs from a run-folder load, by construction: ``source_file`` names the 
 exporter layout (``DateTime``), nanoseconds in older ones (``DateTime64(9)``); a histogram's
 absent ``min``/``max`` read 0 (the exporter writes 0). Event attributes and links are not read
 (the frames do not hold them).
+
+Tables of the exporter's JSON layout (attributes in JSON columns) are read through
+:func:`~sagellm_obs.clickhouse.ddl.source`, which shows them as the Map layout: the same SQL
+reads both.
 """
 
 from __future__ import annotations
@@ -69,7 +73,7 @@ def tables_of(conn: Connection, tables: ddl.Tables) -> dict[str, dict[str, str]]
         cols = ddl.describe(conn, tables, kind)
         if cols is None:
             continue
-        ddl.check_layout(cols, tables, kind)
+        ddl.check_layout(cols, tables, kind, json_ok=True)
         found[kind] = cols
     if not found:
         raise ClickHouseError(
@@ -85,12 +89,13 @@ def tables_of(conn: Connection, tables: ddl.Tables) -> dict[str, dict[str, str]]
 def read_spans(
     conn: Connection,
     tables: ddl.Tables,
+    columns: dict[str, str],
     source: ClickHouseSource,
     errors: Errors,
     report: ReadReport,
 ) -> pl.DataFrame:
     """The ``spans`` frame of the traces table (see the module docstring)."""
-    table = tables.qualified(ddl.TRACES)
+    table = ddl.source(tables, ddl.TRACES, columns)
     terms, params = source.where_spans(table)
     lookups = ", ".join(f"{_get('SpanAttributes', k)} AS {_alias(k)}" for k in _LOOKUP_KEYS)
     consumed = "[" + ", ".join(quote_string(k) for k in sorted(CONSUMED)) + "]"
@@ -298,7 +303,7 @@ def read_metrics(
                 CAST(Attributes, {_KV}) AS attrs, ServiceName AS service_name,
                 {_get("ResourceAttributes", sc.RESOURCE_ENGINE_ID)} AS engine_id,
                 {_get("ResourceAttributes", sc.RESOURCE_RUN_ID)} AS run_id
-            FROM {tables.qualified(kind)} WHERE {where}"""
+            FROM {ddl.source(tables, kind, present[kind])} WHERE {where}"""
         df = pl.from_arrow(conn.query_arrow(sql, params))
         assert isinstance(df, pl.DataFrame)
         if df.is_empty():
@@ -375,7 +380,7 @@ def read_steps(
                 {_get("Attributes", sc.SAGELLM_ENGINE_ID)} AS engine_id,
                 {_get("Attributes", sc.SAGELLM_ENGINE_IDX)} AS engine_idx_text,
                 {_get("ResourceAttributes", sc.RESOURCE_RUN_ID)} AS run_id
-            FROM {tables.qualified(kind)} WHERE {where}"""
+            FROM {ddl.source(tables, kind, present[kind])} WHERE {where}"""
         for kind in (ddl.GAUGE, ddl.SUM)
         if kind in present
     ]
@@ -456,7 +461,7 @@ def scan_clickhouse(source: Any, *, errors: Errors = "raise") -> Scan:
     present = tables_of(conn, tables)
     report = ReadReport()
     spans = (
-        read_spans(conn, tables, src, errors, report)
+        read_spans(conn, tables, present[ddl.TRACES], src, errors, report)
         if ddl.TRACES in present
         else pl.DataFrame(schema=SPANS)
     )

@@ -62,7 +62,7 @@ def double_text(x: float) -> str:
     return f"{mantissa}e{sign}{exponent.lstrip('+-').lstrip('0') or '0'}"
 
 
-def _raw(value: Mapping[str, Any]) -> Any:
+def raw_value(value: Mapping[str, Any]) -> Any:
     """An OTLP/JSON AnyValue as a plain Python value (for JSON rendering of arrays and maps)."""
     if "stringValue" in value:
         return value["stringValue"]
@@ -73,10 +73,10 @@ def _raw(value: Mapping[str, Any]) -> Any:
     if "boolValue" in value:
         return bool(value["boolValue"])
     if "arrayValue" in value:
-        return [_raw(v) for v in (value["arrayValue"] or {}).get("values") or []]
+        return [raw_value(v) for v in (value["arrayValue"] or {}).get("values") or []]
     if "kvlistValue" in value:
         kvs = (value["kvlistValue"] or {}).get("values") or []
-        return {kv["key"]: _raw(kv.get("value") or {}) for kv in kvs}
+        return {kv["key"]: raw_value(kv.get("value") or {}) for kv in kvs}
     if "bytesValue" in value:
         return value["bytesValue"]
     return None
@@ -98,7 +98,7 @@ def value_text(value: Mapping[str, Any] | None) -> str:
     if "bytesValue" in value:  # OTLP/JSON carries bytes base64-encoded already
         return str(value["bytesValue"] or base64.b64encode(b"").decode())
     if "arrayValue" in value or "kvlistValue" in value:
-        return json.dumps(_raw(value), separators=(",", ":"), ensure_ascii=False)
+        return json.dumps(raw_value(value), separators=(",", ":"), ensure_ascii=False)
     return ""
 
 

@@ -82,7 +82,7 @@ def test_malformed_span_names_table_and_column(
 
 
 def test_table_of_another_layout(chdb: ChdbConnection, database: str) -> None:
-    # The exporter's JSON layout keeps attributes in JSON columns, not Maps.
+    # Neither the Map nor the JSON layout: attributes as plain text.
     chdb.command(
         f"""CREATE TABLE {database}.otel_traces (Timestamp DateTime64(9), TraceId String,
             SpanId String, SpanAttributes String) ENGINE = MergeTree ORDER BY Timestamp"""
