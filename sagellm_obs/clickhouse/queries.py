@@ -139,7 +139,8 @@ def prefix_hit_rate_per_model(source: Any) -> pl.DataFrame:
 
     Returns:
         ``model``, ``requests``, ``input_tokens``, ``cached_tokens`` (sums over the requests
-        that report them) and ``prefix_hit_rate`` = cached / input (null when input is 0),
+        that report them, null when none does: vLLM's own spans carry no cached count) and
+        ``prefix_hit_rate`` = cached / input (null when input is 0 or either is null),
         sorted by model (null last).
     """
     model = request_value("model", "String")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 import polars as pl
@@ -17,7 +18,10 @@ from sagellm_obs.clickhouse.queries import (
     prefix_hit_rate_per_model,
     ttft_quantiles_per_window,
 )
+from sagellm_obs.clickhouse.rows import span_rows
+from sagellm_obs.clickhouse.source import quote_string
 from sagellm_obs.clickhouse.write import export_clickhouse
+from tests.clickhouse.conftest import RECORDED
 from tests.frames.frames_otlp import T0, WrittenRun
 
 N = 600
@@ -43,8 +47,11 @@ def polars_hit_rate(requests: pl.DataFrame) -> pl.DataFrame:
         requests.group_by("model")
         .agg(
             pl.len().cast(pl.Int64).alias("requests"),
-            pl.col("input_tokens").sum(),
-            pl.col("cached_tokens").sum(),
+            # null when no request of the model reports them (vLLM's spans carry no cached count)
+            *(
+                pl.when(pl.col(c).is_not_null().any()).then(pl.col(c).sum()).alias(c)
+                for c in ("input_tokens", "cached_tokens")
+            ),
         )
         .with_columns(
             pl.when(pl.col("input_tokens") > 0)
@@ -55,15 +62,30 @@ def polars_hit_rate(requests: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def recorded_vllm_attributes() -> list[tuple[str, str]]:
+    """The attributes of an ``llm_request`` span vLLM emitted (tests/frames/record_vllm_spans.py),
+    as the exporter's map holds them."""
+    for text in (RECORDED / "vllm_alone.jsonl").read_text().splitlines():
+        for row in span_rows(json.loads(text)):
+            if row["SpanName"] == sc.VLLM_REQUEST_SPAN_NAME:
+                return list(row["SpanAttributes"])
+    raise AssertionError("no llm_request span recorded: rerun tests/frames/record_vllm_spans.py")
+
+
 @pytest.fixture
 def many(chdb: ChdbConnection, database: str) -> frames.ClickHouseSource:
-    """N request spans over ~10 minutes generated inside ClickHouse: half vLLM's, half ours."""
+    """N request spans over ~10 minutes generated inside ClickHouse: half vLLM's (the attributes
+    of a span vLLM emitted, its id, prompt tokens and TTFT varied; vLLM names no model), half
+    ours."""
     tables = Tables(database=database)
     create_tables(chdb, tables)
+    recorded = ", ".join(
+        f"{quote_string(k)}, {quote_string(v)}" for k, v in recorded_vllm_attributes()
+    )
     vllm = (
-        f"map('{sc.GEN_AI_RESPONSE_MODEL}', model, '{sc.GEN_AI_REQUEST_ID}', toString(number), "
+        f"mapUpdate(map({recorded}), map('{sc.GEN_AI_REQUEST_ID}', toString(number), "
         f"'{sc.GEN_AI_USAGE_PROMPT_TOKENS_DEPRECATED}', toString(inp), "
-        f"'{sc.GEN_AI_LATENCY_TIME_TO_FIRST_TOKEN}', toString(ttft))"
+        f"'{sc.GEN_AI_LATENCY_TIME_TO_FIRST_TOKEN}', toString(ttft)))"
     )
     ours = (
         f"map('{sc.GEN_AI_OPERATION_NAME}', 'chat', '{sc.SAGELLM_REQUEST_ID}', toString(number), "
@@ -123,7 +145,7 @@ def test_filters_apply_to_pushdown(many: frames.ClickHouseSource) -> None:
 def test_prefix_hit_rate_equals_polars(many: frames.ClickHouseSource) -> None:
     got = prefix_hit_rate_per_model(many)
     want = polars_hit_rate(frames.load(many).requests)
-    assert got["model"].to_list() == ["a", "b", "c"]
+    assert got["model"].to_list() == ["a", "b", "c", None]  # vLLM's spans name no model
     assert_frame_equal(got, want)
 
 
