@@ -19,11 +19,13 @@ T0 = 1_700_000_000_000_000_000  # an epoch in nanoseconds for hand-made lines
 # --- real writer ------------------------------------------------------------------------------
 
 
-def step_record(i: int, time_ns: int, *, queries: int = 100, hits: int = 25) -> dict[str, Any]:
+def step_record(
+    i: int, time_ns: int, *, queries: int = 100, hits: int = 25, engine_id: str = "engine-test"
+) -> dict[str, Any]:
     """One engine-step record with the keys of ``semconv.STEP_*``."""
     return {
         sc.STEP_TIME_UNIX_NANO: time_ns,
-        sc.STEP_ENGINE_ID: "engine-test",
+        sc.STEP_ENGINE_ID: engine_id,
         sc.STEP_INDEX: i,
         sc.STEP_RUNNING: 2,
         sc.STEP_WAITING: i % 3,
@@ -53,17 +55,18 @@ def write_run(
     batches: Sequence[Sequence[Mapping[str, Any]]],
     *,
     store_max_bytes: int | None = None,
+    engine_id: str = "engine-test",
 ) -> WrittenRun:
     """Drive the real writer: one flush (one metrics line) per batch of record overrides.
 
     Each batch is a list of ``make_record`` keyword overrides (``i`` required). Three step
-    records are submitted per batch.
+    records are submitted per batch. ``engine_id`` names the engine of the spans and steps.
     """
     tel = configure(
         run_dir=path,
         make_current=False,
         otlp_endpoint=False,
-        engine_id="engine-test",
+        engine_id=engine_id,
         advanced=AdvancedOptions(
             simple_processors=True,
             metric_export_interval=3600.0,
@@ -83,7 +86,9 @@ def write_run(
                 tel.pipeline.submit_request(record)
             for _ in range(3):
                 step += 1
-                s = step_record(step, int(anchor.wall_s * 1e9) + step * 10_000_000)
+                s = step_record(
+                    step, int(anchor.wall_s * 1e9) + step * 10_000_000, engine_id=engine_id
+                )
                 run.steps.append(s)
                 tel.pipeline.submit_step(s)
             assert tel.flush(timeout=10)
