@@ -13,6 +13,7 @@ BENCHMARKS = (
     "engine_overhead_small",
     "loading",
     "charts",
+    "clickhouse",
     "server",
 )
 """Every benchmark, in the order ``python -m benchmarks`` runs them."""

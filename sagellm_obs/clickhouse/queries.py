@@ -48,17 +48,29 @@ def request_value(column: str, dtype: str) -> str:
 
 def is_request(table: str) -> str:
     """A request span, as ``requests_of`` picks them: ours, and vLLM's ``llm_request`` unless it
-    is the child of one of ours (vLLM's tracing on: its figures belong to our request's row)."""
+    is the child of one of ours (vLLM's tracing on: its figures belong to our request's row).
+
+    Cheap columns first (SpanKind, SpanName) so the map lookups run on few rows, and the set of
+    our spans a vLLM span may sit under is built from the traces that hold a vLLM span only
+    (SpanName is in the table's sort key): a third of the time on a million spans.
+    """
     op = quote_string(sc.GEN_AI_OPERATION_NAME)
     ids = " OR ".join(
         f"mapContains(SpanAttributes, {quote_string(k)})"
         for k in ATTRIBUTE_COLUMNS["request_id"][1]
     )
     kind = "replaceOne(upper(SpanKind), 'SPAN_KIND_', '')"
-    vllm = f"SpanName = {quote_string(sc.VLLM_REQUEST_SPAN_NAME)}"
-    ours = f"(NOT {vllm} AND {kind} = 'SERVER' AND mapContains(SpanAttributes, {op}) AND ({ids}))"
-    nested = f"(TraceId, ParentSpanId) IN (SELECT TraceId, SpanId FROM {table} WHERE {ours})"
-    return f"({ours} OR ({vllm} AND NOT {nested}))"
+    name = quote_string(sc.VLLM_REQUEST_SPAN_NAME)
+    ours = (
+        f"({kind} = 'SERVER' AND SpanName != {name} AND mapContains(SpanAttributes, {op}) "
+        f"AND ({ids}))"
+    )
+    vllm_traces = f"(SELECT TraceId FROM {table} WHERE SpanName = {name})"
+    nested = (
+        f"(TraceId, ParentSpanId) IN (SELECT TraceId, SpanId FROM {table} "
+        f"WHERE TraceId IN {vllm_traces} AND {ours})"
+    )
+    return f"({ours} OR (SpanName = {name} AND NOT {nested}))"
 
 
 def _requests_sql(source: Any, select: str, group: str) -> tuple[Any, str, dict[str, Any]]:

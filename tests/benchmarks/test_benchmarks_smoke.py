@@ -145,6 +145,19 @@ def test_charts(tmp_path: Path) -> None:
     _renders("charts", doc, tmp_path)
 
 
+def test_clickhouse(tmp_path: Path) -> None:
+    """chdb holds one database folder per process: the benchmark runs in its own."""
+    doc = _run_subprocess("clickhouse", tmp_path)
+    results = doc["results"]
+    assert isinstance(results, dict)
+    assert results["same_figures"] is True  # chdb and Polars computed the same figures
+    assert results["chdb_rows"] == results["store"]["spans"] == results["spans"]
+    assert results["windows"] > 0 and results["models"] == 1
+    _renders("clickhouse", doc, tmp_path)
+    (row,) = module("clickhouse").headline(doc)
+    assert row[-1] == "— (10M not run)"
+
+
 @pytest.mark.engine
 def test_engine_overhead(tmp_path: Path) -> None:
     doc = _run_subprocess("engine_overhead", tmp_path)
