@@ -189,3 +189,29 @@ def test_writer_refuses_json_layout_tables(
         LayoutError, match=r"otel_traces .*SpanAttributes is JSON.*read, not written"
     ):
         export_clickhouse(written.path, chdb, database=database)
+
+
+def test_a_bad_value_in_a_json_table_names_table_and_column(
+    chdb: ChdbConnection, database: str
+) -> None:
+    from sagellm_obs import semconv as sc
+    from sagellm_obs.clickhouse.read import MalformedRowError
+
+    tables = Tables(database=database)
+    create_tables(chdb, tables, json=True, kinds=("traces",))
+    attrs = {
+        sc.GEN_AI_OPERATION_NAME: "chat",
+        sc.SAGELLM_REQUEST_ID: "r1",
+        sc.GEN_AI_USAGE_INPUT_TOKENS: "twelve",
+    }
+    chdb.command(
+        f"""INSERT INTO {tables.qualified("traces")} (Timestamp, TraceId, SpanId, SpanName,
+            SpanKind, SpanAttributes) VALUES (now64(9), '{"a" * 32}', '{"b" * 16}', 'chat',
+            'Server', '{json.dumps(attrs)}')"""
+    )
+    with pytest.raises(
+        MalformedRowError,
+        match=rf"{database}\.otel_traces: column "
+        rf"SpanAttributes\['{sc.GEN_AI_USAGE_INPUT_TOKENS}'\] is not an integer: twelve",
+    ):
+        frames.load(frames.clickhouse_source(chdb, database=database))
