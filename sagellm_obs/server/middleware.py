@@ -90,6 +90,8 @@ class ServerMiddleware:
                 status = int(message["status"])
                 headers = [*message.get("headers", []), *span.response_headers()]
                 message = {**message, "headers": headers}
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                span.responded()
             await send(message)
 
         try:

@@ -52,6 +52,9 @@ class HttpSpan:
         self, telemetry: TelemetryPort, scope: MutableMapping[str, Any], route: str | None
     ) -> None:
         self.start_ns = time.time_ns()
+        # Set when the last body message goes out: the span ends there, not when the ASGI call
+        # returns (the app and the event loop may run on after the client has read its last byte).
+        self.end_ns: int | None = None
         self.telemetry = telemetry
         self.headers = _headers(scope)
         method = str(scope.get("method", "GET"))
@@ -140,6 +143,11 @@ class HttpSpan:
             (TRACEPARENT_KEY.encode(), str(tp).encode()),
         ]
 
+    def responded(self) -> None:
+        """Mark now as the span's end: the response's last body message is being sent."""
+        if self.end_ns is None:
+            self.end_ns = time.time_ns()
+
     def finish(self, status: int | None, error_type: str | None = None) -> None:
         """End the span with the response status (5xx and exceptions mark it as an error)."""
         span = self.start()
@@ -151,4 +159,4 @@ class HttpSpan:
         elif status is not None and status >= 500:
             span.set_attribute(sc.ERROR_TYPE, str(status))
             span.set_status(Status(StatusCode.ERROR))
-        span.end()
+        span.end(end_time=self.end_ns)
