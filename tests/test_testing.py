@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from opentelemetry.sdk.metrics.export import HistogramDataPoint
+
 from sagellm_obs import semconv as sc
 from sagellm_obs.testing import Capture, make_record
 
@@ -40,7 +42,9 @@ def test_capture_holds_spans_metrics_and_steps(sagellm_capture: Capture) -> None
     assert sagellm_capture.spans(name="queue")[0].parent is not None
     assert "gen_ai.server.time_to_first_token" in sagellm_capture.metric_names()
     (ttft,) = sagellm_capture.metrics("gen_ai.server.time_to_first_token")
-    assert sum(p.count for p in ttft.data.data_points) == 2
+    hist = [p for p in ttft.data.data_points if isinstance(p, HistogramDataPoint)]
+    assert len(hist) == len(ttft.data.data_points)
+    assert sum(p.count for p in hist) == 2
     (step,) = sagellm_capture.steps()
     assert step[sc.STEP_PREFIX_HITS] == 4
 

@@ -62,16 +62,15 @@ def write_run(
     Each batch is a list of ``make_record`` keyword overrides (``i`` required). Three step
     records are submitted per batch. ``engine_id`` names the engine of the spans and steps.
     """
+    advanced = AdvancedOptions(simple_processors=True, metric_export_interval=3600.0)
+    if store_max_bytes is not None:
+        advanced.store_max_bytes = store_max_bytes
     tel = configure(
         run_dir=path,
         make_current=False,
         otlp_endpoint=False,
         engine_id=engine_id,
-        advanced=AdvancedOptions(
-            simple_processors=True,
-            metric_export_interval=3600.0,
-            **({} if store_max_bytes is None else {"store_max_bytes": store_max_bytes}),
-        ),
+        advanced=advanced,
     )
     assert tel.store is not None
     run = WrittenRun(path=path, run_id=tel.store.run_id)
