@@ -21,6 +21,7 @@ from sagellm_obs.cli_options import (
     LogLevel,
     MaxModelLen,
     MaxNumSeqs,
+    PrefixCaching,
     RunKvCacheMemory,
     Verbose,
     check_workload,
@@ -83,15 +84,7 @@ def run(
     rate: Annotated[float | None, typer.Option(help="Poisson arrivals at R requests/s.")] = None,
     concurrency: Annotated[int, typer.Option(help="Requests in flight (closed loop).")] = 8,
     max_tokens: Annotated[int, typer.Option(help="Output tokens per request.")] = 32,
-    prefix_caching: Annotated[
-        bool,
-        typer.Option(
-            "--prefix-caching/--no-prefix-caching",
-            "--enable-prefix-caching/--no-enable-prefix-caching",
-            help="vLLM automatic prefix caching.",
-            rich_help_panel=ENGINE_PANEL,
-        ),
-    ] = True,
+    prefix_caching: PrefixCaching = True,
     out: Annotated[
         Path | None, typer.Option(help="Run folder (default ./sagellm-runs/<id>).")
     ] = None,
@@ -304,15 +297,7 @@ def serve(
         typer.Option(help="Run folder (default $SAGELLM_OBS_RUN_DIR, else ./sagellm-runs/<id>)."),
     ] = None,
     otlp: Annotated[str | None, typer.Option(help="Also export to this OTLP endpoint.")] = None,
-    prefix_caching: Annotated[
-        bool,
-        typer.Option(
-            "--prefix-caching/--no-prefix-caching",
-            "--enable-prefix-caching/--no-enable-prefix-caching",
-            help="vLLM automatic prefix caching.",
-            rich_help_panel=ENGINE_PANEL,
-        ),
-    ] = True,
+    prefix_caching: PrefixCaching = True,
     max_model_len: MaxModelLen = None,
     max_num_seqs: MaxNumSeqs = None,
     kv_cache_memory: KvCacheMemory = None,

@@ -27,6 +27,15 @@ err = Console(stderr=True, soft_wrap=True)
 ENGINE_PANEL = "vLLM engine"
 
 # --- options shared by run and serve -------------------------------------------------------------
+PrefixCaching = Annotated[
+    bool,
+    typer.Option(
+        "--prefix-caching/--no-prefix-caching",
+        "--enable-prefix-caching/--no-enable-prefix-caching",
+        help="vLLM automatic prefix caching.",
+        rich_help_panel=ENGINE_PANEL,
+    ),
+]
 MaxModelLen = Annotated[
     int | None,
     typer.Option(help="Context length (default 1024).", rich_help_panel=ENGINE_PANEL),
