@@ -149,12 +149,9 @@ class _ChunkRecorder:
             op.end()
 
 
-class TracedStream:
-    """A traced ``openai.Stream``: iterate it as the original; the span ends with the stream.
-
-    Attributes other than iteration and closing are delegated to the wrapped stream, and
-    ``isinstance(stream, openai.Stream)`` still holds.
-    """
+class _TracedStreamBase:
+    """What the sync and async traced streams share: the wrapped stream and its recorder,
+    ``isinstance`` as the original, delegation of other attributes, the end on collection."""
 
     def __init__(self, stream: Any, op: ClientOperation) -> None:
         self._stream = stream
@@ -164,6 +161,23 @@ class TracedStream:
     @property  # type: ignore[misc]
     def __class__(self) -> type:
         return type(self._stream)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_sagellm") or name in ("_stream", "_recorder"):
+            raise AttributeError(name)
+        return getattr(self._stream, name)
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self._recorder.end(cancelled=self._recorder.finish_reason is None)
+
+
+class TracedStream(_TracedStreamBase):
+    """A traced ``openai.Stream``: iterate it as the original; the span ends with the stream.
+
+    Attributes other than iteration and closing are delegated to the wrapped stream, and
+    ``isinstance(stream, openai.Stream)`` still holds.
+    """
 
     def __iter__(self) -> TracedStream:
         return self
@@ -193,27 +207,9 @@ class TracedStream:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_sagellm") or name in ("_stream", "_recorder"):
-            raise AttributeError(name)
-        return getattr(self._stream, name)
 
-    def __del__(self) -> None:
-        with contextlib.suppress(Exception):
-            self._recorder.end(cancelled=self._recorder.finish_reason is None)
-
-
-class TracedAsyncStream:
+class TracedAsyncStream(_TracedStreamBase):
     """A traced ``openai.AsyncStream`` (see :class:`TracedStream`)."""
-
-    def __init__(self, stream: Any, op: ClientOperation) -> None:
-        self._stream = stream
-        self._recorder = _ChunkRecorder(op)
-        setattr(self, TRACED_OPERATION_ATTR, op)
-
-    @property  # type: ignore[misc]
-    def __class__(self) -> type:
-        return type(self._stream)
 
     def __aiter__(self) -> TracedAsyncStream:
         return self
@@ -249,12 +245,3 @@ class TracedAsyncStream:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_sagellm") or name in ("_stream", "_recorder"):
-            raise AttributeError(name)
-        return getattr(self._stream, name)
-
-    def __del__(self) -> None:
-        with contextlib.suppress(Exception):
-            self._recorder.end(cancelled=self._recorder.finish_reason is None)
