@@ -138,9 +138,7 @@ def prefix_hit_rate(
         .mark_circle(size=16, opacity=0.5)
         .encode(x=time_x(), y=y, color=color, tooltip=tooltip)
     )
-    line = (
-        alt.Chart(rolling).mark_line().encode(x=alt.X("time:T"), y=y, color=color, tooltip=tooltip)
-    )
+    line = alt.Chart(rolling).mark_line().encode(x=time_x(), y=y, color=color, tooltip=tooltip)
     note = sample_note(dots.height, frame.height)
     subtitle = f"rolling {window} window (line); per step (dots{', ' + note if note else ''})"
     return alt.layer(points_layer, line).properties(title=alt.Title(title, subtitle=subtitle))

@@ -12,7 +12,7 @@ import altair as alt
 import polars as pl
 from altair.typing import ChartType
 
-from sagellm_obs.charts._data import epoch_ms
+from sagellm_obs.charts._data import epoch_ms, time_x
 
 __all__ = ["with_workload_phases", "workload_phases"]
 
@@ -73,7 +73,9 @@ def with_workload_phases(chart: ChartType, spans: pl.DataFrame | None) -> ChartT
         .then(pl.lit(_BAND_COLORS[0]))
         .otherwise(pl.lit(_BAND_COLORS[1]))
     )
-    base = alt.Chart(data).encode(x=alt.X("start:T", title="time"), x2="end:T")
+    # The same axis as the chart beneath (tick count and all): layers that disagree on axis
+    # properties let Vega-Lite pick one, which left a single tick label on some timelines.
+    base = alt.Chart(data).encode(x=time_x("start"), x2="end:T")
     bands = base.mark_rect(opacity=0.06).encode(
         color=alt.Color("shade:N", scale=None),
         tooltip=[
@@ -84,7 +86,7 @@ def with_workload_phases(chart: ChartType, spans: pl.DataFrame | None) -> ChartT
     labels = (
         alt.Chart(data)
         .mark_text(align="left", baseline="top", dx=3, dy=3, fontSize=10, color="#555555")
-        .encode(x=alt.X("start:T", title="time"), y=alt.value(0), text="workload_phase:N")
+        .encode(x=time_x("start"), y=alt.value(0), text="workload_phase:N")
     )
     # One title, on the outer layer, above the bands' labels.
     inner = chart.copy(deep=False)

@@ -5,7 +5,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 import polars as pl
-from chart_frames import START, requests_frame, rows_of, synthetic_steps, units_with_mark
+from chart_frames import (
+    START,
+    requests_frame,
+    rows_of,
+    synthetic_steps,
+    units,
+    units_with_mark,
+)
 
 from sagellm_obs.charts import (
     concurrency,
@@ -84,3 +91,20 @@ def test_bands_and_labels_lie_behind_each_engine_timeline() -> None:
         assert spec["layer"][0]["mark"]["type"] == "rect"
         # The chart's own layers are all still there.
         assert len(units_with_mark(spec, "line")) >= len(units_with_mark(plain.to_dict(), "line"))
+
+
+def test_every_time_axis_of_a_timeline_asks_for_several_ticks() -> None:
+    """Issue #19: timelines showed a single tick label. Every temporal x channel, the bands'
+    included, asks for a tick count, so layers agree on one axis with several labels."""
+    spans = workload_phases(_requests())
+    steps = synthetic_steps(200)
+    for make in (kv_usage, prefix_hit_rate, concurrency):
+        for spec in (make(steps).to_dict(), with_workload_phases(make(steps), spans).to_dict()):
+            timed = [
+                u["encoding"]["x"]
+                for u in units(spec)
+                if u.get("encoding", {}).get("x", {}).get("type") == "temporal"
+            ]
+            assert timed, make.__name__
+            for x in timed:
+                assert x["axis"]["tickCount"] >= 2, (make.__name__, x)
