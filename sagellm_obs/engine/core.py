@@ -145,7 +145,8 @@ class InstrumentedEngine:
             receiver = tel.vllm_spans
             if receiver is not None and not engine_kw.get("otlp_traces_endpoint"):
                 engine_kw["otlp_traces_endpoint"] = receiver.endpoint
-            consumer = _kv_consumer(pinned, tel.engine_id) if cfg.kv_events else None
+            ranks = int(engine_kw.get("data_parallel_size") or 1)
+            consumer = _kv_consumer(pinned, tel.engine_id, ranks) if cfg.kv_events else None
             if consumer is not None:
                 engine_kw["kv_events_config"] = consumer.vllm_config()
             args = AsyncEngineArgs(**{**output_args, **engine_kw})
@@ -454,15 +455,15 @@ class InstrumentedEngine:
         raise invalid("prompt", "either prompt or messages must be given")
 
 
-def _kv_consumer(pinned: Telemetry | None, engine_id: str) -> KVEventConsumer:
-    """A consumer writing to the run folder of the telemetry in use when each batch arrives."""
+def _kv_consumer(pinned: Telemetry | None, engine_id: str, ranks: int) -> KVEventConsumer:
+    """A consumer of every data-parallel rank, writing to the run folder of the telemetry in use."""
 
     def write(records: Sequence[Mapping[str, Any]]) -> None:
         tel: TelemetryPort | None = pinned if pinned is not None else current_telemetry()
         if tel is not None:
             tel.write_kv_events(records)
 
-    return KVEventConsumer(write, engine_id=engine_id)
+    return KVEventConsumer(write, engine_id=engine_id, ranks=ranks)
 
 
 def _noop(*args: Any, **kwargs: Any) -> None:

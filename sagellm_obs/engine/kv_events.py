@@ -217,25 +217,41 @@ class KVEventConsumer:
     Args:
         write: Where record batches go (called on the consumer thread; must not block long).
         engine_id: Our engine id, put in every record.
-        engine_idx: vLLM's data-parallel rank of the engine (0 without data parallelism; one
-            consumer serves one rank: vLLM offsets the port of rank ``r`` by ``r``).
+        engine_idx: The engine index put in records of batches that carry no data-parallel rank.
+        ranks: vLLM's data-parallel size. The publisher of rank ``r`` connects to the endpoint's
+            port plus ``r`` (:func:`rank_endpoint`), so one socket binds ``ranks`` consecutive
+            ports and each record's ``engine_idx`` is the rank its batch names.
     """
 
-    def __init__(self, write: Writer, *, engine_id: str, engine_idx: int = 0) -> None:
+    def __init__(
+        self, write: Writer, *, engine_id: str, engine_idx: int = 0, ranks: int = 1
+    ) -> None:
         import zmq
 
         self._write = write
         self.recorder = KVRecorder(engine_id=engine_id, engine_idx=engine_idx)
+        self._by_rank: dict[int, KVRecorder] = {}
         ctx: Any = zmq.Context.instance()
         self._sock: Any = ctx.socket(zmq.SUB)
         self._sock.setsockopt(zmq.SUBSCRIBE, b"")
         self._sock.setsockopt(zmq.LINGER, 0)
-        port = self._sock.bind_to_random_port("tcp://127.0.0.1")
-        self.endpoint = f"tcp://127.0.0.1:{port}"
+        self.endpoints = _bind_consecutive(self._sock, max(1, ranks))
+        self.endpoint = self.endpoints[0]
         self._stop = threading.Event()
         self._last_message = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="sagellm-obs-kv-events", daemon=True)
         self._thread.start()
+
+    def _recorder(self, rank: int | None) -> KVRecorder:
+        """The recorder of a data-parallel rank: each rank's cache has its own live blocks."""
+        if rank is None or rank == self.recorder.engine_idx:
+            return self.recorder
+        rec = self._by_rank.get(rank)
+        if rec is None:
+            rec = KVRecorder(engine_id=self.recorder.engine_id, engine_idx=rank)
+            rec.counts = self.recorder.counts  # one tally for the consumer
+            self._by_rank[rank] = rec
+        return rec
 
     @property
     def counts(self) -> KVEventCounts:
@@ -300,9 +316,40 @@ class KVEventConsumer:
             _topic, seq_bytes, payload = frames
             batch = decoder.decode(payload)
             seq = int.from_bytes(seq_bytes, "big")
-            records = self.recorder.records(batch.ts, batch.events, seq)
+            records = self._recorder(batch.data_parallel_rank).records(batch.ts, batch.events, seq)
             if records:
                 self._write(records)
         except Exception:
             counts.dropped_batches += 1
             _log.exception("sagellm-obs: dropped a KV event batch")
+
+
+def rank_endpoint(endpoint: str, rank: int) -> str:
+    """The TCP endpoint vLLM's publisher of data-parallel ``rank`` uses for ``endpoint``.
+
+    Mirrors ``ZmqEventPublisher.offset_endpoint_port`` for TCP: rank 0 and port 0 unchanged,
+    otherwise the port plus the rank.
+    """
+    base, _, port = endpoint.rpartition(":")
+    if rank == 0 or int(port) == 0:
+        return endpoint
+    return f"{base}:{int(port) + rank}"
+
+
+def _bind_consecutive(sock: Any, ranks: int, *, tries: int = 50) -> list[str]:
+    """Bind ``sock`` to ``ranks`` consecutive loopback ports (a free first port, then the next)."""
+    import zmq
+
+    for _ in range(tries):
+        first = f"tcp://127.0.0.1:{sock.bind_to_random_port('tcp://127.0.0.1')}"
+        bound = [first]
+        try:
+            for r in range(1, ranks):
+                ep = rank_endpoint(first, r)
+                sock.bind(ep)
+                bound.append(ep)
+            return bound
+        except zmq.ZMQError:  # a later port is taken: let all go and draw another
+            for ep in bound:
+                sock.unbind(ep)
+    raise OSError(f"no {ranks} consecutive free loopback ports for KV events")

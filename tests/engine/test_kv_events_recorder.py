@@ -18,7 +18,7 @@ import pytest
 
 import sagellm_obs.protocol as p
 from sagellm_obs import semconv as sc
-from sagellm_obs.engine.kv_events import KVEventConsumer, KVRecorder, hash_hex
+from sagellm_obs.engine.kv_events import KVEventConsumer, KVRecorder, hash_hex, rank_endpoint
 from sagellm_obs.frames import block_lifetimes, kv_events, kv_events_per_step
 from sagellm_obs.frames.schemas import KV_EVENTS, check_schema
 from sagellm_obs.store import RunStore, layout
@@ -210,3 +210,44 @@ def _decoder() -> Any:
     import msgspec
 
     return msgspec.msgpack.Decoder(type=kv.KVEventBatch)
+
+
+@pytest.mark.parametrize("rank", [0, 1, 3])
+@pytest.mark.parametrize("endpoint", ["tcp://127.0.0.1:5557", "tcp://127.0.0.1:0"])
+def test_rank_endpoint_is_vllms_offset(endpoint: str, rank: int) -> None:
+    assert rank_endpoint(endpoint, rank) == kv.ZmqEventPublisher.offset_endpoint_port(
+        endpoint, rank
+    )
+
+
+def test_consumer_receives_every_data_parallel_rank() -> None:
+    """Two vLLM publishers (ranks 0 and 1) on one config: both reach us, each rank its own index."""
+    got: list[Mapping[str, Any]] = []
+    consumer = KVEventConsumer(got.extend, engine_id="e", ranks=2)
+    assert consumer.endpoints == [rank_endpoint(consumer.endpoint, r) for r in (0, 1)]
+    pubs = [kv.EventPublisherFactory.create(consumer.vllm_config(), r) for r in (0, 1)]
+    try:
+        for pub in pubs:  # ZMQ's slow joiner: probe each until its empty batch arrives
+            before = consumer.counts.batches
+            for _ in range(200):
+                pub.publish(kv.KVEventBatch(ts=0.0, events=[]))
+                consumer.drain(idle=0.05, timeout=0.2)
+                if consumer.counts.batches > before:
+                    break
+        consumer.drain(idle=0.3, timeout=5.0)
+        stored = kv.BlockStored(
+            block_hashes=[1], parent_block_hash=None, token_ids=list(range(BS)),
+            block_size=BS, lora_id=None, medium="CPU", lora_name=None,
+        )  # fmt: skip
+        for pub in pubs:  # the same block in both ranks' caches: stored in each, reused in none
+            pub.publish(kv.KVEventBatch(ts=1.0, events=[stored]))
+        deadline = time.monotonic() + 20
+        while len(got) < 2 and time.monotonic() < deadline:
+            consumer.drain(idle=0.2, timeout=1.0)
+    finally:
+        for pub in pubs:
+            pub.shutdown()
+        consumer.close()
+    meta = sorted((r["metadata"][sc.KV_ENGINE_IDX], r["metadata"][sc.KV_KIND]) for r in got)
+    assert meta == [(0, sc.KV_STORED), (1, sc.KV_STORED)]
+    assert consumer.counts.by_kind[sc.KV_STORED] == 2
