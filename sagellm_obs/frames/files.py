@@ -10,8 +10,8 @@ A file's rows, by the name of the frame they belong to:
 * a steps file → ``steps`` (sorted by time);
 * a client-timing file → ``client`` (the raw :data:`~sagellm_obs.frames.wire.CLIENT_LINE` rows,
   joined to requests once every file is read);
-* a kv-events file → ``kv_events`` (one row per line, sorted by time; not part of
-  :class:`~sagellm_obs.frames.Frames`: :func:`sagellm_obs.frames.kv_events` loads it).
+* a kv-events file → ``kv_events`` (one row per line, sorted by time; ``Frames.kv_events``, not
+  one of :meth:`~sagellm_obs.frames.Frames.frames`).
 
 ``source_file`` names the file relative to the loaded folder, ``source_line`` is 1-based.
 """

@@ -14,16 +14,14 @@ hash.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import polars as pl
 
 from sagellm_obs import semconv as sc
-from sagellm_obs.frames import columnar, files
-from sagellm_obs.frames.schemas import KV_EVENTS, attribute, check_schema, conform, empty
-from sagellm_obs.store import layout
+from sagellm_obs.frames import files
+from sagellm_obs.frames.schemas import KV_EVENTS, attribute, check_schema, conform
 from sagellm_obs.store.reader import Errors
 
 __all__ = [
@@ -57,6 +55,9 @@ def kv_events(
 ) -> pl.DataFrame:
     """The ``kv_events`` frame of a run folder (empty when it has no kv-events files).
 
+    For a run folder this is ``scan(source).kv_events``: :func:`~sagellm_obs.frames.load` and
+    :func:`~sagellm_obs.frames.scan` carry the frame on ``Frames.kv_events``.
+
     Args:
         source: A run folder, or one kv-events file.
         errors: ``"raise"`` on a malformed line, or ``"skip"`` it.
@@ -71,17 +72,9 @@ def kv_events(
             path, files.KV_EVENTS_KIND, path.parent, run_id=None, errors=errors
         )
         return check_schema(built["kv_events"], KV_EVENTS, "kv_events")
-    run_id = _run_id(path)
-    parts = [
-        columnar.rows(
-            f, files.KV_EVENTS_KIND, path, run_id=run_id, errors=errors, cache=cache
-        ).frames["kv_events"]
-        for f in layout.data_files(path, layout.KV_EVENTS)
-    ]
-    if not parts:
-        return empty(KV_EVENTS)
-    out = pl.concat(parts, how="vertical").sort("time", maintain_order=True).collect()
-    return check_schema(out, KV_EVENTS, "kv_events")
+    from sagellm_obs.frames.load import scan  # load imports this module's package
+
+    return scan(path, errors=errors, cache=cache).kv_events.collect()
 
 
 def block_lifetimes(events: pl.DataFrame) -> pl.DataFrame:
@@ -213,12 +206,3 @@ def blocks_of_requests(lifetimes: pl.DataFrame, spans: pl.DataFrame) -> pl.DataF
     return lifetimes.filter(pl.col("prefix_hash").is_not_null()).join(
         per_block, on="prefix_hash", how="inner"
     )
-
-
-def _run_id(folder: Path) -> str | None:
-    try:
-        manifest = json.loads((folder / layout.MANIFEST).read_text())
-    except (OSError, ValueError):
-        return None
-    run_id = manifest.get("run_id") if isinstance(manifest, dict) else None
-    return None if run_id is None else str(run_id)

@@ -29,7 +29,7 @@ from typing import Any
 import polars as pl
 
 from sagellm_obs.clickhouse.source import ClickHouseSource, is_clickhouse
-from sagellm_obs.frames.schemas import RUNS, SCHEMAS, check_schema
+from sagellm_obs.frames.schemas import KV_EVENTS, RUNS, SCHEMAS, check_schema
 from sagellm_obs.frames.sources import FRAME_NAMES, SourceScan, runs_row, scan_source
 from sagellm_obs.frames.spans import CLIENT_COLUMNS, client_columns
 from sagellm_obs.store.layout import MANIFEST
@@ -56,6 +56,10 @@ class Frames:
         from_cache: True when every source was read from Parquet (columnar copies or cache).
         runs: One row per source (:data:`~sagellm_obs.frames.schemas.RUNS`).
         rebuilt: ``(file, why)`` for each columnar copy this load had to build from the JSON.
+        kv_events: One row per block per vLLM KV cache event
+            (:data:`~sagellm_obs.frames.schemas.KV_EVENTS`); run folders of engines started with
+            ``kv_events=True`` only, empty for other sources. Not in :meth:`frames` or
+            :meth:`save`.
     """
 
     spans: pl.DataFrame
@@ -68,6 +72,7 @@ class Frames:
     from_cache: bool = False
     runs: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=RUNS))
     rebuilt: list[tuple[str, str]] = field(default_factory=list)
+    kv_events: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=KV_EVENTS))
 
     def frames(self) -> dict[str, pl.DataFrame]:
         """The four frames by name."""
@@ -97,7 +102,8 @@ class Scan:
 
     Attributes:
         spans, requests, steps, metrics: ``pl.LazyFrame`` over the sources' rows.
-        manifest, report, source, from_cache, runs, rebuilt: As :class:`Frames`.
+        manifest, report, source, from_cache, runs, rebuilt, kv_events: As :class:`Frames`
+            (``kv_events`` lazy).
     """
 
     spans: pl.LazyFrame
@@ -110,6 +116,7 @@ class Scan:
     from_cache: bool = False
     runs: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=RUNS))
     rebuilt: list[tuple[str, str]] = field(default_factory=list)
+    kv_events: pl.LazyFrame = field(default_factory=lambda: pl.LazyFrame(schema=KV_EVENTS))
 
     def frames(self) -> dict[str, pl.LazyFrame]:
         """The four lazy frames by name."""
@@ -122,7 +129,9 @@ class Scan:
 
     def collect(self) -> Frames:
         """Every frame, collected in one go (shared scans are read once)."""
-        eager = pl.collect_all([self.frames()[name] for name in FRAME_NAMES])
+        *eager, kv = pl.collect_all(
+            [self.frames()[name] for name in FRAME_NAMES] + [self.kv_events]
+        )
         checked = {
             name: check_schema(df, SCHEMAS[name], name)
             for name, df in zip(FRAME_NAMES, eager, strict=True)
@@ -138,6 +147,7 @@ class Scan:
             from_cache=self.from_cache,
             runs=self.runs,
             rebuilt=self.rebuilt,
+            kv_events=check_schema(kv, KV_EVENTS, "kv_events"),
         )
 
 
@@ -272,14 +282,19 @@ def _loadable(path: Path) -> bool:
 
 def _combine(scans: list[SourceScan]) -> dict[str, pl.LazyFrame]:
     """The sources' frames end to end; with several, each row's ``run_id`` filled."""
+    schemas = {**SCHEMAS, "kv_events": KV_EVENTS}
     if not scans:
-        return {name: pl.LazyFrame(schema=SCHEMAS[name]) for name in FRAME_NAMES}
+        return {name: pl.LazyFrame(schema=schema) for name, schema in schemas.items()}
+
+    def frame(s: SourceScan, name: str) -> pl.LazyFrame:
+        return s.frames.get(name, pl.LazyFrame(schema=schemas[name]))
+
     if len(scans) == 1:
-        return dict(scans[0].frames)
+        return {name: frame(scans[0], name) for name in schemas}
     out = {}
-    for name in FRAME_NAMES:
+    for name in schemas:
         parts = [
-            s.frames[name].with_columns(pl.col("run_id").fill_null(pl.lit(s.run_id))) for s in scans
+            frame(s, name).with_columns(pl.col("run_id").fill_null(pl.lit(s.run_id))) for s in scans
         ]
         out[name] = pl.concat(parts, how="vertical")
     clients = [s.client for s in scans if s.client is not None]

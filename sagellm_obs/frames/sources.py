@@ -179,7 +179,7 @@ def _run_folder(path: Path, *, errors: Errors, cache: bool) -> SourceScan:
 
 
 def _assemble(parts: dict[str, list[pl.LazyFrame]]) -> dict[str, pl.LazyFrame]:
-    """The four frames from per-file rows (in file order)."""
+    """The four frames and ``kv_events`` from per-file rows (in file order)."""
 
     def cat(name: str) -> pl.LazyFrame:
         found = parts.get(name, [])
@@ -194,6 +194,8 @@ def _assemble(parts: dict[str, list[pl.LazyFrame]]) -> dict[str, pl.LazyFrame]:
         "requests": requests_of(spans, client),
         "steps": cat("steps").sort("time", maintain_order=True),
         "metrics": cat("metrics"),
+        # Run folders only: other sources' frames have no kv_events key (Scan fills it empty).
+        "kv_events": cat("kv_events").sort("time", maintain_order=True),
     }
 
 

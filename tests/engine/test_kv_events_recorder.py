@@ -251,3 +251,35 @@ def test_consumer_receives_every_data_parallel_rank() -> None:
     meta = sorted((r["metadata"][sc.KV_ENGINE_IDX], r["metadata"][sc.KV_KIND]) for r in got)
     assert meta == [(0, sc.KV_STORED), (1, sc.KV_STORED)]
     assert consumer.counts.by_kind[sc.KV_STORED] == 2
+
+
+def test_load_and_scan_carry_kv_events(tmp_path: Path) -> None:
+    """frames.load()/scan() give the kv_events frame: run_id per source, bad lines skipped."""
+    from sagellm_obs import frames
+    from sagellm_obs.store import StoreFormatError, StoreWarning
+
+    ids = []
+    for name in ("a", "b"):
+        store = RunStore(tmp_path / name)
+        store.write(layout.KV_EVENTS, records())
+        store.close()
+        ids.append(store.run_id)
+    one = frames.load(tmp_path / "a")
+    assert one.kv_events.height == len(records())
+    assert one.kv_events.equals(kv_events(tmp_path / "a"))  # the old loader is the same frame
+    both = frames.scan(str(tmp_path / "*"))
+    ev = both.kv_events.filter(pl.col("kind") == sc.KV_STORED).collect()
+    assert ev.group_by("run_id").len().sort("run_id").rows() == sorted((i, 3) for i in ids)
+    f = layout.data_files(tmp_path / "b", layout.KV_EVENTS)[0]
+    with f.open("a") as out:
+        out.write("{not json\n")
+        out.write(json.dumps(records()[0]) + "\n")
+    with pytest.raises(StoreFormatError, match=f.name):
+        frames.load(tmp_path / "b")
+    with pytest.warns(StoreWarning, match="skipped 1 bad record"):
+        skipped = frames.load(tmp_path / "b", errors="skip")
+    assert skipped.kv_events.height == len(records()) + 1
+    assert len(skipped.report.skipped) == 1
+    with pytest.warns(StoreWarning):
+        uncached = frames.load(tmp_path / "b", errors="skip", cache=False)
+    assert uncached.kv_events.equals(skipped.kv_events)
