@@ -203,6 +203,7 @@ class MainJob:
     def _run_http(self, console: Console, items: list[WorkItem], tel: Any) -> int:
         """``--endpoint``: no local engine; the run folder gets the client rows and the manifest."""
         from sagellm_obs.workload.http_runner import make_router, parse_endpoints, run_http_workload
+        from sagellm_obs.workload.server_counters import MANIFEST_KEY, CountersAround
 
         assert self.endpoint is not None
         try:
@@ -235,9 +236,13 @@ class MainJob:
                 model=model,
             )
 
+        counters = CountersAround(endpoints, api_key=self.api_key)  # the servers' own view
         try:
             with console.status("sending requests..."):
+                counters.start()
                 result = asyncio.run(main())
+                if tel.store is not None:
+                    tel.store.update_manifest(**{MANIFEST_KEY: counters.finish()})
         finally:
             tel.shutdown()
         if result.interrupted:

@@ -71,6 +71,12 @@ class Summary:
     slowest_engine: dict[str, Any] | None = None
     #: Client-side figures per replica of ``run --endpoint URL1,URL2`` (from the client rows).
     endpoints: list[dict[str, Any]] = field(default_factory=list)
+    #: The warm-cache check (:class:`~sagellm_obs.frames.warm_cache.WarmCache` as a dict).
+    warm_cache: dict[str, Any] = field(default_factory=dict)
+    #: ``run --endpoint``: the servers' own counters over the run (their ``/metrics`` after
+    #: minus before, :class:`~sagellm_obs.workload.server_counters.ServerCounters` as a dict,
+    #: summed over the endpoints), with ``endpoints`` holding each one's.
+    server_counters: dict[str, Any] = field(default_factory=dict)
     setup: RunSetup = field(default_factory=RunSetup)
 
     def as_dict(self) -> dict[str, Any]:
@@ -186,7 +192,29 @@ def summarize(
         summary.preemptions = int(steps["preemptions"].sum() or 0)
     _split_by_engine(summary, req, steps)
     summary.endpoints = _endpoints(client)
+    _warm_cache(summary, frames, client)
+    summary.server_counters = _server_counters(run_dir)
     return summary
+
+
+def _server_counters(run_dir: Path) -> dict[str, Any]:
+    from sagellm_obs.frames.sources import read_manifest
+    from sagellm_obs.workload.server_counters import MANIFEST_KEY
+
+    got = read_manifest(run_dir).get(MANIFEST_KEY)
+    return dict(got) if isinstance(got, dict) else {}
+
+
+def _warm_cache(summary: Summary, frames: Any, client: list[dict[str, Any]]) -> None:
+    """The warm-cache check: on our spans' prefix blocks when the run has them (only the
+    client's requests, when the server's folder holds other runs too), else on the client
+    rows' families."""
+    from sagellm_obs.frames.warm_cache import warm_cache, warm_cache_of_clients
+
+    check = warm_cache(frames.requests, frames.spans, client=client or None)
+    if not check.checked and client:
+        check = warm_cache_of_clients(client)
+    summary.warm_cache = check.as_dict()
 
 
 def _split_by_engine(summary: Summary, req: pl.DataFrame, steps: pl.DataFrame) -> None:
@@ -259,6 +287,13 @@ def _client_only(summary: Summary, client: list[dict[str, Any]]) -> None:
     if duration > 0:
         summary.request_throughput = len(ok) / duration
         summary.output_token_throughput = out_tokens / duration
+    usage = [r for r in rows.values() if r.get("cached_tokens") is not None]
+    prompt = sum(int(r.get("input_tokens") or 0) for r in usage)
+    if prompt:  # the server's usage: cached / prompt tokens, as vLLM's hits / queries
+        summary.prefix_hit_rate = sum(int(r["cached_tokens"]) for r in usage) / prompt
+        summary.mean_cached_share = sum(
+            int(r["cached_tokens"]) / int(r["input_tokens"]) for r in usage if r.get("input_tokens")
+        ) / len(usage)
     e2e = [float(r["client_e2e_s"]) for r in ok if r.get("client_e2e_s") is not None]
     if e2e:
         summary.latency["E2E (client)"] = _quantiles(pl.Series(e2e, dtype=pl.Float64))
@@ -322,6 +357,12 @@ def render_summary(s: Summary) -> Group:
             f"goodput ({slo_text(s.slo)})", f"{s.goodput:.1%} ({s.goodput_rps or 0:.2f} req/s)"
         )
     run.add_row("prefix-cache hit rate (tokens)", f"{s.prefix_hit_rate:.1%}")
+    server = server_hit_rate_text(s)
+    if server:
+        run.add_row("server's prefix-cache hit rate (its /metrics, this run)", server)
+    warm = warm_start_text(s)
+    if warm:
+        run.add_row(f"warm start (first {s.warm_cache['first_requests']} requests)", _warm_word(s))
     run.add_row("mean cached share of prompts", f"{s.mean_cached_share:.1%}")
     run.add_row("KV-cache usage peak / mean", f"{s.kv_usage_peak:.1%} / {s.kv_usage_mean:.1%}")
     run.add_row("preemptions", str(s.preemptions))
@@ -331,9 +372,39 @@ def render_summary(s: Summary) -> Group:
         parts.append(render_engines(s))
     if s.endpoints:
         parts.append(render_endpoints(s))
+    if warm and s.warm_cache.get("warm_requests"):
+        parts.append(Text(f"Warm prefix cache: {warm}", style="bold yellow"))
     if s.note:
         parts.append(s.note)
     return Group(*parts)
+
+
+def warm_start_text(s: Summary) -> str:
+    """The warm-cache check in one line (``YES: ...`` / ``no: ...``); empty when not run."""
+    from sagellm_obs.frames.warm_cache import WarmCache
+
+    if not s.warm_cache:
+        return ""
+    return WarmCache.from_dict(s.warm_cache).text()
+
+
+def _warm_word(s: Summary) -> str:
+    w = s.warm_cache
+    if not w.get("checked"):
+        return "not checked"
+    if w.get("warm_start"):
+        return f"YES ({w['warm_first']} hit blocks the run had not sent)"
+    return "no (inherited hits later in the run)" if w.get("warm_requests") else "no"
+
+
+def server_hit_rate_text(s: Summary) -> str:
+    """``62.5% (2,560 of 4,096 tokens)`` from the servers' counters; empty without them."""
+    c = s.server_counters
+    if not c or c.get("prefix_queries") is None:
+        return ""
+    rate = c.get("prefix_hit_rate")
+    shown = "n/a" if rate is None else f"{rate:.1%}"
+    return f"{shown} ({c['prefix_hits']:,.0f} of {c['prefix_queries']:,.0f} tokens)"
 
 
 def _pct(x: float | None) -> str:

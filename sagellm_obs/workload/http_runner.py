@@ -241,7 +241,8 @@ async def run_http_workload(
     One ``requests-client`` row is written per request to ``store`` (``request_id``,
     ``client_start_unix_nano``, ``client_ttft_s``, ``client_e2e_s``, ``client_itl_ms``,
     ``finish_reason``, ``error``, ``trace_id``, ``endpoint``, ``workload``, ``family``,
-    ``workload_phase``, ``output_tokens``, ``chunks``, ``replica``: the base URL it went to).
+    ``workload_phase``, ``output_tokens``, ``chunks``, ``replica``: the base URL it went to;
+    ``input_tokens`` and ``cached_tokens`` when the usage chunk has them).
     ``error`` is the HTTP status (an int) or the exception name; such a request counts as failed
     and the run goes on. ``trace_id`` is the server's ``X-Trace-Id`` when it returns one, else the
     trace id of the ``traceparent`` sent.
@@ -371,6 +372,7 @@ async def run_http_workload(
                                     tokens = int(usage.get("completion_tokens") or 0)
                                     row["output_tokens"] = tokens
                                     progress.output_tokens += tokens
+                                    _prompt_usage(row, usage)
                 except asyncio.CancelledError:
                     row["error"] = "cancelled"
                     row["finish_reason"] = "cancelled"
@@ -471,6 +473,16 @@ def _end_span(span: trace.Span | None, row: dict[str, Any]) -> None:
         span.end()
     except Exception:
         pass
+
+
+def _prompt_usage(row: dict[str, Any], usage: dict[str, Any]) -> None:
+    """``input_tokens`` and, when the server tells (ours does; vLLM with
+    ``--enable-prompt-tokens-details``), ``cached_tokens``: the warm-cache check's input."""
+    if usage.get("prompt_tokens") is not None:
+        row["input_tokens"] = int(usage["prompt_tokens"])
+    details = usage.get("prompt_tokens_details")
+    if isinstance(details, dict) and details.get("cached_tokens") is not None:
+        row["cached_tokens"] = int(details["cached_tokens"])
 
 
 def _record(

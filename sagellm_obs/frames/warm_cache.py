@@ -1,0 +1,240 @@
+"""Did the run start on a warm prefix cache? Hits the run could not have caused itself.
+
+A benchmark that starts on a prefix cache warmed by an earlier run (or a warm-up with the same
+prompts) reports inflated throughput and deflated TTFT (vLLM #52884: up to 86 % more
+throughput; #54227: 49x lower TTFT). A shared-prefix workload *should* hit after its first
+request of each prefix, so "some early request hit" is no sign; what is, is a hit on prompt
+blocks **no request of this run had sent before**: those blocks were in the cache before the run.
+
+The rule, per request, on one engine's cache (an engine id and data-parallel rank):
+
+- *seen blocks*: the full 128-token prompt blocks (our ``sagellm.prefix.block_hashes``) of the
+  other requests of the run that arrived before this request was scheduled (arrival + TTFT -
+  prefill, an upper bound of its scheduling on the frontend's clock; so concurrent requests
+  that reached the scheduler first count as seen, whatever their arrival order);
+- the request may legitimately hit its leading seen blocks, ``leading x 128`` tokens; a hit of a
+  whole block more (``cached >= (leading + 1) x 128``) is *inherited* from before the run;
+- the run's **first requests** are its first :data:`FIRST_SHARE` by arrival (at least one); the
+  run is a **warm start** when one of them has inherited hits. ``inherited_tokens`` and
+  ``warm_requests`` count them over the whole run.
+
+The one-block slack keeps a server with smaller blocks (a GPU's 16) from being flagged for the
+partial block after a shared prefix; it also lets a warm hit shorter than 128 tokens pass.
+
+Without spans (``run --endpoint``: client rows only), the same rule runs on the workload's
+families instead of block hashes: a request hits legitimately only when an earlier request of
+the run, sent to the same server, had its family (shared prefix or chat session); any hit of a
+request whose family is new to the run (or that has none) is inherited. It needs the server to
+report cached tokens in ``usage.prompt_tokens_details`` (ours does; vLLM with
+``--enable-prompt-tokens-details``).
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_right
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Final
+
+import polars as pl
+
+from sagellm_obs import semconv as sc
+from sagellm_obs.frames.schemas import attribute
+
+__all__ = ["FIRST_SHARE", "WarmCache", "warm_cache", "warm_cache_of_clients"]
+
+FIRST_SHARE: Final = 0.1
+"""The run's "first requests": this share of its requests, by arrival (at least one)."""
+
+BLOCK_TOKENS: Final = 128
+"""Tokens per block of our prefix hashes (vLLM's CPU block size)."""
+
+
+@dataclass(frozen=True)
+class WarmCache:
+    """The warm-cache check of one run.
+
+    Attributes:
+        checked: Requests the rule could judge (their cached tokens known).
+        first_requests: How many first requests (by arrival) the warm-start flag looks at.
+        warm_first: Of those, the ones with inherited hits.
+        warm_requests: Requests with inherited hits, in the whole run.
+        inherited_tokens: Their cached tokens beyond what the run itself had sent.
+        basis: ``"prefix blocks"`` (our spans' block hashes) or ``"families"`` (client rows).
+    """
+
+    checked: int = 0
+    first_requests: int = 0
+    warm_first: int = 0
+    warm_requests: int = 0
+    inherited_tokens: int = 0
+    basis: str = ""
+
+    @property
+    def warm_start(self) -> bool:
+        """One of the run's first requests hit blocks the run had not sent."""
+        return self.warm_first > 0
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data, with ``warm_start``."""
+        return {**asdict(self), "warm_start": self.warm_start}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> WarmCache:
+        """Back from :meth:`as_dict` (unknown keys ignored)."""
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+
+    def text(self) -> str:
+        """One line for the summary."""
+        if not self.checked:
+            return "not checked (no cached-token counts)"
+        if not self.warm_requests:
+            return f"no: no request hit blocks the run had not sent ({self.basis})"
+        head = "YES: " if self.warm_start else "no warm start, but "
+        return (
+            f"{head}{self.warm_first} of the first {self.first_requests} requests and "
+            f"{self.warm_requests} in all hit {self.inherited_tokens} prompt tokens this run had "
+            f"not sent ({self.basis}): the cache was warm before the run"
+        )
+
+
+def _first_n(n: int) -> int:
+    return max(1, math.ceil(n * FIRST_SHARE)) if n else 0
+
+
+def warm_cache(
+    requests: pl.DataFrame,
+    spans: pl.DataFrame,
+    *,
+    client: Iterable[Mapping[str, Any]] | None = None,
+) -> WarmCache:
+    """The warm-cache check of a run's requests, on their prefix blocks (see the module doc).
+
+    Args:
+        requests: A ``requests`` frame (our request spans; vLLM-only rows have no cached tokens
+            and are not judged).
+        spans: The ``spans`` frame the requests came from (for the block hashes).
+        client: Judge only the requests of these client rows (``request_id``,
+            ``client_start_unix_nano``): a client run's, when the server's folder also holds
+            earlier runs. A rerun of a workload reuses its request ids, so of the requests with
+            one id the one that arrived nearest the client's start is taken. None: all.
+    """
+    req = requests.filter(pl.col("cached_tokens").is_not_null(), pl.col("arrival").is_not_null())
+    if client is not None:
+        req = _of_clients(req, client)
+    if req.is_empty():
+        return WarmCache()
+    hashes = (
+        spans.filter(pl.col("kind") == "SERVER", pl.col("request_id").is_not_null())
+        .select(
+            "span_id",
+            attribute(sc.SAGELLM_PREFIX_HASH).str.json_decode(pl.List(pl.String)).alias("blocks"),
+        )
+        .unique("span_id")
+    )
+    rows = (
+        req.join(hashes, on="span_id", how="left")
+        .with_columns(
+            pl.col("arrival").dt.epoch("us").alias("at_us"),
+            (
+                pl.col("arrival").dt.epoch("us")
+                + ((pl.col("ttft_s") - pl.col("prefill_s")).clip(lower_bound=0) * 1e6)
+                .fill_null(0)
+                .cast(pl.Int64)
+            ).alias("scheduled_us"),
+        )
+        .sort("at_us")
+    )
+    first = _first_n(rows.height)
+    judged: list[tuple[int, int]] = []  # (arrival rank, inherited tokens)
+    for _, engine in rows.with_row_index("rank").group_by(
+        ["engine_id", "engine_idx"], maintain_order=True
+    ):
+        judged.extend(_judge_engine(engine))
+    return _result(judged, rows.height, first, "prefix blocks")
+
+
+def _of_clients(req: pl.DataFrame, client: Iterable[Mapping[str, Any]]) -> pl.DataFrame:
+    starts = pl.DataFrame(
+        [
+            (str(r["request_id"]), int(r["client_start_unix_nano"]) // 1000)
+            for r in client
+            if r.get("request_id") is not None and r.get("client_start_unix_nano") is not None
+        ],
+        schema={"request_id": pl.String, "_client_us": pl.Int64},
+        orient="row",
+    ).unique("request_id")
+    return (
+        req.join(starts, on="request_id", how="inner")
+        .sort((pl.col("arrival").dt.epoch("us") - pl.col("_client_us")).abs())
+        .unique("request_id", keep="first", maintain_order=True)
+        .drop("_client_us")
+    )
+
+
+def _judge_engine(rows: pl.DataFrame) -> list[tuple[int, int]]:
+    """(rank, inherited tokens) of each request of one engine, its rows sorted by arrival."""
+    arrivals = rows["at_us"].to_list()
+    blocks: list[list[str]] = [list(b or []) for b in rows["blocks"].to_list()]
+    order = sorted(range(rows.height), key=lambda i: rows["scheduled_us"][i])
+    seen: Counter[str] = Counter()
+    added = 0
+    out: list[tuple[int, int]] = []
+    for i in order:
+        # every request that arrived by this one's scheduling has sent its blocks
+        upto = bisect_right(arrivals, rows["scheduled_us"][i])
+        while added < max(upto, i + 1):
+            seen.update(blocks[added])
+            added += 1
+        leading = 0
+        for h in blocks[i]:  # chained hashes: a seen block means its whole prefix was seen
+            if seen[h] - 1 <= 0:  # minus this request's own copy
+                break
+            leading += 1
+        cached = int(rows["cached_tokens"][i])
+        allowed = leading * BLOCK_TOKENS
+        inherited = cached - allowed if cached >= allowed + BLOCK_TOKENS else 0
+        out.append((int(rows["rank"][i]), inherited))
+    return out
+
+
+def warm_cache_of_clients(client: Iterable[Mapping[str, Any]]) -> WarmCache:
+    """The warm-cache check of client rows (``run --endpoint``), on the workload's families.
+
+    Rows need ``cached_tokens`` (from the server's usage) to be judged; ``replica`` keeps the
+    servers' caches apart, ``client_start_unix_nano`` orders the rows.
+    """
+    rows = sorted(
+        (r for r in client if r.get("client_start_unix_nano") is not None),
+        key=lambda r: int(r["client_start_unix_nano"]),
+    )
+    first = _first_n(len(rows))
+    seen: set[tuple[str, str]] = set()
+    judged: list[tuple[int, int]] = []
+    for rank, r in enumerate(rows):
+        replica = str(r.get("replica") or "")
+        family = r.get("family")
+        new = family is None or (replica, str(family)) not in seen
+        if family is not None:
+            seen.add((replica, str(family)))
+        cached = r.get("cached_tokens")
+        if cached is None:
+            continue
+        judged.append((rank, int(cached) if new and int(cached) > 0 else 0))
+    return _result(judged, len(rows), first, "families")
+
+
+def _result(judged: list[tuple[int, int]], n: int, first: int, basis: str) -> WarmCache:
+    if not judged:
+        return WarmCache(first_requests=first, basis=basis)
+    warm = [(rank, tokens) for rank, tokens in judged if tokens > 0]
+    return WarmCache(
+        checked=len(judged),
+        first_requests=first,
+        warm_first=sum(1 for rank, _ in warm if rank < first),
+        warm_requests=len(warm),
+        inherited_tokens=sum(tokens for _, tokens in warm),
+        basis=basis,
+    )
