@@ -15,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from sagellm_obs.run_setup import run_letters, setup_differences
-from sagellm_obs.run_summary import Summary
+from sagellm_obs.run_summary import Summary, warm_start_text
 
 __all__ = ["comparison_rows", "comparison_table", "comparison_values", "render_comparison"]
 
@@ -42,6 +42,8 @@ _COMPARE_ROWS: tuple[_Compared, ...] = (
     _Compared("goodput", "goodput", "%"),
     _Compared("prefix-cache hit rate", "prefix_hit_rate", "%"),
     _Compared("mean cached share of prompts", "mean_cached_share", "%"),
+    _Compared("server's prefix-cache hit rate", "server_prefix_hit_rate", "%"),
+    _Compared("tokens hit on blocks not sent (warm)", "inherited_cache_tokens"),
     _Compared("KV-cache usage peak", "kv_usage_peak", "%"),
     _Compared("preemptions", "preemptions"),
 )
@@ -118,8 +120,18 @@ def render_comparison(*summaries: Summary) -> Group:
         for line in differences:
             warning.append(f"  - {line}\n", "yellow")
         parts.append(warning)
+    warm = [(letter, s) for letter, s in zip(letters, summaries, strict=True) if _warm(s)]
+    if warm:
+        text = Text("A prefix cache was warm before the run; not like for like:\n", "yellow")
+        for letter, s in warm:
+            text.append(f"  - {letter}: {warm_start_text(s)}\n", "yellow")
+        parts.append(text)
     parts.append(comparison_table(*summaries))
     return Group(*parts)
+
+
+def _warm(s: Summary) -> bool:
+    return bool(s.warm_cache.get("warm_requests"))
 
 
 def _pct_or_blank(v: float | None) -> str:

@@ -79,6 +79,19 @@ class Summary:
     server_counters: dict[str, Any] = field(default_factory=dict)
     setup: RunSetup = field(default_factory=RunSetup)
 
+    @property
+    def server_prefix_hit_rate(self) -> float | None:
+        """The servers' own prefix-cache hit rate over the run (``run --endpoint``), or None."""
+        rate = self.server_counters.get("prefix_hit_rate")
+        return None if rate is None else float(rate)
+
+    @property
+    def inherited_cache_tokens(self) -> float | None:
+        """Prompt tokens hit on blocks the run had not sent (warm cache), None if unchecked."""
+        if not self.warm_cache.get("checked"):
+            return None
+        return float(self.warm_cache.get("inherited_tokens") or 0)
+
     def as_dict(self) -> dict[str, Any]:
         """Plain data (for JSON, reports and comparisons)."""
         from dataclasses import asdict
@@ -357,12 +370,7 @@ def render_summary(s: Summary) -> Group:
             f"goodput ({slo_text(s.slo)})", f"{s.goodput:.1%} ({s.goodput_rps or 0:.2f} req/s)"
         )
     run.add_row("prefix-cache hit rate (tokens)", f"{s.prefix_hit_rate:.1%}")
-    server = server_hit_rate_text(s)
-    if server:
-        run.add_row("server's prefix-cache hit rate (its /metrics, this run)", server)
-    warm = warm_start_text(s)
-    if warm:
-        run.add_row(f"warm start (first {s.warm_cache['first_requests']} requests)", _warm_word(s))
+    _prefix_cache_rows(run, s)
     run.add_row("mean cached share of prompts", f"{s.mean_cached_share:.1%}")
     run.add_row("KV-cache usage peak / mean", f"{s.kv_usage_peak:.1%} / {s.kv_usage_mean:.1%}")
     run.add_row("preemptions", str(s.preemptions))
@@ -372,39 +380,31 @@ def render_summary(s: Summary) -> Group:
         parts.append(render_engines(s))
     if s.endpoints:
         parts.append(render_endpoints(s))
-    if warm and s.warm_cache.get("warm_requests"):
-        parts.append(Text(f"Warm prefix cache: {warm}", style="bold yellow"))
+    if s.warm_cache.get("warm_requests"):
+        parts.append(Text(f"Warm prefix cache: {warm_start_text(s)}", style="bold yellow"))
     if s.note:
         parts.append(s.note)
     return Group(*parts)
+
+
+def _prefix_cache_rows(run: Table, s: Summary) -> None:
+    """The servers' own hit rate over the run and the warm-start flag, when known."""
+    from sagellm_obs.frames.warm_cache import WarmCache
+    from sagellm_obs.workload.server_counters import hit_rate_text
+
+    if s.server_counters.get("prefix_queries") is not None:
+        label = "server's prefix-cache hit rate (its /metrics, this run)"
+        run.add_row(label, hit_rate_text(s.server_counters))
+    if s.warm_cache:
+        check = WarmCache.from_dict(s.warm_cache)
+        run.add_row(f"warm start (first {check.first_requests} requests)", check.word())
 
 
 def warm_start_text(s: Summary) -> str:
     """The warm-cache check in one line (``YES: ...`` / ``no: ...``); empty when not run."""
     from sagellm_obs.frames.warm_cache import WarmCache
 
-    if not s.warm_cache:
-        return ""
-    return WarmCache.from_dict(s.warm_cache).text()
-
-
-def _warm_word(s: Summary) -> str:
-    w = s.warm_cache
-    if not w.get("checked"):
-        return "not checked"
-    if w.get("warm_start"):
-        return f"YES ({w['warm_first']} hit blocks the run had not sent)"
-    return "no (inherited hits later in the run)" if w.get("warm_requests") else "no"
-
-
-def server_hit_rate_text(s: Summary) -> str:
-    """``62.5% (2,560 of 4,096 tokens)`` from the servers' counters; empty without them."""
-    c = s.server_counters
-    if not c or c.get("prefix_queries") is None:
-        return ""
-    rate = c.get("prefix_hit_rate")
-    shown = "n/a" if rate is None else f"{rate:.1%}"
-    return f"{shown} ({c['prefix_hits']:,.0f} of {c['prefix_queries']:,.0f} tokens)"
+    return WarmCache.from_dict(s.warm_cache).text() if s.warm_cache else ""
 
 
 def _pct(x: float | None) -> str:

@@ -86,6 +86,14 @@ class WarmCache:
         """Back from :meth:`as_dict` (unknown keys ignored)."""
         return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
 
+    def word(self) -> str:
+        """The flag, short: ``YES (2 ...)``, ``no``, ``not checked``."""
+        if not self.checked:
+            return "not checked"
+        if self.warm_start:
+            return f"YES ({self.warm_first} hit blocks the run had not sent)"
+        return "no (inherited hits later in the run)" if self.warm_requests else "no"
+
     def text(self) -> str:
         """One line for the summary."""
         if not self.checked:

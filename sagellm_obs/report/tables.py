@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sagellm_obs.run_setup import RunSetup, setup_differences, slo_text
-from sagellm_obs.run_summary import TTFT_NOTE, Summary, latency_rows
+from sagellm_obs.run_summary import TTFT_NOTE, Summary, latency_rows, warm_start_text
 
 __all__ = [
     "Figure",
@@ -87,6 +87,19 @@ def run_figures(s: Summary) -> list[Figure]:
         Figure(
             "mean cached share of prompts", lambda x: x.mean_cached_share, _pct, True, rate=True
         ),
+        Figure(
+            "server's prefix-cache hit rate (its /metrics, this run)",
+            lambda x: x.server_prefix_hit_rate,
+            _pct,
+            True,
+            rate=True,
+        ),
+        Figure(
+            "prompt tokens hit on blocks the run had not sent (warm cache)",
+            lambda x: x.inherited_cache_tokens,
+            lambda v: f"{v:,.0f}",
+            False,
+        ),
         Figure("KV-cache usage peak", lambda x: x.kv_usage_peak, _pct, rate=True),
         Figure("KV-cache usage mean", lambda x: x.kv_usage_mean, _pct, rate=True),
         Figure("preemptions", lambda x: x.preemptions, lambda v: f"{v:,.0f}", False),
@@ -160,7 +173,23 @@ def summary_tables(s: Summary) -> str:
         figures.append([_th(f.label), _td("" if value is None else f.fmt(value))])
     run = _table("Run", ["figure", "value"], figures, "run")
     note = f'<p class="note">{html.escape(TTFT_NOTE)}</p>' if "frontend" in s.latency else ""
-    return f'<div class="tables">{setup_table([s.setup])}{latency}{run}</div>{note}'
+    warm = warm_note([s], [""])
+    return f'{warm}<div class="tables">{setup_table([s.setup])}{latency}{run}</div>{note}'
+
+
+def warm_note(summaries: Sequence[Summary], labels: Sequence[str]) -> str:
+    """A warning for each run whose prefix cache was warm before it (empty when none was)."""
+    items = [
+        f"<li>{html.escape((label + ': ' if label else '') + warm_start_text(s))}</li>"
+        for s, label in zip(summaries, labels, strict=True)
+        if s.warm_cache.get("warm_requests")
+    ]
+    if not items:
+        return ""
+    return (
+        '<div class="warning"><strong>Warm prefix cache: throughput and TTFT look better than '
+        f"a cold start would give.</strong><ul>{''.join(items)}</ul></div>"
+    )
 
 
 def _delta(
@@ -226,7 +255,7 @@ def comparison_tables(summaries: Sequence[Summary], labels: Sequence[str]) -> st
     run_head = ["figure", base, *(h for label in others for h in (label, "Δ", "Δ %"))]
     run = _table("Run", run_head, rows, "run compare")
     setups = setup_table([s.setup for s in summaries], labels)
-    note = differences_note(summaries, labels)
+    note = differences_note(summaries, labels) + warm_note(summaries, labels)
     return f'{note}<div class="tables">{setups}{latency}{run}</div>'
 
 

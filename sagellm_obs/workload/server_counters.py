@@ -21,6 +21,7 @@ __all__ = [
     "CountersAround",
     "ServerCounters",
     "counters_delta",
+    "hit_rate_text",
     "parse_counters",
     "scrape_counters",
     "settled_counters",
@@ -58,6 +59,14 @@ class ServerCounters:
     def as_dict(self) -> dict[str, Any]:
         """Plain data, with the hit rate."""
         return {**asdict(self), "prefix_hit_rate": self.prefix_hit_rate}
+
+
+def hit_rate_text(counters: Mapping[str, Any]) -> str:
+    """``62.5% (2,560 of 4,096 tokens)`` from :meth:`ServerCounters.as_dict` data."""
+    rate = counters.get("prefix_hit_rate")
+    shown = "n/a" if rate is None else f"{rate:.1%}"
+    hits, queries = counters.get("prefix_hits") or 0, counters.get("prefix_queries") or 0
+    return f"{shown} ({hits:,.0f} of {queries:,.0f} tokens)"
 
 
 def parse_counters(text: str) -> ServerCounters:

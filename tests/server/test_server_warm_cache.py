@@ -139,3 +139,20 @@ def test_server_counters_delta_equals_our_cached_tokens(
         assert server["generation_tokens"] == ours["output_tokens"].sum()
         # and the client's own view (the usage the server answered) gives the same rate
         assert summary["prefix_hit_rate"] == pytest.approx(server["prefix_hit_rate"])
+
+
+def test_report_and_compare_say_so(
+    two_runs: list[tuple[dict[str, Any], str, list[dict[str, Any]]]],
+) -> None:
+    from sagellm_obs.run_comparison import render_comparison
+    from sagellm_obs.run_summary import summarize
+
+    (cold, _, _), (warm, _, _) = two_runs
+    assert "Warm prefix cache" not in (Path(cold["run_dir"]) / "report.html").read_text()
+    page = (Path(warm["run_dir"]) / "report.html").read_text()
+    assert "Warm prefix cache" in page and "prefix-cache hit rate (its /metrics" in page
+    console = Console(width=200, file=io.StringIO(), record=True)
+    console.print(render_comparison(summarize(cold["run_dir"]), summarize(warm["run_dir"])))
+    text = console.export_text()
+    assert "B: YES" in text and "A: " not in text.split("warm before the run")[1]
+    assert "server's prefix-cache hit rate" in text
