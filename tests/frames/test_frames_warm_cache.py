@@ -1,0 +1,100 @@
+"""The warm-cache rule on known answers (real server: tests/server)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+import polars as pl
+
+from sagellm_obs import semconv as sc
+from sagellm_obs.frames.schemas import ATTRIBUTES
+from sagellm_obs.frames.warm_cache import WarmCache, warm_cache, warm_cache_of_clients
+
+T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+def _frames(
+    rows: list[tuple[str, float, list[str], int, str]],
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(request id, arrival s, block hashes, cached tokens, engine) -> requests, spans frames;
+    each request is scheduled 10 ms after it arrives."""
+    req = pl.DataFrame(
+        {
+            "request_id": [r[0] for r in rows],
+            "span_id": [f"s-{r[0]}" for r in rows],
+            "arrival": [T0 + timedelta(seconds=r[1]) for r in rows],
+            "ttft_s": [0.05] * len(rows),
+            "prefill_s": [0.04] * len(rows),
+            "cached_tokens": [r[3] for r in rows],
+            "engine_id": [r[4] for r in rows],
+            "engine_idx": [0] * len(rows),
+        }
+    )
+    spans = pl.DataFrame(
+        {
+            "span_id": [f"s-{r[0]}" for r in rows],
+            "kind": ["SERVER"] * len(rows),
+            "request_id": [r[0] for r in rows],
+            "attributes": [
+                [{"key": sc.SAGELLM_PREFIX_HASH, "value": json.dumps(r[2])}] for r in rows
+            ],
+        },
+        schema_overrides={"attributes": ATTRIBUTES},
+    )
+    return req, spans
+
+
+def test_hits_on_the_runs_own_blocks_are_not_inherited() -> None:
+    req, spans = _frames(
+        [
+            ("a", 0.0, ["p1", "p2", "a3"], 0, "e"),  # first of its prefix: misses
+            ("b", 1.0, ["p1", "p2", "b3"], 256, "e"),  # hits a's two blocks: legitimate
+            ("c", 2.0, ["q1"], 0, "e"),
+        ]
+    )
+    check = warm_cache(req, spans)
+    assert check == WarmCache(checked=3, first_requests=1, basis="prefix blocks")
+    assert not check.warm_start
+
+
+def test_a_first_request_that_hits_is_a_warm_start() -> None:
+    req, spans = _frames(
+        [
+            ("a", 0.0, ["p1", "p2", "a3"], 256, "e"),  # nothing sent before: inherited
+            ("b", 1.0, ["p1", "p2", "b3"], 384, "e"),  # a sent p1 p2, not b3: 128 inherited
+            ("c", 2.0, ["q1", "q2"], 128, "other"),  # another engine never saw q1
+        ]
+        + [(f"x{i}", 3.0 + i, [f"x{i}"], 0, "e") for i in range(7)]
+    )
+    check = warm_cache(req, spans)
+    assert check.first_requests == 1
+    assert check.warm_start and check.warm_first == 1
+    assert check.warm_requests == 3
+    assert check.inherited_tokens == 256 + 128 + 128
+    assert check.text().startswith("YES: 1 of the first 1 requests and 3 in all hit 512")
+
+
+def test_a_later_arrival_scheduled_first_counts_as_sent() -> None:
+    """b arrived 1 ms after a but reached the scheduler 9 ms before it: a may hit b's blocks."""
+    req, spans = _frames([("a", 0.0, ["p1", "a2"], 128, "e"), ("b", 0.001, ["p1", "b2"], 0, "e")])
+    req = req.with_columns(
+        pl.when(pl.col("request_id") == "b").then(0.04).otherwise(0.05).alias("ttft_s"),
+        pl.when(pl.col("request_id") == "b").then(0.039).otherwise(0.03).alias("prefill_s"),
+    )
+    assert warm_cache(req, spans).warm_requests == 0
+
+
+def test_client_rows_by_family() -> None:
+    rows = [
+        {"request_id": "a", "client_start_unix_nano": 1, "family": "f", "cached_tokens": 0},
+        {"request_id": "b", "client_start_unix_nano": 2, "family": "f", "cached_tokens": 384},
+        {"request_id": "c", "client_start_unix_nano": 3, "family": None, "cached_tokens": 0},
+        {"request_id": "d", "client_start_unix_nano": 4, "family": "g", "cached_tokens": 128},
+        {"request_id": "e", "client_start_unix_nano": 5, "family": "g"},  # not reported
+    ]
+    check = warm_cache_of_clients(rows)
+    assert (check.checked, check.first_requests, check.warm_first) == (4, 1, 0)
+    assert (check.warm_requests, check.inherited_tokens) == (1, 128)
+    assert check.word() == "no (inherited hits later in the run)"
+    assert warm_cache_of_clients([]).word() == "not checked"
