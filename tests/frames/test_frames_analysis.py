@@ -8,8 +8,9 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from frames_otlp import T0, histogram_metric, metrics_line, sum_metric, write_lines
+from frames_otlp import T0, WrittenRun, histogram_metric, metrics_line, sum_metric, write_lines
 
+from sagellm_obs import semconv as sc
 from sagellm_obs.frames import (
     Frames,
     compare,
@@ -198,8 +199,10 @@ def test_histogram_delta_between_metric_lines(tmp_path: Path) -> None:
         histogram_delta(m, "reqs")
 
 
-def test_deltas_of_the_real_run(frames: Frames) -> None:
-    """Three requests, a flush, two more, a flush, shutdown: the counters say so."""
+def test_deltas_of_the_real_run(frames: Frames, written: WrittenRun) -> None:
+    """Three requests, a flush, two more, a flush, shutdown: the counters say so (the records
+    are synthetic; tests/server/test_server_counter_deltas.py checks deltas of a real engine
+    against vLLM's own counters)."""
     m = frames.metrics
     times = m["time"].unique().sort().to_list()
     assert len(times) >= 2
@@ -210,7 +213,10 @@ def test_deltas_of_the_real_run(frames: Frames) -> None:
     duration = histogram_delta(m, "gen_ai.server.request.duration", times[0], times[1])
     assert duration.count == 2
     assert sum(duration.counts) == 2
-    assert counter_delta(m, "sagellm.prefix_cache.queries") == frames.steps["prefix_queries"].sum()
+    # against what was submitted (6 steps of 100 queries), not what the frames read back
+    submitted = sum(step[sc.STEP_PREFIX_QUERIES] for step in written.steps)
+    assert submitted == 600
+    assert counter_delta(m, "sagellm.prefix_cache.queries") == submitted
 
 
 def test_compare_side_by_side() -> None:
