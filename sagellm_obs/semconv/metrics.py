@@ -65,7 +65,9 @@ class MetricSpec:
 
 
 # Where each metric name comes from (the "follows" column of docs/semconv.md).
-SRC_GENAI_SERVER: Final = "GenAI gen-ai-metrics.md (model server)"
+SRC_GENAI_SERVER: Final = (
+    "GenAI gen-ai-metrics.md (model server; semconv 1.41-1.42, unchanged since; all modes)"
+)
 SRC_GENAI_CLIENT: Final = "GenAI semconv 1.44 (client-inference.md, gen-ai-token-metrics.md)"
 SRC_GENAI_CLIENT_LEGACY: Final = "GenAI before 1.44 (legacy)"
 SRC_SAGELLM: Final = "sagellm-obs"
