@@ -9,9 +9,9 @@ blocks **no request of this run had sent before**: those blocks were in the cach
 The rule, per request, on one engine's cache (an engine id and data-parallel rank):
 
 - *seen blocks*: the full 128-token prompt blocks (our ``sagellm.prefix.block_hashes``) of the
-  other requests of the run that arrived before this request was scheduled (arrival + TTFT -
-  prefill, an upper bound of its scheduling on the frontend's clock; so concurrent requests
-  that reached the scheduler first count as seen, whatever their arrival order);
+  requests of the run that EngineCore scheduled before this one (its ``queue`` span's end, the
+  first scheduling; in one step, FCFS: the one queued first), whatever their arrival order;
+  without a ``queue`` span, the arrival stands for both;
 - the request may legitimately hit its leading seen blocks, ``leading x 128`` tokens; a hit of a
   whole block more (``cached >= (leading + 1) x 128``) is *inherited* from before the run;
 - the run's **first requests** are its first :data:`FIRST_SHARE` by arrival (at least one); the
@@ -32,8 +32,6 @@ report cached tokens in ``usage.prompt_tokens_details`` (ours does; vLLM with
 from __future__ import annotations
 
 import math
-from bisect import bisect_right
-from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Final
@@ -142,16 +140,23 @@ def warm_cache(
         )
         .unique("span_id")
     )
+    # EngineCore's own stamps: the queue span runs from queueing to first scheduling
+    stamps = (
+        spans.filter(pl.col("name") == sc.SPAN_QUEUE, pl.col("parent_span_id").is_not_null())
+        .select(
+            pl.col("parent_span_id").alias("span_id"),
+            pl.col("end").dt.epoch("us").alias("scheduled_us"),
+            pl.col("start").dt.epoch("us").alias("queued_us"),
+        )
+        .unique("span_id")
+    )
     rows = (
         req.join(hashes, on="span_id", how="left")
+        .join(stamps, on="span_id", how="left")
         .with_columns(
             pl.col("arrival").dt.epoch("us").alias("at_us"),
-            (
-                pl.col("arrival").dt.epoch("us")
-                + ((pl.col("ttft_s") - pl.col("prefill_s")).clip(lower_bound=0) * 1e6)
-                .fill_null(0)
-                .cast(pl.Int64)
-            ).alias("scheduled_us"),
+            pl.col("scheduled_us").fill_null(pl.col("arrival").dt.epoch("us")),
+            pl.col("queued_us").fill_null(pl.col("arrival").dt.epoch("us")),
         )
         .sort("at_us")
     )
@@ -162,6 +167,24 @@ def warm_cache(
     ):
         judged.extend(_judge_engine(engine))
     return _result(judged, rows.height, first, "prefix blocks")
+
+
+def _judge_engine(rows: pl.DataFrame) -> list[tuple[int, int]]:
+    """(rank, inherited tokens) of each request of one engine's cache, in scheduling order."""
+    seen: set[str] = set()
+    out: list[tuple[int, int]] = []
+    for r in rows.sort(["scheduled_us", "queued_us"], maintain_order=True).iter_rows(named=True):
+        blocks: list[str] = list(r["blocks"] or [])
+        leading = 0
+        for h in blocks:  # chained hashes: a seen block means its whole prefix was seen
+            if h not in seen:
+                break
+            leading += 1
+        cached = int(r["cached_tokens"])
+        allowed = leading * BLOCK_TOKENS
+        out.append((int(r["rank"]), cached - allowed if cached >= allowed + BLOCK_TOKENS else 0))
+        seen.update(blocks)
+    return out
 
 
 def _of_clients(req: pl.DataFrame, client: Iterable[Mapping[str, Any]]) -> pl.DataFrame:
@@ -180,32 +203,6 @@ def _of_clients(req: pl.DataFrame, client: Iterable[Mapping[str, Any]]) -> pl.Da
         .unique("request_id", keep="first", maintain_order=True)
         .drop("_client_us")
     )
-
-
-def _judge_engine(rows: pl.DataFrame) -> list[tuple[int, int]]:
-    """(rank, inherited tokens) of each request of one engine, its rows sorted by arrival."""
-    arrivals = rows["at_us"].to_list()
-    blocks: list[list[str]] = [list(b or []) for b in rows["blocks"].to_list()]
-    order = sorted(range(rows.height), key=lambda i: rows["scheduled_us"][i])
-    seen: Counter[str] = Counter()
-    added = 0
-    out: list[tuple[int, int]] = []
-    for i in order:
-        # every request that arrived by this one's scheduling has sent its blocks
-        upto = bisect_right(arrivals, rows["scheduled_us"][i])
-        while added < max(upto, i + 1):
-            seen.update(blocks[added])
-            added += 1
-        leading = 0
-        for h in blocks[i]:  # chained hashes: a seen block means its whole prefix was seen
-            if seen[h] - 1 <= 0:  # minus this request's own copy
-                break
-            leading += 1
-        cached = int(rows["cached_tokens"][i])
-        allowed = leading * BLOCK_TOKENS
-        inherited = cached - allowed if cached >= allowed + BLOCK_TOKENS else 0
-        out.append((int(rows["rank"][i]), inherited))
-    return out
 
 
 def warm_cache_of_clients(client: Iterable[Mapping[str, Any]]) -> WarmCache:

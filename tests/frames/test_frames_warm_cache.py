@@ -15,34 +15,51 @@ T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 
 def _frames(
-    rows: list[tuple[str, float, list[str], int, str]],
+    rows: list[tuple[str, float, list[str], int, str]], scheduled: dict[str, float] | None = None
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(request id, arrival s, block hashes, cached tokens, engine) -> requests, spans frames;
-    each request is scheduled 10 ms after it arrives."""
+    each request is queued 1 ms after it arrives and scheduled at 10 ms (or ``scheduled``)."""
+    at = {r[0]: T0 + timedelta(seconds=r[1]) for r in rows}
+    sched = {k: T0 + timedelta(seconds=v) for k, v in (scheduled or {}).items()}
     req = pl.DataFrame(
         {
             "request_id": [r[0] for r in rows],
             "span_id": [f"s-{r[0]}" for r in rows],
-            "arrival": [T0 + timedelta(seconds=r[1]) for r in rows],
-            "ttft_s": [0.05] * len(rows),
-            "prefill_s": [0.04] * len(rows),
+            "arrival": [at[r[0]] for r in rows],
             "cached_tokens": [r[3] for r in rows],
             "engine_id": [r[4] for r in rows],
             "engine_idx": [0] * len(rows),
         }
     )
-    spans = pl.DataFrame(
+    server = pl.DataFrame(
         {
             "span_id": [f"s-{r[0]}" for r in rows],
+            "parent_span_id": [None] * len(rows),
+            "name": ["text_completion tiny"] * len(rows),
             "kind": ["SERVER"] * len(rows),
             "request_id": [r[0] for r in rows],
+            "start": [at[r[0]] for r in rows],
+            "end": [at[r[0]] + timedelta(seconds=1) for r in rows],
             "attributes": [
                 [{"key": sc.SAGELLM_PREFIX_HASH, "value": json.dumps(r[2])}] for r in rows
             ],
         },
-        schema_overrides={"attributes": ATTRIBUTES},
+        schema_overrides={"attributes": ATTRIBUTES, "parent_span_id": pl.String},
     )
-    return req, spans
+    queue = pl.DataFrame(
+        {
+            "span_id": [f"q-{r[0]}" for r in rows],
+            "parent_span_id": [f"s-{r[0]}" for r in rows],
+            "name": [sc.SPAN_QUEUE] * len(rows),
+            "kind": ["INTERNAL"] * len(rows),
+            "request_id": [None] * len(rows),
+            "start": [at[r[0]] + timedelta(milliseconds=1) for r in rows],
+            "end": [sched.get(r[0], at[r[0]] + timedelta(milliseconds=10)) for r in rows],
+            "attributes": [[] for _ in rows],
+        },
+        schema_overrides={"attributes": ATTRIBUTES, "request_id": pl.String},
+    )
+    return req, pl.concat([server, queue])
 
 
 def test_hits_on_the_runs_own_blocks_are_not_inherited() -> None:
@@ -76,13 +93,13 @@ def test_a_first_request_that_hits_is_a_warm_start() -> None:
 
 
 def test_a_later_arrival_scheduled_first_counts_as_sent() -> None:
-    """b arrived 1 ms after a but reached the scheduler 9 ms before it: a may hit b's blocks."""
-    req, spans = _frames([("a", 0.0, ["p1", "a2"], 128, "e"), ("b", 0.001, ["p1", "b2"], 0, "e")])
-    req = req.with_columns(
-        pl.when(pl.col("request_id") == "b").then(0.04).otherwise(0.05).alias("ttft_s"),
-        pl.when(pl.col("request_id") == "b").then(0.039).otherwise(0.03).alias("prefill_s"),
-    )
+    """b arrived 1 ms after a but EngineCore scheduled it first: a may hit b's blocks."""
+    rows = [("a", 0.0, ["p1", "a2"], 128, "e"), ("b", 0.001, ["p1", "b2"], 0, "e")]
+    req, spans = _frames(rows, scheduled={"a": 0.02, "b": 0.005})
     assert warm_cache(req, spans).warm_requests == 0
+    # scheduled in arrival order, a's hit on p1 came from before the run
+    req, spans = _frames(rows)
+    assert warm_cache(req, spans).warm_start
 
 
 def test_client_rows_by_family() -> None:

@@ -105,6 +105,10 @@ def test_run_writes_a_complete_folder_and_a_true_summary(tmp_path: Path) -> None
     queries = sum(s[sc.STEP_PREFIX_QUERIES] for s in steps)
     assert summary["prefix_hit_rate"] == pytest.approx(hits / queries)
     assert summary["prefix_hit_rate"] > 0.5  # 4 shared ~400-token prefixes, 24 requests
+    # a fresh engine: every hit is on blocks the run itself sent (docs/warm-cache.md)
+    warm = summary["warm_cache"]
+    assert (warm["checked"], warm["first_requests"]) == (24, 3)
+    assert warm["warm_start"] is False and warm["warm_requests"] == 0
     assert summary["kv_usage_peak"] == max(s[sc.STEP_KV_USAGE] for s in steps)
     # Goodput from the spans' own figures (not a fixed 1.0: a busy machine can miss a 2 s TTFT).
     ours_ttft = [_value(s[sc.GEN_AI_LATENCY_TIME_TO_FIRST_TOKEN]) for s in spans]
