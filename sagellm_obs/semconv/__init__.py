@@ -11,7 +11,7 @@ semconv 1.44) by default; the names sagellm-obs emitted before stay available be
 ``OTEL_SEMCONV_STABILITY_OPT_IN`` (see :func:`genai_semconv_mode`).
 
 The names live in submodules by concept (:mod:`.attributes`, :mod:`.metrics`, :mod:`.records`,
-:mod:`.app`, :mod:`.http`, :mod:`.stability`, :mod:`.env`); import them from here:
+:mod:`.app`, :mod:`.http`, :mod:`.stability`, :mod:`.env`, :mod:`.vllm`); import them from here:
 ``from sagellm_obs import semconv as sc``.
 """
 
@@ -24,3 +24,4 @@ from sagellm_obs.semconv.http import *  # noqa: F403
 from sagellm_obs.semconv.metrics import *  # noqa: F403
 from sagellm_obs.semconv.records import *  # noqa: F403
 from sagellm_obs.semconv.stability import *  # noqa: F403
+from sagellm_obs.semconv.vllm import *  # noqa: F403

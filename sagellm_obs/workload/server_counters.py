@@ -15,6 +15,8 @@ from typing import Any, Final
 
 import httpx
 
+from sagellm_obs import semconv as sc
+
 __all__ = [
     "COUNTERS",
     "MANIFEST_KEY",
@@ -33,11 +35,11 @@ MANIFEST_KEY: Final = "server_counters"
 #: Our key -> vLLM's counter family (Prometheus text drops nothing but the ``_total`` suffix).
 #: All count tokens except ``requests`` (finished requests, every ``finished_reason``).
 COUNTERS: Final[Mapping[str, str]] = {
-    "prefix_queries": "vllm:prefix_cache_queries",
-    "prefix_hits": "vllm:prefix_cache_hits",
-    "prompt_tokens": "vllm:prompt_tokens",
-    "generation_tokens": "vllm:generation_tokens",
-    "requests": "vllm:request_success",
+    "prefix_queries": sc.VLLM_PREFIX_CACHE_QUERIES,
+    "prefix_hits": sc.VLLM_PREFIX_CACHE_HITS,
+    "prompt_tokens": sc.VLLM_PROMPT_TOKENS,
+    "generation_tokens": sc.VLLM_GENERATION_TOKENS,
+    "requests": sc.VLLM_REQUEST_SUCCESS,
 }
 
 

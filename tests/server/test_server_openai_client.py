@@ -127,7 +127,7 @@ def _vllm_view(c: httpx.Client) -> tuple[float, float, float]:
     hits = parse_counters(text).prefix_hits
     ttft = {"sum": 0.0, "count": 0.0}
     for family in text_string_to_metric_families(text):
-        if family.name == "vllm:time_to_first_token_seconds":
+        if family.name == sc.VLLM_TIME_TO_FIRST_TOKEN:
             for sample in family.samples:
                 kind = sample.name.rsplit("_", 1)[-1]
                 if kind in ttft:
