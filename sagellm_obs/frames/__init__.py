@@ -65,6 +65,7 @@ from sagellm_obs.frames.schemas import (
     check_schema,
 )
 from sagellm_obs.frames.traces import CATEGORIES, call_tree, time_breakdown
+from sagellm_obs.frames.warm_cache import WarmCache, warm_cache
 
 __all__ = [
     "BLOCK_LIFETIMES",
@@ -84,6 +85,7 @@ __all__ = [
     "HistogramDelta",
     "Scan",
     "SchemaError",
+    "WarmCache",
     "attribute",
     "block_lifetimes",
     "blocks_of_requests",
@@ -112,5 +114,6 @@ __all__ = [
     "slowest_engine",
     "throughput",
     "time_breakdown",
+    "warm_cache",
     "with_engine",
 ]
