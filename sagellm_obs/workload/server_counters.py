@@ -72,20 +72,28 @@ def hit_rate_text(counters: Mapping[str, Any]) -> str:
 
 
 def parse_counters(text: str) -> ServerCounters:
-    """:data:`COUNTERS` out of a Prometheus text exposition (absent ones are 0).
+    """:data:`COUNTERS` out of a Prometheus text exposition, summed over their labels.
+
+    Samples are matched by name (``<family>_total``), so an exposition without ``# TYPE`` lines
+    reads the same.
 
     Raises:
-        ValueError: The text is not Prometheus' exposition format.
+        ValueError: The text is not Prometheus' exposition format, or has none of vLLM's
+            counters (not a vLLM server).
     """
     from prometheus_client.parser import text_string_to_metric_families
 
-    wanted = {family: key for key, family in COUNTERS.items()}
+    wanted = {f"{family}_total": key for key, family in COUNTERS.items()}
     totals = dict.fromkeys(COUNTERS, 0.0)
+    found = False
     for family in text_string_to_metric_families(text):
-        key = wanted.get(family.name)
-        if key is None:
-            continue
-        totals[key] += sum(s.value for s in family.samples if s.name.endswith("_total"))
+        for sample in family.samples:
+            key = wanted.get(sample.name)
+            if key is not None:
+                totals[key] += sample.value
+                found = True
+    if not found:
+        raise ValueError("no vLLM counters (vllm:prefix_cache_queries_total...) on /metrics")
     return ServerCounters(**totals)
 
 
