@@ -214,6 +214,7 @@ class MainJob:
             tel.shutdown()
             return 2
         self._write_manifest(tel, items)
+        self._record_replicas(console, tel, endpoints)
         to = ", ".join(endpoints)
         if len(endpoints) > 1:
             to += f" ({self.route})"
@@ -253,7 +254,31 @@ class MainJob:
                     f"  {r.endpoint}: {r.done} requests ({r.failed} failed), "
                     f"{r.output_tokens} output tokens"
                 )
-        return self.report(console)
+        assert self.run_dir is not None
+        # The replicas still run: their last spans may not be in their folders yet.
+        code = summarize_run(self.run_dir, console, replicas=False)
+        console.print(
+            "the replicas' run folders join this run once they have flushed (stopped, or a few "
+            f"seconds on): [cyan]sagellm-obs report {self.run_dir}[/]",
+            highlight=False,
+        )
+        return code
+
+    def _record_replicas(self, console: Console, tel: Any, endpoints: list[str]) -> None:
+        """Ask each replica where it records (``GET /v1/sagellm/run``); into the manifest."""
+        from sagellm_obs.workload.replica_info import ask_replicas
+
+        replicas = asyncio.run(ask_replicas(endpoints, api_key=self.api_key))
+        tel.annotate_run(replicas=replicas)
+        for entry in replicas:
+            if entry.get("problem"):
+                console.print(f"  {entry['endpoint']}: [yellow]{entry['problem']}[/]")
+            else:
+                console.print(
+                    f"  {entry['endpoint']}: engine [cyan]{entry['engine_id']}[/], "
+                    f"run folder {entry['run_dir']}",
+                    highlight=False,
+                )
 
     def report(self, console: Console) -> int:
         """Summarise the run folder: terminal tables, ``summary.json`` and ``report.html``."""
@@ -267,20 +292,46 @@ def summarize_run(
     *,
     slo: dict[str, float] | None = None,
     also: list[Path] | None = None,
+    replicas: bool = True,
 ) -> int:
     """Print the summary of a run folder and (re)write its ``summary.json`` and ``report.html``.
 
     ``slo`` None takes the SLOs the run recorded; given ones override them, and say so.
     ``also``: more run folders summarised with it as one fleet (the replicas' runs of an
-    ``--endpoint`` run); the files are written into ``run_dir``.
+    ``--endpoint`` run); the files are written into ``run_dir``. ``replicas``: join the replica
+    folders a client run's manifest names (see :mod:`sagellm_obs.frames.replicas`); the ones
+    joined and the ones not found are said once.
     """
+    import warnings
+
+    from sagellm_obs.frames.replicas import MissingReplicasWarning, missing_text, with_replicas
+
+    extra = list(also or [])
+    if replicas:
+        fleet = with_replicas([run_dir, *extra])
+        if fleet.found:
+            shown = ", ".join(str(p) for p in fleet.found)
+            console.print(f"replica run folders joined: {shown}", highlight=False)
+        if fleet.missing:
+            console.print(f"[yellow]{missing_text(fleet.missing)}[/]", highlight=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MissingReplicasWarning)  # said above, once
+        return _summarize_run(run_dir, console, slo, extra, replicas)
+
+
+def _summarize_run(
+    run_dir: Path,
+    console: Console,
+    slo: dict[str, float] | None,
+    extra: list[Path],
+    replicas: bool,
+) -> int:
     import json
 
     from sagellm_obs.run_setup import slo_text
     from sagellm_obs.run_summary import render_summary, summarize
 
-    extra = list(also or [])
-    summary = summarize([run_dir, *extra], slo=slo)
+    summary = summarize([run_dir, *extra], slo=slo, replicas=replicas)
     if slo is not None:
         recorded = summary.setup.slo
         was = f"the run recorded {slo_text(recorded)}" if recorded else "the run recorded none"
@@ -294,7 +345,7 @@ def summarize_run(
         console.print(f"[yellow]no report.html: {exc}[/]")
     else:
         with console.status("writing report.html..."):
-            path = write_report(run_dir, slo=slo, also=extra)
+            path = write_report(run_dir, slo=slo, also=extra, replicas=replicas)
         console.print(f"report: [green]{path}[/]")
     console.print(f"run folder: [green]{run_dir}[/]")
     return 0 if summary.requests else 1

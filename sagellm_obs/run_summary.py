@@ -121,7 +121,10 @@ def _client_rows(run_dir: Path) -> list[dict[str, Any]]:
 
 
 def summarize(
-    run: str | Path | Sequence[str | Path], *, slo: dict[str, float] | None = None
+    run: str | Path | Sequence[str | Path],
+    *,
+    slo: dict[str, float] | None = None,
+    replicas: bool = True,
 ) -> Summary:
     """Summarise a run folder, or several loaded as one (a client run and its replicas' runs).
 
@@ -129,6 +132,8 @@ def summarize(
         run: The run folder (or folders: the first one's manifest gives the set-up).
         slo: Goodput SLOs, requests-frame columns (``ttft_s``...) to limits in seconds; None
             takes those the run recorded (``sagellm-obs run --slo``), ``{}`` none.
+        replicas: Join the replica run folders a client run names (``run --endpoint``), as
+            :func:`sagellm_obs.frames.load` does.
 
     When more than one engine served the run, ``engines`` splits it by engine and
     ``slowest_engine`` names the one with the highest TTFT p99; client rows sent to several
@@ -141,7 +146,7 @@ def summarize(
     setup = read_setup(run_dir)
     if slo is None:
         slo = setup.slo
-    frames = load(runs if len(runs) > 1 else run_dir, errors="skip", cache=False)
+    frames = load(runs if len(runs) > 1 else run_dir, errors="skip", cache=False, replicas=replicas)
     req = frames.requests
     steps = frames.steps
     n = req.height

@@ -13,7 +13,9 @@ name) and ``runs`` has one row per source: join it on ``run_id`` for the run's s
 A fleet: the run folders of several replicas (and of the client that spread a workload over them,
 ``sagellm-obs run --endpoint URL1,URL2``) load into one set of frames; the client rows of one
 source are joined to the request spans of another on ``request_id``, and every row keeps its
-``engine_id``/``engine_idx`` (see :mod:`sagellm_obs.frames.fleet`).
+``engine_id``/``engine_idx`` (see :mod:`sagellm_obs.frames.fleet`). A client run names its
+replicas' folders in its manifest: they load with it without being listed, when they are readable
+on this machine (:mod:`sagellm_obs.frames.replicas`; ``replicas=False`` loads the client alone).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import Any
 import polars as pl
 
 from sagellm_obs.clickhouse.source import ClickHouseSource, is_clickhouse
+from sagellm_obs.frames.replicas import with_replicas
 from sagellm_obs.frames.schemas import KV_EVENTS, RUNS, SCHEMAS, check_schema
 from sagellm_obs.frames.sources import FRAME_NAMES, SourceScan, runs_row, scan_source
 from sagellm_obs.frames.spans import CLIENT_COLUMNS, client_columns
@@ -152,7 +155,11 @@ class Scan:
 
 
 def scan(
-    source: Sources | ClickHouseSource, *, errors: Errors = "raise", cache: bool = True
+    source: Sources | ClickHouseSource,
+    *,
+    errors: Errors = "raise",
+    cache: bool = True,
+    replicas: bool = True,
 ) -> Scan:
     """Lazy frames of one or many run folders, JSON-lines files or Parquet directories.
 
@@ -173,6 +180,10 @@ def scan(
             named in ``runs.problem``; the other sources are kept.
         cache: Use and write the columnar copies of run folders and the Parquet cache of other
             files (in ``.cache`` next to them). False reads every JSON file and writes nothing.
+        replicas: Also load the replica run folders that client runs among the sources name
+            (``sagellm-obs run --endpoint``), when readable here; the ones not found are named
+            in one :class:`~sagellm_obs.frames.replicas.MissingReplicasWarning` and in ``runs``
+            (``problem``). False loads the sources alone.
 
     Raises:
         FileNotFoundError: A source (or every match of a glob) does not exist.
@@ -186,6 +197,16 @@ def scan(
         return scan_clickhouse(source, errors=errors)
     assert not isinstance(source, ClickHouseSource)
     paths = expand_sources(source)
+    given = len(paths)
+    not_found: list[pl.DataFrame] = []
+    if replicas:
+        fleet = with_replicas(paths)
+        paths = fleet.paths
+        fleet.warn()
+        not_found = [
+            runs_row(None, run, f"replica run folder not found: {text}")
+            for run, text in zip(fleet.missing_runs, fleet.missing, strict=True)
+        ]
     report = ReadReport()
     scans: list[SourceScan] = []
     rows: list[pl.DataFrame] = []
@@ -201,9 +222,11 @@ def scan(
         scans.append(one)
         report.skipped.extend(one.report.skipped)
         rows.append(runs_row(one, path))
+    rows += not_found
     report.warn()
     frames = _combine(scans)
-    single = len(paths) == 1 and len(scans) == 1
+    # One source given (its replicas implied): its manifest is the frames' manifest.
+    single = given == 1 and bool(scans) and scans[0].path == paths[0]
     return Scan(
         **frames,
         manifest=scans[0].manifest if single else {},
@@ -216,7 +239,11 @@ def scan(
 
 
 def load(
-    source: Sources | ClickHouseSource, *, errors: Errors = "raise", cache: bool = True
+    source: Sources | ClickHouseSource,
+    *,
+    errors: Errors = "raise",
+    cache: bool = True,
+    replicas: bool = True,
 ) -> Frames:
     """The frames of one or many sources, collected: :func:`scan` then :meth:`Scan.collect`.
 
@@ -227,7 +254,7 @@ def load(
         FileNotFoundError: A source does not exist.
         StoreFormatError: A malformed line, with ``errors="raise"``.
     """
-    return scan(source, errors=errors, cache=cache).collect()
+    return scan(source, errors=errors, cache=cache, replicas=replicas).collect()
 
 
 def load_spans(source: Sources, **kwargs: Any) -> pl.DataFrame:

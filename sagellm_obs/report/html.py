@@ -159,6 +159,7 @@ def write_report(
     *,
     slo: dict[str, float] | None = None,
     also: Sequence[PathLike] = (),
+    replicas: bool = True,
 ) -> Path:
     """Writes a run's report: summary tables and charts in one self-contained HTML file.
 
@@ -171,14 +172,16 @@ def write_report(
         slo: SLO limits for goodput, requests-frame columns to seconds (``{"ttft_s": 0.5}``).
         also: More run folders loaded with it as one fleet (e.g. the replicas' runs of a
             ``run --endpoint URL1,URL2`` client run).
+        replicas: Join the replica run folders a client run names, as
+            :func:`sagellm_obs.frames.load` does.
 
     Returns:
         The path written.
     """
     run = Path(run_dir)
     runs = [run, *(Path(p) for p in also)]
-    summary = summarize(runs, slo=slo)
-    frames = load(runs if len(runs) > 1 else run, errors="skip", cache=False)
+    summary = summarize(runs, slo=slo, replicas=replicas)
+    frames = load(runs if len(runs) > 1 else run, errors="skip", cache=False, replicas=replicas)
     sections = [("Summary", summary_tables(summary))]
     fleet = fleet_tables(summary)
     if fleet:

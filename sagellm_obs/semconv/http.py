@@ -17,6 +17,9 @@ USER_AGENT_ORIGINAL: Final = "user_agent.original"
 NETWORK_PROTOCOL_VERSION: Final = "network.protocol.version"
 TRACE_ID_HEADER: Final = "x-trace-id"
 """Response header of ``sagellm-obs serve`` with the request's 32-hex OpenTelemetry trace id."""
+RUN_INFO_ROUTE: Final = "/v1/sagellm/run"
+"""``sagellm-obs serve``'s GET route naming the replica: engine id, run id, model, and (to a
+client on the same machine only) its run folder; ``run --endpoint`` records it per replica."""
 
 HTTP_ATTRIBUTE_DOCS: Final[dict[str, str]] = {
     HTTP_REQUEST_METHOD: "HTTP span: GET, POST...",

@@ -8,6 +8,10 @@ Routes:
 * ``POST /v1/sagellm/generate``: a protocol ``Request`` in, a protocol ``Response`` out, or with
   ``"stream": true`` SSE frames of protocol ``StreamEvent`` JSON (the ``end`` event closes it).
 * llama-stack 0.2.x's ``/v1/inference/*`` routes (see :mod:`sagellm_obs.server.llama_stack_routes`).
+* ``GET /v1/sagellm/run``: which replica this is and where it records: ``engine_id``,
+  ``run_id``, ``model``, ``data_parallel_size`` and ``run_dir`` (the run folder's absolute path,
+  told to a client on this machine only: a remote peer gets null). ``sagellm-obs run --endpoint``
+  records it per replica, so a client run finds its replicas' run folders.
 * ``GET /v1/models`` (entries carry OpenAI's and llama-stack's fields), ``GET /health`` (no API
   key), ``GET /metrics`` (Prometheus text: vLLM's
   ``vllm:*`` metrics and, when the telemetry exports to Prometheus, the GenAI ones; this is the
@@ -21,11 +25,13 @@ request span (see :mod:`sagellm_obs.server.tracing`); responses carry ``X-Trace-
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import re
 import time
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 from fastapi import FastAPI
@@ -34,6 +40,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from sagellm_obs import semconv as sc
 from sagellm_obs.engine.core import InstrumentedEngine
 from sagellm_obs.protocol import (
     TRACEPARENT_KEY,
@@ -69,7 +76,8 @@ NATIVE_GENERATE = "/v1/sagellm/generate"
 MODELS = "/v1/models"
 HEALTH = "/health"
 METRICS = "/metrics"
-ROUTES = (COMPLETIONS, CHAT_COMPLETIONS, NATIVE_GENERATE, MODELS, HEALTH, METRICS)
+RUN_INFO = sc.RUN_INFO_ROUTE
+ROUTES = (COMPLETIONS, CHAT_COMPLETIONS, NATIVE_GENERATE, MODELS, HEALTH, METRICS, RUN_INFO)
 
 REQUEST_ID_HEADER = "X-Request-Id"
 METRICS_HEADER = "x-sagellm-metrics"
@@ -131,6 +139,7 @@ def create_app(
     app.add_api_route(MODELS, server.models, methods=["GET"])
     app.add_api_route(HEALTH, server.health, methods=["GET"])
     app.add_api_route(METRICS, server.metrics, methods=["GET"])
+    app.add_api_route(RUN_INFO, server.run_info, methods=["GET"])
     llama_stack_routes.register(app, server)
     return app
 
@@ -285,6 +294,26 @@ class _Server:
         registry = getattr(self.engine.telemetry, "prometheus_registry", None) or REGISTRY
         encoder, content_type = choose_encoder(request.headers.get("accept") or "")
         return Response(encoder(registry), media_type=content_type)
+
+    async def run_info(self, request: HttpRequest) -> Response:
+        """``GET /v1/sagellm/run``: this replica's engine id, run id, model and run folder.
+
+        The run folder is a path on this machine, of use only here: a peer that is not a
+        loopback address (behind a local proxy: the forwarded client, as uvicorn reports it)
+        gets ``run_dir: null``. The ids are what every span and ``/metrics`` already carry.
+        """
+        tel = self.engine.telemetry
+        run_dir = tel.run_dir
+        local = run_dir is not None and _loopback_peer(request)
+        return JSONResponse(
+            {
+                "engine_id": tel.engine_id,
+                "run_id": tel.run_id,
+                "model": self.names[0],
+                "data_parallel_size": int(self.engine.config.extra.get("data_parallel_size", 1)),
+                "run_dir": str(Path(run_dir).resolve()) if local and run_dir else None,
+            }
+        )
 
     # --- helpers ---------------------------------------------------------------------------------
     def _model(self, requested: str | None) -> str:
@@ -444,6 +473,15 @@ def _http_span(request: HttpRequest) -> HttpSpan:
     if not isinstance(span, HttpSpan):
         raise RuntimeError("the app must run behind ServerMiddleware")
     return span
+
+
+def _loopback_peer(request: HttpRequest) -> bool:
+    """Whether the request came from this machine's loopback interface."""
+    host = request.client.host if request.client is not None else ""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _request_id(request: HttpRequest, prefix: str) -> str:

@@ -170,6 +170,11 @@ class Telemetry:
         """The run folder of the local store, if the store is on."""
         return self.store.path if self.store else None
 
+    @property
+    def run_id(self) -> str | None:
+        """The run id of the local store (the resource's ``sagellm.run_id``), if the store is on."""
+        return self.store.run_id if self.store else None
+
     def flush(self, timeout: float = 10.0) -> bool:
         """Build pending spans and metrics and push them through every exporter.
 

@@ -13,6 +13,8 @@ from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from opentelemetry import trace
 
     from sagellm_obs.protocol.timing import ClockAnchor
@@ -85,6 +87,16 @@ class TelemetryPort(Protocol):
 
     def annotate_run(self, **fields: Any) -> None:
         """Add fields to the run's manifest (nothing when the local store is off)."""
+        ...
+
+    @property
+    def run_dir(self) -> Path | None:
+        """The run folder the local store writes, if the store is on."""
+        ...
+
+    @property
+    def run_id(self) -> str | None:
+        """The run id (``sagellm.run_id``), if the store is on."""
         ...
 
     def flush(self, timeout: float = 10.0) -> bool:
