@@ -214,7 +214,7 @@ class MainJob:
             tel.shutdown()
             return 2
         self._write_manifest(tel, items)
-        self._record_replicas(console, tel, endpoints)
+        replicas = self._record_replicas(console, tel, endpoints)
         to = ", ".join(endpoints)
         if len(endpoints) > 1:
             to += f" ({self.route})"
@@ -235,6 +235,7 @@ class MainJob:
                 duration=self.duration,
                 api_key=self.api_key,
                 model=model,
+                engine_ids={r["endpoint"]: r["engine_id"] for r in replicas if r["engine_id"]},
             )
 
         counters = CountersAround(endpoints, api_key=self.api_key)  # the servers' own view
@@ -264,7 +265,9 @@ class MainJob:
         )
         return code
 
-    def _record_replicas(self, console: Console, tel: Any, endpoints: list[str]) -> None:
+    def _record_replicas(
+        self, console: Console, tel: Any, endpoints: list[str]
+    ) -> list[dict[str, Any]]:
         """Ask each replica where it records (``GET /v1/sagellm/run``); into the manifest."""
         from sagellm_obs.workload.replica_info import ask_replicas
 
@@ -279,6 +282,7 @@ class MainJob:
                     f"run folder {entry['run_dir']}",
                     highlight=False,
                 )
+        return replicas
 
     def report(self, console: Console) -> int:
         """Summarise the run folder: terminal tables, ``summary.json`` and ``report.html``."""

@@ -22,7 +22,7 @@ import itertools
 import json
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -221,6 +221,7 @@ async def run_http_workload(
     model: str | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     timeout: float = 120,
+    engine_ids: Mapping[str, str] | None = None,
 ) -> RunResult:
     """Send ``items`` to an OpenAI-compatible server, streaming each and timing it client-side.
 
@@ -263,6 +264,9 @@ async def run_http_workload(
         model: Model name to ask for; default: each request's, else the server's default.
         on_progress: Called with the live :class:`Progress`.
         timeout: Per-request read/connect timeout in seconds.
+        engine_ids: The engine id of each endpoint (base URL), as the replica told it
+            (:mod:`~sagellm_obs.workload.replica_info`): each CLIENT span names the engine it
+            went to (``sagellm.engine_id``), so a collector's trace has one engine throughout.
 
     Returns:
         The :class:`RunResult`; ``interrupted`` when the task was cancelled (in-flight requests
@@ -301,7 +305,8 @@ async def run_http_workload(
                 replica.sent += 1
                 replica.in_flight += 1
                 trace_hex = otel_trace_id(req.trace_id)
-                span = _client_span(telemetry, req, body, base, path, trace_hex)
+                engine = (engine_ids or {}).get(base)
+                span = _client_span(telemetry, req, body, base, path, trace_hex, engine)
                 parent = span.get_span_context().span_id if span is not None else 0
                 parent_hex = f"{parent:016x}" if parent else secrets.token_hex(8)
                 traceparent = f"00-{trace_hex}-{parent_hex}-01"
@@ -419,10 +424,16 @@ async def run_http_workload(
 
 
 def _client_span(
-    telemetry: Any, req: Request, body: dict[str, Any], base: str, path: str, trace_hex: str
+    telemetry: Any,
+    req: Request,
+    body: dict[str, Any],
+    base: str,
+    path: str,
+    trace_hex: str,
+    engine_id: str | None = None,
 ) -> trace.Span | None:
     """The request's GenAI CLIENT span, in the trace of the protocol trace id; None without
-    a telemetry."""
+    a telemetry. ``engine_id``: the replica's, so the span does not take this process's."""
     if telemetry is None:
         return None
     operation = sc.OP_CHAT if path == CHAT else sc.OP_TEXT_COMPLETION
@@ -439,6 +450,8 @@ def _client_span(
     }
     if model:
         attributes[sc.GEN_AI_REQUEST_MODEL] = model
+    if engine_id:
+        attributes[sc.SAGELLM_ENGINE_ID] = engine_id
     if body.get("max_tokens") is not None:
         attributes[sc.GEN_AI_REQUEST_MAX_TOKENS] = int(body["max_tokens"])
     try:

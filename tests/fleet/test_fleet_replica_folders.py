@@ -24,8 +24,14 @@ def _run(path: Path, run_id: str, **manifest: object) -> Path:
 
 
 def _replica(endpoint: str, run_dir: Path, run_id: str) -> dict[str, object]:
-    return {"endpoint": endpoint, "engine_id": endpoint[7:], "run_id": run_id,
-            "run_dir": str(run_dir.resolve()), "model": "tiny", "data_parallel_size": 1}  # fmt: skip
+    return {
+        "endpoint": endpoint,
+        "engine_id": endpoint.removeprefix("http://"),
+        "run_id": run_id,
+        "run_dir": str(run_dir.resolve()),
+        "model": "tiny",
+        "data_parallel_size": 1,
+    }
 
 
 @pytest.fixture
@@ -69,7 +75,7 @@ def test_moved_runs_are_found_beside_the_client(
 
 
 def test_missing_replicas_are_named_once(fleet: tuple[Path, Path, Path]) -> None:
-    client, a, b = fleet
+    client, _, b = fleet
     shutil.rmtree(b)
     _run(b, "someone-else")  # the same path, another run: not the replica
     with pytest.warns(MissingReplicasWarning) as caught:

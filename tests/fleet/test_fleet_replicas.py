@@ -1,9 +1,11 @@
 """Two real ``sagellm-obs serve`` replicas, one workload spread over both, one picture.
 
-Each replica is its own process on its own port with its own run folder; the client
-(``sagellm-obs run --endpoint URL1,URL2``) writes a run folder of its own. Loaded together they
-give one trace per request (client span -> the replica's HTTP span -> its engine span), each with
-the engine that served it, and the summary, frames and report split by engine.
+Each replica is its own process on its own port with its own run folder, and exports to one real
+collector (rotel) too; the client (``sagellm-obs run --endpoint URL1,URL2``) writes a run folder
+of its own and records where the replicas write. Loaded together (the client's folder alone
+brings the replicas') they give one trace per request (client span -> the replica's HTTP span ->
+its engine span), each with the engine that served it, and the summary, frames and report split
+by engine; the collector's export, loaded alone, splits the same way.
 """
 
 from __future__ import annotations
@@ -18,8 +20,19 @@ import polars as pl
 import pytest
 from rich.console import Console
 
+from sagellm_obs import semconv as sc
 from sagellm_obs.frames import engine_stats, is_fleet, load, time_breakdown
-from tests.hardening.hardening_procs import ServerProcess, start_server
+from tests.fleet.collector_export import request_span_count, write_file_export
+from tests.hardening.hardening_procs import (
+    RawReceived,
+    ServerProcess,
+    find_rotel,
+    need,
+    raw_receiver,
+    rotel_agent,
+    start_server,
+    wait_until,
+)
 
 pytestmark = pytest.mark.engine
 
@@ -28,12 +41,25 @@ N = 12
 
 
 @pytest.fixture(scope="module")
-def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[ServerProcess]]:
+def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, RawReceived]]:
+    """A real rotel collector (its OTLP/HTTP endpoint) and what it forwarded."""
+    binary = find_rotel()
+    need(binary is not None, "rotel-agent (an OTLP collector)", "pip install 'rotel>=0.0.1a15'")
+    assert binary is not None
+    work = tmp_path_factory.mktemp("collector")
+    with raw_receiver() as (url, received), rotel_agent(binary, url, work) as rotel:
+        yield rotel.http_endpoint, received
+
+
+@pytest.fixture(scope="module")
+def replicas(
+    collector: tuple[str, RawReceived], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[list[ServerProcess]]:
     work = tmp_path_factory.mktemp("fleet")
     started: list[ServerProcess] = []
     try:
         for name in ("replica-a", "replica-b"):
-            started.append(start_server(work / name, api_key=KEY))
+            started.append(start_server(work / name, api_key=KEY, args=("--otlp", collector[0])))
         yield started
     finally:
         for server in started:
@@ -46,11 +72,16 @@ def _engine_id(url: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def fleet_run(replicas: list[ServerProcess], tmp_path_factory: pytest.TempPathFactory) -> Path:
+def fleet_run(
+    replicas: list[ServerProcess],
+    collector: tuple[str, RawReceived],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Path:
     from sagellm_obs.cli_run import MainJob
 
     out = tmp_path_factory.mktemp("fleet-client") / "client-run"
     job = MainJob(
+        otlp=collector[0],
         workload="shared_prefix",
         requests=N,
         max_tokens=4,
@@ -64,7 +95,25 @@ def fleet_run(replicas: list[ServerProcess], tmp_path_factory: pytest.TempPathFa
     assert job.run(console) == 0, console.file.getvalue()  # type: ignore[attr-defined]
     for server in replicas:  # flush every replica's telemetry into its run folder
         assert server.stop() == 0, server.log_text()[-3000:]
+    wait_until(
+        lambda: request_span_count(collector[1]) >= N, 60, "the request spans at the collector"
+    )
     return out
+
+
+def test_each_replica_says_where_it_records(replicas: list[ServerProcess], fleet_run: Path) -> None:
+    """``run --endpoint`` asked every replica (GET /v1/sagellm/run) and kept the answers."""
+    manifest = json.loads((fleet_run / "manifest.json").read_text())
+    recorded = {r["endpoint"]: r for r in manifest["replicas"]}
+    assert sorted(recorded) == sorted(r.url for r in replicas)
+    for server in replicas:
+        entry = recorded[server.url]
+        own = json.loads((server.run_dir / "manifest.json").read_text())
+        assert entry["run_id"] == own["run_id"]
+        assert Path(entry["run_dir"]) == server.run_dir.resolve()
+        assert entry["engine_id"] == _engine_id(server.url)
+        assert entry["model"] and entry["data_parallel_size"] == 1
+        assert "problem" not in entry
 
 
 def test_each_request_has_one_trace_with_the_right_engine(
@@ -80,7 +129,11 @@ def test_each_request_has_one_trace_with_the_right_engine(
     # round-robin: half each
     assert sorted(list(went.values()).count(r.url) for r in replicas) == [N // 2, N // 2]
 
-    frames = load([fleet_run, *(r.run_dir for r in replicas)], cache=False)
+    frames = load(fleet_run, cache=False)  # the client's folder brings the replicas'
+    assert frames.runs["path"].to_list() == [
+        str(fleet_run),
+        *(str(r.run_dir.resolve()) for r in replicas),
+    ]
     req = frames.requests.filter(pl.col("source") == "sagellm")
     assert sorted(req["request_id"]) == sorted(went)
     for row in req.iter_rows(named=True):
@@ -98,6 +151,8 @@ def test_each_request_has_one_trace_with_the_right_engine(
         trace = spans.filter(pl.col("trace_id") == row["trace_id"])
         kinds = sorted(trace["kind"].to_list())
         assert kinds.count("CLIENT") == 1 and kinds.count("SERVER") == 2, trace
+        # Every span of it names the engine, the client's too (the replica told its id).
+        assert trace["engine_id"].unique().to_list() == [row["engine_id"]], trace
     parts = time_breakdown(spans)
     assert parts.height == N
     assert parts["client_span_id"].null_count() == 0
@@ -108,8 +163,7 @@ def test_each_request_has_one_trace_with_the_right_engine(
 def test_fleet_frames_summary_and_report(replicas: list[ServerProcess], fleet_run: Path) -> None:
     from sagellm_obs.cli_run import summarize_run
 
-    runs = [fleet_run, *(r.run_dir for r in replicas)]
-    frames = load(runs, cache=False)
+    frames = load(fleet_run, cache=False)
     assert is_fleet(frames.requests, frames.steps)
     stats = engine_stats(frames.requests, frames.steps)
     assert sorted(stats["engine"]) == sorted(_engine_id(r.url) for r in replicas)
@@ -120,27 +174,78 @@ def test_fleet_frames_summary_and_report(replicas: list[ServerProcess], fleet_ru
 
     # The client run alone: per-replica client figures.
     out = io.StringIO()
-    assert summarize_run(fleet_run, Console(width=200, file=out)) == 0
+    assert summarize_run(fleet_run, Console(width=200, file=out), replicas=False) == 0
     summary = json.loads((fleet_run / "summary.json").read_text())
     assert [e["endpoint"] for e in summary["endpoints"]] == sorted(r.url for r in replicas)
     assert [e["requests"] for e in summary["endpoints"]] == [N // 2, N // 2]
     assert "Replicas (2)" in out.getvalue()
+    assert "engines" not in summary or not summary["engines"]
 
-    # With the replicas' runs: split by engine, the slowest named, the report's Engines section.
-    out = io.StringIO()
-    also = [r.run_dir for r in replicas]
-    assert summarize_run(fleet_run, Console(width=200, file=out), also=also) == 0
+    # `sagellm-obs report CLIENT_RUN`: the replicas' runs joined without listing them, split
+    # by engine, the slowest named, the report's Engines section.
+    from typer.testing import CliRunner
+
+    from sagellm_obs.cli import app
+
+    result = CliRunner().invoke(app, ["report", str(fleet_run)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "replica run folders joined" in result.output and "Engines (2)" in result.output
     summary = json.loads((fleet_run / "summary.json").read_text())
     assert summary["requests"] == N
     assert len(summary["engines"]) == 2
     assert summary["slowest_engine"]["engine"] in {_engine_id(r.url) for r in replicas}
-    assert "Engines (2)" in out.getvalue()
     page = (fleet_run / "report.html").read_text()
     assert "engine-imbalance" in page and "Engines (2)" in page
+
+    # Listing them too changes nothing.
+    out = io.StringIO()
+    also = [r.run_dir for r in replicas]
+    assert summarize_run(fleet_run, Console(width=200, file=out), also=also) == 0
+    assert json.loads((fleet_run / "summary.json").read_text())["engines"] == summary["engines"]
 
     # One replica alone is no fleet: no Engines section.
     one = load(replicas[0].run_dir, cache=False)
     assert not is_fleet(one.requests, one.steps)
+
+
+def test_one_collector_holds_the_same_fleet(
+    replicas: list[ServerProcess],
+    collector: tuple[str, RawReceived],
+    fleet_run: Path,
+    tmp_path: Path,
+) -> None:
+    """Both replicas and the client exported to one rotel collector: its file export, loaded
+    alone, splits by engine as the replicas' own run folders do, one trace per request."""
+    from sagellm_obs.run_summary import summarize
+
+    export = write_file_export(collector[1], tmp_path / "otelcol" / "export.jsonl")
+    from_collector = load(export.parent, cache=False)
+    from_folders = load([r.run_dir for r in replicas], cache=False)
+    request_side = [
+        "engine", "engine_id", "engine_idx", "requests", "ok", "failed", "input_tokens",
+        "output_tokens", "request_share", "token_share", "ttft_p50_s", "ttft_p99_s", "tpot_p50_s",
+        "e2e_p50_s", "e2e_p99_s", "queue_p50_s",
+    ]  # fmt: skip
+    got = engine_stats(from_collector.requests).select(request_side)
+    want = engine_stats(from_folders.requests, from_folders.steps).select(request_side)
+    assert got["requests"].to_list() == [N // 2, N // 2]
+    assert got.to_dicts() == want.to_dicts()
+    summary = summarize(export.parent)
+    assert [e["engine"] for e in summary.engines] == want["engine"].to_list()
+    assert [e["requests"] for e in summary.engines] == want["requests"].to_list()
+    assert summary.slowest_engine is not None
+
+    # One trace per request: the client's CLIENT span, the replica's HTTP and engine spans.
+    spans = from_collector.spans
+    req = from_collector.requests.filter(pl.col("source") == "sagellm")
+    assert req.height == N and req["trace_id"].n_unique() == N
+    for row in req.iter_rows(named=True):
+        trace = spans.filter(pl.col("trace_id") == row["trace_id"])
+        assert sorted(trace["kind"].to_list()).count("CLIENT") == 1, trace
+        assert trace["engine_id"].drop_nulls().unique().to_list() == [row["engine_id"]], trace
+    # The resources name their engine and run: the collector alone tells the replicas apart.
+    kv = from_collector.metrics.filter(pl.col("name") == sc.M_KV_USAGE.name)
+    assert set(kv["engine_id"].drop_nulls()) == {_engine_id(r.url) for r in replicas}
 
 
 def test_data_parallel_ranks_are_engines(tmp_path: Path) -> None:
