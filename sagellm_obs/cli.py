@@ -310,8 +310,9 @@ def serve(
     then print the summary and write the run folder's summary.json and report.html.
 
     Several replicas: start one per port (--port 8001, --port 8002...), each with its own run
-    folder (--out) or all exporting to one collector (--otlp); each replica's engine id is its
-    HOST:PORT.
+    folder (--out) and/or all exporting to one collector (--otlp); each replica's engine id is
+    its HOST:PORT. GET /v1/sagellm/run tells a client on this machine where it records, so
+    `run --endpoint` and `report CLIENT_RUN` find the replicas' folders (docs/fleet.md).
     """
     from sagellm_obs import semconv as sc
     from sagellm_obs.server import ServerOptions
