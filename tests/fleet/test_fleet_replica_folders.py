@@ -3,15 +3,17 @@ written by the store, a real Starlette request for the peer check)."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
+import httpx
 import pytest
-from starlette.requests import Request
 
+from sagellm_obs import semconv as sc
 from sagellm_obs.frames import load
 from sagellm_obs.frames.replicas import MissingReplicasWarning, with_replicas
-from sagellm_obs.server.app import _loopback_peer
 from sagellm_obs.store.run import RunStore
 
 
@@ -88,13 +90,72 @@ def test_missing_replicas_are_named_once(fleet: tuple[Path, Path, Path]) -> None
     assert problems[:2] == [None, None] and "run-b" in problems[2]
 
 
-def _request(host: str) -> Request:
-    return Request(
-        {"type": "http", "method": "GET", "path": "/", "headers": [], "client": (host, 1)}
+def test_the_route_tells_the_run_folder_to_this_machine_only(tmp_path: Path) -> None:
+    """GET /v1/sagellm/run through the real app and a real telemetry with a run folder; only the
+    peer address differs (the engine is not used by this route)."""
+    from sagellm_obs.engine.config import EngineConfig
+    from sagellm_obs.server import create_app
+    from sagellm_obs.telemetry import configure
+
+    tel = configure(
+        run_dir=tmp_path / "replica", engine_id="replica-1", otlp_endpoint=False, make_current=False
     )
+    engine = SimpleNamespace(telemetry=tel, model_name="m", config=EngineConfig())
+    app = create_app(engine, api_key="k")  # type: ignore[arg-type]
+
+    async def get(peer: str, key: str | None = "k") -> httpx.Response:
+        transport = httpx.ASGITransport(app=app, client=(peer, 5000))
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        async with httpx.AsyncClient(transport=transport, base_url="http://x") as http:
+            return await http.get(sc.RUN_INFO_ROUTE, headers=headers)
+
+    try:
+        local, v6, remote, nokey = (
+            asyncio.run(get("127.0.0.1")),
+            asyncio.run(get("::1")),
+            asyncio.run(get("10.1.2.3")),
+            asyncio.run(get("127.0.0.1", None)),
+        )
+        want = {
+            "engine_id": "replica-1",
+            "run_id": tel.run_id,
+            "model": "m",
+            "data_parallel_size": 1,
+            "run_dir": str((tmp_path / "replica").resolve()),
+        }
+        assert local.json() == want and v6.json() == want
+        assert remote.json() == {**want, "run_dir": None}
+        assert nokey.status_code == 401
+        manifest = (tmp_path / "replica" / "manifest.json").read_text()
+        assert tel.run_id is not None and tel.run_id in manifest
+    finally:
+        tel.shutdown()
 
 
-def test_only_a_loopback_peer_is_told_the_run_folder() -> None:
-    assert _loopback_peer(_request("127.0.0.1")) and _loopback_peer(_request("::1"))
-    assert not _loopback_peer(_request("10.1.2.3"))
-    assert not _loopback_peer(_request("testclient"))
+def test_a_server_without_the_route_is_recorded_with_its_problem() -> None:
+    """vLLM's own server (or any OpenAI-compatible one) has no /v1/sagellm/run: the run goes on."""
+    from fastapi import FastAPI
+
+    from sagellm_obs.workload.replica_info import ask_replica
+
+    async def ask() -> dict[str, object]:
+        transport = httpx.ASGITransport(app=FastAPI())
+        async with httpx.AsyncClient(transport=transport) as http:
+            return await ask_replica(http, "http://vllm:8000")
+
+    entry = asyncio.run(ask())
+    assert entry["endpoint"] == "http://vllm:8000" and entry["run_dir"] is None
+    assert "HTTP 404" in str(entry["problem"])
+
+
+def test_explore_and_summary_join_them_too(fleet: tuple[Path, Path, Path]) -> None:
+    from sagellm_obs.explore.data import load_run
+    from sagellm_obs.run_summary import summarize
+
+    client, a, b = fleet
+    assert load_run("client", client).frames.runs["path"].to_list() == [
+        str(client),
+        str(a.resolve()),
+        str(b.resolve()),
+    ]
+    assert summarize(client).requests == 0  # empty runs: nothing, and no error
