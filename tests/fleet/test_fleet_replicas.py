@@ -5,28 +5,38 @@ collector (rotel) too; the client (``sagellm-obs run --endpoint URL1,URL2``) wri
 of its own and records where the replicas write. Loaded together (the client's folder alone
 brings the replicas') they give one trace per request (client span -> the replica's HTTP span ->
 its engine span), each with the engine that served it, and the summary, frames and report split
-by engine; the collector's export, loaded alone, splits the same way.
+by engine; the collector's export, loaded alone, splits the same way, and so does PromQL over a
+real Prometheus scraping both replicas.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import subprocess
+import time
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import polars as pl
 import pytest
+import yaml  # type: ignore[import-untyped]
 from rich.console import Console
 
 from sagellm_obs import semconv as sc
 from sagellm_obs.frames import engine_stats, is_fleet, load, time_breakdown
+from tests.conftest import need_binary
 from tests.fleet.collector_export import request_span_count, write_file_export
 from tests.hardening.hardening_procs import (
     RawReceived,
     ServerProcess,
     find_rotel,
+    free_port,
     need,
     raw_receiver,
     rotel_agent,
@@ -38,6 +48,8 @@ pytestmark = pytest.mark.engine
 
 KEY = "fleet-key"
 N = 12
+REQUESTS = sc.M_REQUESTS.prometheus_name
+TOKENS = sc.M_REQUEST_OUTPUT_TOKENS.prometheus_name
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +78,73 @@ def replicas(
             server.stop()
 
 
+@dataclass
+class Prometheus:
+    base: str
+    #: When it had scraped every request (the replicas stop after: later, their series are stale).
+    at: float = 0.0
+
+
+@pytest.fixture(scope="module")
+def prometheus(
+    replicas: list[ServerProcess], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Prometheus]:
+    """A real Prometheus scraping both replicas' ``/metrics`` every second."""
+    binary = need_binary("prometheus", "apt-get install prometheus")
+    work = tmp_path_factory.mktemp("prometheus")
+    targets = [urlsplit(r.url).netloc for r in replicas]
+    config = work / "prometheus.yml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "global": {"scrape_interval": "1s"},
+                "scrape_configs": [
+                    {
+                        "job_name": "sagellm-fleet",
+                        "authorization": {"credentials": KEY},
+                        "static_configs": [{"targets": targets}],
+                    }
+                ],
+            }
+        )
+    )
+    port = free_port()
+    proc = subprocess.Popen(
+        [binary, f"--config.file={config}", f"--storage.tsdb.path={work / 'tsdb'}",
+         f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: _prom_ready(base, proc), 30, "prometheus ready")
+        yield Prometheus(base)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _prom_ready(base: str, proc: subprocess.Popen[bytes]) -> bool:
+    assert proc.poll() is None, "prometheus exited"
+    try:
+        urllib.request.urlopen(f"{base}/-/ready", timeout=2)
+        return True
+    except OSError:
+        return False
+
+
+def promql(prom: Prometheus, expr: str, at: float | None = None) -> dict[str, float]:
+    """An instant query's value per ``sagellm_engine_id`` (now, or at ``at``)."""
+    params = {"query": expr, **({"time": f"{at:.3f}"} if at else {})}
+    url = f"{prom.base}/api/v1/query?" + urllib.parse.urlencode(params)
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        body: dict[str, Any] = json.loads(resp.read())
+    assert body["status"] == "success", body
+    return {
+        r["metric"].get("sagellm_engine_id", ""): float(r["value"][1])
+        for r in body["data"]["result"]
+    }
+
+
 def _engine_id(url: str) -> str:
     split = urlsplit(url)
     return f"{split.hostname}:{split.port}"
@@ -75,6 +154,7 @@ def _engine_id(url: str) -> str:
 def fleet_run(
     replicas: list[ServerProcess],
     collector: tuple[str, RawReceived],
+    prometheus: Prometheus,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Path:
     from sagellm_obs.cli_run import MainJob
@@ -93,6 +173,20 @@ def fleet_run(
     )
     console = Console(width=160, file=io.StringIO())
     assert job.run(console) == 0, console.file.getvalue()  # type: ignore[attr-defined]
+    # Prometheus scrapes the final counts before the replicas stop.
+    sent_tokens = sum(
+        json.loads(line).get("output_tokens") or 0
+        for f in out.glob("requests-client-*.jsonl")
+        for line in f.read_text().splitlines()
+    )
+
+    def scraped() -> bool:  # every request and token (counted apart) of both replicas
+        requests = sum(promql(prometheus, f"sum by (sagellm_engine_id) ({REQUESTS})").values())
+        tokens = sum(promql(prometheus, f"sum by (sagellm_engine_id) ({TOKENS}_sum)").values())
+        return requests >= N and tokens >= sent_tokens
+
+    wait_until(scraped, 60, "Prometheus to scrape every request")
+    prometheus.at = time.time()
     for server in replicas:  # flush every replica's telemetry into its run folder
         assert server.stop() == 0, server.log_text()[-3000:]
     wait_until(
@@ -280,3 +374,21 @@ def test_data_parallel_ranks_are_engines(tmp_path: Path) -> None:
     assert stats["requests"].sum() == 16
     manifest = json.loads((server.run_dir / "manifest.json").read_text())
     assert manifest["engine_args"]["data_parallel_size"] == 2
+
+
+def test_prometheus_splits_the_fleet_by_engine(
+    replicas: list[ServerProcess], prometheus: Prometheus, fleet_run: Path
+) -> None:
+    """Per-engine PromQL (the Grafana ``$engine`` label) over a real Prometheus scraping both
+    replicas agrees with the replicas' own run folders."""
+    frames = load([r.run_dir for r in replicas], cache=False)
+    want = engine_stats(frames.requests, frames.steps)
+    by_engine = dict(zip(want["engine"], want["requests"], strict=True))
+    at = prometheus.at
+    assert promql(prometheus, f"sum by (sagellm_engine_id) ({REQUESTS})", at) == {
+        e: float(n) for e, n in by_engine.items()
+    }
+    got = promql(prometheus, f"sum by (sagellm_engine_id) ({TOKENS}_sum)", at)
+    assert got == {e: float(t) for e, t in zip(want["engine"], want["output_tokens"], strict=True)}
+    kv = promql(prometheus, f"max by (sagellm_engine_id) ({sc.M_KV_USAGE.prometheus_name})", at)
+    assert set(kv) == set(by_engine)
