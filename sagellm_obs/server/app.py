@@ -8,10 +8,8 @@ Routes:
 * ``POST /v1/sagellm/generate``: a protocol ``Request`` in, a protocol ``Response`` out, or with
   ``"stream": true`` SSE frames of protocol ``StreamEvent`` JSON (the ``end`` event closes it).
 * llama-stack 0.2.x's ``/v1/inference/*`` routes (see :mod:`sagellm_obs.server.llama_stack_routes`).
-* ``GET /v1/sagellm/run``: which replica this is and where it records: ``engine_id``,
-  ``run_id``, ``model``, ``data_parallel_size`` and ``run_dir`` (the run folder's absolute path,
-  told to a client on this machine only: a remote peer gets null). ``sagellm-obs run --endpoint``
-  records it per replica, so a client run finds its replicas' run folders.
+* ``GET /v1/sagellm/run``: which replica this is and where it records (the run folder told to a
+  client on this machine only; see :mod:`sagellm_obs.server.run_info`).
 * ``GET /v1/models`` (entries carry OpenAI's and llama-stack's fields), ``GET /health`` (no API
   key), ``GET /metrics`` (Prometheus text: vLLM's
   ``vllm:*`` metrics and, when the telemetry exports to Prometheus, the GenAI ones; this is the
@@ -25,13 +23,11 @@ request span (see :mod:`sagellm_obs.server.tracing`); responses carry ``X-Trace-
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import json
 import re
 import time
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any, TypeVar
 
 from fastapi import FastAPI
@@ -65,6 +61,7 @@ from sagellm_obs.server.errors import (
 )
 from sagellm_obs.server.llama_stack_compat import model_entry
 from sagellm_obs.server.middleware import HTTP_SPAN_STATE, ServerMiddleware
+from sagellm_obs.server.run_info import run_info
 from sagellm_obs.server.sse import DONE, EventStreamResponse, frame
 from sagellm_obs.server.tracing import HttpSpan
 
@@ -296,24 +293,8 @@ class _Server:
         return Response(encoder(registry), media_type=content_type)
 
     async def run_info(self, request: HttpRequest) -> Response:
-        """``GET /v1/sagellm/run``: this replica's engine id, run id, model and run folder.
-
-        The run folder is a path on this machine, of use only here: a peer that is not a
-        loopback address (behind a local proxy: the forwarded client, as uvicorn reports it)
-        gets ``run_dir: null``. The ids are what every span and ``/metrics`` already carry.
-        """
-        tel = self.engine.telemetry
-        run_dir = tel.run_dir
-        local = run_dir is not None and _loopback_peer(request)
-        return JSONResponse(
-            {
-                "engine_id": tel.engine_id,
-                "run_id": tel.run_id,
-                "model": self.names[0],
-                "data_parallel_size": int(self.engine.config.extra.get("data_parallel_size", 1)),
-                "run_dir": str(Path(run_dir).resolve()) if local and run_dir else None,
-            }
-        )
+        """``GET /v1/sagellm/run``: see :mod:`sagellm_obs.server.run_info`."""
+        return JSONResponse(run_info(self.engine, self.names[0], request))
 
     # --- helpers ---------------------------------------------------------------------------------
     def _model(self, requested: str | None) -> str:
@@ -473,15 +454,6 @@ def _http_span(request: HttpRequest) -> HttpSpan:
     if not isinstance(span, HttpSpan):
         raise RuntimeError("the app must run behind ServerMiddleware")
     return span
-
-
-def _loopback_peer(request: HttpRequest) -> bool:
-    """Whether the request came from this machine's loopback interface."""
-    host = request.client.host if request.client is not None else ""
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _request_id(request: HttpRequest, prefix: str) -> str:
