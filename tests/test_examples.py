@@ -13,7 +13,9 @@ EXAMPLES = Path(__file__).parents[1] / "examples"
 
 @pytest.mark.engine
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["quickstart.py", "trace_context.py", "llama_stack_chat.py"])
+@pytest.mark.parametrize(
+    "name", ["quickstart.py", "trace_context.py", "llama_stack_chat.py", "fleet.py"]
+)
 def test_example_runs(name: str, tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, str(EXAMPLES / name)],

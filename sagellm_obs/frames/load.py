@@ -160,6 +160,7 @@ def scan(
     errors: Errors = "raise",
     cache: bool = True,
     replicas: bool = True,
+    _depth: int = 1,
 ) -> Scan:
     """Lazy frames of one or many run folders, JSON-lines files or Parquet directories.
 
@@ -202,10 +203,12 @@ def scan(
     if replicas:
         fleet = with_replicas(paths)
         paths = fleet.paths
-        fleet.warn()
+        fleet.warn(stacklevel=_depth + 1)  # at the user's call of scan() or load()
         not_found = [
-            runs_row(None, run, f"replica run folder not found: {text}")
-            for run, text in zip(fleet.missing_runs, fleet.missing, strict=True)
+            runs_row(None, path, f"replica run folder not found: {text}").with_columns(
+                run_id=pl.lit(run_id)
+            )
+            for (run_id, path), text in zip(fleet.missing_runs, fleet.missing, strict=True)
         ]
     report = ReadReport()
     scans: list[SourceScan] = []
@@ -254,7 +257,7 @@ def load(
         FileNotFoundError: A source does not exist.
         StoreFormatError: A malformed line, with ``errors="raise"``.
     """
-    return scan(source, errors=errors, cache=cache, replicas=replicas).collect()
+    return scan(source, errors=errors, cache=cache, replicas=replicas, _depth=2).collect()
 
 
 def load_spans(source: Sources, **kwargs: Any) -> pl.DataFrame:

@@ -38,18 +38,20 @@ class ReplicaFolders:
         paths: The sources given, then each replica folder found that was not among them.
         found: The replica folders added or already given, in the manifests' order.
         missing: One line per replica whose folder was not found (endpoint, run id, where).
-        missing_runs: The recorded run folder (else run id) of each of ``missing``.
+        missing_runs: ``(run id, recorded run folder)`` of each of ``missing``.
     """
 
     paths: list[Path]
     found: list[Path] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
-    missing_runs: list[Path] = field(default_factory=list)
+    missing_runs: list[tuple[str, Path]] = field(default_factory=list)
 
-    def warn(self) -> None:
-        """One :class:`MissingReplicasWarning` naming every replica folder not found."""
+    def warn(self, stacklevel: int = 2) -> None:
+        """One :class:`MissingReplicasWarning` naming every replica folder not found;
+        ``stacklevel`` as :func:`warnings.warn`'s, counted from the caller of this method."""
         if self.missing:
-            warnings.warn(missing_text(self.missing), MissingReplicasWarning, stacklevel=3)
+            text = missing_text(self.missing)
+            warnings.warn(text, MissingReplicasWarning, stacklevel=stacklevel + 1)
 
 
 def missing_text(missing: Sequence[str]) -> str:
@@ -114,7 +116,8 @@ def with_replicas(paths: Sequence[Path]) -> ReplicaFolders:
             folder = _locate(entry, path)
             if folder is None:
                 out.missing.append(_describe(entry))
-                out.missing_runs.append(Path(entry.get("run_dir") or entry.get("run_id") or "?"))
+                run_id = str(entry.get("run_id") or "?")
+                out.missing_runs.append((run_id, Path(entry.get("run_dir") or run_id)))
                 continue
             out.found.append(folder)
             if _key(folder) not in seen:

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from sagellm_obs import semconv as sc
-from sagellm_obs.frames import load
+from sagellm_obs.frames import load, scan
 from sagellm_obs.frames.replicas import MissingReplicasWarning, with_replicas
 from sagellm_obs.store.run import RunStore
 
@@ -82,10 +82,13 @@ def test_missing_replicas_are_named_once(fleet: tuple[Path, Path, Path]) -> None
     _run(b, "someone-else")  # the same path, another run: not the replica
     with pytest.warns(MissingReplicasWarning) as caught:
         frames = load(client, cache=False)
-    assert len(caught) == 1
+    assert len(caught) == 1 and caught[0].filename == __file__  # at the caller's line
     text = str(caught[0].message)
     assert "1 replica run folder(s) not found" in text and "run-b" in text and "127.0.0.1:2" in text
-    assert frames.runs["run_id"].to_list() == ["run-client", "run-a", "run"]
+    assert frames.runs["run_id"].to_list() == ["run-client", "run-a", "run-b"]
+    with pytest.warns(MissingReplicasWarning) as caught:
+        scan(client, cache=False)
+    assert len(caught) == 1 and caught[0].filename == __file__
     problems = frames.runs["problem"].to_list()
     assert problems[:2] == [None, None] and "run-b" in problems[2]
 
