@@ -357,7 +357,9 @@ def test_data_parallel_ranks_are_engines(tmp_path: Path) -> None:
 
             with concurrent.futures.ThreadPoolExecutor(8) as pool:
                 codes = list(pool.map(one, range(16)))
+            told = http.get(sc.RUN_INFO_ROUTE).json()
         assert codes == [200] * 16
+        assert told["data_parallel_size"] == 2 and told["run_dir"] == str(server.run_dir.resolve())
         metrics = server.metrics_text()
         assert 'sagellm_engine_idx="1"' in metrics
     finally:
