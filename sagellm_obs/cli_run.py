@@ -258,11 +258,12 @@ class MainJob:
         assert self.run_dir is not None
         # The replicas still run: their last spans may not be in their folders yet.
         code = summarize_run(self.run_dir, console, replicas=False)
-        console.print(
-            "the replicas' run folders join this run once they have flushed (stopped, or a few "
-            f"seconds on): [cyan]sagellm-obs report {self.run_dir}[/]",
-            highlight=False,
-        )
+        if any(r["run_id"] for r in replicas):
+            console.print(
+                "the replicas' run folders join this run once they have flushed (stopped, or a "
+                f"few seconds on): [cyan]sagellm-obs report {self.run_dir}[/]",
+                highlight=False,
+            )
         return code
 
     def _record_replicas(
