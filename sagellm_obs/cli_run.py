@@ -196,13 +196,14 @@ class MainJob:
 
     def _fleet(self) -> dict[str, Any]:
         """The manifest's replicas and routing policy of an ``--endpoint`` run."""
-        from sagellm_obs.workload.http_runner import parse_endpoints
+        from sagellm_obs.workload.routing import parse_endpoints
 
         return {"endpoints": parse_endpoints(self.endpoint or ""), "route": self.route}
 
     def _run_http(self, console: Console, items: list[WorkItem], tel: Any) -> int:
         """``--endpoint``: no local engine; the run folder gets the client rows and the manifest."""
-        from sagellm_obs.workload.http_runner import make_router, parse_endpoints, run_http_workload
+        from sagellm_obs.workload.http_runner import run_http_workload
+        from sagellm_obs.workload.routing import make_router, parse_endpoints
         from sagellm_obs.workload.server_counters import MANIFEST_KEY, CountersAround
 
         assert self.endpoint is not None

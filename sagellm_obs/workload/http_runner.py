@@ -18,12 +18,10 @@ request: client span -> the replica's HTTP span -> its engine span (``frames.tim
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -35,6 +33,15 @@ from sagellm_obs import semconv as sc
 from sagellm_obs.protocol import Request
 from sagellm_obs.protocol.tracecontext import otel_trace_id
 from sagellm_obs.workload.item import WorkItem
+from sagellm_obs.workload.routing import (
+    ROUTES,
+    LeastLoaded,
+    ReplicaStats,
+    RoundRobin,
+    Router,
+    make_router,
+    parse_endpoints,
+)
 from sagellm_obs.workload.runner import Progress, RunResult, drive
 
 __all__ = [
@@ -52,100 +59,6 @@ __all__ = [
 COMPLETIONS = "/v1/completions"
 CHAT = "/v1/chat/completions"
 _DATA = "data:"
-
-
-def _base(endpoint: str) -> str:
-    """``endpoint`` without a trailing ``/`` or ``/v1`` (both are accepted)."""
-    base = endpoint.rstrip("/")
-    return base.removesuffix("/v1")
-
-
-def parse_endpoints(endpoints: str | Sequence[str]) -> list[str]:
-    """Base URLs of ``endpoints``: one URL, a comma-separated list, or a sequence of them.
-
-    Raises:
-        ValueError: No endpoint, one that is not ``http(s)://HOST[:PORT]``, or a repeated one.
-    """
-    parts = [endpoints] if isinstance(endpoints, str) else list(endpoints)
-    out: list[str] = []
-    for part in parts:
-        for url in str(part).split(","):
-            url = url.strip()
-            if not url:
-                continue
-            split = urlsplit(url)
-            if split.scheme not in ("http", "https") or not split.hostname:
-                raise ValueError(f"not an http(s) endpoint: {url!r}")
-            base = _base(url)
-            if base in out:
-                raise ValueError(f"endpoint given twice: {base}")
-            out.append(base)
-    if not out:
-        raise ValueError("no endpoint given")
-    return out
-
-
-@dataclass
-class ReplicaStats:
-    """What this client sent to one replica and got back."""
-
-    endpoint: str
-    sent: int = 0
-    done: int = 0
-    failed: int = 0
-    output_tokens: int = 0
-    in_flight: int = 0
-
-
-class Router:
-    """Picks the replica for each request; ``pick`` and ``done`` run on the event loop."""
-
-    name = ""
-
-    def __init__(self, replicas: Sequence[ReplicaStats]) -> None:
-        self.replicas = list(replicas)
-
-    def pick(self) -> ReplicaStats:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-
-class RoundRobin(Router):
-    """Replicas in turn, whatever their load."""
-
-    name = "round-robin"
-
-    def __init__(self, replicas: Sequence[ReplicaStats]) -> None:
-        super().__init__(replicas)
-        self._order = itertools.cycle(self.replicas)
-
-    def pick(self) -> ReplicaStats:
-        return next(self._order)
-
-
-class LeastLoaded(Router):
-    """The replica with the fewest requests in flight from this client; ties go to the one
-    sent the fewest so far, then to the first listed."""
-
-    name = "least-loaded"
-
-    def pick(self) -> ReplicaStats:
-        return min(self.replicas, key=lambda r: (r.in_flight, r.sent))
-
-
-ROUTES: dict[str, type[Router]] = {"round-robin": RoundRobin, "least-loaded": LeastLoaded}
-"""The routing policies by name (``sagellm-obs run --route``)."""
-
-
-def make_router(route: str, replicas: Sequence[ReplicaStats]) -> Router:
-    """The :data:`ROUTES` policy named ``route`` over ``replicas``.
-
-    Raises:
-        ValueError: An unknown policy name.
-    """
-    try:
-        return ROUTES[route](replicas)
-    except KeyError:
-        raise ValueError(f"unknown route {route!r}: choose from {', '.join(ROUTES)}") from None
 
 
 def request_body(request: Request, model: str | None) -> tuple[str, dict[str, Any]]:
