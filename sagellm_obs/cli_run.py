@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -102,6 +103,9 @@ class MainJob:
             run_dir=self.out or None,
             otlp_endpoint=self.otlp or None,
             vllm_tracing=self.vllm_tracing or None,
+            # A client of remote replicas runs no engine: its own rows must not pose as one
+            # (each client span carries the replica's engine id instead).
+            engine_id=f"client-{os.getpid()}" if self.endpoint else None,
         )
         self.run_dir = tel.run_dir
         console.print(f"[bold]sagellm-obs run[/] -> {tel.run_dir}")

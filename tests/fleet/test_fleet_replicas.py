@@ -210,6 +210,24 @@ def test_each_replica_says_where_it_records(replicas: list[ServerProcess], fleet
         assert "problem" not in entry
 
 
+def test_the_client_does_not_pose_as_an_engine(
+    replicas: list[ServerProcess], fleet_run: Path
+) -> None:
+    """The client's own telemetry (its resource) names a client, never an engine of the fleet."""
+    from sagellm_obs.store import layout
+
+    ids = set()
+    for kind in (layout.TRACES, layout.METRICS):
+        for path in layout.data_files(fleet_run, kind):
+            for line in path.read_text().splitlines():
+                doc = json.loads(line)
+                for res in doc.get("resourceSpans", []) + doc.get("resourceMetrics", []):
+                    attrs = {a["key"]: a["value"] for a in res["resource"]["attributes"]}
+                    ids.add(attrs["sagellm.engine_id"]["stringValue"])
+    assert ids and all(i.startswith("client-") for i in ids), ids
+    assert not ids & {_engine_id(r.url) for r in replicas}
+
+
 def test_each_request_has_one_trace_with_the_right_engine(
     replicas: list[ServerProcess], fleet_run: Path
 ) -> None:
