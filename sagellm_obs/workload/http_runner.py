@@ -9,10 +9,11 @@ them; the request ids match because every request carries ``X-Request-Id``, and 
 match because it carries a W3C ``traceparent`` derived from the protocol trace id).
 
 Several endpoints (replicas of one model) spread the workload by a named policy
-(:data:`ROUTES`): ``round-robin`` or ``least-loaded`` (fewest requests this client has in flight
-there). Given a telemetry, each request also gets a GenAI CLIENT span (the ``traceparent``'s
-parent), so loading the client's run folder with the replicas' folders gives one trace per
-request: client span -> the replica's HTTP span -> its engine span (``frames.time_breakdown``).
+(:data:`~sagellm_obs.workload.routing.ROUTES`): ``round-robin`` or ``least-loaded`` (fewest
+requests this client has in flight there). Given a telemetry, each request also gets a GenAI
+CLIENT span (the ``traceparent``'s parent), so loading the client's run folder with the
+replicas' folders gives one trace per request: client span -> the replica's HTTP span -> its
+engine span (``frames.time_breakdown``).
 """
 
 from __future__ import annotations
@@ -33,25 +34,10 @@ from sagellm_obs import semconv as sc
 from sagellm_obs.protocol import Request
 from sagellm_obs.protocol.tracecontext import otel_trace_id
 from sagellm_obs.workload.item import WorkItem
-from sagellm_obs.workload.routing import (
-    ROUTES,
-    LeastLoaded,
-    ReplicaStats,
-    RoundRobin,
-    Router,
-    make_router,
-    parse_endpoints,
-)
+from sagellm_obs.workload.routing import ReplicaStats, make_router, parse_endpoints
 from sagellm_obs.workload.runner import Progress, RunResult, drive
 
 __all__ = [
-    "ROUTES",
-    "LeastLoaded",
-    "ReplicaStats",
-    "RoundRobin",
-    "Router",
-    "make_router",
-    "parse_endpoints",
     "request_body",
     "run_http_workload",
 ]
@@ -166,7 +152,8 @@ async def run_http_workload(
             several (a list, or comma-separated): replicas the items are spread over.
         items: What to send; timed items at their ``at`` offsets, others ``concurrency`` at a
             time.
-        route: How items are spread over several endpoints: a :data:`ROUTES` name.
+        route: How items are spread over several endpoints: a
+            :data:`~sagellm_obs.workload.routing.ROUTES` name.
         telemetry: A :class:`~sagellm_obs.telemetry.Telemetry`: a GenAI CLIENT span per request
             (its trace id the protocol trace id's, the parent of the ``traceparent`` sent);
             None sends a ``traceparent`` with a random parent span id and records no span.

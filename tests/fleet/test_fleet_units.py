@@ -17,7 +17,7 @@ from sagellm_obs.server.serve import (
     check_data_parallel,
     replica_engine_id,
 )
-from sagellm_obs.workload.http_runner import (
+from sagellm_obs.workload.routing import (
     ROUTES,
     ReplicaStats,
     make_router,
