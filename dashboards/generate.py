@@ -29,6 +29,13 @@ DS_INPUT = "DS_PROMETHEUS"
 JOB_SEL = 'job=~"$job"'
 STEP_SEL = f'{JOB_SEL},sagellm_engine_id=~"$engine"'
 SEL = f'{STEP_SEL},gen_ai_request_model=~"$model"'
+# The whole fleet (every engine of the job and model): the denominator of the imbalance panels.
+FLEET_SEL = f'{JOB_SEL},gen_ai_request_model=~"$model"'
+# One engine is an instance (sagellm_engine_id: a replica) and a data-parallel rank inside it
+# (sagellm_engine_idx, vLLM's engine_idx; 0 without data parallelism).
+BY_ENGINE = "sagellm_engine_id, sagellm_engine_idx"
+ENGINE_LEGEND = "{{sagellm_engine_id}} #{{sagellm_engine_idx}}"
+FLEET_ROW_Y = 56
 # SLO thresholds offered by the pickers: bucket bounds, so `le` matches a series exactly.
 SLO_TTFT = (0.1, 0.25, 0.5, 1.0, 2.5)
 SLO_TPOT = (0.05, 0.1, 0.2, 0.5)
@@ -99,20 +106,29 @@ def _panel(
     x: int,
     y: int,
     w: int = 12,
-    h: int = 8,
+    h: int | None = None,
     kind: str = "timeseries",
     description: str = "",
+    stacked: bool = False,
 ) -> dict[str, Any]:
     for t in targets:
         t.setdefault("datasource", DS)
+    defaults: dict[str, Any] = {"unit": unit}
+    if stacked:  # shares of the fleet, stacked: 100 % when every engine is picked
+        defaults |= {
+            "min": 0,
+            "max": 1,
+            "custom": {"stacking": {"mode": "normal", "group": "A"}, "fillOpacity": 60},
+        }
     return {
         "id": pid,
         "type": kind,
         "title": title,
         "description": description,
         "datasource": DS,
-        "gridPos": {"x": x, "y": y, "w": w, "h": h},
-        "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
+        # stats and gauges are one line of small tiles above the graphs (8 high)
+        "gridPos": {"x": x, "y": y, "w": w, "h": h or (4 if kind in ("stat", "gauge") else 8)},
+        "fieldConfig": {"defaults": defaults, "overrides": []},
         "options": {"legend": {"displayMode": "list", "placement": "bottom"}},
         "targets": targets,
     }
@@ -203,19 +219,6 @@ def overview() -> dict[str, Any]:
             description="Mean queue, prefill and decode time per request.",
         ),
         _panel(
-            9,
-            "KV-cache usage over time",
-            [
-                _t(
-                    f"max by (sagellm_engine_id) ({_either(sc.M_KV_USAGE, STEP_SEL)})",
-                    "{{sagellm_engine_id}}",
-                )
-            ],
-            unit="percentunit",
-            x=0,
-            y=20,
-        ),
-        _panel(
             10,
             "Prefix-cache hit rate over time",
             [
@@ -225,8 +228,9 @@ def overview() -> dict[str, Any]:
                 )
             ],
             unit="percentunit",
-            x=12,
+            x=0,
             y=20,
+            w=24,
         ),
         _panel(
             11,
@@ -336,6 +340,7 @@ def overview() -> dict[str, Any]:
             kind="stat",
             description="Failed requests (error.type set) / all finished requests.",
         ),
+        *fleet_row(),
     ]
     return {
         "__inputs": [
@@ -429,6 +434,150 @@ def overview() -> dict[str, Any]:
         ],
         "panels": panels,
     }
+
+
+def _by_engine_quantile(q: float, sel: str = SEL) -> str:
+    return (
+        f"histogram_quantile({q}, sum by ({BY_ENGINE}, le) "
+        f"(rate({TTFT}_bucket{{{sel}}}[$__rate_interval])))"
+    )
+
+
+def _share(metric: str) -> str:
+    """Each picked engine's share of the fleet's (every engine's) rate of ``metric``."""
+    return (
+        f"sum by ({BY_ENGINE}) (rate({metric}{{{SEL}}}[$__rate_interval])) / "
+        f"scalar(sum(rate({metric}{{{FLEET_SEL}}}[$__rate_interval])))"
+    )
+
+
+# Panels whose queries read the whole fleet on purpose (a denominator, the fleet's p99) next to
+# the picked engines: the one place a selector leaves ``$engine`` out.
+FLEET_WIDE_PANELS = (24, 25, 26)
+
+
+def fleet_row() -> list[dict[str, Any]]:
+    """ "Fleet / per engine": each engine side by side, and which one holds the fleet back."""
+    y = FLEET_ROW_Y + 1
+    row = {
+        "id": 19,
+        "type": "row",
+        "title": "Fleet / per engine",
+        "collapsed": False,
+        "gridPos": {"x": 0, "y": FLEET_ROW_Y, "w": 24, "h": 1},
+        "panels": [],
+    }
+    return [
+        row,
+        _panel(
+            20,
+            "Output tokens/s per engine",
+            [
+                _t(
+                    f"sum by ({BY_ENGINE}) (rate({GEN}{{{STEP_SEL}}}[$__rate_interval]))",
+                    ENGINE_LEGEND,
+                )
+            ],
+            unit="short",
+            x=0,
+            y=y,
+            description="Tokens generated per second by each engine (replica and data-parallel rank).",
+        ),
+        _panel(
+            9,
+            "KV-cache usage per engine",
+            [_t(f"max by ({BY_ENGINE}) ({_either(sc.M_KV_USAGE, STEP_SEL)})", ENGINE_LEGEND)],
+            unit="percentunit",
+            x=12,
+            y=y,
+        ),
+        _panel(
+            21,
+            "Queue depth per engine (running, waiting)",
+            [
+                _t(
+                    f"sum by ({BY_ENGINE}) ({RUNNING}{{{STEP_SEL}}})",
+                    f"{ENGINE_LEGEND} running",
+                    "A",
+                ),
+                _t(
+                    f"sum by ({BY_ENGINE}) ({WAITING}{{{STEP_SEL}}})",
+                    f"{ENGINE_LEGEND} waiting",
+                    "B",
+                ),
+            ],
+            unit="short",
+            x=0,
+            y=y + 8,
+        ),
+        _panel(
+            22,
+            "Time to first token per engine",
+            [
+                _t(_by_engine_quantile(0.5), f"{ENGINE_LEGEND} p50", "A"),
+                _t(_by_engine_quantile(0.99), f"{ENGINE_LEGEND} p99", "B"),
+            ],
+            unit="s",
+            x=12,
+            y=y + 8,
+        ),
+        _panel(
+            23,
+            "Requests/s per engine",
+            [
+                _t(
+                    f"sum by ({BY_ENGINE}) (rate({REQS}{{{SEL}}}[$__rate_interval]))",
+                    ENGINE_LEGEND,
+                )
+            ],
+            unit="reqps",
+            x=0,
+            y=y + 16,
+        ),
+        _panel(
+            24,
+            "Share of requests per engine",
+            [_t(_share(REQS), ENGINE_LEGEND)],
+            unit="percentunit",
+            x=12,
+            y=y + 16,
+            stacked=True,
+            description=(
+                "Each engine's share of the fleet's finished requests (every engine of the job "
+                "and model): stacked, 100 % with every engine picked. Equal shares are balance."
+            ),
+        ),
+        _panel(
+            25,
+            "Share of output tokens per engine",
+            [_t(_share(f"{TOKENS_OUT}_sum"), ENGINE_LEGEND)],
+            unit="percentunit",
+            x=0,
+            y=y + 24,
+            stacked=True,
+            description="Each engine's share of the fleet's output tokens (successful requests).",
+        ),
+        _panel(
+            26,
+            "Slowest engine vs the fleet: p99 TTFT",
+            [
+                _t(f"topk(1, {_by_engine_quantile(0.99)})", f"slowest: {ENGINE_LEGEND}", "A"),
+                _t(
+                    f"histogram_quantile(0.99, sum by (le) "
+                    f"(rate({TTFT}_bucket{{{FLEET_SEL}}}[$__rate_interval])))",
+                    "fleet",
+                    "B",
+                ),
+            ],
+            unit="s",
+            x=12,
+            y=y + 24,
+            description=(
+                "The p99 time to first token of the picked engine with the highest one, against "
+                "the whole fleet's: far apart, that engine holds the fleet's tail back."
+            ),
+        ),
+    ]
 
 
 def _slo_picker(name: str, label: str, values: tuple[float, ...], default: float) -> dict[str, Any]:

@@ -198,7 +198,7 @@ def _exprs() -> list[tuple[str, str]]:
             if t["type"] == "custom"
         }
         for panel in board["panels"]:
-            for target in panel["targets"]:
+            for target in panel.get("targets", []):
                 expr = target["expr"]
                 for name, value in defaults.items():
                     expr = expr.replace(f"${{{name}}}", value)

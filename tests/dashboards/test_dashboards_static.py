@@ -18,7 +18,7 @@ from sagellm_obs import semconv as sc
 ROOT = Path(__file__).parents[2] / "dashboards"
 PROMQL_WORDS = {
     "sum", "max", "min", "rate", "increase", "histogram_quantile", "by", "on", "or", "and",
-    "vector", "scalar", "clamp_max", "label_values",
+    "vector", "scalar", "clamp_max", "label_values", "topk",
 }  # fmt: skip
 
 
@@ -43,8 +43,13 @@ def dashboards() -> list[dict[str, Any]]:
     return [json.loads(p.read_text()) for p in sorted((ROOT / "grafana").glob("*.json"))]
 
 
+def panels(board: dict[str, Any]) -> list[dict[str, Any]]:
+    """The panels that query (rows only group them)."""
+    return [p for p in board["panels"] if p["type"] != "row"]
+
+
 def panel_exprs(board: dict[str, Any]) -> list[str]:
-    return [t["expr"] for p in board["panels"] for t in p["targets"]]
+    return [t["expr"] for p in panels(board) for t in p["targets"]]
 
 
 def test_dashboard_json_is_what_the_generator_writes() -> None:
@@ -87,7 +92,7 @@ def test_every_datasource_is_provisioned() -> None:
         assert templ["datasource"]["current"]["value"] == "${DS_PROMETHEUS}"
         ids = [p["id"] for p in board["panels"]]
         assert len(ids) == len(set(ids))
-        for panel in board["panels"]:
+        for panel in panels(board):
             refs = [panel["datasource"]["uid"]] + [t["datasource"]["uid"] for t in panel["targets"]]
             assert all(r == "${datasource}" for r in refs), panel["title"]
 
@@ -107,15 +112,57 @@ def _rules() -> list[dict[str, Any]]:
 
 def test_every_query_reads_one_metrics_path_and_follows_the_pickers() -> None:
     """``$job`` picks one path (serve's /metrics or the collector): nothing counted twice; the
-    request-level queries follow ``$engine`` too (the latency histograms carry the engine id)."""
+    request-level queries follow ``$engine`` too (the latency histograms carry the engine id).
+    Only the imbalance panels read the whole fleet as well (their denominator, the fleet's p99),
+    next to the picked engines."""
+    fleet_wide = set(_generator().FLEET_WIDE_PANELS)
     for board in dashboards():
         templ = {t["name"]: t for t in board["templating"]["list"]}
         assert templ["job"]["multi"] is False and templ["job"]["includeAll"] is False
-        for expr in panel_exprs(board):
-            for selector in re.findall(r"\{([^}]*)\}", expr):
-                if "$" in selector or "job" in selector:
-                    assert 'job=~"$job"' in selector, expr
-                    assert 'sagellm_engine_id=~"$engine"' in selector, expr
+        for panel in panels(board):
+            exprs = " ".join(t["expr"] for t in panel["targets"])
+            assert 'sagellm_engine_id=~"$engine"' in exprs, panel["title"]
+            for target in panel["targets"]:
+                expr = target["expr"]
+                for selector in re.findall(r"\{([^}]*)\}", expr):
+                    if "$" in selector or "job" in selector:
+                        assert 'job=~"$job"' in selector, expr
+                        if panel["id"] not in fleet_wide:
+                            assert 'sagellm_engine_id=~"$engine"' in selector, expr
+
+
+def test_the_engine_picker_and_the_fleet_row() -> None:
+    """``$engine``: many engines or all, from the engine-id label the metrics carry; the fleet
+    row splits by engine (instance and data-parallel rank) and names each in the legend."""
+    board = json.loads((ROOT / "grafana" / "sagellm-overview.json").read_text())
+    templ = {t["name"]: t for t in board["templating"]["list"]}
+    engine = templ["engine"]
+    assert engine["multi"] is True and engine["includeAll"] is True
+    assert engine["allValue"] == ".*"
+    label = sc.SAGELLM_ENGINE_ID.replace(".", "_")
+    assert engine["query"]["query"].endswith(f", {label})")
+    rows = [p for p in board["panels"] if p["type"] == "row"]
+    assert [r["title"] for r in rows] == ["Fleet / per engine"]
+    below = [p for p in panels(board) if p["gridPos"]["y"] > rows[0]["gridPos"]["y"]]
+    assert len(below) == 8
+    idx = sc.SAGELLM_ENGINE_IDX.replace(".", "_")
+    for panel in below:
+        for target in panel["targets"]:
+            if target["legendFormat"] == "fleet":
+                continue
+            assert f"{{{{{label}}}}}" in target["legendFormat"], panel["title"]
+            assert f"by ({label}, {idx}" in target["expr"], panel["title"]
+    stacked = [p["title"] for p in below if "custom" in p["fieldConfig"]["defaults"]]
+    assert stacked == ["Share of requests per engine", "Share of output tokens per engine"]
+    # the layout: no two panels overlap
+    cells: set[tuple[int, int]] = set()
+    for panel in board["panels"]:
+        g = panel["gridPos"]
+        mine = {
+            (x, y) for x in range(g["x"], g["x"] + g["w"]) for y in range(g["y"], g["y"] + g["h"])
+        }
+        assert not cells & mine, panel["title"]
+        cells |= mine
 
 
 def test_alert_rules_are_valid_and_aggregate_by_job() -> None:

@@ -93,7 +93,7 @@ def test_dashboard_queries_return_data(harness: EngineHarness, prometheus: str) 
         slo = {t["name"]: t["current"]["value"] for t in board["templating"]["list"]
                if t["type"] == "custom"}  # fmt: skip
         for panel in board["panels"]:
-            for target in panel["targets"]:
+            for target in panel.get("targets", []):
                 expr = target["expr"]
                 for name, value in slo.items():
                     expr = expr.replace(f"${{{name}}}", value)
