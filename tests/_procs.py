@@ -1,7 +1,8 @@
-"""Real Prometheus for the tests: one place that starts, asks and stops it.
+"""Real Prometheus and a real OTLP collector (rotel) for the tests: one place that starts them.
 
-Debian's ``prometheus`` package (2.42 here) on 127.0.0.1 on a free port, with its TSDB in a test's
-folder, scraping what the test lists; stopped by its own process id, also when the test fails.
+Debian's ``prometheus`` package (2.42 here) and ``rotel-agent`` (the ``rotel`` wheel) bind
+127.0.0.1 on free ports, keep their files in a test's folder, and are stopped by their own process
+id (rotel: its process group, which it leads), also when the test fails.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -16,7 +18,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ import pytest
 import yaml  # type: ignore[import-untyped]
 
 PROMETHEUS_HOW = "apt-get install prometheus"
+ROTEL_HOW = "pip install -c requirements/constraints.txt 'rotel>=0.0.1a15'"
 IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 
 
@@ -126,3 +129,98 @@ def prometheus(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+
+
+# --- rotel ----------------------------------------------------------------------------------------
+
+
+def find_rotel() -> str | None:
+    """The ``rotel-agent`` binary on PATH or in the ``rotel`` wheel; None when neither has it."""
+    found = shutil.which("rotel-agent")
+    if found:
+        return found
+    try:
+        import rotel
+    except ImportError:
+        return None
+    candidate = Path(rotel.__file__).parent / "rotel-agent"
+    return str(candidate) if candidate.is_file() and os.access(candidate, os.X_OK) else None
+
+
+@dataclass
+class RotelProcess:
+    """A running rotel-agent: its OTLP endpoints and the file its output goes to."""
+
+    proc: subprocess.Popen[bytes]
+    grpc_endpoint: str
+    http_endpoint: str
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+
+def _wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            out = log.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"rotel-agent exited with {proc.returncode}: {out}")
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.02)
+    raise TimeoutError(f"rotel-agent did not listen on {port} within {timeout} s")
+
+
+@contextmanager
+def rotel_agent(
+    binary: str,
+    forward_to: str,
+    work: Path,
+    *,
+    extra_args: Sequence[str] = (),
+    listen_timeout: float = 15.0,
+) -> Iterator[RotelProcess]:
+    """rotel-agent on free ports (OTLP gRPC and HTTP in), forwarding everything to ``forward_to``
+    over uncompressed OTLP/HTTP, batches sent after 50 ms. ``extra_args``: more rotel options
+    (``("--debug-log", "traces")`` logs what it receives to :attr:`RotelProcess.log`)."""
+    work.mkdir(parents=True, exist_ok=True)
+    grpc_port, http_port = free_port(), free_port()
+    while http_port == grpc_port:
+        http_port = free_port()
+    log = work / "rotel-stdout.log"
+    cmd = [
+        binary, "start",
+        "--otlp-grpc-endpoint", f"127.0.0.1:{grpc_port}",
+        "--otlp-http-endpoint", f"127.0.0.1:{http_port}",
+        "--exporter", "otlp",
+        "--otlp-exporter-protocol", "http",
+        "--otlp-exporter-endpoint", forward_to,
+        "--otlp-exporter-compression", "none",
+        "--batch-timeout", "50ms",
+        *extra_args,
+        "--pid-file", str(work / "rotel.pid"),
+        "--log-file", str(work / "rotel.log"),
+    ]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROTEL_")}
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+    try:
+        _wait_listening(grpc_port, proc, listen_timeout, log)
+        _wait_listening(http_port, proc, listen_timeout, log)
+        yield RotelProcess(
+            proc, f"http://127.0.0.1:{grpc_port}", f"http://127.0.0.1:{http_port}", log
+        )
+    finally:
+        proc.terminate()
+        with suppress(subprocess.TimeoutExpired):
+            proc.wait(10)
+        with suppress(ProcessLookupError):  # whatever is left of its group, which it leads
+            os.killpg(proc.pid, signal.SIGKILL)
+        if proc.poll() is None:
+            proc.wait(10)

@@ -14,18 +14,10 @@ the collector names, so a wrong guess there shows up as a panel without data.
 from __future__ import annotations
 
 import gzip
-import os
 import re
-import socket
-import subprocess
 import threading
-import time
 import zlib
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
@@ -206,67 +198,3 @@ def _fmt(labels: Any) -> str:
         return v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
     return "{" + ",".join(f'{k}="{esc(v)}"' for k, v in labels) + "}"
-
-
-# --- rotel ---------------------------------------------------------------------------------------
-def find_rotel() -> str | None:
-    try:
-        import rotel
-    except ImportError:
-        return None
-    candidate = Path(rotel.__file__).parent / "rotel-agent"
-    return str(candidate) if candidate.is_file() and os.access(candidate, os.X_OK) else None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Rotel:
-    http_endpoint: str
-    log: Path
-
-
-@contextmanager
-def rotel_forwarding_to(binary: str, url: str, work: Path) -> Iterator[Rotel]:
-    """rotel-agent on free ports, forwarding everything over OTLP/HTTP to ``url``."""
-    grpc_port, http_port = free_port(), free_port()
-    while http_port == grpc_port:
-        http_port = free_port()
-    log = work / "rotel.out"
-    cmd = [
-        binary, "start",
-        "--otlp-grpc-endpoint", f"127.0.0.1:{grpc_port}",
-        "--otlp-http-endpoint", f"127.0.0.1:{http_port}",
-        "--exporter", "otlp",
-        "--otlp-exporter-protocol", "http",
-        "--otlp-exporter-endpoint", url,
-        "--otlp-exporter-compression", "none",
-        "--batch-timeout", "50ms",
-        "--pid-file", str(work / "rotel.pid"),
-        "--log-file", str(work / "rotel.log"),
-    ]  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ROTEL_")}
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            assert proc.poll() is None, f"rotel-agent exited: {log.read_text(errors='replace')}"
-            try:
-                socket.create_connection(("127.0.0.1", http_port), 0.2).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "rotel-agent did not listen in 15 s"
-                time.sleep(0.05)
-        yield Rotel(f"http://127.0.0.1:{http_port}", log)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import subprocess
 import time
 import urllib.error
 import urllib.parse
@@ -29,8 +28,9 @@ import yaml
 
 from sagellm_obs import AdvancedOptions, configure
 from sagellm_obs import semconv as sc
-from tests.conftest import need, need_binary
-from tests.dashboards.collector_path import PromEndpoint, find_rotel, free_port, rotel_forwarding_to
+from tests._procs import ROTEL_HOW, Prometheus, find_rotel, prometheus, rotel_agent
+from tests.conftest import need
+from tests.dashboards.collector_path import PromEndpoint
 
 pytestmark = pytest.mark.engine
 
@@ -42,12 +42,16 @@ PROMPT = "Count the apples in the basket and say how many there are. " * 6
 
 @dataclass
 class Stack:
-    prometheus: str
+    prom: Prometheus
     server_url: str
     model: str
     run_dir: Path
     telemetry: Any
     endpoint: PromEndpoint
+
+    @property
+    def prometheus(self) -> str:
+        return self.prom.base
 
 
 def _get(url: str, timeout: float = 10) -> dict[str, Any]:
@@ -79,80 +83,50 @@ def _wait(predicate: Any, what: str, timeout: float = 60) -> None:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    binary = need_binary("prometheus", "apt-get install prometheus")
     rotel = find_rotel()
-    need(rotel is not None, "rotel-agent (an OTLP collector)", "pip install 'rotel>=0.0.1a15'")
+    need(rotel is not None, "rotel-agent (an OTLP collector)", ROTEL_HOW)
     assert rotel is not None
     from sagellm_obs.engine import EngineConfig
     from sagellm_obs.server import BackgroundServer, ServerOptions
 
     work = tmp_path_factory.mktemp("dash-live")
     endpoint = PromEndpoint().start()
-    with rotel_forwarding_to(rotel, endpoint.url, work) as collector:
-        tel = configure(
-            run_dir=work / "run",
-            engine_id=ENGINE_ID,
-            service_name="sagellm-obs",
-            otlp_endpoint=collector.http_endpoint,
-            otlp_protocol="http/protobuf",
-            prometheus_port="registry",
-            make_current=False,
-            advanced=AdvancedOptions(metric_export_interval=1.0, span_batch_delay=0.2),
-        )
-        server = BackgroundServer(
-            EngineConfig(in_process=True, kv_cache_memory_bytes=64 * 2**20),
-            telemetry=tel,
-            options=ServerOptions(port=0),
-        )
-        server.start()
-        prom_port = free_port()
-        serve_target = urllib.parse.urlsplit(str(server.url)).netloc
-        collector_target = urllib.parse.urlsplit(endpoint.url).netloc
-        config = work / "prometheus.yml"
-        config.write_text(
-            yaml.safe_dump(
-                {
-                    "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-                    "rule_files": [str(ROOT / "alerts.yaml")],
-                    "scrape_configs": [
-                        {
-                            "job_name": "sagellm-obs",
-                            "static_configs": [{"targets": [serve_target]}],
-                        },
-                        {
-                            "job_name": "otel-collector",
-                            "static_configs": [{"targets": [collector_target]}],
-                        },
-                    ],
-                }
-            )
-        )
-        proc = subprocess.Popen(
-            [binary, f"--config.file={config}", f"--storage.tsdb.path={work / 'tsdb'}",
-             f"--web.listen-address=127.0.0.1:{prom_port}", "--enable-feature=exemplar-storage"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        base = f"http://127.0.0.1:{prom_port}"
-        try:
-            _wait(lambda: _ready(base, proc), "prometheus not ready in 30 s", 30)
-            yield Stack(
-                base, str(server.url), server.engine.model_name, work / "run", tel, endpoint
-            )
-        finally:
-            proc.terminate()
-            proc.wait(10)
-            server.stop()
-            tel.shutdown()
-    endpoint.stop()
-
-
-def _ready(base: str, proc: subprocess.Popen[bytes]) -> bool:
-    assert proc.poll() is None, "prometheus exited"
     try:
-        urllib.request.urlopen(f"{base}/-/ready", timeout=2)
-        return True
-    except OSError:
-        return False
+        with rotel_agent(rotel, endpoint.url, work / "rotel") as collector:
+            tel = configure(
+                run_dir=work / "run",
+                engine_id=ENGINE_ID,
+                service_name="sagellm-obs",
+                otlp_endpoint=collector.http_endpoint,
+                otlp_protocol="http/protobuf",
+                prometheus_port="registry",
+                make_current=False,
+                advanced=AdvancedOptions(metric_export_interval=1.0, span_batch_delay=0.2),
+            )
+            server = BackgroundServer(
+                EngineConfig(in_process=True, kv_cache_memory_bytes=64 * 2**20),
+                telemetry=tel,
+                options=ServerOptions(port=0),
+            )
+            server.start()
+            serve_target = urllib.parse.urlsplit(str(server.url)).netloc
+            collector_target = urllib.parse.urlsplit(endpoint.url).netloc
+            scrape = [
+                {"job_name": "sagellm-obs", "static_configs": [{"targets": [serve_target]}]},
+                {"job_name": "otel-collector", "static_configs": [{"targets": [collector_target]}]},
+            ]
+            try:
+                with prometheus(
+                    work / "prometheus", scrape, rule_files=[ROOT / "alerts.yaml"], exemplars=True
+                ) as prom:
+                    yield Stack(
+                        prom, str(server.url), server.engine.model_name, work / "run", tel, endpoint
+                    )
+            finally:
+                server.stop()
+                tel.shutdown()
+    finally:
+        endpoint.stop()
 
 
 @pytest.fixture(scope="module")

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,17 +14,11 @@ import pytest
 from engine_harness import SHARED_PREFIX, EngineHarness
 
 from sagellm_obs import semconv as sc
-from tests.conftest import need_binary
+from tests._procs import prometheus as start_prometheus
 
 pytestmark = pytest.mark.engine
 
 DASHBOARDS = Path(__file__).parents[2] / "dashboards" / "grafana"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _query(base: str, expr: str) -> list[dict[str, Any]]:
@@ -37,34 +30,11 @@ def _query(base: str, expr: str) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def prometheus(harness: EngineHarness, tmp_path: Path) -> Any:
-    binary = need_binary("prometheus", "apt-get install prometheus")
-    port = _free_port()
-    config = tmp_path / "prometheus.yml"
-    config.write_text(
-        "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: sagellm-obs\n"
-        f"    static_configs:\n      - targets: ['127.0.0.1:{harness.telemetry.prometheus_port}']\n"
-    )
-    proc = subprocess.Popen(
-        [binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
-         f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/-/ready", timeout=2)
-                break
-            except OSError:
-                assert proc.poll() is None, "prometheus exited"
-                assert time.monotonic() < deadline, "prometheus not ready in 30 s"
-                time.sleep(0.3)
-        yield base
-    finally:
-        proc.terminate()
-        proc.wait(10)
+def prometheus(harness: EngineHarness, tmp_path: Path) -> Iterator[str]:
+    target = f"127.0.0.1:{harness.telemetry.prometheus_port}"
+    scrape = [{"job_name": "sagellm-obs", "static_configs": [{"targets": [target]}]}]
+    with start_prometheus(tmp_path / "prometheus", scrape) as prom:
+        yield prom.base
 
 
 def test_dashboard_queries_return_data(harness: EngineHarness, prometheus: str) -> None:

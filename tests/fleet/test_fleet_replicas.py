@@ -13,33 +13,26 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
 import time
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import polars as pl
 import pytest
-import yaml  # type: ignore[import-untyped]
 from rich.console import Console
 
 from sagellm_obs import semconv as sc
 from sagellm_obs.frames import engine_stats, is_fleet, load, time_breakdown
-from tests.conftest import need_binary
+from tests._procs import Prometheus, find_rotel, rotel_agent
+from tests._procs import prometheus as start_prometheus
 from tests.fleet.collector_export import request_span_count, write_file_export
 from tests.hardening.hardening_procs import (
     RawReceived,
     ServerProcess,
-    find_rotel,
-    free_port,
     need,
     raw_receiver,
-    rotel_agent,
     start_server,
     wait_until,
 )
@@ -79,8 +72,8 @@ def replicas(
 
 
 @dataclass
-class Prometheus:
-    base: str
+class FleetProm:
+    prom: Prometheus
     #: When it had scraped every request (the replicas stop after: later, their series are stale).
     at: float = 0.0
 
@@ -88,60 +81,25 @@ class Prometheus:
 @pytest.fixture(scope="module")
 def prometheus(
     replicas: list[ServerProcess], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Prometheus]:
+) -> Iterator[FleetProm]:
     """A real Prometheus scraping both replicas' ``/metrics`` every second."""
-    binary = need_binary("prometheus", "apt-get install prometheus")
-    work = tmp_path_factory.mktemp("prometheus")
     targets = [urlsplit(r.url).netloc for r in replicas]
-    config = work / "prometheus.yml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "global": {"scrape_interval": "1s"},
-                "scrape_configs": [
-                    {
-                        "job_name": "sagellm-fleet",
-                        "authorization": {"credentials": KEY},
-                        "static_configs": [{"targets": targets}],
-                    }
-                ],
-            }
-        )
-    )
-    port = free_port()
-    proc = subprocess.Popen(
-        [binary, f"--config.file={config}", f"--storage.tsdb.path={work / 'tsdb'}",
-         f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(lambda: _prom_ready(base, proc), 30, "prometheus ready")
-        yield Prometheus(base)
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    scrape = [
+        {
+            "job_name": "sagellm-fleet",
+            "authorization": {"credentials": KEY},
+            "static_configs": [{"targets": targets}],
+        }
+    ]
+    with start_prometheus(tmp_path_factory.mktemp("prometheus"), scrape) as prom:
+        yield FleetProm(prom)
 
 
-def _prom_ready(base: str, proc: subprocess.Popen[bytes]) -> bool:
-    assert proc.poll() is None, "prometheus exited"
-    try:
-        urllib.request.urlopen(f"{base}/-/ready", timeout=2)
-        return True
-    except OSError:
-        return False
-
-
-def promql(prom: Prometheus, expr: str, at: float | None = None) -> dict[str, float]:
+def promql(prom: FleetProm, expr: str, at: float | None = None) -> dict[str, float]:
     """An instant query's value per ``sagellm_engine_id`` (now, or at ``at``)."""
-    params = {"query": expr, **({"time": f"{at:.3f}"} if at else {})}
-    url = f"{prom.base}/api/v1/query?" + urllib.parse.urlencode(params)
-    with urllib.request.urlopen(url, timeout=10) as resp:
-        body: dict[str, Any] = json.loads(resp.read())
-    assert body["status"] == "success", body
     return {
         r["metric"].get("sagellm_engine_id", ""): float(r["value"][1])
-        for r in body["data"]["result"]
+        for r in prom.prom.query(expr, at or None)
     }
 
 
@@ -154,7 +112,7 @@ def _engine_id(url: str) -> str:
 def fleet_run(
     replicas: list[ServerProcess],
     collector: tuple[str, RawReceived],
-    prometheus: Prometheus,
+    prometheus: FleetProm,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Path:
     from sagellm_obs.cli_run import MainJob
@@ -397,7 +355,7 @@ def test_data_parallel_ranks_are_engines(tmp_path: Path) -> None:
 
 
 def test_prometheus_splits_the_fleet_by_engine(
-    replicas: list[ServerProcess], prometheus: Prometheus, fleet_run: Path
+    replicas: list[ServerProcess], prometheus: FleetProm, fleet_run: Path
 ) -> None:
     """Per-engine PromQL (the Grafana ``$engine`` label) over a real Prometheus scraping both
     replicas agrees with the replicas' own run folders."""

@@ -1,4 +1,5 @@
-"""Real processes for the hardening tests: the server, rotel and a raw OTLP/HTTP receiver.
+"""Real processes for the hardening tests: the server and a raw OTLP/HTTP receiver (rotel comes
+from tests/_procs.py).
 
 Everything binds 127.0.0.1 on free ports, and every process started here is stopped by its own
 process id (its process group, which it leads, for what it spawned).
@@ -11,7 +12,6 @@ import os
 import queue
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -27,6 +27,12 @@ from typing import Any
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+
+# rotel and free ports: one home for the tests (tests/_procs.py), importable from here as before
+from tests._procs import RotelProcess as RotelProcess
+from tests._procs import find_rotel as find_rotel
+from tests._procs import free_port as free_port
+from tests._procs import rotel_agent as rotel_agent
 
 ROTEL_HOW = "pip install -c requirements/constraints.txt 'rotel>=0.0.1a15'"
 SERVER_START_S = 240.0
@@ -49,13 +55,6 @@ def need(condition: bool, what: str, how: str) -> None:
     if IN_CI:
         pytest.fail(msg)
     pytest.skip(msg)
-
-
-def free_port() -> int:
-    """A port nobody listens on right now (bound to port 0, then released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def child_env(**extra: str) -> dict[str, str]:
@@ -338,84 +337,3 @@ def raw_receiver() -> Iterator[tuple[str, RawReceived]]:
         server.shutdown()
         server.server_close()
         thread.join(5)
-
-
-# --- rotel --------------------------------------------------------------------------------------
-
-
-def find_rotel() -> str | None:
-    """The ``rotel-agent`` binary of the ``rotel`` wheel (or on PATH)."""
-    import shutil
-
-    found = shutil.which("rotel-agent")
-    if found:
-        return found
-    try:
-        import rotel
-    except ImportError:
-        return None
-    candidate = Path(rotel.__file__).parent / "rotel-agent"
-    return str(candidate) if candidate.is_file() and os.access(candidate, os.X_OK) else None
-
-
-@dataclass
-class RotelProcess:
-    proc: subprocess.Popen[bytes]
-    http_endpoint: str
-    log: Path
-
-
-def _wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"rotel-agent exited with {proc.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return
-        except OSError:
-            time.sleep(0.02)
-    raise TimeoutError(f"rotel-agent did not listen on {port} within {timeout} s")
-
-
-@contextmanager
-def rotel_agent(binary: str, forward_to: str, work: Path) -> Iterator[RotelProcess]:
-    """rotel-agent on free ports, forwarding everything over uncompressed OTLP/HTTP."""
-    work.mkdir(parents=True, exist_ok=True)
-    grpc_port, http_port = free_port(), free_port()
-    while http_port == grpc_port:
-        http_port = free_port()
-    log = work / "rotel-stdout.log"
-    cmd = [
-        binary,
-        "start",
-        "--otlp-grpc-endpoint",
-        f"127.0.0.1:{grpc_port}",
-        "--otlp-http-endpoint",
-        f"127.0.0.1:{http_port}",
-        "--exporter",
-        "otlp",
-        "--otlp-exporter-protocol",
-        "http",
-        "--otlp-exporter-endpoint",
-        forward_to,
-        "--otlp-exporter-compression",
-        "none",
-        "--batch-timeout",
-        "50ms",
-        "--pid-file",
-        str(work / "rotel.pid"),
-        "--log-file",
-        str(work / "rotel.log"),
-    ]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ROTEL_")}
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
-    try:
-        _wait_listening(grpc_port, proc, 15)
-        _wait_listening(http_port, proc, 15)
-        yield RotelProcess(proc, f"http://127.0.0.1:{http_port}", log)
-    finally:
-        stop_process(proc, graceful=10)

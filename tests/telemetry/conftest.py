@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import gzip
 import os
-import shutil
-import socket
-import subprocess
 import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,9 +24,10 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 
 from sagellm_obs.telemetry.records import RequestRecord
 from sagellm_obs.testing import make_record as make_record
+from tests._procs import ROTEL_HOW, RotelProcess, find_rotel, rotel_agent
+from tests._procs import free_port as free_port
 
 IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
-ROTEL_HOW = "pip install 'rotel>=0.0.1a15'"
 
 
 @pytest.fixture(autouse=True)
@@ -39,13 +36,6 @@ def _clean_otel_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith(("OTEL_", "SAGELLM_OBS_", "SAGELLM_ENGINE_ID")):
             monkeypatch.delenv(name)
-
-
-def free_port() -> int:
-    """A port nobody listens on right now (bound to port 0, then released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # --- an OTLP/HTTP receiver ------------------------------------------------------------------------
@@ -153,42 +143,12 @@ def otlp_receiver() -> Iterator[Receiver]:
 # --- rotel ------------------------------------------------------------------------------------
 
 
-def find_rotel() -> str | None:
-    found = shutil.which("rotel-agent")
-    if found:
-        return found
-    try:
-        import rotel
-    except ImportError:
-        return None
-    candidate = Path(rotel.__file__).parent / "rotel-agent"
-    return str(candidate) if candidate.is_file() and os.access(candidate, os.X_OK) else None
-
-
-@dataclass
-class Rotel:
-    pid: int
-    grpc_endpoint: str
-    http_endpoint: str
-    log: Path
-
-
-def _wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"rotel-agent exited with {proc.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return
-        except OSError:
-            time.sleep(0.02)
-    raise TimeoutError(f"rotel-agent did not listen on {port} within {timeout} s")
-
-
 @pytest.fixture(scope="module")
-def rotel(otlp_receiver: Receiver, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rotel]:
-    """rotel-agent on free ports, forwarding everything over OTLP/HTTP to ``otlp_receiver``."""
+def rotel(
+    otlp_receiver: Receiver, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RotelProcess]:
+    """rotel-agent on free ports, forwarding everything over OTLP/HTTP to ``otlp_receiver``; its
+    log names what it received (``--debug-log traces``)."""
     binary = find_rotel()
     if binary is None:
         msg = f"rotel-agent (an OTLP collector) is not available; install with: {ROTEL_HOW}"
@@ -196,48 +156,8 @@ def rotel(otlp_receiver: Receiver, tmp_path_factory: pytest.TempPathFactory) -> 
             pytest.fail(msg)
         pytest.skip(msg)
     work = tmp_path_factory.mktemp("rotel")
-    grpc_port, http_port = free_port(), free_port()
-    while http_port == grpc_port:
-        http_port = free_port()
-    log = work / "stdout.log"
-    cmd = [
-        binary,
-        "start",
-        "--otlp-grpc-endpoint",
-        f"127.0.0.1:{grpc_port}",
-        "--otlp-http-endpoint",
-        f"127.0.0.1:{http_port}",
-        "--exporter",
-        "otlp",
-        "--otlp-exporter-protocol",
-        "http",
-        "--otlp-exporter-endpoint",
-        otlp_receiver.url,
-        "--otlp-exporter-compression",
-        "none",
-        "--batch-timeout",
-        "50ms",
-        "--debug-log",
-        "traces",
-        "--pid-file",
-        str(work / "rotel.pid"),
-        "--log-file",
-        str(work / "rotel.log"),
-    ]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ROTEL_")}
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
-    try:
-        _wait_listening(grpc_port, proc, 10)
-        _wait_listening(http_port, proc, 10)
-        yield Rotel(proc.pid, f"http://127.0.0.1:{grpc_port}", f"http://127.0.0.1:{http_port}", log)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+    with rotel_agent(binary, otlp_receiver.url, work, extra_args=("--debug-log", "traces")) as r:
+        yield r
 
 
 @pytest.fixture
