@@ -24,6 +24,7 @@ NOTEBOOKS = (
     "06_tool_using_app",
     "07_live",
     "08_clickhouse",
+    "09_kv_events",
 )
 KERNEL = "python3"  # the name the notebooks' metadata asks for
 REQUESTS = "16"  # SAGELLM_OBS_NOTEBOOK_REQUESTS for the tests: small workloads

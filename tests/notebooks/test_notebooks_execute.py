@@ -18,6 +18,8 @@ import nbformat
 import pytest
 from notebook_helpers import ARTIFACTS, KERNEL, NOTEBOOKS, NOTEBOOKS_DIR
 
+from sagellm_obs import semconv as sc
+
 CELL_TIMEOUT = 300  # seconds; an engine start on a busy CI machine can take a minute
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
@@ -33,6 +35,7 @@ MIN_CHARTS = {
     "06_tool_using_app": 2,
     "07_live": 5,
     "08_clickhouse": 2,
+    "09_kv_events": 2,
 }
 EXPLORERS = {"01_quickstart": 1, "05_comparing_runs": 1}
 STARTUP_NOISE = re.compile(
@@ -138,6 +141,8 @@ def test_notebook_executes(name: str, notebook_env: dict[str, str], tmp_path: Pa
         _check_live(nb, states)
     runs = [p for p in (tmp_path / "sagellm-runs").iterdir() if (p / "manifest.json").is_file()]
     assert runs, "the notebook wrote no run folder"
+    if name == "09_kv_events":
+        _check_kv_events(charts, runs)
 
 
 def _check_live(nb: nbformat.NotebookNode, states: dict[str, Any]) -> None:
@@ -152,6 +157,37 @@ def _check_live(nb: nbformat.NotebookNode, states: dict[str, Any]) -> None:
         if m["model_name"] == "HTMLModel" and "refresh" in m["state"].get("value", "")
     ]
     assert statuses and "ended" in statuses[0], statuses
+
+
+def _check_kv_events(charts: list[dict[str, Any]], runs: list[Path]) -> None:
+    """The cache evicted, and the two KV-event charts hold every block event of the run folder.
+
+    Counted from the run's kv-events lines as written (plain JSON, not the frames the charts
+    were built from): one residency per stored block, one evicted residency per removal.
+    """
+    assert len(runs) == 1, runs
+    kinds: dict[str, int] = {}
+    for path in sorted(runs[0].glob("kv-events*.jsonl")):
+        for line in path.read_text().splitlines():
+            kind = json.loads(line)["metadata"][sc.KV_KIND]
+            kinds[kind] = kinds.get(kind, 0) + 1
+    assert kinds.get("removed", 0) > 0, f"the small KV cache evicted nothing: {kinds}"
+
+    def rows(spec: dict[str, Any]) -> list[dict[str, Any]]:
+        (data,) = spec["datasets"].values()
+        return list(data)
+
+    (lifetimes,) = [
+        c for c in charts if c.get("encoding", {}).get("x", {}).get("field") == "lifetime_s"
+    ]
+    dots = rows(lifetimes)
+    assert len(dots) == kinds["stored"]
+    assert sum(d["status"] == "evicted" for d in dots) == kinds["removed"]
+    assert sum(d["reuses"] for d in dots) == kinds.get("reused", 0)
+    (per_step,) = [c for c in charts if "vconcat" in c]
+    buckets = rows(per_step)
+    for kind in ("stored", "reused", "removed"):
+        assert sum(b[kind] for b in buckets) == kinds.get(kind, 0), kind
 
 
 def _record_timing(name: str, seconds: float) -> None:
