@@ -11,7 +11,8 @@ What differs from a run-folder load, by construction: ``source_file`` names the 
 (the exporter keeps no types); metric times keep whole seconds in tables of the current
 exporter layout (``DateTime``), nanoseconds in older ones (``DateTime64(9)``); a histogram's
 absent ``min``/``max`` read 0 (the exporter writes 0). Event attributes and links are not read
-(the frames do not hold them).
+(the frames do not hold them). ``kv_events`` is always empty: the tables hold no KV cache
+events.
 
 Tables of the exporter's JSON layout (attributes in JSON columns) are read through
 :func:`~sagellm_obs.clickhouse.ddl.source`, which shows them as the Map layout: the same SQL
@@ -29,7 +30,7 @@ from sagellm_obs.clickhouse import ddl
 from sagellm_obs.clickhouse.connect import ClickHouseError, Connection, connect
 from sagellm_obs.clickhouse.rows import STEP_ATTRIBUTE, STEP_METRICS, STEP_TIME_ATTRIBUTE
 from sagellm_obs.clickhouse.source import ClickHouseSource, as_source, quote_string
-from sagellm_obs.frames.schemas import METRICS, RUNS, SPANS, STEPS, TIME, conform
+from sagellm_obs.frames.schemas import KV_EVENTS, METRICS, RUNS, SPANS, STEPS, TIME, conform
 from sagellm_obs.frames.spans import ATTRIBUTE_COLUMNS, CONSUMED, requests_of
 from sagellm_obs.store.reader import Errors, ReadReport
 
@@ -476,6 +477,9 @@ def scan_clickhouse(source: Any, *, errors: Errors = "raise") -> Scan:
         metrics=metrics.lazy(),
         report=report,
         runs=runs,
+        # The exporter's tables have no place for KV cache events (``export clickhouse`` leaves
+        # kv-events files out): the frame is empty, never guessed from spans or steps.
+        kv_events=pl.LazyFrame(schema=KV_EVENTS),
     )
 
 

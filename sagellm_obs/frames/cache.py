@@ -6,6 +6,7 @@ Layout (``<fp>`` is the fingerprint)::
     <run>/.cache/<fp>.requests.parquet
     <run>/.cache/<fp>.steps.parquet
     <run>/.cache/<fp>.metrics.parquet
+    <run>/.cache/<fp>.kv_events.parquet  (entries of format 5 on)
     <run>/.cache/<fp>.json              written last: the entry is complete when it exists
 
 The fingerprint hashes the cache format and every source file's name, size and modification
@@ -29,13 +30,16 @@ from typing import Any
 
 import polars as pl
 
+from sagellm_obs.frames.schemas import SAVED_SCHEMAS
+
 _log = logging.getLogger(__name__)
 
 CACHE_DIR = ".cache"
-FORMAT = 4  # 4: requests.frontend_s; prefix_hit_rate renamed cached_prompt_share
+FORMAT = 5  # 5: kv_events.parquet; 4: requests.frontend_s, cached_prompt_share
 """Bump when the frames built from the same files change (schemas, derivations)."""
 
-FRAME_NAMES = ("spans", "requests", "steps", "metrics")
+FRAME_NAMES = tuple(SAVED_SCHEMAS)
+"""The frames of an entry: the four and ``kv_events``."""
 
 
 def fingerprint(files: Sequence[Path], root: Path, options: str = "") -> str:
@@ -97,7 +101,11 @@ def _atomic(path: Path, write: Any) -> None:
 
 
 def entry_files(directory: Path) -> dict[str, Path] | None:
-    """The parquet files of the newest complete entry in a cache directory, if any."""
+    """The parquet files of the newest complete entry in a cache directory, if any.
+
+    An entry of an older format has no ``kv_events`` file: its path is returned all the same
+    (the reader gives an empty frame for a missing file).
+    """
     metas = sorted(
         (p for p in directory.glob("*.json") if not p.name.startswith(".")),
         key=lambda p: p.stat().st_mtime_ns,
@@ -105,6 +113,6 @@ def entry_files(directory: Path) -> dict[str, Path] | None:
     )
     for meta in metas:
         files = {name: directory / f"{meta.stem}.{name}.parquet" for name in FRAME_NAMES}
-        if all(p.is_file() for p in files.values()):
+        if all(p.is_file() for n, p in files.items() if n != "kv_events"):
             return files
     return None

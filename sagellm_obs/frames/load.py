@@ -32,7 +32,7 @@ import polars as pl
 
 from sagellm_obs.clickhouse.source import ClickHouseSource, is_clickhouse
 from sagellm_obs.frames.replicas import with_replicas
-from sagellm_obs.frames.schemas import KV_EVENTS, RUNS, SCHEMAS, check_schema
+from sagellm_obs.frames.schemas import KV_EVENTS, RUNS, SAVED_SCHEMAS, SCHEMAS, check_schema
 from sagellm_obs.frames.sources import FRAME_NAMES, SourceScan, runs_row, scan_source
 from sagellm_obs.frames.spans import CLIENT_COLUMNS, client_columns
 from sagellm_obs.store.layout import MANIFEST
@@ -60,9 +60,10 @@ class Frames:
         runs: One row per source (:data:`~sagellm_obs.frames.schemas.RUNS`).
         rebuilt: ``(file, why)`` for each columnar copy this load had to build from the JSON.
         kv_events: One row per block per vLLM KV cache event
-            (:data:`~sagellm_obs.frames.schemas.KV_EVENTS`); run folders of engines started with
-            ``kv_events=True`` only, empty for other sources. Not in :meth:`frames` or
-            :meth:`save`.
+            (:data:`~sagellm_obs.frames.schemas.KV_EVENTS`): from the kv-events files of run
+            folders (engines started with ``kv_events=True``) and of other JSON folders, and
+            from Parquet directories written by :meth:`save`. An OTLP export or a ClickHouse
+            source has no KV events: the frame is empty (typed). Not in :meth:`frames`.
     """
 
     spans: pl.DataFrame
@@ -87,13 +88,14 @@ class Frames:
         }
 
     def save(self, directory: Source) -> Path:
-        """Write ``<name>.parquet`` per frame and ``manifest.json`` into ``directory``.
+        """Write ``<name>.parquet`` per frame (the four and ``kv_events``) and ``manifest.json``
+        into ``directory``.
 
         :func:`load` reads such a directory back.
         """
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
-        for name, df in self.frames().items():
+        for name, df in {**self.frames(), "kv_events": self.kv_events}.items():
             df.write_parquet(out / f"{name}.parquet")
         (out / MANIFEST).write_text(json.dumps(self.manifest, indent=2, default=str) + "\n")
         return out
@@ -312,7 +314,7 @@ def _loadable(path: Path) -> bool:
 
 def _combine(scans: list[SourceScan]) -> dict[str, pl.LazyFrame]:
     """The sources' frames end to end; with several, each row's ``run_id`` filled."""
-    schemas = {**SCHEMAS, "kv_events": KV_EVENTS}
+    schemas = SAVED_SCHEMAS
     if not scans:
         return {name: pl.LazyFrame(schema=schema) for name, schema in schemas.items()}
 

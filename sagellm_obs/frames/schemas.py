@@ -234,6 +234,11 @@ SCHEMAS: Mapping[str, pl.Schema] = {
     "steps": STEPS,
     "metrics": METRICS,
 }
+"""The four frames of every source (:meth:`~sagellm_obs.frames.Frames.frames`)."""
+
+SAVED_SCHEMAS: Mapping[str, pl.Schema] = {**SCHEMAS, "kv_events": KV_EVENTS}
+"""Every frame a :class:`~sagellm_obs.frames.Frames` carries by name: the four and
+``kv_events``. ``Frames.save()`` and the Parquet cache write each of them."""
 
 REQUIRED_COLUMNS: Mapping[str, tuple[str, ...]] = {
     name: tuple(schema.names()) for name, schema in SCHEMAS.items()

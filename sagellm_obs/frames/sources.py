@@ -7,8 +7,12 @@
   OpenTelemetry Collector's file exporter writes (trace and metric lines may share a file), or a
   single such file: built from the JSON, with the whole-frames Parquet cache of
   :mod:`~sagellm_obs.frames.cache` next to it.
-* A Parquet directory: one written by ``Frames.save`` (``spans.parquet``...) or a cache
-  directory (``<dir>/.cache``).
+* A Parquet directory: one written by ``Frames.save`` (``spans.parquet``...,
+  ``kv_events.parquet``) or a cache directory (``<dir>/.cache``).
+
+``kv_events`` comes from kv-events files (a run folder's, or one among other JSON files) and
+from Parquet directories; a folder without such files (an OTLP export) gives it empty, as does
+a Parquet directory saved before ``kv_events.parquet`` was written.
 
 In a directory only the top-level files are read. The same span loaded twice (e.g. a run folder
 that also holds a collector's copy) appears twice.
@@ -29,7 +33,7 @@ import polars as pl
 from sagellm_obs.frames import cache as cache_mod
 from sagellm_obs.frames import columnar, files
 from sagellm_obs.frames.lines import TORN
-from sagellm_obs.frames.schemas import RUNS, SCHEMAS, check_schema, conform
+from sagellm_obs.frames.schemas import RUNS, SAVED_SCHEMAS, check_schema, conform
 from sagellm_obs.frames.spans import requests_of
 from sagellm_obs.store import layout
 from sagellm_obs.store.reader import Errors, ReadReport, StoreFormatError
@@ -37,6 +41,7 @@ from sagellm_obs.store.reader import Errors, ReadReport, StoreFormatError
 _log = logging.getLogger(__name__)
 
 FRAME_NAMES = ("spans", "requests", "steps", "metrics")
+"""The four frames of :meth:`~sagellm_obs.frames.Frames.frames`."""
 
 ADDED_COLUMNS: dict[str, tuple[str, ...]] = dict.fromkeys(
     ("spans", "requests", "steps", "metrics"), ("engine_idx",)
@@ -194,7 +199,6 @@ def _assemble(parts: dict[str, list[pl.LazyFrame]]) -> dict[str, pl.LazyFrame]:
         "requests": requests_of(spans, client),
         "steps": cat("steps").sort("time", maintain_order=True),
         "metrics": cat("metrics"),
-        # Run folders only: other sources' frames have no kv_events key (Scan fills it empty).
         "kv_events": cat("kv_events").sort("time", maintain_order=True),
     }
 
@@ -219,7 +223,9 @@ def _json_files(
             # An entry built with errors="skip" that skipped bad lines cannot answer "raise":
             # read the sources again, which raises on the first bad line.
             if errors == "skip" or all(m == TORN for _, _, m in report.skipped):
-                checked = {n: check_schema(df, SCHEMAS[n], n).lazy() for n, df in frames.items()}
+                checked = {
+                    n: check_schema(df, SAVED_SCHEMAS[n], n).lazy() for n, df in frames.items()
+                }
                 return SourceScan(source, "otlp", checked, manifest, report, from_cache=True)
     report = ReadReport()
     parts: dict[str, list[pl.LazyFrame]] = {name: [] for name in files.FILE_SCHEMAS}
@@ -237,7 +243,8 @@ def _json_files(
         for name, df in built.items():
             parts[name].append(df.lazy())
     lazy = _assemble(parts)
-    eager = dict(zip(FRAME_NAMES, pl.collect_all([lazy[n] for n in FRAME_NAMES]), strict=True))
+    names = list(SAVED_SCHEMAS)
+    eager = dict(zip(names, pl.collect_all([lazy[n] for n in names]), strict=True))
     if cache:
         cache_mod.write(cache_dir, fp, eager, {"skipped": report.skipped})
     return SourceScan(source, "otlp", {n: df.lazy() for n, df in eager.items()}, manifest, report)
@@ -251,7 +258,7 @@ def _run_id(manifest: dict[str, Any]) -> str | None:
 
 
 def _parquet_files(directory: Path) -> dict[str, Path] | None:
-    named = {name: directory / f"{name}.parquet" for name in FRAME_NAMES}
+    named = {name: directory / f"{name}.parquet" for name in SAVED_SCHEMAS}
     if any(p.is_file() for p in named.values()):
         return named
     if directory.name == cache_mod.CACHE_DIR:
@@ -262,8 +269,8 @@ def _parquet_files(directory: Path) -> dict[str, Path] | None:
 def _parquet(directory: Path, found: dict[str, Path]) -> SourceScan:
     def scan(name: str) -> pl.LazyFrame:
         path = found[name]
-        schema = SCHEMAS[name]
-        if not path.is_file():
+        schema = SAVED_SCHEMAS[name]
+        if not path.is_file():  # e.g. kv_events.parquet of frames saved before it was written
             return pl.LazyFrame(schema=schema)
         have = pl.read_parquet_schema(path)
         added = [c for c in ADDED_COLUMNS.get(name, ()) if c not in have]
@@ -277,7 +284,7 @@ def _parquet(directory: Path, found: dict[str, Path]) -> SourceScan:
         return conform(scan, schema) if added else scan
 
     manifest_dir = directory.parent if directory.name == cache_mod.CACHE_DIR else directory
-    frames = {name: scan(name) for name in FRAME_NAMES}
+    frames = {name: scan(name) for name in SAVED_SCHEMAS}
     return SourceScan(
         directory, "parquet", frames, manifest=read_manifest(manifest_dir), from_cache=True
     )

@@ -7,6 +7,8 @@ exporter layout (``DateTime``); ``attributes`` come back in the exporter's order
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import polars as pl
@@ -14,10 +16,13 @@ import pytest
 from typer.testing import CliRunner
 
 from sagellm_obs import frames
+from sagellm_obs import semconv as sc
 from sagellm_obs.clickhouse.connect import ChdbConnection
 from sagellm_obs.clickhouse.ddl import KINDS, Tables
 from sagellm_obs.clickhouse.write import export_clickhouse
-from tests.frames.frames_otlp import WrittenRun
+from sagellm_obs.frames import KV_EVENTS
+from sagellm_obs.store import layout
+from tests.frames.frames_otlp import T0, WrittenRun
 
 LOCATION = ["source_file", "source_line"]
 
@@ -241,3 +246,36 @@ def test_rotated_run_is_exported_file_by_file(
     local = frames.load(run.path, cache=False)
     assert _spans(got.spans).equals(_spans(local.spans))
     assert got.steps.equals(local.steps)
+
+
+def test_kv_events_are_not_in_the_tables(
+    written: WrittenRun, chdb: ChdbConnection, database: str, tmp_path: Path
+) -> None:
+    """A run's kv-events file is not exported (the exporter's tables have no place for it), so
+    a ClickHouse source's kv_events frame is empty and typed: nothing is guessed."""
+    run = tmp_path / "run"
+    shutil.copytree(written.path, run)
+    block = "00000000000000ff"
+    record = {
+        "event": "evict_after",
+        "request_id": "",
+        "trace_id": None,
+        "kv_handle": {"handle_id": block, "request_id": "", "num_tokens": 0, "device": "cpu"},
+        "evict_reason": "memory_pressure",
+        "device": "cpu",
+        "elapsed_ms": 0.0,
+        "success": True,
+        "error_message": None,
+        "metadata": {
+            sc.KV_TIME_UNIX_NANO: T0,
+            sc.KV_ENGINE_ID: "e1",
+            sc.KV_KIND: sc.KV_REMOVED,
+            sc.KV_BLOCK_HASH: block,
+        },
+    }
+    layout.data_file(run, layout.KV_EVENTS, 1).write_text(json.dumps(record) + "\n")
+    assert frames.load(run, cache=False).kv_events["block_hash"].to_list() == [block]
+    export_clickhouse(run, chdb, database=database)
+    back = frames.load(frames.clickhouse_source(chdb, database=database))
+    assert back.spans.height == 20
+    assert back.kv_events.is_empty() and back.kv_events.schema == KV_EVENTS

@@ -10,6 +10,7 @@ prefix hashes our request spans carry.
 from __future__ import annotations
 
 import itertools
+import shutil
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from typing import Any
 
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 from sagellm_obs import configure
 from sagellm_obs.engine import Engine
@@ -141,6 +143,29 @@ def test_blocks_join_requests_by_prefix_hash(kv_run: KVRun) -> None:
     assert per_request.height == sum(
         1 for o in kv_run.outputs.values() if len(o.prompt_token_ids) >= BLOCK
     )
+
+
+def test_kv_events_survive_save_and_the_parquet_cache(kv_run: KVRun, tmp_path: Path) -> None:
+    """The real run's kv_events through Frames.save() and through the whole-frames cache of a
+    folder holding the run's files without its manifest: equal frames, every line a row."""
+    files = layout.data_files(kv_run.run_dir, layout.KV_EVENTS)
+    lines = sum(1 for f in files for _ in iter_jsonl(f))
+    run = load(kv_run.run_dir)
+    assert run.kv_events.height == lines
+    assert (run.kv_events["kind"] == "removed").any()
+
+    back = load(run.save(tmp_path / "saved"))
+    assert_frame_equal(back.kv_events, run.kv_events)
+
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    for f in kv_run.run_dir.glob("*.jsonl"):
+        shutil.copy2(f, plain / f.name)
+    built, cached = load(plain), load(plain)
+    assert not built.from_cache and cached.from_cache
+    assert_frame_equal(cached.kv_events, built.kv_events)
+    no_run_id = run.kv_events.with_columns(run_id=pl.lit(None, pl.String))  # no manifest there
+    assert_frame_equal(built.kv_events, no_run_id)
 
 
 def test_cost_of_the_consumer(kv_run: KVRun) -> None:

@@ -8,6 +8,7 @@ Every record must parse as the published ``isagellm-protocol`` ``KVHookPayload``
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 import sagellm_obs.protocol as p
 from sagellm_obs import semconv as sc
@@ -283,3 +285,39 @@ def test_load_and_scan_carry_kv_events(tmp_path: Path) -> None:
     with pytest.warns(StoreWarning):
         uncached = frames.load(tmp_path / "b", errors="skip", cache=False)
     assert uncached.kv_events.equals(skipped.kv_events)
+
+
+def test_kv_events_survive_save_and_the_parquet_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Frames.save() and the whole-frames Parquet cache keep kv_events, equal to the run's."""
+    from sagellm_obs import frames
+    from sagellm_obs.frames import files as files_mod
+
+    store = RunStore(tmp_path / "run")
+    store.write(layout.KV_EVENTS, records())
+    store.close()
+    run = frames.load(tmp_path / "run")
+    assert run.kv_events.height == len(records())
+
+    back = frames.load(run.save(tmp_path / "saved"))
+    assert back.from_cache
+    assert_frame_equal(back.kv_events, run.kv_events)
+
+    # The same lines in a folder that is not a run folder: built once, then served by the cache.
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    for f in layout.data_files(tmp_path / "run", layout.KV_EVENTS):
+        shutil.copy2(f, plain / f.name)
+    built = frames.load(plain)
+    assert not built.from_cache
+    assert_frame_equal(built.kv_events, run.kv_events.with_columns(run_id=pl.lit(None, pl.String)))
+
+    def no_build(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the sources were read although the cache is valid")
+
+    monkeypatch.setattr(files_mod, "build_file", no_build)
+    cached = frames.load(plain)
+    assert cached.from_cache
+    assert_frame_equal(cached.kv_events, built.kv_events)
+    assert_frame_equal(frames.load(plain / ".cache").kv_events, built.kv_events)

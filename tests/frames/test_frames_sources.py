@@ -26,7 +26,15 @@ from frames_otlp import (
 from polars.testing import assert_frame_equal
 
 from sagellm_obs import semconv as sc
-from sagellm_obs.frames import SCHEMAS, Frames, load, load_metrics, load_spans, load_steps
+from sagellm_obs.frames import (
+    KV_EVENTS,
+    SCHEMAS,
+    Frames,
+    load,
+    load_metrics,
+    load_spans,
+    load_steps,
+)
 
 SOURCE_COLUMNS = ("source_file", "source_line")
 files_mod = importlib.import_module("sagellm_obs.frames.files")
@@ -106,6 +114,8 @@ def test_collector_directory_with_mixed_lines(tmp_path: Path) -> None:
     assert gauge["value"] == 0.5
     assert gauge["attributes"] == "{}"
     assert gauge["start_time"] is None
+    # A collector's export holds no KV cache events: the frame is empty, typed.
+    assert out.kv_events.is_empty() and out.kv_events.schema == KV_EVENTS
 
 
 def test_numbers_where_strings_are_due_are_accepted(tmp_path: Path) -> None:
@@ -196,6 +206,7 @@ def _copy(written: WrittenRun, dest: Path) -> Path:
 def _assert_same(a: Frames, b: Frames) -> None:
     for name in SCHEMAS:
         assert_frame_equal(a.frames()[name], b.frames()[name])
+    assert_frame_equal(a.kv_events, b.kv_events)
 
 
 def test_cache_round_trip_and_reuse(
@@ -205,7 +216,7 @@ def test_cache_round_trip_and_reuse(
     first = load(run)
     assert not first.from_cache
     cached = sorted(p.name for p in (run / ".cache").iterdir())
-    assert len([p for p in cached if p.endswith(".parquet")]) == 4
+    assert len([p for p in cached if p.endswith(".parquet")]) == 5  # the four and kv_events
     assert len([p for p in cached if p.endswith(".json")]) == 1
 
     def no_build(*args: Any, **kwargs: Any) -> Frames:
@@ -276,6 +287,7 @@ def test_cache_directory_and_saved_frames_load_back(
 
     saved = frames.save(tmp_path / "export")
     assert sorted(p.name for p in saved.iterdir()) == [
+        "kv_events.parquet",
         "manifest.json",
         "metrics.parquet",
         "requests.parquet",
@@ -285,6 +297,11 @@ def test_cache_directory_and_saved_frames_load_back(
     back = load(saved)
     _assert_same(frames, back)
     assert back.manifest == frames.manifest
+    # Frames saved before kv_events.parquet was written load with the frame empty, typed.
+    (saved / "kv_events.parquet").unlink()
+    older = load(saved)
+    _assert_same(frames, older)
+    assert older.kv_events.is_empty() and older.kv_events.schema == KV_EVENTS
 
 
 def test_parquet_dir_with_a_wrong_schema_is_refused(tmp_path: Path) -> None:
