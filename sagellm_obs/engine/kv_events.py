@@ -26,8 +26,12 @@ Full blocks also get ``metadata["prefix_hash"]``: our own chained hash of the bl
 ``sagellm.prefix.block_hashes``, when the block size is the one those hashes use (128, vLLM's CPU
 default) and the block's parent is known.
 
-Telemetry never raises into the engine: a batch that fails to decode or write is logged and
-dropped, and the counts say so.
+Off the engine's hot path: vLLM's scheduler only queues the batch; its publisher thread sends it
+on a PUB socket, which drops messages past its high-water mark instead of blocking, so a slow,
+stuck or closed consumer never stalls the engine. Telemetry never raises into the engine: a
+message that fails to decode (wrong frames, not a batch) or a batch that fails to write is
+counted in ``dropped_batches`` and skipped (logged the 1st, 2nd, 4th... time), and the thread
+goes on with the next one.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ Writer = Callable[[Sequence[Mapping[str, Any]]], Any]
 _MASK64 = (1 << 64) - 1
 _MAX_KNOWN = 1 << 20  # vLLM hash -> our hash entries kept (~200 B each); forgotten past this
 _POLL_MS = 100
+_MAX_PER_POLL = 1000  # messages taken between two looks at the stop flag
 
 
 def hash_hex(value: Any) -> str | None:
@@ -298,7 +303,7 @@ class KVEventConsumer:
                 if not poller.poll(_POLL_MS):
                     continue
                 start = time.thread_time()
-                while True:
+                for _ in range(_MAX_PER_POLL):
                     try:
                         frames = self._sock.recv_multipart(zmq.NOBLOCK)
                     except zmq.Again:
@@ -321,7 +326,10 @@ class KVEventConsumer:
                 self._write(records)
         except Exception:
             counts.dropped_batches += 1
-            _log.exception("sagellm-obs: dropped a KV event batch")
+            # A full disk or a peer sending garbage fails every batch: log the 1st, 2nd, 4th...
+            n = counts.dropped_batches
+            if n & (n - 1) == 0:
+                _log.exception("sagellm-obs: dropped a KV event batch (%d so far)", n)
 
 
 def rank_endpoint(endpoint: str, rank: int) -> str:

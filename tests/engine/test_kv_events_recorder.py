@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -199,19 +199,71 @@ def test_consumer_receives_vllm_publisher(tmp_path: Path) -> None:
     assert seqs == [0, 0, 1, 1, 2, 3, 4]
 
 
-def test_a_bad_batch_is_dropped_not_raised() -> None:
-    consumer = KVEventConsumer(lambda recs: None, engine_id="e")
-    try:
-        consumer._one([b"", b"\x00" * 8, b"not msgpack"], _decoder())
-    finally:
-        consumer.close(drain=False)
-    assert consumer.counts.dropped_batches == 1
+def _until_received(consumer: KVEventConsumer, send: Callable[[], None]) -> None:
+    """Send empty batches until one arrives (a PUB socket drops what it sends before its
+    connection is up: ZMQ's slow joiner), then let the probes still in flight arrive."""
+    before = consumer.counts.batches
+    _wait_for(lambda: consumer.counts.batches > before, send)
+    assert consumer.counts.batches > before, "no probe reached the consumer"
+    consumer.drain(idle=0.3, timeout=5.0)
 
 
-def _decoder() -> Any:
+def _wait_for(done: Callable[[], bool], each: Callable[[], None] = lambda: None) -> None:
+    deadline = time.monotonic() + 30  # a hang guard, not a timing
+    while not done() and time.monotonic() < deadline:
+        each()
+        time.sleep(0.02)
+
+
+def test_bad_messages_a_failing_writer_and_a_gone_publisher_are_skipped() -> None:
+    """Through the socket: messages that are not batches and a batch whose write fails are
+    counted in dropped_batches and skipped; after its publisher closed its socket, the consumer
+    still records what a new publisher (vLLM's) sends."""
     import msgspec
+    import zmq
 
-    return msgspec.msgpack.Decoder(type=kv.KVEventBatch)
+    got: list[Mapping[str, Any]] = []
+
+    def write(recs: Sequence[Mapping[str, Any]]) -> None:
+        if any(r["metadata"][sc.KV_KIND] == sc.KV_REMOVED for r in recs):
+            raise OSError("No space left on device")  # as a full disk would
+        got.extend(recs)
+
+    consumer = KVEventConsumer(write, engine_id="e")
+    enc = msgspec.msgpack.Encoder()
+
+    def batch(seq: int, ts: float, events: list[Any]) -> list[bytes]:
+        return [b"", seq.to_bytes(8, "big"), enc.encode(kv.KVEventBatch(ts=ts, events=events))]
+
+    pub: Any = zmq.Context.instance().socket(zmq.PUB)
+    pub.setsockopt(zmq.LINGER, 0)
+    pub.connect(consumer.endpoint)
+    try:
+        _until_received(consumer, lambda: pub.send_multipart(batch(0, 0.0, [])))
+        pub.send_multipart([b"", b"\x00" * 8])  # two frames, not three
+        pub.send_multipart([b"", b"\x00" * 8, b"not msgpack"])
+        pub.send_multipart(batch(1, 1.0, [stored([11], PROMPT[:BS], None, "r1")]))
+        pub.send_multipart(batch(2, 2.0, [removed([11])]))  # its write fails
+        pub.send_multipart(batch(3, 3.0, [stored([12], PROMPT[BS:], 11, "r2")]))
+        _wait_for(lambda: len(got) == 2)  # the last batch written: the ones before it are done
+    finally:
+        pub.close(linger=0)  # the publisher's socket is gone
+    assert consumer.counts.dropped_batches == 3
+    assert [(r["request_id"], r["metadata"][sc.KV_KIND]) for r in got] == [
+        ("r1", sc.KV_STORED),
+        ("r2", sc.KV_STORED),
+    ]
+
+    vllm_pub = kv.EventPublisherFactory.create(consumer.vllm_config())
+    try:
+        _until_received(consumer, lambda: vllm_pub.publish(kv.KVEventBatch(ts=4.0, events=[])))
+        vllm_pub.publish(kv.KVEventBatch(ts=5.0, events=[stored([11], PROMPT[:BS], None, "r3")]))
+        _wait_for(lambda: len(got) == 3)
+    finally:
+        vllm_pub.shutdown()
+        consumer.close()
+    assert (got[-1]["request_id"], got[-1]["metadata"][sc.KV_KIND]) == ("r3", sc.KV_STORED)
+    assert consumer.counts.dropped_batches == 3
 
 
 @pytest.mark.parametrize("rank", [0, 1, 3])
