@@ -314,17 +314,16 @@ def _loadable(path: Path) -> bool:
 
 def _combine(scans: list[SourceScan]) -> dict[str, pl.LazyFrame]:
     """The sources' frames end to end; with several, each row's ``run_id`` filled."""
-    schemas = SAVED_SCHEMAS
     if not scans:
-        return {name: pl.LazyFrame(schema=schema) for name, schema in schemas.items()}
+        return {name: pl.LazyFrame(schema=schema) for name, schema in SAVED_SCHEMAS.items()}
 
     def frame(s: SourceScan, name: str) -> pl.LazyFrame:
-        return s.frames.get(name, pl.LazyFrame(schema=schemas[name]))
+        return s.frames.get(name, pl.LazyFrame(schema=SAVED_SCHEMAS[name]))
 
     if len(scans) == 1:
-        return {name: frame(scans[0], name) for name in schemas}
+        return {name: frame(scans[0], name) for name in SAVED_SCHEMAS}
     out = {}
-    for name in schemas:
+    for name in SAVED_SCHEMAS:
         parts = [
             frame(s, name).with_columns(pl.col("run_id").fill_null(pl.lit(s.run_id))) for s in scans
         ]
