@@ -43,16 +43,15 @@ else all (the document says which).
 from __future__ import annotations
 
 import asyncio
-import math
 import os
 import shutil
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks import _engine_overhead_report as report
 from benchmarks import _otlp_sink
 from benchmarks._common import (
     QUIET_CORES,
@@ -60,19 +59,12 @@ from benchmarks._common import (
     GcPauses,
     Options,
     OthersMeter,
-    bootstrap_ratio_ci,
-    f,
-    median_ci,
     progress,
-    quantile,
-    ratio,
     rotations,
     say,
-    spread,
-    table,
-    verdict,
     write_result,
 )
+from benchmarks._engine_overhead_report import Round, Sample
 
 NAME = "engine_overhead"
 TITLE = "Engine overhead: vLLM with and without our instrumentation"
@@ -101,32 +93,6 @@ COMPARED = MODES[1:]
 TARGET_THROUGHPUT = 0.99
 TARGET_P99_TTFT = 1.02
 KV_BYTES = 256 * 2**20
-
-
-@dataclass
-class Sample:
-    """One request as the client saw it."""
-
-    ttft: float = math.nan  # client-side; NaN when the client sees no tokens before the end
-    engine_ttft: float = math.nan  # vLLM's first_token_latency
-    gaps: list[float] = field(default_factory=list)
-    tokens: int = 0
-
-
-@dataclass
-class Round:
-    mode: str
-    rep: int
-    wall: float
-    cpu: float
-    core_cpu: float
-    others: float  # cores other processes kept busy meanwhile
-    samples: list[Sample]
-    gc_full_ms: list[float] = field(default_factory=list)  # full (gen-2) collection pauses
-
-    @property
-    def tokens(self) -> int:
-        return sum(s.tokens for s in self.samples)
 
 
 def _drop(record: Any) -> None:
@@ -349,69 +315,6 @@ async def _main(
     return {"rounds": rounds, "start_s": start_s, "telemetry": stats, "store_spans": spans}
 
 
-def quiet_reps(rounds: list[Round]) -> set[int]:
-    """Repetitions whose every round ran while others kept at most QUIET_CORES busy."""
-    reps = {r.rep for r in rounds}
-    return {k for k in reps if all(r.others <= QUIET_CORES for r in rounds if r.rep == k)}
-
-
-def _pct(values: list[float]) -> dict[str, float]:
-    xs = [v for v in values if not math.isnan(v)]
-    return {"p50": quantile(xs, 0.5) * 1e3, "p99": quantile(xs, 0.99) * 1e3}
-
-
-def _summary(rounds: list[Round], p: dict[str, Any]) -> dict[str, Any]:
-    by_mode: dict[str, list[Round]] = {
-        m: sorted((r for r in rounds if r.mode == m), key=lambda r: r.rep) for m in MODES
-    }
-    n = int(p["requests"])
-    modes: dict[str, Any] = {}
-    for mode, rs in by_mode.items():
-        samples = [s for r in rs for s in r.samples]
-        modes[mode] = {
-            "tok_s": spread([r.tokens / r.wall for r in rs]),
-            "cpu_ms_per_request": spread([r.cpu / n * 1000 for r in rs]),
-            "engine_core_cpu_ms_per_request": spread([r.core_cpu / n * 1000 for r in rs]),
-            "ttft_ms": _pct([s.ttft for s in samples]),
-            "engine_ttft_ms": _pct([s.engine_ttft for s in samples]),
-            "itl_ms": _pct([g for s in samples for g in s.gaps]),
-            "requests": len(samples),
-            "tokens": sum(r.tokens for r in rs),
-            "rounds": len(rs),
-            "others_cores": spread([r.others for r in rs]),
-            "gc_full": {
-                "count": sum(len(r.gc_full_ms) for r in rs),
-                "total_ms": sum(sum(r.gc_full_ms) for r in rs),
-                "max_ms": max((ms for r in rs for ms in r.gc_full_ms), default=0.0),
-            },
-        }
-
-    def paired(mode: str, key: Callable[[Round], float]) -> dict[str, float]:
-        return spread(
-            [ratio(key(b), key(a)) for a, b in zip(by_mode["vllm"], by_mode[mode], strict=True)]
-        )
-
-    comparisons: dict[str, Any] = {}
-    base = modes["vllm"]
-    for mode in COMPARED:
-        m = modes[mode]
-        comparisons[mode] = {
-            "throughput_ratio": paired(mode, lambda r: r.tokens / r.wall),
-            **{
-                f"{key}_{q}_ratio": ratio(m[f"{key}_ms"][q], base[f"{key}_ms"][q])
-                for key in ("ttft", "engine_ttft", "itl")
-                for q in ("p50", "p99")
-            },
-            "cpu_ms_per_request_delta": paired_delta(by_mode["vllm"], by_mode[mode], n),
-        }
-    return {"modes": modes, "vs_vllm": comparisons}
-
-
-def paired_delta(a: list[Round], b: list[Round], n: int) -> dict[str, float]:
-    """CPU ms per request of ``b`` minus ``a``, paired by repetition."""
-    return spread([(y.cpu - x.cpu) / n * 1000 for x, y in zip(a, b, strict=True)])
-
-
 def _model_path(model: str) -> str:
     """``"tiny"`` as is (the engine builds it); another offline preset built here, as a folder."""
     if model == "tiny":
@@ -436,16 +339,7 @@ def run(
     finally:
         received = sink.stop()
     rounds: list[Round] = out["rounds"]
-    quiet = quiet_reps(rounds)
-    enough = len(quiet) >= max(1, int(p["reps"]) // 2)
-    results: dict[str, Any] = {
-        "all": _summary(rounds, p),
-        "quiet": _summary([r for r in rounds if r.rep in quiet], p) if quiet else None,
-        "primary": "quiet" if enough else "all",
-        "reps_run": len({r.rep for r in rounds}),
-        "quiet_reps": len(quiet),
-        "quiet_cores": QUIET_CORES,
-    }
+    results: dict[str, Any] = report.summarise(rounds, p, MODES)
     results.update(
         {
             "engine_start_s": out["start_s"],
@@ -454,21 +348,7 @@ def run(
             "vllm_tracing_export_requests": received[0],
             "vllm_tracing_export_bytes": received[1],
             "targets": {"throughput_ratio": TARGET_THROUGHPUT, "p99_ttft_ratio": TARGET_P99_TTFT},
-            "raw": [
-                {
-                    "mode": r.mode,
-                    "rep": r.rep,
-                    "others_cores": r.others,
-                    "wall_s": r.wall,
-                    "cpu_s": r.cpu,
-                    "engine_core_cpu_s": r.core_cpu,
-                    "tokens": r.tokens,
-                    "ttft_ms": [round(s.ttft * 1e3, 3) for s in r.samples],
-                    "engine_ttft_ms": [round(s.engine_ttft * 1e3, 3) for s in r.samples],
-                    "gc_full_ms": [round(ms, 2) for ms in r.gc_full_ms],
-                }
-                for r in rounds
-            ],
+            "raw": report.raw(rounds),
         }
     )
     write_result(name, opts, p, results)
@@ -483,206 +363,5 @@ def run(
     return results
 
 
-_LABELS = {
-    "vllm": "A: vLLM `AsyncLLM.generate` (stats on)",
-    "ours": "B: ours, `InstrumentedEngine.generate`",
-    "ours_stream": "B′: ours, `InstrumentedEngine.stream`",
-    "ours_stream_no_tel": "B″: as B′, request records dropped",
-    "vllm_tracing": "C: vLLM + its own tracing (OTLP/gRPC)",
-}
-
-
-def intervals(r: dict[str, Any], mode: str, n: int) -> dict[str, tuple[float, float]]:
-    """95% intervals of ``mode`` / A from the raw rounds of the reported repetitions:
-    the paired throughput ratio's median (order statistics), and the pooled p99 TTFT ratios
-    (bootstrap over repetitions)."""
-    raw = r["raw"]
-    reps = sorted({x["rep"] for x in raw})
-    if r["primary"] == "quiet":
-        reps = [
-            k
-            for k in reps
-            if all(x["others_cores"] <= r["quiet_cores"] for x in raw if x["rep"] == k)
-        ]
-    by = {(x["mode"], x["rep"]): x for x in raw}
-    reps = [k for k in reps if (mode, k) in by and ("vllm", k) in by]
-
-    def tps(x: dict[str, Any]) -> float:
-        return float(x["tokens"]) / float(x["wall_s"])
-
-    a = [by[("vllm", k)] for k in reps]
-    b = [by[(mode, k)] for k in reps]
-    return {
-        "throughput": median_ci([tps(y) / tps(x) for x, y in zip(a, b, strict=True)]),
-        "cpu_delta": median_ci(
-            [(y["cpu_s"] - x["cpu_s"]) / n * 1000 for x, y in zip(a, b, strict=True)]
-        ),
-        "ttft_p99": bootstrap_ratio_ci([x["ttft_ms"] for x in a], [y["ttft_ms"] for y in b], 0.99),
-        "engine_ttft_p99": bootstrap_ratio_ci(
-            [x["engine_ttft_ms"] for x in a], [y["engine_ttft_ms"] for y in b], 0.99
-        ),
-    }
-
-
-def _ci(value: float, ci: tuple[float, float], digits: int = 3) -> str:
-    if math.isnan(value):
-        return "n/a"
-    return f"{f(value, digits)} [{f(ci[0], digits)}, {f(ci[1], digits)}]"
-
-
-def _short(mode: str) -> str:
-    return _LABELS[mode].split(":")[0]
-
-
-def _model_label(p: dict[str, Any]) -> str:
-    """The model a result was measured on, as the docs name it."""
-    model = str(p.get("model", "tiny"))
-    sizes = {"tiny": "3.4 M parameters", "small": "109 M parameters"}
-    return f"`{model}` model ({sizes[model]})" if model in sizes else f"model `{model}`"
-
-
-def _gc_cell(gc_full: dict[str, float] | None) -> str:
-    """``count (max ms)`` of the full collections of a mode's rounds."""
-    if gc_full is None:
-        return "n/a"
-    if not gc_full["count"]:
-        return "0"
-    return f"{int(gc_full['count'])} (max {f(gc_full['max_ms'], 0)} ms)"
-
-
-def render(doc: dict[str, Any]) -> str:
-    """Markdown tables of a result document."""
-    r, p = doc["results"], doc["params"]
-    primary = r[r["primary"]]
-    modes = primary["modes"]
-    rows = [
-        [
-            _LABELS[m],
-            f(modes[m]["tok_s"]["median"], 0),
-            f"{f(modes[m]['tok_s']['min'], 0)} – {f(modes[m]['tok_s']['max'], 0)}",
-            f(modes[m]["ttft_ms"]["p50"], 1),
-            f(modes[m]["ttft_ms"]["p99"], 1),
-            f(modes[m]["engine_ttft_ms"]["p50"], 1),
-            f(modes[m]["engine_ttft_ms"]["p99"], 1),
-            f(modes[m]["itl_ms"]["p50"], 2),
-            f(modes[m]["itl_ms"]["p99"], 2),
-            f(modes[m]["cpu_ms_per_request"]["median"], 3),
-            f(modes[m]["engine_core_cpu_ms_per_request"]["median"], 2),
-            _gc_cell(modes[m].get("gc_full")),
-        ]
-        for m in MODES
-    ]
-    comp = []
-    for m in COMPARED:
-        c = primary["vs_vllm"][m]
-        tr = c["throughput_ratio"]
-        d = c["cpu_ms_per_request_delta"]
-        ci = intervals(r, m, int(p["requests"]))
-        comp.append(
-            [
-                f"{_short(m)} / A",
-                f"**{_ci(tr['median'], ci['throughput'])}**",
-                f(c["ttft_p50_ratio"], 3),
-                _ci(c["ttft_p99_ratio"], ci["ttft_p99"]),
-                f(c["engine_ttft_p50_ratio"], 3),
-                _ci(c["engine_ttft_p99_ratio"], ci["engine_ttft_p99"]),
-                f(c["itl_p50_ratio"], 3),
-                f(c["itl_p99_ratio"], 3),
-                _ci(d["median"], ci["cpu_delta"]),
-            ]
-        )
-    tel = r["telemetry"]
-    all_note = ""
-    if r["primary"] == "quiet":
-        every = r["all"]["vs_vllm"]
-        all_note = " (all {} repetitions: throughput B/A {}, B′/A {})".format(
-            r["reps_run"],
-            f(every["ours"]["throughput_ratio"]["median"], 3),
-            f(every["ours_stream"]["throughput_ratio"]["median"], 3),
-        )
-    return "\n".join(
-        [
-            f"`{doc['command']}` — {_model_label(p)}, {p['requests']} requests × "
-            f"{p['max_tokens']} output tokens "
-            f"(ignore_eos), concurrency {p['concurrency']}, one warm-up round per mode, then "
-            f"{r['reps_run']} interleaved repetitions of the {len(MODES)} modes, of which "
-            f"{r['quiet_reps']} were quiet (every round ran while other processes kept ≤ "
-            f"{r['quiet_cores']} cores busy). Tables: **{r['primary']} repetitions**"
-            f"{all_note}. Engine start {f(r['engine_start_s'], 1)} s.",
-            "",
-            table(
-                [
-                    "mode",
-                    "output tok/s (median)",
-                    "min – max",
-                    "client TTFT p50 ms",
-                    "client TTFT p99 ms",
-                    "vLLM TTFT p50 ms",
-                    "vLLM TTFT p99 ms",
-                    "ITL p50 ms",
-                    "ITL p99 ms",
-                    "frontend CPU ms/req",
-                    "EngineCore CPU ms/req",
-                    "full GCs of the frontend",
-                ],
-                rows,
-            ),
-            "",
-            table(
-                [
-                    "ratio",
-                    "throughput, paired per rep [95% CI]",
-                    "client TTFT p50",
-                    "client TTFT p99 [95% CI]",
-                    "vLLM TTFT p50",
-                    "vLLM TTFT p99 [95% CI]",
-                    "ITL p50",
-                    "ITL p99",
-                    "Δ frontend CPU ms/req, paired [95% CI]",
-                ],
-                comp,
-            ),
-            "",
-            f"Targets: throughput ratio ≥ {r['targets']['throughput_ratio']}, p99 TTFT ratio ≤ "
-            f"{r['targets']['p99_ttft_ratio']}. Percentiles pool every request of a mode "
-            f"({modes['vllm']['requests']:,} requests, {modes['vllm']['tokens']:,} tokens "
-            "each). TTFT/ITL: ratios of pooled percentiles (95% CI: bootstrap over repetitions); "
-            "throughput and CPU: medians of per-repetition pairs (95% CI of the median). "
-            f"Our telemetry recorded {f(tel['requests_recorded'])} requests and "
-            f"{f(tel['steps_recorded'])} steps, {f(r['store_spans'])} spans in the store, "
-            f"{tel['records_dropped']} dropped, {tel['record_failures']} failures; vLLM's tracing "
-            f"sent {f(r['vllm_tracing_export_requests'])} OTLP export requests "
-            f"({f(r['vllm_tracing_export_bytes'])} bytes) to the sink.",
-        ]
-    )
-
-
-def headline(doc: dict[str, Any]) -> list[list[str]]:
-    """Target rows for the summary table."""
-    r = doc["results"]
-    t = r["targets"]
-    model = str(doc["params"].get("model", "tiny"))
-    out = []
-    for mode, ttft_key, what in (
-        ("ours", "engine_ttft_p99_ratio", "vLLM TTFT"),
-        ("ours_stream", "ttft_p99_ratio", "client TTFT"),
-    ):
-        c = r[r["primary"]]["vs_vllm"][mode]
-        tr, ttft = c["throughput_ratio"]["median"], c[ttft_key]
-        ci = intervals(r, mode, int(doc["params"]["requests"]))
-        tci = ci["engine_ttft_p99" if ttft_key.startswith("engine") else "ttft_p99"]
-        out += [
-            [
-                f"output tok/s, {_short(mode)} (`{mode}`) / A (vLLM), {model} model",
-                f"≥ {t['throughput_ratio']}",
-                f"{_ci(tr, ci['throughput'])} ({r['primary']} reps)",
-                verdict(*ci["throughput"], t["throughput_ratio"], at_least=True),
-            ],
-            [
-                f"p99 {what}, {_short(mode)} / A, {model} model",
-                f"≤ {t['p99_ttft_ratio']}",
-                _ci(ttft, tci),
-                verdict(*tci, t["p99_ttft_ratio"], at_least=False),
-            ],
-        ]
-    return out
+render = report.render
+headline = report.headline
