@@ -8,7 +8,7 @@ against plain vLLM (:func:`summary`), their 95% intervals from the raw rounds of
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +51,10 @@ class Round:
         return sum(s.tokens for s in self.samples)
 
 
+PAIRS = {"ours_live": "ours", "ours_kv_events": "vllm_kv"}
+"""Modes also paired with another mode than plain vLLM: what they add to that mode."""
+
+
 def quiet_reps(rounds: list[Round]) -> set[int]:
     """Repetitions whose every round ran while others kept at most QUIET_CORES busy."""
     reps = {r.rep for r in rounds}
@@ -88,25 +92,30 @@ def _summary(rounds: list[Round], p: dict[str, Any], modes_run: Sequence[str]) -
             },
         }
 
-    def paired(mode: str, key: Callable[[Round], float]) -> dict[str, float]:
-        return spread(
-            [ratio(key(b), key(a)) for a, b in zip(by_mode["vllm"], by_mode[mode], strict=True)]
-        )
-
-    comparisons: dict[str, Any] = {}
-    base = modes["vllm"]
-    for mode in modes_run[1:]:
-        m = modes[mode]
-        comparisons[mode] = {
-            "throughput_ratio": paired(mode, lambda r: r.tokens / r.wall),
+    def compare(mode: str, against: str) -> dict[str, Any]:
+        a, b = by_mode[against], by_mode[mode]
+        return {
+            "throughput_ratio": spread(
+                [ratio(y.tokens / y.wall, x.tokens / x.wall) for x, y in zip(a, b, strict=True)]
+            ),
             **{
-                f"{key}_{q}_ratio": ratio(m[f"{key}_ms"][q], base[f"{key}_ms"][q])
+                f"{key}_{q}_ratio": ratio(
+                    modes[mode][f"{key}_ms"][q], modes[against][f"{key}_ms"][q]
+                )
                 for key in ("ttft", "engine_ttft", "itl")
                 for q in ("p50", "p99")
             },
-            "cpu_ms_per_request_delta": paired_delta(by_mode["vllm"], by_mode[mode], n),
+            "cpu_ms_per_request_delta": paired_delta(a, b, n),
         }
-    return {"modes": modes, "vs_vllm": comparisons}
+
+    out: dict[str, Any] = {
+        "modes": modes,
+        "vs_vllm": {mode: compare(mode, "vllm") for mode in modes_run[1:]},
+    }
+    pairs = {m: b for m, b in PAIRS.items() if m in by_mode and b in by_mode}
+    if pairs:
+        out["vs_base"] = {m: {"base": b, **compare(m, b)} for m, b in pairs.items()}
+    return out
 
 
 def summarise(rounds: list[Round], p: dict[str, Any], modes: Sequence[str]) -> dict[str, Any]:
@@ -156,11 +165,16 @@ _LABELS = {
     "ours_stream": "B′: ours, `InstrumentedEngine.stream`",
     "ours_stream_no_tel": "B″: as B′, request records dropped",
     "vllm_tracing": "C: vLLM + its own tracing (OTLP/gRPC)",
+    "ours_live": "L: as B, a live view open (`explore.live`, every 1 s)",
+    "vllm_kv": "A_kv: as A, 2nd engine, vLLM's KV events on and recorded",
+    "ours_kv_events": "B_kv: as B, on the KV-events engine",
 }
 
 
-def intervals(r: dict[str, Any], mode: str, n: int) -> dict[str, tuple[float, float]]:
-    """95% intervals of ``mode`` / A from the raw rounds of the reported repetitions:
+def intervals(
+    r: dict[str, Any], mode: str, n: int, base: str = "vllm"
+) -> dict[str, tuple[float, float]]:
+    """95% intervals of ``mode`` / ``base`` (A) from the raw rounds of the reported repetitions:
     the paired throughput ratio's median (order statistics), and the pooled p99 TTFT ratios
     (bootstrap over repetitions)."""
     raw = r["raw"]
@@ -172,12 +186,12 @@ def intervals(r: dict[str, Any], mode: str, n: int) -> dict[str, tuple[float, fl
             if all(x["others_cores"] <= r["quiet_cores"] for x in raw if x["rep"] == k)
         ]
     by = {(x["mode"], x["rep"]): x for x in raw}
-    reps = [k for k in reps if (mode, k) in by and ("vllm", k) in by]
+    reps = [k for k in reps if (mode, k) in by and (base, k) in by]
 
     def tps(x: dict[str, Any]) -> float:
         return float(x["tokens"]) / float(x["wall_s"])
 
-    a = [by[("vllm", k)] for k in reps]
+    a = [by[(base, k)] for k in reps]
     b = [by[(mode, k)] for k in reps]
     return {
         "throughput": median_ci([tps(y) / tps(x) for x, y in zip(a, b, strict=True)]),
@@ -241,14 +255,15 @@ def render(doc: dict[str, Any]) -> str:
         for m in run_modes
     ]
     comp = []
-    for m in run_modes[1:]:
-        c = primary["vs_vllm"][m]
+    pairs = [(m, "vllm", primary["vs_vllm"][m]) for m in run_modes[1:]]
+    pairs += [(m, c["base"], c) for m, c in primary.get("vs_base", {}).items()]
+    for m, base, c in pairs:
         tr = c["throughput_ratio"]
         d = c["cpu_ms_per_request_delta"]
-        ci = intervals(r, m, int(p["requests"]))
+        ci = intervals(r, m, int(p["requests"]), base)
         comp.append(
             [
-                f"{_short(m)} / A",
+                f"{_short(m)} / {_short(base)}",
                 f"**{_ci(tr['median'], ci['throughput'])}**",
                 f(c["ttft_p50_ratio"], 3),
                 _ci(c["ttft_p99_ratio"], ci["ttft_p99"]),
@@ -320,9 +335,42 @@ def render(doc: dict[str, Any]) -> str:
             f"{f(tel['steps_recorded'])} steps, {f(r['store_spans'])} spans in the store, "
             f"{tel['records_dropped']} dropped, {tel['record_failures']} failures; vLLM's tracing "
             f"sent {f(r['vllm_tracing_export_requests'])} OTLP export requests "
-            f"({f(r['vllm_tracing_export_bytes'])} bytes) to the sink.",
+            f"({f(r['vllm_tracing_export_bytes'])} bytes) to the sink.{_extras_note(r, p)}",
         ]
     )
+
+
+def _extras_note(r: dict[str, Any], p: dict[str, Any]) -> str:
+    """What the live view and the KV-events consumer did over the run (when they ran)."""
+    parts = []
+    if "kv_engine_start_s" in r:
+        how = (
+            "with `EngineConfig(kv_events=True)` (vLLM fixes KV events at start-up)"
+            if p.get("kv_events", True)
+            else "**without KV events (a control run: `--set kv_events=false`)**"
+        )
+        parts.append(
+            f" A_kv and B_kv ran on a second engine, started ({f(r['kv_engine_start_s'], 1)} s) "
+            f"as the first but {how}: both engines stay up and their rounds alternate in every "
+            "repetition, so the X / A ratios of those two pair rounds of two engines run side "
+            "by side."
+        )
+    kv = r.get("kv_events")
+    if kv:
+        parts.append(
+            f" The KV-event consumer received {f(kv['batches'])} batches ({f(kv['events'])} "
+            f"events) and wrote {f(kv['records'])} records, {kv['dropped_batches']} batches "
+            f"dropped, in {f(kv['cpu_seconds'], 2)} s of its thread's CPU."
+        )
+    live = r.get("live_view")
+    if live:
+        parts.append(
+            f" The live view (window {f(live['window_s'], 0)} s, every {f(live['every_s'], 1)} s) "
+            f"refreshed {f(live['refreshes'])} times and its widgets sent "
+            f"{f(live['widget_messages'])} messages ({f(live['widget_bytes'])} bytes of JSON, "
+            "encoded as a kernel would, then dropped)."
+        )
+    return "".join(parts)
 
 
 def headline(doc: dict[str, Any]) -> list[list[str]]:
@@ -331,11 +379,12 @@ def headline(doc: dict[str, Any]) -> list[list[str]]:
     t = r["targets"]
     model = str(doc["params"].get("model", "tiny"))
     out = []
+    compared = r[r["primary"]]["vs_vllm"]
     for mode, ttft_key, what in (
         ("ours", "engine_ttft_p99_ratio", "vLLM TTFT"),
         ("ours_stream", "ttft_p99_ratio", "client TTFT"),
     ):
-        c = r[r["primary"]]["vs_vllm"][mode]
+        c = compared[mode]
         tr, ttft = c["throughput_ratio"]["median"], c[ttft_key]
         ci = intervals(r, mode, int(doc["params"]["requests"]))
         tci = ci["engine_ttft_p99" if ttft_key.startswith("engine") else "ttft_p99"]
@@ -353,4 +402,17 @@ def headline(doc: dict[str, Any]) -> list[list[str]]:
                 verdict(*tci, t["p99_ttft_ratio"], at_least=False),
             ],
         ]
+    for mode in ("ours_live", "ours_kv_events"):
+        if mode not in compared:
+            continue
+        tr = compared[mode]["throughput_ratio"]["median"]
+        ci = intervals(r, mode, int(doc["params"]["requests"]))
+        out.append(
+            [
+                f"output tok/s, {_short(mode)} (`{mode}`) / A (vLLM), {model} model",
+                f"≥ {t['throughput_ratio']}",
+                f"{_ci(tr, ci['throughput'])} ({r['primary']} reps)",
+                verdict(*ci["throughput"], t["throughput_ratio"], at_least=True),
+            ]
+        )
     return out

@@ -2,7 +2,7 @@
 
 One vLLM ``AsyncLLM`` in its lightest layout (``VLLM_ENABLE_V1_MULTIPROCESSING=0``: the model
 runs inside EngineCore, which for ``AsyncLLM`` stays a separate process; the offline tiny model,
-float32, ``enforce_eager``, 256 MiB KV cache, prefix caching on) started through
+float32, ``enforce_eager``, 256 MiB KV cache of 32-token blocks, prefix caching on) started through
 ``InstrumentedEngine`` with vLLM's stats on (``disable_log_stats=False``: vLLM's logging and
 Prometheus stat loggers run, as shipped) and vLLM's own tracing initialised
 (``otlp_traces_endpoint`` = an OTLP/gRPC sink in another process). Rounds alternate, rotated:
@@ -22,6 +22,16 @@ Prometheus stat loggers run, as shipped) and vLLM's own tracing initialised
   exported over OTLP/gRPC. vLLM fixes tracing at start-up; the benchmark flips
   ``AsyncLLM.output_processor.tracing_enabled``, the flag vLLM 0.32 checks per finished request,
   so all three modes share one engine and one run.
+* ``ours_live``: as ``ours``, with notebook 07_live's view open on the run folder
+  (``explore.live(run_dir, every=1.0, window_s=120)``) refreshing on its thread in this process:
+  it reads the appended lines, redraws its five charts and its widgets' state messages are
+  JSON-encoded as a kernel would send them. Between rounds (not measured) the view is paused and
+  brought up to date, so a live round's refreshes read that round's lines.
+* ``vllm_kv`` and ``ours_kv_events``: ``vllm`` and ``ours`` on a second engine, started like the
+  first but with ``EngineConfig(kv_events=True)``: vLLM publishes its KV cache events and our
+  consumer thread decodes and records them (``ours`` also asks vLLM to report prefix hits). vLLM
+  fixes KV events at start-up, so both engines stay up and their rounds alternate within every
+  repetition; ``X / vllm`` ratios of these modes pair rounds of the two engines.
 
 Per round: ``requests`` requests of ``max_tokens`` output tokens (``ignore_eos``), short distinct
 prompts, at most ``concurrency`` in flight. TTFT and ITL are measured by the client, identically
@@ -48,6 +58,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -67,10 +78,14 @@ from benchmarks._common import (
 from benchmarks._engine_overhead_report import Round, Sample
 
 NAME = "engine_overhead"
+BLOCK_SIZE = 32
+"""KV block tokens: a request (~20 prompt + 64 output tokens) fills two blocks, so vLLM stores
+blocks and publishes KV events (with vLLM's CPU default of 128 it would fill none)."""
 TITLE = "Engine overhead: vLLM with and without our instrumentation"
 PRESETS: dict[str, dict[str, Any]] = {
     # reps: quiet repetitions wanted; at most max_reps are run, and none after max_seconds.
     "default": {
+        "block_size": BLOCK_SIZE,
         "requests": 128,
         "max_tokens": 64,
         "concurrency": 32,
@@ -79,6 +94,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "max_seconds": 600,
     },
     "quick": {
+        "block_size": BLOCK_SIZE,
         "requests": 64,
         "max_tokens": 32,
         "concurrency": 16,
@@ -86,10 +102,16 @@ PRESETS: dict[str, dict[str, Any]] = {
         "max_reps": 8,
         "max_seconds": 180,
     },
-    "toy": dict(TOY_ROUNDS),
+    "toy": {"block_size": BLOCK_SIZE, **TOY_ROUNDS},
 }
-MODES = ("vllm", "ours", "ours_stream", "ours_stream_no_tel", "vllm_tracing")
+BASE_MODES = ("vllm", "ours", "ours_stream", "ours_stream_no_tel", "vllm_tracing")
+"""The modes of one engine (``engine_overhead_small`` runs these)."""
+KV_MODES = ("vllm_kv", "ours_kv_events")
+"""The modes of the second engine, started with vLLM's KV events on."""
+MODES = (*BASE_MODES, "ours_live", *KV_MODES)
 COMPARED = MODES[1:]
+LIVE_EVERY_S = 1.0  # as notebook 07_live refreshes
+LIVE_WINDOW_S = 120.0
 TARGET_THROUGHPUT = 0.99
 TARGET_P99_TTFT = 1.02
 KV_BYTES = 256 * 2**20
@@ -104,13 +126,28 @@ def _prompt(rep: int, i: int) -> str:
 
 
 class Bench:
-    """The engine, its telemetry, and one coroutine per mode."""
+    """The engine(s), their telemetry, and one coroutine per mode.
 
-    def __init__(self, engine: Any, telemetry: Any, p: dict[str, Any], exclude: set[int]) -> None:
+    ``kv_engine`` (the ``KV_MODES``' engine) and ``view`` (``ours_live``'s live view) are None
+    when the benchmark runs without those modes.
+    """
+
+    def __init__(
+        self,
+        engine: Any,
+        telemetry: Any,
+        p: dict[str, Any],
+        exclude: set[int],
+        *,
+        kv_engine: Any = None,
+        view: Any = None,
+    ) -> None:
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind
 
-        self.engine = engine
+        self.base = self.engine = engine
+        self.kv_engine = kv_engine
+        self.view = view
         self.tel = telemetry
         self.p = p
         self.params = SamplingParams(
@@ -198,13 +235,22 @@ class Bench:
         return s
 
     def set_mode(self, mode: str) -> Callable[[str], Awaitable[Sample]]:
-        self.engine.llm.output_processor.tracing_enabled = mode == "vllm_tracing"
+        self.base.llm.output_processor.tracing_enabled = mode == "vllm_tracing"
+        self.engine = self.kv_engine if mode in KV_MODES else self.base
         pipeline = self.tel.pipeline
         if mode == "ours_stream_no_tel":
             pipeline.submit_request = _drop  # instance attribute shadows the method
         else:
             pipeline.__dict__.pop("submit_request", None)
-        if mode == "ours":
+        if self.view is not None:
+            # Before the round starts (not measured): wait for a refresh in flight and read what
+            # the rounds before wrote, so that a live round's refreshes read that round's lines,
+            # as a view open all along would.
+            self.view.pause()
+            self.view.refresh()
+            if mode == "ours_live":
+                self.view.resume()
+        if mode in ("ours", "ours_live", "ours_kv_events"):
             return self.ours
         if mode.startswith("ours_stream"):
             return self.ours_stream
@@ -214,6 +260,9 @@ class Bench:
         """Push everything a round produced through its exporters (CPU charged to the round)."""
         from opentelemetry import trace
 
+        if self.engine is self.kv_engine and self.engine.kv_events is not None:
+            # The round's KV events decoded and written by the consumer thread.
+            self.engine.kv_events.drain(idle=0.05, timeout=2.0)
         self.tel.pipeline.flush()
         self.tel.tracer_provider.force_flush()
         provider = trace.get_tracer_provider()
@@ -246,10 +295,65 @@ def _status(r: Round) -> str:
     )
 
 
+class _JsonComm:
+    """Stands for a kernel's comm: a widget's messages JSON-encoded as ``jupyter_client``'s
+    session encodes them, then dropped (the bytes are counted)."""
+
+    sent_bytes = 0
+    messages = 0
+
+    @classmethod
+    def install(cls) -> None:
+        import comm
+        from comm.base_comm import BaseComm
+
+        class Comm(BaseComm):
+            def publish_msg(
+                self,
+                msg_type: str,
+                data: Any = None,
+                metadata: Any = None,
+                buffers: Any = None,
+                **keys: Any,
+            ) -> None:
+                from jupyter_client.session import json_packer
+
+                cls.sent_bytes += len(json_packer({"data": data, "metadata": metadata}))
+                cls.messages += 1
+
+        comm.create_comm = Comm
+
+
+def _open_view(run_dir: Path) -> Any:
+    """The live view of notebook 07_live over the benchmark's run folder, paused."""
+    _JsonComm.install()
+    from sagellm_obs.explore import live
+
+    view = live(run_dir, every=LIVE_EVERY_S, window_s=LIVE_WINDOW_S)
+    view.pause()
+    return view
+
+
+async def _start(cfg: Any, tel: Any) -> tuple[Any, float]:
+    """An engine and its start time; vLLM's tracing endpoint kept out of our environment."""
+    from sagellm_obs.engine import InstrumentedEngine
+
+    saved = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    t0 = time.perf_counter()
+    engine = await InstrumentedEngine.start(cfg, telemetry=tel)
+    start_s = time.perf_counter() - t0
+    # vLLM's init_tracer exports the endpoint to the environment; keep it from leaking.
+    if saved is None:
+        os.environ.pop("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", None)
+    else:
+        os.environ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] = saved
+    return engine, start_s
+
+
 async def _main(
-    p: dict[str, Any], opts: Options, sink: _otlp_sink.Sink, name: str
+    p: dict[str, Any], opts: Options, sink: _otlp_sink.Sink, name: str, modes: tuple[str, ...]
 ) -> dict[str, Any]:
-    from sagellm_obs.engine import EngineConfig, InstrumentedEngine
+    from sagellm_obs.engine import EngineConfig
     from sagellm_obs.telemetry import configure
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-engine-"))
@@ -267,23 +371,26 @@ async def _main(
         enforce_eager=True,
         kv_cache_memory_bytes=KV_BYTES,
         enable_prefix_caching=True,
+        block_size=p.get("block_size"),
         extra={"otlp_traces_endpoint": sink.endpoint},
     )
-    saved = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
     rounds: list[Round] = []
+    extra: dict[str, Any] = {}
     with progress(opts.show_progress) as bar:
         task = bar.add_task(f"{name} (quiet reps)", total=int(p["reps"]), status="starting vLLM")
-        t0 = time.perf_counter()
-        engine = await InstrumentedEngine.start(cfg, telemetry=tel)
-        start_s = time.perf_counter() - t0
-        # vLLM's init_tracer exports the endpoint to the environment; keep it from leaking.
-        if saved is None:
-            os.environ.pop("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", None)
-        else:
-            os.environ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] = saved
-        bench = Bench(engine, tel, p, {sink.proc.pid})
+        engine, start_s = await _start(cfg, tel)
+        kv_engine = view = None
+        if any(m in KV_MODES for m in modes):
+            # The same engine but for the KV events, which vLLM fixes at start-up; both stay up
+            # and the rounds of the two alternate, so each repetition pairs them in time.
+            bar.update(task, status="starting vLLM with KV events")
+            kv_cfg = replace(cfg, kv_events=bool(p.get("kv_events", True)))  # False: a control
+            kv_engine, extra["kv_engine_start_s"] = await _start(kv_cfg, tel)
+        if "ours_live" in modes:
+            view = _open_view(tmp / "run")
+        bench = Bench(engine, tel, p, {sink.proc.pid}, kv_engine=kv_engine, view=view)
         try:
-            for mode in MODES:  # warm-up, not recorded
+            for mode in modes:  # warm-up, not recorded
                 bar.update(task, status=f"warm-up {_status(await bench.round(mode, -1))}")
             deadline = time.monotonic() + float(p["max_seconds"])
             rep = quiet = 0
@@ -291,7 +398,7 @@ async def _main(
                 if rep and time.monotonic() > deadline:
                     break
                 batch = []
-                for mode in rotations(MODES, rep):
+                for mode in rotations(modes, rep):
                     batch.append(await bench.round(mode, rep))
                     bar.update(task, status=f"rep {rep + 1} {_status(batch[-1])}")
                 rounds.extend(batch)
@@ -301,6 +408,20 @@ async def _main(
                 rep += 1
         finally:
             bench.set_mode("vllm")
+            if view is not None:
+                view.stop()
+                extra["live_view"] = {
+                    "refreshes": view.refreshes,
+                    "widget_messages": _JsonComm.messages,
+                    "widget_bytes": _JsonComm.sent_bytes,
+                    "window_s": LIVE_WINDOW_S,
+                    "every_s": LIVE_EVERY_S,
+                }
+            if kv_engine is not None:
+                consumer = kv_engine.kv_events
+                kv_engine.shutdown()  # drains what the last steps published
+                if consumer is not None:
+                    extra["kv_events"] = asdict(consumer.counts)
             engine.shutdown()
     stats = tel.stats()
     spans = sum(p.read_bytes().count(b'"spanId":') for p in (tmp / "run").glob("traces-*.jsonl"))
@@ -312,7 +433,13 @@ async def _main(
     if stop is not None:
         stop()
     shutil.rmtree(tmp, ignore_errors=True)
-    return {"rounds": rounds, "start_s": start_s, "telemetry": stats, "store_spans": spans}
+    return {
+        "rounds": rounds,
+        "start_s": start_s,
+        "telemetry": stats,
+        "store_spans": spans,
+        "extra": extra,
+    }
 
 
 def _model_path(model: str) -> str:
@@ -326,20 +453,25 @@ def _model_path(model: str) -> str:
 
 
 def run(
-    opts: Options, *, name: str = NAME, presets: dict[str, dict[str, Any]] = PRESETS
+    opts: Options,
+    *,
+    name: str = NAME,
+    presets: dict[str, dict[str, Any]] = PRESETS,
+    modes: tuple[str, ...] = MODES,
 ) -> dict[str, Any]:
     """Run the benchmark; returns (and writes) the result document's ``results``.
 
-    ``name`` and ``presets`` let a variant (another model) reuse it under its own result file.
+    ``name``, ``presets`` and ``modes`` let a variant (another model) reuse it under its own
+    result file.
     """
     p = opts.sizes(presets)
     sink = _otlp_sink.start()
     try:
-        out = asyncio.run(_main(p, opts, sink, name))
+        out = asyncio.run(_main(p, opts, sink, name, modes))
     finally:
         received = sink.stop()
     rounds: list[Round] = out["rounds"]
-    results: dict[str, Any] = report.summarise(rounds, p, MODES)
+    results: dict[str, Any] = report.summarise(rounds, p, modes)
     results.update(
         {
             "engine_start_s": out["start_s"],
@@ -349,6 +481,7 @@ def run(
             "vllm_tracing_export_bytes": received[1],
             "targets": {"throughput_ratio": TARGET_THROUGHPUT, "p99_ttft_ratio": TARGET_P99_TTFT},
             "raw": report.raw(rounds),
+            **out["extra"],
         }
     )
     write_result(name, opts, p, results)

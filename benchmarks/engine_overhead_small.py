@@ -45,4 +45,4 @@ headline = _base.headline
 
 def run(opts: Options) -> dict[str, Any]:
     """Run the benchmark; returns (and writes) the result document's ``results``."""
-    return _base.run(opts, name=NAME, presets=PRESETS)
+    return _base.run(opts, name=NAME, presets=PRESETS, modes=_base.BASE_MODES)
