@@ -106,10 +106,11 @@ class LiveView:
             layout=widgets.Layout(width="100%"),
         )
         self.widget.add_class("sagellm-live")
+        if start:
+            self._running.set()  # before the first picture, whose status would say "paused"
         self.refresh()
         self._thread: threading.Thread | None = None
         if start:
-            self._running.set()
             self._thread = threading.Thread(target=self._loop, name="sagellm-live", daemon=True)
             self._thread.start()
 

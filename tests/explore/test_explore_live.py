@@ -37,6 +37,7 @@ def test_the_view_follows_the_run_and_stops_at_its_end(writer: LiveRun) -> None:
     try:
         assert isinstance(view, LiveView)
         assert "waiting for the run" in str(view.charts["kv"].to_dict())
+        assert ": live ·" in view.status.value  # the first picture already says so
         writer.batch(3)
         _until(lambda: view.snapshot is not None and view.snapshot.requests == 3)
         first = {name: _values(view.views[name].chart) for name in VIEWS}
