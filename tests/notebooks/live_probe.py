@@ -1,0 +1,54 @@
+"""What the live view of notebook 07_live shows, read from its widgets, and the run's own count.
+
+Both live-view notebook tests (nbclient and JupyterLab) run 07_live with a workload long enough to
+be watched (:data:`LIVE_REQUESTS`), observe the view twice while the run writes, and compare its
+final picture with the run folder loaded independently (:func:`drawn_steps_of_run`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+LIVE_REQUESTS = "800"
+"""SAGELLM_OBS_NOTEBOOK_REQUESTS for the live tests: 07_live runs twice as many requests, long
+enough (~15 s here; 4 s at 200) for many refreshes while the run writes."""
+
+PROBE = """
+import json as _json
+def _drawn(widget):
+    spec = widget.spec or {}
+    return [row for rows in spec.get("datasets", {}).values() for row in rows]
+_kv = [r for r in _drawn(view.views["kv"]) if "steps" in r]
+_dots = [r for r in _drawn(view.views["ttft"]) if "quantile" not in r and "ms" in r]
+print(_json.dumps({
+    "steps": sum(r["steps"] for r in _kv),
+    "latest_ms": max((r["time"] for r in _kv), default=None),
+    "dots": len(_dots),
+    "run_done": done.done(),
+    "ended": view.ended,
+    "refreshes": view.refreshes,
+    "thread_alive": view._thread is not None and view._thread.is_alive(),
+    "status": view.status.value,
+}))
+"""
+"""Run in the notebook's kernel: what the view's widgets hold (the state sent to the browser):
+the steps the KV chart draws (the sum of its buckets' step counts) and its newest bucket, the
+requests the TTFT chart draws as dots, and whether the run's workload is done."""
+
+
+def drawn_steps_of_run(run_dir: Path) -> int:
+    """Steps with a KV usage in the run folder, read by the loader (not by the live view)."""
+    from sagellm_obs.frames import load
+
+    steps = load(run_dir, cache=False).steps
+    return steps.filter(
+        pl.col("kv_cache_usage").is_not_null() & pl.col("kv_cache_usage").is_not_nan()
+    ).height
+
+
+def run_folder(root: Path) -> Path:
+    """The one run folder the notebook wrote under ``root``."""
+    (run,) = [p for p in (root / "sagellm-runs").iterdir() if (p / "manifest.json").is_file()]
+    return run
