@@ -102,7 +102,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "max_reps": 8,
         "max_seconds": 180,
     },
-    "toy": {"block_size": BLOCK_SIZE, **TOY_ROUNDS},
+    # 16 tokens, not 4: a toy request must fill a block, or there are no KV events to record.
+    "toy": {"block_size": BLOCK_SIZE, **TOY_ROUNDS, "max_tokens": 16},
 }
 BASE_MODES = ("vllm", "ours", "ours_stream", "ours_stream_no_tel", "vllm_tracing")
 """The modes of one engine (``engine_overhead_small`` runs these)."""

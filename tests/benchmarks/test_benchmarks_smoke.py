@@ -163,16 +163,27 @@ def test_engine_overhead(tmp_path: Path) -> None:
     doc = _run_subprocess("engine_overhead", tmp_path)
     results = doc["results"]
     assert isinstance(results, dict)
-    assert set(results[results["primary"]]["modes"]) == {
+    summary = results[results["primary"]]
+    assert set(summary["modes"]) == {
         "vllm",
         "ours",
         "ours_stream",
         "ours_stream_no_tel",
         "vllm_tracing",
+        "ours_live",
+        "vllm_kv",
+        "ours_kv_events",
     }
+    assert set(summary["vs_base"]) == {"ours_live", "ours_kv_events"}
     assert results["telemetry"]["requests_recorded"] > 0
     assert results["vllm_tracing_export_requests"] > 0
+    # The live view refreshed and sent its charts; the second engine's KV events were recorded.
+    assert results["live_view"]["refreshes"] > 0 and results["live_view"]["widget_bytes"] > 0
+    kv = results["kv_events"]
+    assert kv["records"] > 0 and kv["by_kind"]["stored"] > 0 and kv["dropped_batches"] == 0
     _renders("engine_overhead", doc, tmp_path)
+    text = module("engine_overhead").render(doc)
+    assert "| L / B |" in text and "| B_kv / A_kv |" in text
 
 
 @pytest.mark.engine
@@ -183,6 +194,7 @@ def test_engine_overhead_small(tmp_path: Path) -> None:
     results = doc["results"]
     assert isinstance(results, dict)
     assert results["telemetry"]["requests_recorded"] > 0
+    assert len(results[results["primary"]]["modes"]) == 5  # one engine, no live view
     assert "`small` model" in module("engine_overhead_small").render(doc)
     _renders("engine_overhead_small", doc, tmp_path)
 
