@@ -99,13 +99,13 @@ def test_the_live_view_advances_while_the_run_writes(
 def _saved_kv_steps(nb: nbformat.NotebookNode) -> int:
     """Steps drawn by the KV-usage chart in the widget state saved with the notebook."""
     states = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
-    counts = []
+    counts: list[int] = []
     for model in states.values():
         state = model["state"]
         if state.get("_anywidget_id") != JUPYTER_CHART or not state.get("spec"):
             continue
         rows = [r for rs in state["spec"].get("datasets", {}).values() for r in rs]
         if any("steps" in r and "peak" in r for r in rows):
-            counts.append(sum(r["steps"] for r in rows if "steps" in r))
+            counts.append(int(sum(r["steps"] for r in rows if "steps" in r)))
     assert len(counts) == 1, counts  # one KV chart
     return counts[0]
