@@ -73,13 +73,16 @@ def test_the_live_view_advances_while_the_run_writes(
         second = _until(
             client,
             cells,
-            lambda s: s["steps"] > first["steps"] and s["dots"] > first["dots"],
+            lambda s: (
+                s["steps"] > first["steps"]
+                and s["dots"] > first["dots"]
+                and s["latest_ms"] > first["latest_ms"]
+            ),
             "the view to advance",
         )
         # Both seen while the workload was still running, by a view that says so.
         assert not first["run_done"] and not second["run_done"], (first, second)
-        assert second["latest_ms"] > first["latest_ms"]
-        assert second["refreshes"] > first["refreshes"]
+        # (No claim on ``refreshes``: the probe may read charts a refresh drew before it counts.)
         assert "live" in first["status"] and "live" in second["status"]
         for index in range(live_cell + 1, cells):
             client.execute_cell(nb.cells[index], index)
