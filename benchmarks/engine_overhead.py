@@ -62,6 +62,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+from benchmarks import _engine_overhead_live as live_view
 from benchmarks import _engine_overhead_report as report
 from benchmarks import _otlp_sink
 from benchmarks._common import (
@@ -111,8 +112,6 @@ KV_MODES = ("vllm_kv", "ours_kv_events")
 """The modes of the second engine, started with vLLM's KV events on."""
 MODES = (*BASE_MODES, "ours_live", *KV_MODES)
 COMPARED = MODES[1:]
-LIVE_EVERY_S = 1.0  # as notebook 07_live refreshes
-LIVE_WINDOW_S = 120.0
 TARGET_THROUGHPUT = 0.99
 TARGET_P99_TTFT = 1.02
 KV_BYTES = 256 * 2**20
@@ -296,45 +295,6 @@ def _status(r: Round) -> str:
     )
 
 
-class _JsonComm:
-    """Stands for a kernel's comm: a widget's messages JSON-encoded as ``jupyter_client``'s
-    session encodes them, then dropped (the bytes are counted)."""
-
-    sent_bytes = 0
-    messages = 0
-
-    @classmethod
-    def install(cls) -> None:
-        import comm
-        from comm.base_comm import BaseComm
-
-        class Comm(BaseComm):
-            def publish_msg(
-                self,
-                msg_type: str,
-                data: Any = None,
-                metadata: Any = None,
-                buffers: Any = None,
-                **keys: Any,
-            ) -> None:
-                from jupyter_client.session import json_packer
-
-                cls.sent_bytes += len(json_packer({"data": data, "metadata": metadata}))
-                cls.messages += 1
-
-        comm.create_comm = Comm
-
-
-def _open_view(run_dir: Path) -> Any:
-    """The live view of notebook 07_live over the benchmark's run folder, paused."""
-    _JsonComm.install()
-    from sagellm_obs.explore import live
-
-    view = live(run_dir, every=LIVE_EVERY_S, window_s=LIVE_WINDOW_S)
-    view.pause()
-    return view
-
-
 async def _start(cfg: Any, tel: Any) -> tuple[Any, float]:
     """An engine and its start time; vLLM's tracing endpoint kept out of our environment."""
     from sagellm_obs.engine import InstrumentedEngine
@@ -388,7 +348,7 @@ async def _main(
             kv_cfg = replace(cfg, kv_events=bool(p.get("kv_events", True)))  # False: a control
             kv_engine, extra["kv_engine_start_s"] = await _start(kv_cfg, tel)
         if "ours_live" in modes:
-            view = _open_view(tmp / "run")
+            view = live_view.open_paused(tmp / "run")
         bench = Bench(engine, tel, p, {sink.proc.pid}, kv_engine=kv_engine, view=view)
         try:
             for mode in modes:  # warm-up, not recorded
@@ -411,13 +371,7 @@ async def _main(
             bench.set_mode("vllm")
             if view is not None:
                 view.stop()
-                extra["live_view"] = {
-                    "refreshes": view.refreshes,
-                    "widget_messages": _JsonComm.messages,
-                    "widget_bytes": _JsonComm.sent_bytes,
-                    "window_s": LIVE_WINDOW_S,
-                    "every_s": LIVE_EVERY_S,
-                }
+                extra["live_view"] = live_view.figures(view)
             if kv_engine is not None:
                 consumer = kv_engine.kv_events
                 kv_engine.shutdown()  # drains what the last steps published
