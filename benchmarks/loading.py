@@ -30,9 +30,9 @@ than wall time). Loaders:
 
 All but the seal are rotated per repetition. ``polars_ndjson`` is not run above
 ``NDJSON_MAX_SPANS`` either (~4.7 GB per million spans here), nor the JSON-only loads
-(``sagellm_rebuild``, ``sagellm_cold``, ``pyarrow_json``) above ``JSON_MAX_SPANS``. Every loader process is watched:
-one whose resident memory passes ``MEMORY_SHARE`` of the machine's RAM is killed and reported as
-failed, rather than leaving the machine to the OOM killer.
+(``sagellm_rebuild``, ``sagellm_cold``, ``pyarrow_json``) above ``JSON_MAX_SPANS``. Every
+loader process is watched: one whose resident memory passes ``MEMORY_SHARE`` of the machine's
+RAM is killed and reported as failed, rather than leaving the machine to the OOM killer.
 """
 
 from __future__ import annotations
