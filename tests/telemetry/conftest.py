@@ -1,4 +1,5 @@
-"""Fixtures for the telemetry tests: hand-made request records, an OTLP/HTTP receiver, rotel."""
+"""Fixtures for the telemetry tests: hand-made request records, an OTLP/HTTP receiver, rotel, and
+a telemetry with in-memory exporters for the pipeline tests (``setup``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,11 +23,15 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from sagellm_obs.telemetry import AdvancedOptions, configure
 from sagellm_obs.telemetry.records import RequestRecord
 from sagellm_obs.testing import make_record as make_record
 from tests._procs import ROTEL_HOW, RotelProcess, find_rotel, rotel_agent
 from tests._procs import free_port as free_port
+from tests.telemetry.pipeline_setup import Setup
 
 IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 
@@ -170,3 +176,24 @@ def records() -> Callable[..., RequestRecord]:
 def unused_port() -> Callable[[], int]:
     """``unused_port()``: see :func:`free_port`."""
     return free_port
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> Iterator[Setup]:
+    """A telemetry of its own (not current) with in-memory exporters: see :class:`Setup`."""
+    spans = InMemorySpanExporter()
+    reader = InMemoryMetricReader()
+    tel = configure(
+        run_dir=tmp_path / "run",
+        engine_id="engine-test",
+        otlp_endpoint=False,
+        advanced=AdvancedOptions(
+            span_exporters=[spans],
+            metric_readers=[reader],
+            simple_processors=True,
+            metric_export_interval=3600,
+        ),
+        make_current=False,
+    )
+    yield Setup(tel, spans, reader)
+    tel.shutdown()

