@@ -23,6 +23,7 @@ from benchmarks._common import (
     table,
     verdict,
 )
+from sagellm_obs.frames.analysis import MEDIAN_AND_TAIL, quantile_label
 
 
 @dataclass
@@ -63,7 +64,7 @@ def quiet_reps(rounds: list[Round]) -> set[int]:
 
 def _pct(values: list[float]) -> dict[str, float]:
     xs = [v for v in values if not math.isnan(v)]
-    return {"p50": quantile(xs, 0.5) * 1e3, "p99": quantile(xs, 0.99) * 1e3}
+    return {quantile_label(q): quantile(xs, q) * 1e3 for q in MEDIAN_AND_TAIL}
 
 
 def _summary(rounds: list[Round], p: dict[str, Any], modes_run: Sequence[str]) -> dict[str, Any]:
@@ -103,7 +104,7 @@ def _summary(rounds: list[Round], p: dict[str, Any], modes_run: Sequence[str]) -
                     modes[mode][f"{key}_ms"][q], modes[against][f"{key}_ms"][q]
                 )
                 for key in ("ttft", "engine_ttft", "itl")
-                for q in ("p50", "p99")
+                for q in map(quantile_label, MEDIAN_AND_TAIL)
             },
             "cpu_ms_per_request_delta": paired_delta(a, b, n),
         }

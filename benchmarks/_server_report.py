@@ -21,6 +21,7 @@ from benchmarks._common import (
     table,
     verdict,
 )
+from sagellm_obs.frames.analysis import MEDIAN_AND_TAIL, quantile_label
 
 # The target: serving through us costs at most 2% of vLLM's own server's throughput.
 TARGET_THROUGHPUT = 0.98
@@ -59,8 +60,8 @@ def _summary(rounds: list[Round], p: dict[str, Any]) -> dict[str, Any]:
         out[name] = {
             "tok_s": spread([r.tokens / r.wall for r in rs]),
             "cpu_ms_per_request": spread([r.cpu / n * 1000 for r in rs]),
-            "ttft_ms": {"p50": quantile(ttft, 0.5) * 1e3, "p99": quantile(ttft, 0.99) * 1e3},
-            "itl_ms": {"p50": quantile(itl, 0.5) * 1e3, "p99": quantile(itl, 0.99) * 1e3},
+            "ttft_ms": {quantile_label(q): quantile(ttft, q) * 1e3 for q in MEDIAN_AND_TAIL},
+            "itl_ms": {quantile_label(q): quantile(itl, q) * 1e3 for q in MEDIAN_AND_TAIL},
             "errors": sum(1 for r in rs for s in r.samples if s.error is not None),
             "first_error": next((s.error for r in rs for s in r.samples if s.error), None),
             "tokens": sum(r.tokens for r in rs),

@@ -23,6 +23,7 @@ from dashboards._promql import (
     share,
 )
 from sagellm_obs import semconv as sc
+from sagellm_obs.frames.analysis import MEDIAN_AND_TAIL, quantile_label
 
 FLEET_ROW_Y = 56
 # Panels whose queries read the whole fleet on purpose (a denominator, the fleet's p99) next to
@@ -88,8 +89,8 @@ def fleet_row() -> list[dict[str, Any]]:
             22,
             "Time to first token per engine",
             [
-                target(by_engine_quantile(0.5), f"{ENGINE_LEGEND} p50", "A"),
-                target(by_engine_quantile(0.99), f"{ENGINE_LEGEND} p99", "B"),
+                target(by_engine_quantile(q), f"{ENGINE_LEGEND} {quantile_label(q)}", ref)
+                for ref, q in zip("AB", MEDIAN_AND_TAIL, strict=True)
             ],
             unit="s",
             x=12,

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from dashboards._promql import JOB_SEL, REQS, SEL, le_bound
+from sagellm_obs.frames.analysis import QUANTILES, quantile_label
 
 DS = {"type": "prometheus", "uid": "${datasource}"}
 # The import dialog's datasource input: Grafana replaces ${DS_PROMETHEUS} with the one picked.
@@ -20,15 +21,15 @@ SLO_E2E = (1.28, 2.56, 5.12, 10.24, 20.48)
 
 
 def quantile_targets(metric: str) -> list[dict[str, Any]]:
-    """p50, p90 and p99 of histogram ``metric`` under the pickers, with exemplars."""
+    """The ``QUANTILES`` (p50, p90, p99) of histogram ``metric`` under the pickers, with exemplars."""
     return [
         {
             "refId": chr(65 + i),
             "expr": f"histogram_quantile({q}, sum by (le) (rate({metric}_bucket{{{SEL}}}[$__rate_interval])))",
-            "legendFormat": f"p{int(q * 100)}",
+            "legendFormat": quantile_label(q),
             "exemplar": True,
         }
-        for i, q in enumerate((0.5, 0.9, 0.99))
+        for i, q in enumerate(QUANTILES)
     ]
 
 

@@ -357,11 +357,12 @@ def render_summary(s: Summary) -> Group:
         title=f"Latency (ms) - {s.requests} requests, model {s.model}", title_justify="left"
     )
     lat.add_column("metric")
-    for col in ("p50", "p90", "p99", "mean"):
+    stats = (*(quantile_label(q) for q in QUANTILES), "mean")
+    for col in stats:
         lat.add_column(col, justify="right")
     for label, q in latency_rows(s):
         shown = f"  {label}" if label in _TTFT_PARTS else label
-        lat.add_row(shown, *(_ms(q.get(k)) for k in ("p50", "p90", "p99", "mean")))
+        lat.add_row(shown, *(_ms(q.get(k)) for k in stats))
     run = Table(title="Run", title_justify="left", show_header=False)
     run.add_column("what")
     run.add_column("value", justify="right")

@@ -19,7 +19,7 @@ from typing import Final
 import altair as alt
 import polars as pl
 
-from sagellm_obs.frames.analysis import QUANTILES
+from sagellm_obs.frames.analysis import QUANTILES, quantile_label
 
 MAX_POINTS: Final = 5000
 """Most points a scatter or linked-view sample puts into a spec."""
@@ -60,11 +60,6 @@ _EVERY: Final = tuple(
 def metric_label(metric: str) -> str:
     """Human name of a requests-frame latency column (``"ttft_s"`` gives ``"TTFT"``)."""
     return METRIC_LABELS.get(metric, metric.removesuffix("_s"))
-
-
-def quantile_name(q: float) -> str:
-    """``0.5`` gives ``"p50"``, ``0.999`` gives ``"p99.9"``."""
-    return f"p{q * 100:g}"
 
 
 def epoch_ms(column: str) -> pl.Expr:
@@ -255,7 +250,7 @@ def quantile_values(
     if not values.is_empty():
         for q in quantiles:
             value = float(values.quantile(q, interpolation="linear") or 0.0)
-            name = quantile_name(q)
+            name = quantile_label(q)
             rows.append(
                 {"quantile": name, "value": value, "label": f"{name} {short_number(value)}{suffix}"}
             )

@@ -27,7 +27,6 @@ from sagellm_obs.charts._data import (
     finite,
     no_data,
     ok_requests,
-    quantile_name,
     resample,
     sample,
     sample_note,
@@ -36,7 +35,7 @@ from sagellm_obs.charts._data import (
 from sagellm_obs.charts.theme import SERIES_COLORS, cached_share_color, quantile_scale, series_scale
 from sagellm_obs.charts.throughput import concurrency_rows
 from sagellm_obs.charts.waterfall import waterfall_chart, waterfall_rows
-from sagellm_obs.frames.analysis import QUANTILES
+from sagellm_obs.frames.analysis import QUANTILES, quantile_label
 
 __all__ = ["BRUSH", "FramesLike", "request_sample", "run_dashboard"]
 
@@ -139,7 +138,7 @@ def _filtered(chart: alt.Chart, brush: alt.Parameter | None) -> alt.Chart:
 def _histogram(
     data: pl.DataFrame, field: str, label: str, brush: alt.Parameter | None
 ) -> alt.LayerChart:
-    names = [quantile_name(q) for q in QUANTILES]
+    names = [quantile_label(q) for q in QUANTILES]
     title = f"{label} distribution (selected range)"
     base = _filtered(alt.Chart(data), brush)
     bars = base.mark_bar(color="#4c78a8", opacity=0.85).encode(

@@ -34,6 +34,7 @@ from sagellm_obs.charts._data import (
 )
 from sagellm_obs.charts.theme import CATEGORY
 from sagellm_obs.frames import fleet
+from sagellm_obs.frames.analysis import MEDIAN_AND_TAIL, quantile_label
 
 __all__ = [
     "engine_imbalance",
@@ -48,7 +49,8 @@ __all__ = [
 ]
 
 LATENCY_METRICS = ("ttft_s", "tpot_s", "e2e_s")
-_QUANTILES = (("p50", 0.5), ("p99", 0.99))
+_QUANTILES = tuple((quantile_label(q), q) for q in MEDIAN_AND_TAIL)
+_MEDIAN, _TAIL = (name for name, _ in _QUANTILES)
 
 
 def engine_scale(engines: Sequence[str]) -> alt.Scale:
@@ -132,16 +134,16 @@ def engine_latency(
         color=_color(engines),
         tooltip=tooltip,
     )
-    bars = base.transform_filter(alt.datum.quantile == "p50").mark_bar(opacity=0.8)
-    bars = bars.encode(y=alt.Y("ms:Q", title="ms (bar p50, tick p99)"))
-    ticks = base.transform_filter(alt.datum.quantile == "p99").mark_tick(
+    bars = base.transform_filter(alt.datum.quantile == _MEDIAN).mark_bar(opacity=0.8)
+    bars = bars.encode(y=alt.Y("ms:Q", title=f"ms (bar {_MEDIAN}, tick {_TAIL})"))
+    ticks = base.transform_filter(alt.datum.quantile == _TAIL).mark_tick(
         thickness=3, size=24, color="#c0392b"
     )
     ticks = ticks.encode(y="ms:Q")
     layered = alt.layer(bars, ticks, data=data).properties(width=160, height=200)
     chart = layered.facet(column=alt.Column("metric:N", title=None, sort=["TTFT", "TPOT", "E2E"]))
     out: alt.FacetChart = chart.resolve_scale(y="independent").properties(
-        title=alt.Title(title, subtitle="ok requests; bar: p50, tick: p99")
+        title=alt.Title(title, subtitle=f"ok requests; bar: {_MEDIAN}, tick: {_TAIL}")
     )
     return out
 

@@ -25,14 +25,13 @@ from sagellm_obs.charts._data import (
     no_data,
     ok_requests,
     parse_every,
-    quantile_name,
     quantile_values,
     sample,
     sample_note,
     time_x,
 )
 from sagellm_obs.charts.theme import cached_share_color, quantile_scale
-from sagellm_obs.frames.analysis import QUANTILES
+from sagellm_obs.frames.analysis import QUANTILES, quantile_label
 
 __all__ = ["latency_distribution", "latency_over_time", "latency_values_ms", "ttft_vs_prompt"]
 
@@ -164,7 +163,7 @@ def latency_over_time(
         return no_data(title)
     every = every or auto_every(frame, "arrival", per_bucket=10)
     parse_every(every)  # validate early, with our message
-    names = [quantile_name(q) for q in quantiles]
+    names = [quantile_label(q) for q in quantiles]
     buckets = (
         frame.sort("arrival")
         .group_by_dynamic("arrival", every=every)

@@ -26,6 +26,7 @@ from sagellm_obs.frames.metric_deltas import (
 
 __all__ = [
     "LATENCY_COLUMNS",
+    "MEDIAN_AND_TAIL",
     "QUANTILES",
     "HistogramDelta",
     "TimeLike",
@@ -48,6 +49,8 @@ Frame = pl.DataFrame | pl.LazyFrame
 LATENCY_COLUMNS = ("ttft_s", "tpot_s", "e2e_s", "queue_s")
 QUANTILES = (0.5, 0.9, 0.99)
 """The quantiles reported everywhere: summary, report, charts and :func:`percentiles`."""
+MEDIAN_AND_TAIL = (0.5, 0.99)
+"""The two of them where a view has room for two: the fleet charts, the benchmarks' tables."""
 
 
 def quantile_label(q: float) -> str:

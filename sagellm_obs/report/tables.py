@@ -10,6 +10,7 @@ import html
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from sagellm_obs.frames.analysis import QUANTILES, quantile_label
 from sagellm_obs.run_setup import RunSetup, setup_differences, slo_text
 from sagellm_obs.run_summary import TTFT_NOTE, Summary, latency_rows, warm_start_text
 
@@ -23,7 +24,8 @@ __all__ = [
     "summary_tables",
 ]
 
-STATS = ("p50", "p90", "p99", "mean")
+QUANTILE_STATS = tuple(quantile_label(q) for q in QUANTILES)
+STATS = (*QUANTILE_STATS, "mean")
 
 
 @dataclass(frozen=True)
@@ -232,7 +234,7 @@ def comparison_tables(summaries: Sequence[Summary], labels: Sequence[str]) -> st
     names = list(dict.fromkeys(name for q in quantiles for name in q))
     body = []
     for name in names:
-        for stat in ("p50", "p90", "p99"):
+        for stat in QUANTILE_STATS:
             ms = [q.get(name, {}).get(stat) for q in quantiles]
             row = [_latency_th(f"{name} {stat}"), _td(_ms(ms[0]))]
             for v in ms[1:]:
