@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from sagellm_obs.clickhouse.queries import prefix_hit_rate_per_model, ttft_quantiles_per_window
     from sagellm_obs.clickhouse.read import MalformedRowError
     from sagellm_obs.clickhouse.source import ClickHouseSource, clickhouse_source
+    from sagellm_obs.clickhouse.typed import add_typed_columns
     from sagellm_obs.clickhouse.write import ExportResult, export_clickhouse
 
 _WHERE = {
@@ -41,6 +42,7 @@ _WHERE = {
     "prefix_hit_rate_per_model": "queries",
     "ttft_quantiles_per_window": "queries",
     "MalformedRowError": "read",
+    "add_typed_columns": "typed",
     "ClickHouseSource": "source",
     "clickhouse_source": "source",
     "ExportResult": "write",
@@ -55,6 +57,7 @@ __all__ = [
     "LayoutError",
     "MalformedRowError",
     "Tables",
+    "add_typed_columns",
     "clickhouse_source",
     "close_chdb",
     "create_tables",
