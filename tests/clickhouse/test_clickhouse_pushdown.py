@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 
 import polars as pl
@@ -10,21 +9,15 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from sagellm_obs import frames
-from sagellm_obs import semconv as sc
 from sagellm_obs.clickhouse.connect import ChdbConnection
-from sagellm_obs.clickhouse.ddl import Tables, create_tables
 from sagellm_obs.clickhouse.queries import (
     parse_every,
     prefix_hit_rate_per_model,
     ttft_quantiles_per_window,
 )
-from sagellm_obs.clickhouse.rows import span_rows
-from sagellm_obs.clickhouse.source import quote_string
 from sagellm_obs.clickhouse.write import export_clickhouse
-from tests.clickhouse.conftest import RECORDED
+from tests.clickhouse.conftest import N
 from tests.frames.frames_otlp import T0, WrittenRun
-
-N = 600
 
 
 def polars_ttft(requests: pl.DataFrame, every: str, quantiles: Sequence[float]) -> pl.DataFrame:
@@ -60,59 +53,6 @@ def polars_hit_rate(requests: pl.DataFrame) -> pl.DataFrame:
         )
         .sort("model", nulls_last=True)
     )
-
-
-def recorded_vllm_attributes() -> list[tuple[str, str]]:
-    """The attributes of an ``llm_request`` span vLLM emitted (tests/frames/record_vllm_spans.py),
-    as the exporter's map holds them."""
-    for text in (RECORDED / "vllm_alone.jsonl").read_text().splitlines():
-        for row in span_rows(json.loads(text)):
-            if row["SpanName"] == sc.VLLM_REQUEST_SPAN_NAME:
-                return list(row["SpanAttributes"])
-    raise AssertionError("no llm_request span recorded: rerun tests/frames/record_vllm_spans.py")
-
-
-@pytest.fixture
-def many(chdb: ChdbConnection, database: str) -> frames.ClickHouseSource:
-    """N request spans over ~10 minutes generated inside ClickHouse: half vLLM's (the attributes
-    of a span vLLM emitted, its id, prompt tokens and TTFT varied; vLLM names no model), half
-    ours."""
-    tables = Tables(database=database)
-    create_tables(chdb, tables)
-    recorded = ", ".join(
-        f"{quote_string(k)}, {quote_string(v)}" for k, v in recorded_vllm_attributes()
-    )
-    vllm = (
-        f"mapUpdate(map({recorded}), map('{sc.GEN_AI_REQUEST_ID}', toString(number), "
-        f"'{sc.GEN_AI_USAGE_PROMPT_TOKENS_DEPRECATED}', toString(inp), "
-        f"'{sc.GEN_AI_LATENCY_TIME_TO_FIRST_TOKEN}', toString(ttft)))"
-    )
-    ours = (
-        f"map('{sc.GEN_AI_OPERATION_NAME}', 'chat', '{sc.SAGELLM_REQUEST_ID}', toString(number), "
-        f"'{sc.GEN_AI_REQUEST_MODEL}', model, '{sc.GEN_AI_USAGE_INPUT_TOKENS}', toString(inp), "
-        f"'{sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS}', toString(cached), "
-        f"'{sc.SAGELLM_TTFT}', toString(ttft))"
-    )
-    no_ttft = (
-        f"map('{sc.GEN_AI_OPERATION_NAME}', 'chat', '{sc.SAGELLM_REQUEST_ID}', toString(number), "
-        f"'{sc.GEN_AI_REQUEST_MODEL}', model)"
-    )
-    chdb.command(
-        f"""INSERT INTO {tables.qualified("traces")} (Timestamp, TraceId, SpanId, SpanName,
-            SpanKind, ServiceName, SpanAttributes, Duration, StatusCode)
-        SELECT fromUnixTimestamp64Nano(toInt64({T0}) + number * 997000000),
-            lower(leftPad(hex(number + 1), 32, '0')), lower(leftPad(hex(number + 1), 16, '0')),
-            multiIf(number % 2 = 0, '{sc.VLLM_REQUEST_SPAN_NAME}', number % 13 = 1, 'decode',
-                    'chat'),
-            if(number % 13 = 1, 'Internal', 'Server'), 'svc',
-            multiIf(number % 2 = 0, {vllm}, number % 11 = 1, {no_ttft}, {ours}),
-            1000000, 'Unset'
-        FROM (SELECT number, ['a', 'b', 'c'][number % 3 + 1] AS model,
-                     (number * 7919 % 1000) / 1000 + 0.001 AS ttft,
-                     toInt64(10 + number % 50) AS inp, toInt64(number % 9) AS cached
-              FROM numbers({N}))"""
-    )
-    return frames.clickhouse_source(chdb, database=database)
 
 
 @pytest.mark.parametrize(
