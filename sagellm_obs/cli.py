@@ -399,13 +399,47 @@ def export_clickhouse(
     chdb: Annotated[Path | None, typer.Option(help="A chdb database folder (embedded).")] = None,
     database: Annotated[str | None, typer.Option(help="Database (default: the DSN's).")] = None,
     ttl_days: Annotated[int, typer.Option(help="TTL of tables this creates (0: none).")] = 0,
+    typed_columns: Annotated[
+        bool, typer.Option(help="Add the optional typed columns (docs/clickhouse.md).")
+    ] = True,
 ) -> None:
     """Insert a run into the OpenTelemetry Collector ClickHouse exporter's tables (idempotent)."""
     from sagellm_obs.clickhouse.cli import export_command
 
     raise typer.Exit(
         export_command(
-            run_dir, dsn=dsn, chdb=chdb, database=database, ttl_days=ttl_days, console=console
+            run_dir,
+            dsn=dsn,
+            chdb=chdb,
+            database=database,
+            ttl_days=ttl_days,
+            console=console,
+            typed_columns=typed_columns,
+        )
+    )
+
+
+@export_app.command("clickhouse-columns")
+def export_clickhouse_columns(
+    dsn: Annotated[str | None, typer.Option(help="clickhouse://user:pass@host:8123/db")] = None,
+    chdb: Annotated[Path | None, typer.Option(help="A chdb database folder (embedded).")] = None,
+    database: Annotated[str | None, typer.Option(help="Database (default: the DSN's).")] = None,
+    traces_table: Annotated[str | None, typer.Option(help="Default: otel_traces.")] = None,
+    materialize: Annotated[
+        bool, typer.Option(help="Compute them for the rows already there (a mutation).")
+    ] = True,
+) -> None:
+    """Add typed columns for the attributes the summaries read to a collector's traces table."""
+    from sagellm_obs.clickhouse.cli import columns_command
+
+    raise typer.Exit(
+        columns_command(
+            dsn=dsn,
+            chdb=chdb,
+            database=database,
+            traces_table=traces_table,
+            materialize=materialize,
+            console=console,
         )
     )
 

@@ -26,6 +26,7 @@ def export_command(
     database: str | None,
     ttl_days: int,
     console: Console,
+    typed_columns: bool = True,
 ) -> int:
     """Export ``run_dir`` to a server (``dsn``) or a chdb folder; the exit code."""
     if (dsn is None) == (chdb is None):
@@ -48,10 +49,43 @@ def export_command(
 
         try:
             result = export_clickhouse(
-                run_dir, target, database=database, ttl_days=ttl_days, progress=progress
+                run_dir,
+                target,
+                database=database,
+                ttl_days=ttl_days,
+                progress=progress,
+                typed_columns=typed_columns,
             )
         except (ClickHouseError, FileNotFoundError, ValueError, ImportError) as exc:
             console.print(f"[red]export failed:[/] {exc}")
             return 1
     console.print(summary(result))
+    return 0
+
+
+def columns_command(
+    *,
+    dsn: str | None,
+    chdb: Path | None,
+    database: str | None,
+    traces_table: str | None,
+    materialize: bool,
+    console: Console,
+) -> int:
+    """Add the typed columns to an existing traces table; the exit code."""
+    from sagellm_obs.clickhouse.typed import add_typed_columns
+
+    if (dsn is None) == (chdb is None):
+        console.print("[red]give exactly one of --dsn or --chdb[/]")
+        return 2
+    target = dsn if dsn is not None else f"chdb:{chdb}"
+    try:
+        added = add_typed_columns(
+            target, database=database, traces_table=traces_table, materialize=materialize
+        )
+    except (ClickHouseError, FileNotFoundError, ImportError) as exc:
+        console.print(f"[red]adding the typed columns failed:[/] {exc}")
+        return 1
+    done = "added" + (" and materialized" if materialize else "")
+    console.print(f"{done}: {', '.join(added)}" if added else "the typed columns were all there")
     return 0

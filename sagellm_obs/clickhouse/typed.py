@@ -132,10 +132,11 @@ def add_typed_columns(
         database=database or dsn_db or "default",
         traces=traces_table or ddl.Tables().traces,
     )
-    return _add(conn, tables, materialize=materialize)
+    return add_to(conn, tables, materialize=materialize)
 
 
-def _add(conn: Connection, tables: ddl.Tables, *, materialize: bool) -> list[str]:
+def add_to(conn: Connection, tables: ddl.Tables, *, materialize: bool) -> list[str]:
+    """:func:`add_typed_columns` on a connection and table names."""
     columns = ddl.describe(conn, tables, ddl.TRACES)
     label = tables.label(ddl.TRACES)
     if columns is None:

@@ -26,7 +26,7 @@ from typing import Any
 import pyarrow as pa
 
 from sagellm_obs import semconv as sc
-from sagellm_obs.clickhouse import ddl
+from sagellm_obs.clickhouse import ddl, typed
 from sagellm_obs.clickhouse.connect import connect
 from sagellm_obs.clickhouse.rows import attribute_map, metric_rows, span_rows, step_rows
 from sagellm_obs.frames import files
@@ -144,6 +144,7 @@ def export_clickhouse(
     batch_rows: int = 50_000,
     errors: Errors = "raise",
     progress: Progress | None = None,
+    typed_columns: bool = True,
 ) -> ExportResult:
     """Insert a run folder's spans, metric points and engine steps into the exporter's tables.
 
@@ -159,6 +160,10 @@ def export_clickhouse(
             counted in the result's report (``"skip"``).
         progress: ``progress(file, rows_inserted, rows_to_insert)`` after each batch of each
             file (the CLI draws a progress bar with it).
+        typed_columns: Add the optional typed columns to the traces table when it lacks them
+            (:mod:`~sagellm_obs.clickhouse.typed`; filled for the rows inserted from then on,
+            computed from the attribute Map for older ones until
+            :func:`~sagellm_obs.clickhouse.add_typed_columns` materializes them).
 
     Returns:
         Rows inserted and rows already present, per table.
@@ -181,6 +186,8 @@ def export_clickhouse(
         histogram=names.histogram,
     )
     columns = _prepare(conn, names, ttl_days)
+    if typed_columns:
+        typed.add_to(conn, names, materialize=False)
     result = ExportResult(
         names, inserted=dict.fromkeys(ddl.KINDS, 0), present=dict.fromkeys(ddl.KINDS, 0)
     )

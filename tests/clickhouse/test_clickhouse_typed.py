@@ -39,7 +39,7 @@ def summaries(src: frames.ClickHouseSource) -> tuple[pl.DataFrame, pl.DataFrame]
 def test_an_exported_run_gives_the_run_folders_figures_with_and_without(
     written: WrittenRun, chdb: ChdbConnection, database: str
 ) -> None:
-    export_clickhouse(written.path, chdb, database=database)
+    export_clickhouse(written.path, chdb, database=database, typed_columns=False)
     src = frames.clickhouse_source(chdb, database=database)
     local = frames.load(written.path, cache=False).requests
     want = polars_ttft(local, "1m", (0.5, 0.99)), polars_hit_rate(local)
@@ -62,6 +62,7 @@ def test_the_alter_path_on_a_populated_table(
 ) -> None:
     """Rows inserted before the ALTER (materialized by the mutation) and after it (filled on
     insert, by the Collector's INSERT that names its columns) read alike."""
+    assert many.tables is not None
     db = many.tables.database
     requests = frames.load(many).requests  # read from the Map by the loader, not the queries
     want_ttft, want_hits = polars_ttft(requests, "1m", (0.5, 0.99)), polars_hit_rate(requests)
@@ -170,3 +171,24 @@ def test_a_table_of_another_layout_is_refused(chdb: ChdbConnection, database: st
     create_tables(chdb, tables, kinds=("traces",), json=True)
     with pytest.raises(LayoutError, match=rf"{database}\.otel_traces .*SpanAttributes"):
         add_typed_columns(chdb, database=database)
+
+
+def test_export_adds_them_and_the_cli_materializes(
+    written: WrittenRun, chdb: ChdbConnection, database: str, chdb_path: str
+) -> None:
+    from typer.testing import CliRunner
+
+    from sagellm_obs.cli import app
+
+    export_clickhouse(written.path, chdb, database=database)
+    assert columns(chdb, database) == dict.fromkeys(NAMES, "MATERIALIZED")
+    local = frames.load(written.path, cache=False).requests
+    src = frames.clickhouse_source(chdb, database=database)
+    assert_frame_equal(prefix_hit_rate_per_model(src), polars_hit_rate(local))
+    args = ["export", "clickhouse-columns", "--chdb", chdb_path, "--database", database]
+    out = CliRunner().invoke(app, args)
+    assert out.exit_code == 0, out.output
+    assert "were all there" in out.output
+    bad = CliRunner().invoke(app, [*args[:-1], "nowhere"])
+    assert bad.exit_code == 1
+    assert "nowhere.otel_traces does not exist" in bad.output
