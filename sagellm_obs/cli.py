@@ -358,18 +358,38 @@ def serve(
 
 @app.command()
 def watch(
-    run_dir: Annotated[Path, typer.Argument(help="The run folder (it may still be starting).")],
+    run_dir: Annotated[
+        Path | None, typer.Argument(help="The run folder (it may still be starting).")
+    ] = None,
+    endpoint: Annotated[
+        str | None,
+        typer.Option(
+            help="Watch a running 'sagellm-obs serve' on this machine instead (e.g. "
+            "http://127.0.0.1:8000): the folder it records to, asked via /v1/sagellm/run."
+        ),
+    ] = None,
+    api_key: Annotated[
+        str | None, typer.Option(help="Bearer key for --endpoint.", envvar="SAGELLM_OBS_API_KEY")
+    ] = None,
     every: Annotated[float, typer.Option(help="Seconds between refreshes.")] = 1.0,
     window: Annotated[
         float, typer.Option(help="Latencies and the window hit rate cover this many seconds.")
     ] = 60.0,
+    once: Annotated[bool, typer.Option("--once", help="Print one picture and exit.")] = False,
 ) -> None:
     """Watch a run live: KV-cache usage, queue, latency percentiles, hit rate, tokens/s."""
+    from sagellm_obs.watch import EndpointError, server_run_dir
     from sagellm_obs.watch import watch as watch_run
 
+    if (run_dir is None) == (endpoint is None):
+        fail("give a run folder or --endpoint URL (one of them)", 2)
     try:
-        watch_run(run_dir, every=every, window_s=window, console=console)
-    except FileNotFoundError as exc:
+        if endpoint is not None:
+            run_dir = server_run_dir(endpoint, api_key=api_key or "")
+            console.print(f"[dim]{endpoint} records to {run_dir}[/]")
+        assert run_dir is not None
+        watch_run(run_dir, every=every, window_s=window, console=console, once=once)
+    except (FileNotFoundError, EndpointError) as exc:
         fail(str(exc), 1)
 
 

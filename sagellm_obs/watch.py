@@ -10,10 +10,12 @@ closes (keeping the final picture) and on Ctrl-C.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -27,6 +29,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from sagellm_obs import semconv as sc
 from sagellm_obs.frames.tail import Tail
 
 SPARK = "▁▂▃▄▅▆▇█"
@@ -92,6 +95,71 @@ def snapshot(tail: Tail) -> Snapshot:
             totals["prefix_hits"] / totals["prefix_queries"] if totals["prefix_queries"] else None
         ),
         tokens_per_s=_tokens_per_second(steps),
+    )
+
+
+class EndpointError(RuntimeError):
+    """A server's run folder cannot be watched from here (the message says why and what to do)."""
+
+
+API_KEY_ENV = "SAGELLM_OBS_API_KEY"
+"""Where the bearer key comes from when none is given (as for ``run --endpoint``)."""
+
+
+def is_url(target: str | os.PathLike[str]) -> bool:
+    """Whether ``target`` names a server (``http://``/``https://``) rather than a run folder."""
+    return isinstance(target, str) and target.startswith(("http://", "https://"))
+
+
+def server_run_dir(url: str, *, api_key: str | None = None, timeout: float = 5.0) -> Path:
+    """The run folder a ``sagellm-obs serve`` at ``url`` records to (asked once; bounded by
+    ``timeout`` seconds).
+
+    Args:
+        url: The server's base URL, e.g. ``http://127.0.0.1:8000``.
+        api_key: Its bearer key; default ``$SAGELLM_OBS_API_KEY``.
+        timeout: Seconds for connecting and for the answer.
+
+    Raises:
+        EndpointError: The server does not answer, refuses the key, is not ``sagellm-obs serve``,
+            keeps no run folder, or its folder is not on this machine.
+    """
+    from sagellm_obs.workload.replica_info import ask_replicas
+
+    base = url.rstrip("/")
+    key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
+    # On a thread of its own: a notebook's kernel already runs an event loop on this one.
+    with ThreadPoolExecutor(1) as pool:
+        (entry,) = pool.submit(
+            asyncio.run, ask_replicas([base], api_key=key, timeout=timeout)
+        ).result()
+    problem = entry.get("problem")
+    give_path = "pass the run folder's path instead (serve --out DIR, or the folder it prints)"
+    if problem is None:
+        path = Path(str(entry["run_dir"]))
+        if not path.is_dir():
+            raise EndpointError(
+                f"{base} records to {path}, which is not a folder on this machine; {give_path}"
+            )
+        return path
+    if "HTTP 401" in problem or "HTTP 403" in problem:
+        raise EndpointError(
+            f"{base} refused the key ({problem}): pass --api-key KEY or set ${API_KEY_ENV}"
+        )
+    if "HTTP " in problem or "JSON" in problem:
+        raise EndpointError(
+            f"{base} is not a sagellm-obs serve ({problem}): the live views read a run folder, "
+            f"not /metrics; {give_path}"
+        )
+    if problem.startswith(sc.RUN_INFO_ROUTE):  # the request itself failed
+        raise EndpointError(f"no server answers at {base} within {timeout:g} s ({problem})")
+    if entry.get("run_id") is None:
+        raise EndpointError(
+            f"{base} keeps no run folder (its store is off), so there is nothing to watch; "
+            "restart it with a store (serve --out DIR)"
+        )
+    raise EndpointError(
+        f"{base}: {problem}; the live views watch a server on this machine only; {give_path}"
     )
 
 
@@ -170,6 +238,7 @@ def watch(
     console: Console | None = None,
     wait_s: float = 60.0,
     clock: Callable[[], float] = time.monotonic,
+    once: bool = False,
 ) -> Snapshot:
     """Show the live view until the run ends (or Ctrl-C); returns the last snapshot.
 
@@ -180,6 +249,7 @@ def watch(
         console: Where to draw (default: the terminal).
         wait_s: How long to wait for the folder to appear.
         clock: Monotonic clock (a test seam).
+        once: Print one picture and return (scripts, a glance at a server).
     """
     console = console or Console()
     path = Path(run_dir)
@@ -191,6 +261,9 @@ def watch(
     tail = Tail(path, window_s=window_s)
     tail.poll()
     shot = snapshot(tail)
+    if once:
+        console.print(render(shot))
+        return shot
     try:
         with Live(render(shot), console=console, auto_refresh=False) as live:
             while not shot.ended:

@@ -64,7 +64,12 @@ def explore(
 
 
 def live(
-    run_dir: str | os.PathLike[str], *, every: float = 2.0, window_s: float | None = 120.0
+    run_dir: str | os.PathLike[str],
+    *,
+    every: float = 2.0,
+    window_s: float | None = 120.0,
+    api_key: str | None = None,
+    timeout: float = 5.0,
 ) -> LiveView:
     """A live view of a run folder while it is written, for a notebook cell.
 
@@ -72,13 +77,23 @@ def live(
     the token throughput over the last ``window_s`` seconds, refreshed every ``every`` seconds
     from the lines the run appended (no server needed). It stops when the run ends.
 
+    ``run_dir`` may be a running ``sagellm-obs serve``'s URL (``"http://127.0.0.1:8000"``): the
+    view then reads the run folder the server reports (``GET /v1/sagellm/run``; told only to a
+    client on the same machine), sending ``api_key`` (default ``$SAGELLM_OBS_API_KEY``) and
+    waiting at most ``timeout`` seconds for the answer. Its ``/metrics`` is not used.
+
     Raises:
         FileNotFoundError: The run folder does not exist (yet).
+        sagellm_obs.watch.EndpointError: The URL's server does not answer, keeps no run folder,
+            or records on another machine (the message says what to do).
         ImportError: ipywidgets, anywidget or vl-convert-python is missing.
     """
     _widgets_ready("live()")
     from sagellm_obs.explore.live import LiveView
+    from sagellm_obs.watch import is_url, server_run_dir
 
+    if is_url(run_dir):
+        run_dir = server_run_dir(str(run_dir), api_key=api_key, timeout=timeout)
     return LiveView(run_dir, every=every, window_s=window_s)
 
 
