@@ -62,3 +62,49 @@ def figures(view: Any) -> dict[str, Any]:
         "window_s": LIVE_WINDOW_S,
         "every_s": LIVE_EVERY_S,
     }
+
+
+def refresh_cpu(source: Path, work: Path, stages: int = 20, last: int = 8) -> dict[str, Any]:
+    """CPU seconds per refresh of the view while ``source``'s run is replayed into ``work``:
+    each stage appends the next ``1/stages`` of every data file's lines, then the view refreshes
+    (reads the new lines, redraws, its widget messages encoded as a kernel would). The figure is
+    the median over the ``last`` stages, when the window holds most of the run."""
+    import shutil
+    import statistics
+    import time
+
+    work.mkdir(parents=True)
+    shutil.copy(source / "manifest.json", work / "manifest.json")
+    files = {p.name: p.read_text().splitlines(keepends=True) for p in source.glob("*.jsonl")}
+    JsonComm.install()
+    from sagellm_obs.explore import live
+
+    view = live(work, every=3600, window_s=LIVE_WINDOW_S)
+    view.stop()  # refreshed here, by hand
+    cpu, sent = [], []
+    for stage in range(1, stages + 1):
+        for name, lines in files.items():
+            lo, hi = len(lines) * (stage - 1) // stages, len(lines) * stage // stages
+            with (work / name).open("a") as f:
+                f.writelines(lines[lo:hi])
+        before = JsonComm.sent_bytes
+        t0 = time.process_time()
+        view.refresh()
+        cpu.append(time.process_time() - t0)
+        sent.append(JsonComm.sent_bytes - before)
+    frames = view.tail.frames
+    return {
+        "steps_in_window": frames.steps.height,
+        "requests_in_window": frames.requests.height,
+        "cpu_s_per_refresh": statistics.median(cpu[-last:]),
+        "bytes_per_refresh": statistics.median(sent[-last:]),
+    }
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        print(json.dumps(refresh_cpu(Path(sys.argv[1]), Path(tmp) / "run")))

@@ -6,7 +6,7 @@
 :func:`explore` takes one run (a run folder or loaded :class:`~sagellm_obs.frames.Frames`),
 several (a dict by name or a list), or a folder of run folders such as ``sagellm-runs/``, and
 returns an :class:`~sagellm_obs.explore.widget.Explorer`; :func:`live` watches a run folder while
-it is written (:class:`~sagellm_obs.explore.live.LiveView`). Importing this package imports neither
+it is written (:class:`~sagellm_obs.explore.live_view.LiveView`). Importing this package imports neither
 ipywidgets nor Altair: :func:`explore` does, and enables the offline chart renderer first.
 The Polars side (filters, request tables) is in :mod:`sagellm_obs.explore.data`.
 """
@@ -20,7 +20,7 @@ from sagellm_obs.explore.data import Filters, RunsInput
 if TYPE_CHECKING:
     import os
 
-    from sagellm_obs.explore.live import LiveView
+    from sagellm_obs.explore.live_view import LiveView
     from sagellm_obs.explore.widget import Explorer
 
 __all__ = ["Explorer", "Filters", "LiveView", "explore", "live"]
@@ -89,7 +89,7 @@ def live(
         ImportError: ipywidgets, anywidget or vl-convert-python is missing.
     """
     _widgets_ready("live()")
-    from sagellm_obs.explore.live import LiveView
+    from sagellm_obs.explore.live_view import LiveView
     from sagellm_obs.watch import is_url, server_run_dir
 
     if is_url(run_dir):
@@ -120,7 +120,7 @@ def __getattr__(name: str) -> Any:
 
         return Explorer
     if name == "LiveView":
-        from sagellm_obs.explore.live import LiveView
+        from sagellm_obs.explore.live_view import LiveView
 
         return LiveView
     raise AttributeError(f"module 'sagellm_obs.explore' has no attribute {name!r}")

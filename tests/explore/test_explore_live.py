@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from sagellm_obs.explore import live
-from sagellm_obs.explore.live import VIEWS, LiveView
+from sagellm_obs.explore.live_view import VIEWS, LiveView
 from sagellm_obs.frames import load
 from tests.frames.frames_otlp import LiveRun
 
@@ -88,3 +88,13 @@ def test_manual_refresh(writer: LiveRun) -> None:
 def test_a_missing_folder(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         live(tmp_path / "nope")
+
+
+def test_live_stays_callable_after_its_first_view(writer: LiveRun) -> None:
+    """The view's module is not named ``live``: importing it must not shadow the function."""
+    import sagellm_obs.explore as explore
+
+    explore.live(writer.path, every=3600).stop()
+    from sagellm_obs.explore import live as again
+
+    assert callable(again) and again is live

@@ -128,15 +128,19 @@ class LiveView:
         with self._lock:
             added = self.tail.poll()
             if added or self.snapshot is None or self.tail.ended:
-                self.charts = live_charts(self.tail)
-                for name, chart in self.charts.items():
-                    self.views[name].chart = chart
+                self.redraw()
             self.snapshot = snapshot(self.tail)
             self.refreshes += 1
             self.status.value = status_html(self.snapshot, self.refreshes, self.paused)
             # Said only now: whoever waits for the end sees the final picture drawn.
             self._ended = self.tail.ended
             return added
+
+    def redraw(self) -> None:
+        """Hand the charts of the tail's current window to the widgets."""
+        self.charts = live_charts(self.tail)
+        for name, chart in self.charts.items():
+            self.views[name].chart = chart
 
     def pause(self) -> None:
         """Stop refreshing (the charts keep what they show)."""
