@@ -64,23 +64,41 @@ def figures(view: Any) -> dict[str, Any]:
     }
 
 
-def refresh_cpu(source: Path, work: Path, stages: int = 20, last: int = 8) -> dict[str, Any]:
-    """CPU seconds per refresh of the view while ``source``'s run is replayed into ``work``:
-    each stage appends the next ``1/stages`` of every data file's lines, then the view refreshes
-    (reads the new lines, redraws, its widget messages encoded as a kernel would). The figure is
-    the median over the ``last`` stages, when the window holds most of the run."""
-    import shutil
+def refresh_cpu(source: Path, work: Path, stages: int = 0, last: int = 60) -> dict[str, Any]:
+    """CPU seconds per refresh of the view while ``source``'s run is replayed into ``work``.
+
+    Each stage appends the next slice of every data file's lines (by default one slice per
+    second of the run, as the view refreshes every second), then the view refreshes: reads the
+    new lines, redraws, its widget messages encoded as a kernel would. Figures are medians over
+    the ``last`` stages, when the window is full."""
+    import json
     import statistics
     import time
 
+    from sagellm_obs.frames import load
+
     work.mkdir(parents=True)
-    shutil.copy(source / "manifest.json", work / "manifest.json")
+    manifest = json.loads((source / "manifest.json").read_text())
+    manifest.pop("ended_at", None)  # the replay is a run still going
+    (work / "manifest.json").write_text(json.dumps(manifest))
+    if not stages:
+        t = load(source, cache=False).steps["time"]
+        stages = max(1, round((t.max() - t.min()).total_seconds()))  # type: ignore[operator,union-attr]
     files = {p.name: p.read_text().splitlines(keepends=True) for p in source.glob("*.jsonl")}
     JsonComm.install()
     from sagellm_obs.explore import live
 
     view = live(work, every=3600, window_s=LIVE_WINDOW_S)
     view.stop()  # refreshed here, by hand
+    draw = view.redraw
+    drawn: list[float] = []
+
+    def timed_redraw() -> None:
+        t0 = time.process_time()
+        draw()
+        drawn.append(time.process_time() - t0)
+
+    view.redraw = timed_redraw  # type: ignore[method-assign]
     cpu, sent = [], []
     for stage in range(1, stages + 1):
         for name, lines in files.items():
@@ -94,9 +112,11 @@ def refresh_cpu(source: Path, work: Path, stages: int = 20, last: int = 8) -> di
         sent.append(JsonComm.sent_bytes - before)
     frames = view.tail.frames
     return {
+        "stages": stages,
         "steps_in_window": frames.steps.height,
         "requests_in_window": frames.requests.height,
-        "cpu_s_per_refresh": statistics.median(cpu[-last:]),
+        "cpu_s_per_refresh": round(statistics.median(cpu[-last:]), 4),
+        "cpu_s_per_redraw": round(statistics.median(drawn[-last:]), 4),
         "bytes_per_refresh": statistics.median(sent[-last:]),
     }
 

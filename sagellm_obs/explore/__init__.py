@@ -6,8 +6,8 @@
 :func:`explore` takes one run (a run folder or loaded :class:`~sagellm_obs.frames.Frames`),
 several (a dict by name or a list), or a folder of run folders such as ``sagellm-runs/``, and
 returns an :class:`~sagellm_obs.explore.widget.Explorer`; :func:`live` watches a run folder while
-it is written (:class:`~sagellm_obs.explore.live_view.LiveView`). Importing this package imports neither
-ipywidgets nor Altair: :func:`explore` does, and enables the offline chart renderer first.
+it is written (:class:`~sagellm_obs.explore.live_view.LiveView`). Importing this package imports
+neither ipywidgets nor Altair: :func:`explore` does, and enables the offline chart renderer first.
 The Polars side (filters, request tables) is in :mod:`sagellm_obs.explore.data`.
 """
 

@@ -15,6 +15,7 @@ import html
 import logging
 import os
 import threading
+from collections.abc import Callable, Iterable
 from typing import Any, Final
 
 import altair as alt
@@ -32,19 +33,30 @@ VIEWS: Final = ("kv", "queue", "ttft", "hit_rate", "throughput")
 """The charts of a live view, top to bottom."""
 
 
-def live_charts(tail: Tail) -> dict[str, ChartType]:
-    """The live view's charts over the tail's current window."""
+INPUTS: Final = {
+    "kv": ("steps",),
+    "queue": ("steps",),
+    "ttft": ("spans", "client"),
+    "hit_rate": ("steps",),
+    "throughput": ("steps",),
+}
+"""The tail's frames each chart is drawn from (see :attr:`Tail.versions`)."""
+
+
+def live_charts(tail: Tail, views: Iterable[str] = VIEWS) -> dict[str, ChartType]:
+    """The live view's charts (those named in ``views``) over the tail's current window."""
     frames = tail.frames
     if frames.steps.height == 0 and frames.requests.height == 0:
         waiting = message_chart("", "waiting for the run's first steps and requests…")
-        return dict.fromkeys(VIEWS, waiting)
-    return {
-        "kv": charts.kv_usage(frames.steps),
-        "queue": charts.concurrency(frames.steps),
-        "ttft": charts.latency_over_time(frames.requests, "ttft_s"),
-        "hit_rate": charts.prefix_hit_rate(frames.steps),
-        "throughput": charts.throughput(frames.steps),
+        return dict.fromkeys(views, waiting)
+    build: dict[str, Callable[[], ChartType]] = {
+        "kv": lambda: charts.kv_usage(frames.steps),
+        "queue": lambda: charts.concurrency(frames.steps),
+        "ttft": lambda: charts.latency_over_time(frames.requests, "ttft_s"),
+        "hit_rate": lambda: charts.prefix_hit_rate(frames.steps),
+        "throughput": lambda: charts.throughput(frames.steps),
     }
+    return {name: build[name]() for name in views}
 
 
 def status_html(s: Snapshot, refreshes: int, paused: bool) -> str:
@@ -86,6 +98,7 @@ class LiveView:
         self.refreshes = 0
         self.snapshot: Snapshot | None = None
         self.charts: dict[str, ChartType] = {}
+        self._drawn: dict[str, tuple[int, ...]] = {}  # each chart's input versions when drawn
         self._lock = threading.Lock()
         self._ended = False
         self._running = threading.Event()
@@ -137,10 +150,20 @@ class LiveView:
             return added
 
     def redraw(self) -> None:
-        """Hand the charts of the tail's current window to the widgets."""
-        self.charts = live_charts(self.tail)
-        for name, chart in self.charts.items():
-            self.views[name].chart = chart
+        """Hand the charts of the tail's current window to the widgets.
+
+        Only charts whose input frames changed since they were drawn are rebuilt (the TTFT chart
+        waits for the next batch of spans while the step charts move every refresh). Each widget
+        gets its new Vega-Lite spec directly, without Altair's JSON-schema validation (which
+        setting ``JupyterChart.chart`` runs on every refresh); the live charts have no selections
+        or params, so nothing else of the widget depends on the chart.
+        """
+        keys = {name: tuple(self.tail.versions[i] for i in INPUTS[name]) for name in VIEWS}
+        stale = [name for name in VIEWS if self._drawn.get(name) != keys[name]]
+        for name, chart in live_charts(self.tail, stale).items():
+            self.charts[name] = chart
+            self.views[name].spec = chart.to_dict(validate=False)
+            self._drawn[name] = keys[name]
 
     def pause(self) -> None:
         """Stop refreshing (the charts keep what they show)."""

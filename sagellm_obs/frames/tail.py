@@ -80,9 +80,13 @@ class Tail:
         self.totals: dict[str, int] = dict.fromkeys(_TOTALS, 0)
         """Since the start (whatever the window kept): ``requests`` finished, ``errors`` (failed
         or cancelled) and the sums of the step counters in :data:`STEP_TOTALS`."""
+        self.versions: dict[str, int] = dict.fromkeys(_SCHEMAS, 0)
+        """Per frame of the window (``spans``, ``steps``…), a count bumped whenever its rows
+        changed (rows added or dropped): a view redraws only what depends on a changed one."""
         self._cursors: dict[Path, _Cursor] = {}
         self._parts = {name: pl.DataFrame(schema=schema) for name, schema in _SCHEMAS.items()}
         self._frames: Frames | None = None
+        self._requests: tuple[tuple[int, int], pl.DataFrame] | None = None
 
     def poll(self) -> int:
         """Read what was appended since the last poll; returns the number of rows added."""
@@ -108,9 +112,14 @@ class Tail:
             for name, parts in new.items():
                 if parts:
                     self._parts[name] = pl.concat([self._parts[name], *parts], how="vertical")
+                    self.versions[name] += 1
             # Steps in time order, as a load gives them (each file's chunk is sorted already).
             self._parts["steps"] = self._parts["steps"].sort("time", maintain_order=True)
+            heights = {name: df.height for name, df in self._parts.items()}
             self._trim()
+            for name, df in self._parts.items():
+                if df.height != heights[name] and not new[name]:
+                    self.versions[name] += 1
             self._frames = None
         self.rows_read += added
         self.ended = ended
@@ -122,10 +131,13 @@ class Tail:
         if self._frames is None:
             spans = self._parts["spans"]
             client = self._parts["client"]
-            requests = requests_of(spans.lazy(), client.lazy() if client.height else None)
+            key = (self.versions["spans"], self.versions["client"])
+            if self._requests is None or self._requests[0] != key:  # not when only steps moved
+                lf = requests_of(spans.lazy(), client.lazy() if client.height else None)
+                self._requests = (key, lf.collect())
             self._frames = Frames(
                 spans=spans,
-                requests=requests.collect(),
+                requests=self._requests[1],
                 steps=self._parts["steps"],
                 metrics=self._parts["metrics"],
                 manifest=self.manifest,

@@ -26,9 +26,10 @@ def _until(ok: Callable[[], bool], timeout: float = 30.0) -> None:
         time.sleep(0.05)
 
 
-def _values(chart: Any) -> int:
-    """Rows of data a chart's spec carries (all its datasets)."""
-    spec = chart.to_dict()
+def _values(view: Any) -> int:
+    """Rows of data the spec a chart widget holds carries (all its datasets: what the browser
+    draws)."""
+    spec = view.spec
     return sum(len(rows) for rows in spec.get("datasets", {}).values())
 
 
@@ -40,11 +41,11 @@ def test_the_view_follows_the_run_and_stops_at_its_end(writer: LiveRun) -> None:
         assert ": live ·" in view.status.value  # the first picture already says so
         writer.batch(3)
         _until(lambda: view.snapshot is not None and view.snapshot.requests == 3)
-        first = {name: _values(view.views[name].chart) for name in VIEWS}
+        first = {name: _values(view.views[name]) for name in VIEWS}
         assert all(n > 0 for n in first.values()), first
         writer.batch(4, steps=20)
         _until(lambda: view.snapshot is not None and view.snapshot.requests == 7)
-        later = {name: _values(view.views[name].chart) for name in VIEWS}
+        later = {name: _values(view.views[name]) for name in VIEWS}
         assert later["kv"] > first["kv"] and later["ttft"] >= first["ttft"]
         assert "7 requests finished" in view.status.value and "live" in view.status.value
         writer.tel.shutdown()
@@ -98,3 +99,20 @@ def test_live_stays_callable_after_its_first_view(writer: LiveRun) -> None:
     from sagellm_obs.explore import live as again
 
     assert callable(again) and again is live
+
+
+def test_only_charts_whose_input_changed_are_redrawn(writer: LiveRun) -> None:
+    view = LiveView(writer.path, start=False)
+    writer.batch(2, steps=3)
+    view.refresh()
+    before = {name: view.views[name].spec for name in VIEWS}
+    versions = dict(view.tail.versions)
+    writer.batch(0, steps=5)  # steps only: no new spans
+    view.refresh()
+    assert view.tail.versions["steps"] > versions["steps"]
+    assert view.tail.versions["spans"] == versions["spans"]
+    assert view.views["ttft"].spec is before["ttft"]  # neither rebuilt nor sent again
+    assert view.views["kv"].spec != before["kv"]
+    assert view.tail.frames.steps.height == load(writer.path, cache=False).steps.height == 8
+    for name in VIEWS:  # the specs sent unvalidated are those Altair's validation accepts
+        assert view.views[name].spec == view.charts[name].to_dict(validate=True)
