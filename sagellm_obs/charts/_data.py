@@ -131,11 +131,20 @@ def time_x(
         field: Column (epoch ms).
         title: Axis title.
         ticks: About how many ticks.
-        full: Label every tick ``HH:MM:SS.mmm`` (for views that zoom in, where Vega's default
-            labels would show only ``.800`` for several different seconds).
+        full: Label every tick ``HH:MM:SS.mmm`` (for views that zoom in); otherwise labels are
+            :data:`CLOCK_LABEL`'s.
     """
-    axis = alt.Axis(tickCount=ticks, format="%H:%M:%S.%L") if full else alt.Axis(tickCount=ticks)
+    if full:
+        axis = alt.Axis(tickCount=ticks, format="%H:%M:%S.%L")
+    else:
+        axis = alt.Axis(tickCount=ticks, labelExpr=CLOCK_LABEL)
     return alt.X(f"{field}:T", title=title, axis=axis)
+
+
+CLOCK_LABEL: Final = "timeFormat(datum.value, datum.value % 1000 ? '%H:%M:%S.%L' : '%H:%M:%S')"
+"""Time-axis labels as clock times: ``12:00:15``, and ``12:00:15.500`` only for a tick between
+whole seconds (Vega's default labels show such a tick as a bare ``.500``, whole seconds as
+``:15`` and the hour as ``12 PM``)."""
 
 
 def count_y(field: str = "count", title: str = "requests") -> alt.Y:
