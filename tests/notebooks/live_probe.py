@@ -38,13 +38,25 @@ the steps the KV chart draws (the sum of its buckets' step counts) and its newes
 requests the TTFT chart draws as dots, and whether the run's workload is done."""
 
 
-def drawn_steps_of_run(run_dir: Path) -> int:
-    """Steps with a KV usage in the run folder, read by the loader (not by the live view)."""
+def drawn_steps_of_run(run_dir: Path, window_s: float = 120.0) -> int:
+    """Steps with a KV usage in the run folder, read by the loader (not by the live view), in
+    the view's final window: the last ``window_s`` seconds (notebook 07's ``window_s``) before
+    the newest span start, step or metric (a run slowed by a loaded machine outlasts it)."""
+    from datetime import timedelta
+
     from sagellm_obs.frames import load
 
-    steps = load(run_dir, cache=False).steps
-    return steps.filter(
-        pl.col("kv_cache_usage").is_not_null() & pl.col("kv_cache_usage").is_not_nan()
+    frames = load(run_dir, cache=False)
+    newest = [
+        frames.spans["start"].max(),
+        frames.steps["time"].max(),
+        frames.metrics["time"].max() if frames.metrics.height else None,
+    ]
+    cut = max(t for t in newest if t is not None) - timedelta(seconds=window_s)  # type: ignore[operator]
+    return frames.steps.filter(
+        pl.col("kv_cache_usage").is_not_null()
+        & pl.col("kv_cache_usage").is_not_nan()
+        & (pl.col("time") >= cut)
     ).height
 
 

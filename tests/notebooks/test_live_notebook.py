@@ -92,8 +92,9 @@ def test_the_live_view_advances_while_the_run_writes(
     assert final["run_done"] and final["ended"] and not final["thread_alive"], final
     assert "ended" in final["status"]
     run = run_folder(tmp_path)
-    steps = drawn_steps_of_run(run)
-    assert final["steps"] == steps > second["steps"]
+    steps = drawn_steps_of_run(run)  # in the view's window (the run's last 120 s)
+    assert final["steps"] == steps
+    assert steps > second["steps"] or steps < drawn_steps_of_run(run, 1e9)  # or it slid past
     # The final picture is what the notebook keeps: the saved KV chart draws the same steps.
     saved = _saved_kv_steps(nb)
     assert saved == steps
