@@ -35,7 +35,7 @@ from sagellm_obs.frames.schemas import SAVED_SCHEMAS
 _log = logging.getLogger(__name__)
 
 CACHE_DIR = ".cache"
-FORMAT = 5  # 5: kv_events.parquet; 4: requests.frontend_s, cached_prompt_share
+FORMAT = 6  # 6: Categorical text; 5: kv_events.parquet; 4: requests.frontend_s, ...
 """Bump when the frames built from the same files change (schemas, derivations)."""
 
 FRAME_NAMES = tuple(SAVED_SCHEMAS)

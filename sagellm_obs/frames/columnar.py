@@ -33,8 +33,9 @@ from sagellm_obs.store.reader import Errors, ReadReport
 
 _log = logging.getLogger(__name__)
 
-FORMAT = 3
-"""Bump when the rows built from the same file change (schemas, derivations)."""
+FORMAT = 4
+"""Bump when the rows built from the same file change (schemas, derivations, dtypes).
+4: low-cardinality text as Categorical."""
 
 META_KEY = "sagellm-obs:columnar"
 _TAIL_BYTES = 4096

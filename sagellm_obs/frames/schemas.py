@@ -6,9 +6,16 @@ nullable unless said otherwise. :data:`REQUIRED_COLUMNS` names them per frame an
 :func:`check_schema` enforces them; extra columns are allowed.
 
 Times are ``Datetime("ns", "UTC")``; durations are seconds as ``Float64`` with an ``_s`` suffix.
+Low-cardinality text (span names and kinds, status codes, services, scopes, models, operations,
+engine and run ids, finish reasons, error types, file names, metric names...) is
+``pl.Categorical`` (:data:`CAT`): it compares with plain strings (``pl.col("model") == "m"``,
+``is_in``), groups and sorts by its text, and reaches charts and ``to_dicts()`` as text; string
+functions need ``.cat.starts_with(...)`` / ``.cat.ends_with(...)`` or ``.cast(pl.String)`` first,
+and a join with a ``String`` column of another frame needs one side cast. Ids (trace, span,
+request) and free text (status messages) stay ``String``.
 
 ``spans.attributes`` holds the span attributes that have no typed column, as
-``List(Struct{key: String, value: String})``: polars keeps that columnar (no per-row JSON
+``List(Struct{key: Categorical, value: String})``: polars keeps that columnar (no per-row JSON
 parsing), and it round-trips through Parquet. Values are rendered as text: strings as they are,
 integers in decimal, doubles in shortest round-trip form, booleans as ``true``/``false`` and
 arrays as a JSON array of strings. :func:`attribute` reads one back.
@@ -39,10 +46,15 @@ def _schema(columns: Mapping[str, PolarsDataType]) -> pl.Schema:
 TIME = pl.Datetime("ns", "UTC")
 """The dtype of every timestamp column."""
 
-ATTRIBUTES = pl.List(pl.Struct({"key": pl.String, "value": pl.String}))
+CAT = pl.Categorical()
+"""The dtype of the low-cardinality text columns (names, kinds, models, engines, runs, files):
+4 bytes a row instead of a 16-byte string view. Polars' categories are global, so frames of
+different files, sources and runs concatenate and join without casts."""
+
+ATTRIBUTES = pl.List(pl.Struct({"key": CAT, "value": pl.String}))
 """The dtype of ``spans.attributes``: the attributes without a typed column."""
 
-EVENTS = pl.List(pl.Struct({"name": pl.String, "time": TIME}))
+EVENTS = pl.List(pl.Struct({"name": CAT, "time": TIME}))
 """The dtype of ``spans.events`` (event attributes are not kept)."""
 
 SPANS = _schema(
@@ -50,23 +62,23 @@ SPANS = _schema(
         "trace_id": pl.String,  # 32 hex digits
         "span_id": pl.String,  # 16 hex digits
         "parent_span_id": pl.String,  # null for root spans
-        "name": pl.String,
-        "kind": pl.String,  # INTERNAL, SERVER, CLIENT, PRODUCER, CONSUMER, UNSPECIFIED
+        "name": CAT,
+        "kind": CAT,  # INTERNAL, SERVER, CLIENT, PRODUCER, CONSUMER, UNSPECIFIED
         "start": TIME,
         "end": TIME,
         "duration_s": pl.Float64,
-        "status_code": pl.String,  # UNSET, OK, ERROR
+        "status_code": CAT,  # UNSET, OK, ERROR
         "status_message": pl.String,
-        "service_name": pl.String,  # resource service.name
-        "engine_id": pl.String,  # span, else resource, sagellm.engine_id
+        "service_name": CAT,  # resource service.name
+        "engine_id": CAT,  # span, else resource, sagellm.engine_id
         "engine_idx": pl.Int64,  # sagellm.engine_idx: vLLM's data-parallel rank (null: unknown)
-        "run_id": pl.String,  # resource, else span, sagellm.run_id
-        "scope": pl.String,  # instrumentation scope name
+        "run_id": CAT,  # resource, else span, sagellm.run_id
+        "scope": CAT,  # instrumentation scope name
         # Known request attributes (null on spans that do not carry them).
         "request_id": pl.String,
         "protocol_trace_id": pl.String,  # sagellm.trace_id: the protocol's free-form trace id
-        "operation": pl.String,
-        "model": pl.String,
+        "operation": CAT,
+        "model": CAT,
         "input_tokens": pl.Int64,
         "output_tokens": pl.Int64,
         "cached_tokens": pl.Int64,
@@ -77,13 +89,13 @@ SPANS = _schema(
         "inference_s": pl.Float64,
         "e2e_s": pl.Float64,
         "tpot_s": pl.Float64,
-        "finish_reason": pl.String,
-        "error_type": pl.String,
+        "finish_reason": CAT,
+        "error_type": CAT,
         "stream": pl.Boolean,
         "cancelled": pl.Boolean,
         "events": EVENTS,
         "attributes": ATTRIBUTES,
-        "source_file": pl.String,  # file name relative to the loaded source
+        "source_file": CAT,  # file name relative to the loaded source
         "source_line": pl.Int64,  # 1-based line of the file
     }
 )
@@ -94,11 +106,11 @@ REQUESTS = _schema(
         "trace_id": pl.String,  # OpenTelemetry trace id (hex)
         "protocol_trace_id": pl.String,
         "span_id": pl.String,
-        "model": pl.String,
-        "engine_id": pl.String,
+        "model": CAT,
+        "engine_id": CAT,
         "engine_idx": pl.Int64,  # vLLM's data-parallel rank
-        "run_id": pl.String,
-        "operation": pl.String,
+        "run_id": CAT,
+        "operation": CAT,
         "arrival": TIME,  # start of the request span
         "frontend_s": pl.Float64,  # TTFT - queue - prefill: the engine frontend's share of TTFT
         "queue_s": pl.Float64,
@@ -112,18 +124,18 @@ REQUESTS = _schema(
         "output_tokens": pl.Int64,
         "cached_tokens": pl.Int64,
         "cached_prompt_share": pl.Float64,  # cached / input tokens, null when input is 0 or unknown
-        "finish_reason": pl.String,
-        "error_type": pl.String,
+        "finish_reason": CAT,
+        "error_type": CAT,
         "cancelled": pl.Boolean,
         "stream": pl.Boolean,
-        "source": pl.String,  # "sagellm" (our SERVER span) or "vllm" (vLLM's llm_request span)
+        "source": CAT,  # "sagellm" (our SERVER span) or "vllm" (vLLM's llm_request span)
         # From requests-client-*.jsonl, joined on request_id; null when absent.
         "client_start": TIME,
         "client_ttft_s": pl.Float64,
         "client_e2e_s": pl.Float64,
-        "workload": pl.String,  # the workload that sent the request
+        "workload": CAT,  # the workload that sent the request
         "family": pl.String,  # its shared-prefix family or chat session
-        "workload_phase": pl.String,  # its act in a phased workload ("warm", "pressure"...)
+        "workload_phase": CAT,  # its act in a phased workload ("warm", "pressure"...)
         "parent_span_id": pl.String,  # the request span's parent (a caller's span), if any
         # vLLM's own figures, from its llm_request span under ours (configure(vllm_tracing=True));
         # null without it. See frames.spans.VLLM_FIGURES and docs/vllm-tracing.md.
@@ -141,9 +153,9 @@ REQUESTS = _schema(
 STEPS = _schema(
     {
         "time": TIME,
-        "engine_id": pl.String,
+        "engine_id": CAT,
         "engine_idx": pl.Int64,  # vLLM's data-parallel rank (0 without DP)
-        "run_id": pl.String,  # from the run's manifest; null when unknown
+        "run_id": CAT,  # from the run's manifest; null when unknown
         "step": pl.Int64,
         "running": pl.Int64,
         "waiting": pl.Int64,
@@ -162,22 +174,22 @@ STEPS = _schema(
 KV_EVENTS = _schema(
     {
         "time": TIME,  # vLLM's time.time() of the step's event batch
-        "engine_id": pl.String,
+        "engine_id": CAT,
         "engine_idx": pl.Int64,
-        "run_id": pl.String,
-        "event": pl.String,  # sageLLM KVHookEvent: allocate_after, evict_after, free_after
-        "kind": pl.String,  # stored, reused, removed, cleared (semconv.KV_KINDS)
+        "run_id": CAT,
+        "event": CAT,  # sageLLM KVHookEvent: allocate_after, evict_after, free_after
+        "kind": CAT,  # stored, reused, removed, cleared (semconv.KV_KINDS)
         "request_id": pl.String,  # who stored or reused the block; null for removals
         "block_hash": pl.String,  # vLLM's block hash, 16 hex digits; null for "cleared"
         "parent_block_hash": pl.String,
         "prefix_hash": pl.String,  # our hash, as in a span's sagellm.prefix.block_hashes
         "block_size": pl.Int64,  # tokens per block of the event
         "num_tokens": pl.Int64,  # tokens of this block in the event (0 for removals)
-        "evict_reason": pl.String,  # sageLLM KVEvictReason for removals and clears
-        "medium": pl.String,
+        "evict_reason": CAT,  # sageLLM KVEvictReason for removals and clears
+        "medium": CAT,
         "group_idx": pl.Int64,
         "batch_seq": pl.Int64,  # vLLM publisher's sequence number of the batch
-        "source_file": pl.String,
+        "source_file": CAT,
         "source_line": pl.Int64,
     }
 )
@@ -187,10 +199,10 @@ METRICS = _schema(
     {
         "time": TIME,
         "start_time": TIME,  # start of the cumulative interval (null for gauges)
-        "name": pl.String,
-        "kind": pl.String,  # gauge, counter, updowncounter, histogram
-        "unit": pl.String,
-        "temporality": pl.String,  # cumulative, delta (null for gauges)
+        "name": CAT,
+        "kind": CAT,  # gauge, counter, updowncounter, histogram
+        "unit": CAT,
+        "temporality": CAT,  # cumulative, delta (null for gauges)
         "attributes": pl.String,  # JSON object, sorted keys
         "value": pl.Float64,  # gauges and sums
         "count": pl.Int64,  # histograms
@@ -199,11 +211,11 @@ METRICS = _schema(
         "explicit_bounds": pl.List(pl.Float64),
         "min": pl.Float64,
         "max": pl.Float64,
-        "service_name": pl.String,
-        "engine_id": pl.String,
+        "service_name": CAT,
+        "engine_id": CAT,
         "engine_idx": pl.Int64,  # point attribute sagellm.engine_idx
-        "run_id": pl.String,
-        "source_file": pl.String,
+        "run_id": CAT,
+        "source_file": CAT,
         "source_line": pl.Int64,
     }
 )
