@@ -97,7 +97,12 @@ def test_imbalance_shares_add_up_per_bucket(frames: Any) -> None:
     # engine-0 takes every request of the second half: the balance chart must show it.
     half = req.height // 2
     skewed = pl.concat(
-        [req.head(half), req.tail(req.height - half).with_columns(engine_id=pl.lit("engine-0"))]
+        [
+            req.head(half),
+            req.tail(req.height - half).with_columns(
+                engine_id=pl.lit("engine-0", dtype=pl.Categorical)
+            ),
+        ]
     )
     rows = fleet_charts.imbalance_rows(skewed, every="1s")
     sums = rows.group_by("time", "share").agg(pl.col("value").sum())

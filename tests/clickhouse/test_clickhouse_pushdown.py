@@ -37,7 +37,7 @@ def polars_ttft(requests: pl.DataFrame, every: str, quantiles: Sequence[float]) 
 
 def polars_hit_rate(requests: pl.DataFrame) -> pl.DataFrame:
     return (
-        requests.group_by("model")
+        requests.group_by(pl.col("model").cast(pl.String))  # the query gives text
         .agg(
             pl.len().cast(pl.Int64).alias("requests"),
             # null when no request of the model reports them (vLLM's spans carry no cached count)
