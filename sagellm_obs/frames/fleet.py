@@ -86,8 +86,8 @@ def _idx(frame: pl.DataFrame | pl.LazyFrame) -> pl.Expr:
 
 
 def _id(frame: pl.DataFrame) -> pl.Expr:
-    if "engine_id" in frame.columns:
-        return pl.col("engine_id").fill_null(UNKNOWN)
+    if "engine_id" in frame.columns:  # as text: frames with and without the column mix
+        return pl.col("engine_id").cast(pl.String).fill_null(UNKNOWN)
     return pl.lit(UNKNOWN)
 
 

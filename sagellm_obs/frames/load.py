@@ -208,7 +208,7 @@ def scan(
         fleet.warn(stacklevel=_depth + 1)  # at the user's call of scan() or load()
         not_found = [
             runs_row(None, path, f"replica run folder not found: {text}").with_columns(
-                run_id=pl.lit(run_id)
+                run_id=pl.lit(run_id, dtype=RUNS["run_id"])
             )
             for (run_id, path), text in zip(fleet.missing_runs, fleet.missing, strict=True)
         ]

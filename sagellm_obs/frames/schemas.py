@@ -222,12 +222,12 @@ METRICS = _schema(
 
 RUNS = _schema(
     {
-        "run_id": pl.String,  # the manifest's, else the folder's or file's name
+        "run_id": CAT,  # the manifest's, else the folder's or file's name
         "path": pl.String,  # the source as loaded
-        "kind": pl.String,  # run (a run folder), otlp (other JSON files), parquet
-        "model": pl.String,
-        "engine_id": pl.String,
-        "workload": pl.String,  # the workload's name
+        "kind": CAT,  # run (a run folder), otlp (other JSON files), parquet
+        "model": CAT,
+        "engine_id": CAT,
+        "workload": CAT,  # the workload's name
         "requests": pl.Int64,  # requests the workload sent (the manifest's count)
         "concurrency": pl.Int64,
         "rate": pl.Float64,  # requests per second, null for closed-loop workloads
@@ -290,6 +290,18 @@ def check_schema(df: pl.DataFrame, schema: pl.Schema, name: str = "frame") -> pl
             parts.append("wrong dtype: " + "; ".join(wrong))
         raise SchemaError(f"{name} frame does not match its schema: " + " | ".join(parts))
     return df
+
+
+def as_text(dtype: PolarsDataType) -> PolarsDataType:
+    """``dtype`` with every Categorical in it (nested ones too) as String: the dtype a column had
+    before the frames stored low-cardinality text as :data:`CAT` (Parquet frames saved then)."""
+    if isinstance(dtype, pl.Categorical):
+        return pl.String()
+    if isinstance(dtype, pl.List):
+        return pl.List(as_text(dtype.inner))
+    if isinstance(dtype, pl.Struct):
+        return pl.Struct({f.name: as_text(f.dtype) for f in dtype.fields})
+    return dtype
 
 
 def empty(schema: pl.Schema) -> pl.DataFrame:

@@ -33,7 +33,7 @@ import polars as pl
 from sagellm_obs.frames import cache as cache_mod
 from sagellm_obs.frames import columnar, files
 from sagellm_obs.frames.lines import TORN
-from sagellm_obs.frames.schemas import RUNS, SAVED_SCHEMAS, check_schema, conform
+from sagellm_obs.frames.schemas import RUNS, SAVED_SCHEMAS, as_text, check_schema, conform
 from sagellm_obs.frames.spans import requests_of
 from sagellm_obs.store import layout
 from sagellm_obs.store.reader import Errors, ReadReport, StoreFormatError
@@ -266,6 +266,11 @@ def _parquet_files(directory: Path) -> dict[str, Path] | None:
     return None
 
 
+def _was_text(have: pl.DataType, declared: pl.DataType) -> bool:
+    """A saved column's dtype is the declared one with String for Categorical (cast on load)."""
+    return have != declared and have == as_text(declared)
+
+
 def _parquet(directory: Path, found: dict[str, Path]) -> SourceScan:
     def scan(name: str) -> pl.LazyFrame:
         path = found[name]
@@ -274,14 +279,16 @@ def _parquet(directory: Path, found: dict[str, Path]) -> SourceScan:
             return pl.LazyFrame(schema=schema)
         have = pl.read_parquet_schema(path)
         added = [c for c in ADDED_COLUMNS.get(name, ()) if c not in have]
+        # Frames saved before low-cardinality text was Categorical have it as String.
+        text = [c for c, dtype in schema.items() if c in have and _was_text(have[c], dtype)]
         # Frames saved before a column was added load with it as nulls.
         check_schema(
-            pl.DataFrame(schema={**have, **{c: schema[c] for c in added}}),
+            pl.DataFrame(schema={**have, **{c: schema[c] for c in [*added, *text]}}),
             schema,
             f"{name} ({path})",
         )
         scan = pl.scan_parquet(path)
-        return conform(scan, schema) if added else scan
+        return conform(scan, schema) if added or text else scan
 
     manifest_dir = directory.parent if directory.name == cache_mod.CACHE_DIR else directory
     frames = {name: scan(name) for name in SAVED_SCHEMAS}
