@@ -78,13 +78,42 @@ def _check_fresh(rebuilt: list[tuple[str, str]], from_cache: bool) -> None:
         raise RuntimeError(f"{NOT_FROM_COPIES}: rebuilt {rebuilt[:3]} (from_cache={from_cache})")
 
 
+def _arrow_bytes(df: Any) -> dict[str, int]:
+    """Bytes of each column's buffers as polars holds them (string views included, which
+    ``estimated_size`` leaves out), read through zero-copy Arrow exports."""
+    import polars as pl
+
+    return {
+        col: int(df[col].to_arrow(compat_level=pl.CompatLevel.newest()).get_total_buffer_size())
+        for col in df.columns
+    }
+
+
 def _sagellm_first(directory: Path) -> Callable[[], int]:
-    """The first load of a run folder the store sealed: every file from its copies."""
+    """The first load of a run folder the store sealed: every file from its copies.
+
+    After the timed call (and the peak taken), the bytes of the spans and requests frames per
+    column go to the output line.
+    """
     from sagellm_obs.frames import load
+
+    held: list[Any] = []
+
+    def sizes() -> None:
+        if held:
+            f = held.pop()
+            EXTRA["frame_bytes"] = {
+                name: _arrow_bytes(df)
+                for name, df in (("spans", f.spans), ("requests", f.requests))
+            }
+            EXTRA["frame_rows"] = {"spans": f.spans.height, "requests": f.requests.height}
+
+    AFTER.append(sizes)
 
     def go() -> int:
         frames = load(directory)
         _check_fresh(frames.rebuilt, frames.from_cache)
+        held.append(frames)
         return frames.spans.height
 
     return go
@@ -293,9 +322,10 @@ def main(argv: list[str]) -> int:
         seconds = time.perf_counter() - t0
         cpu = time.process_time() - c0
     finally:
+        # The peak of the load itself, before what runs after it.
+        maxrss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         for undo in AFTER:
             undo()
-    maxrss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out: dict[str, Any] = {
         "loader": name,
         "seconds": seconds,

@@ -337,6 +337,28 @@ def _phases(run: dict[str, Any] | None) -> str:
     )
 
 
+def _frame_sizes(m: dict[str, Any]) -> str:
+    """One sentence: the bytes the first load's frames hold, per row and by largest column."""
+    runs = [r for r in m["raw"].get("sagellm_first", []) if "frame_bytes" in r]
+    if not runs:
+        return ""
+    sizes, rows = runs[0]["frame_bytes"], runs[0]["frame_rows"]
+    total = sum(sum(cols.values()) for cols in sizes.values())
+    parts = []
+    for name, cols in sizes.items():
+        n = max(int(rows[name]), 1)
+        top = sorted(cols.items(), key=lambda kv: -kv[1])[:5]
+        parts.append(
+            f"{name} {f(sum(cols.values()) / n, 0)} B per row (largest: "
+            + ", ".join(f"`{c}` {f(b / n, 0)}" for c, b in top)
+            + ")"
+        )
+    return (
+        f"The first load's frames hold {f(total / 1e9, 2)} GB (Arrow buffers, string views "
+        "included): " + "; ".join(parts) + ".\n"
+    )
+
+
 def _row(name: str, x: dict[str, Any] | None, cold: float) -> list[str]:
     if x is None:
         return [_LABELS[name], "not run", "", "", "", "", "", "", ""]
@@ -409,6 +431,7 @@ def render(doc: dict[str, Any]) -> str:
             ),
             "",
             _phases(m.get("phases")),
+            _frame_sizes(m),
             _seal(loaders["sagellm_seal"], st)
             + first
             + f"Targets: at 1M spans first load ≤ {t['first_s']} s and ≤ "
