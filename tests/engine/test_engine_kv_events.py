@@ -164,7 +164,7 @@ def test_kv_events_survive_save_and_the_parquet_cache(kv_run: KVRun, tmp_path: P
     built, cached = load(plain), load(plain)
     assert not built.from_cache and cached.from_cache
     assert_frame_equal(cached.kv_events, built.kv_events)
-    no_run_id = run.kv_events.with_columns(run_id=pl.lit(None, pl.String))  # no manifest there
+    no_run_id = run.kv_events.with_columns(run_id=pl.lit(None, pl.Categorical))  # no manifest there
     assert_frame_equal(built.kv_events, no_run_id)
 
 

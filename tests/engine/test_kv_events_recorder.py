@@ -363,7 +363,9 @@ def test_kv_events_survive_save_and_the_parquet_cache(
         shutil.copy2(f, plain / f.name)
     built = frames.load(plain)
     assert not built.from_cache
-    assert_frame_equal(built.kv_events, run.kv_events.with_columns(run_id=pl.lit(None, pl.String)))
+    assert_frame_equal(
+        built.kv_events, run.kv_events.with_columns(run_id=pl.lit(None, pl.Categorical))
+    )
 
     def no_build(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("the sources were read although the cache is valid")
