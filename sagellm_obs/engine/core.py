@@ -26,7 +26,7 @@ from sagellm_obs.engine.convert import (
     sampling_kwargs,
 )
 from sagellm_obs.engine.kv_events import KVEventConsumer
-from sagellm_obs.engine.outputs import RequestOutputs
+from sagellm_obs.engine.outputs import RequestOutputs, delta_event
 from sagellm_obs.engine.quiet import engine_start_output
 from sagellm_obs.engine.request_record import input_messages, new_record, output_messages
 from sagellm_obs.engine.stat_logger import StepSink, stat_logger_factory
@@ -295,16 +295,22 @@ class InstrumentedEngine:
             params.extra_args = {**(params.extra_args or {}), "kv_cache_report_mode": "full"}
             kv["session_id"] = req.request_id
         gen = self.llm.generate(prompt, params, req.request_id, trace_headers=headers, **kv)
+        add = outs.add
         try:
-            async for out in gen:
-                comp = outs.add(out)
-                if comp is not None and stream:
-                    delta = StreamEventDelta(
-                        **ids, content=comp.text, content_tokens=list(comp.token_ids)
-                    )
-                    if on_token is not None:
-                        on_token(delta)
-                    yield delta
+            if not stream:
+                async for out in gen:
+                    add(out)
+            else:
+                async for out in gen:
+                    comp = add(out)
+                    if comp is not None:
+                        tokens = comp.token_ids
+                        delta = delta_event(
+                            ids, comp.text, tokens if type(tokens) is list else list(tokens)
+                        )
+                        if on_token is not None:
+                            on_token(delta)
+                        yield delta
         except (asyncio.CancelledError, GeneratorExit):
             rec.cancelled = True
             rec.finish_reason = "abort"

@@ -10,7 +10,12 @@ from engine_harness import SHARED_PREFIX, EngineHarness
 from opentelemetry.trace import SpanKind, StatusCode
 
 from sagellm_obs import semconv as sc
-from sagellm_obs.protocol import ErrorCode, ProtocolValidationError, Request
+from sagellm_obs.protocol import (
+    ErrorCode,
+    ProtocolValidationError,
+    Request,
+    StreamEventDelta,
+)
 from sagellm_obs.protocol.tracecontext import TraceParent, otel_trace_id
 from sagellm_obs.store import files_of, iter_jsonl
 from sagellm_obs.store.otlp_json import parse_traces_line
@@ -280,6 +285,12 @@ def test_streaming_events_and_itl(harness: EngineHarness) -> None:
     assert events[-1].event == "end"
     deltas = [e for e in events[1:-1] if e.event == "delta"]
     assert len(deltas) == len(events) - 2
+    # The engine builds its deltas unvalidated: each must be what validation would make.
+    for d in deltas:
+        again = StreamEventDelta(**d.model_dump(exclude={"event"}))
+        assert again == d
+        assert again.model_fields_set == d.model_fields_set
+        assert StreamEventDelta.model_validate_json(d.model_dump_json()) == d
     end = events[-1]
     assert "".join(d.content for d in deltas) == end.content
     assert [t for d in deltas for t in d.content_tokens] == end.output_tokens
