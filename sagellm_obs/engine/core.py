@@ -26,7 +26,7 @@ from sagellm_obs.engine.convert import (
     sampling_kwargs,
 )
 from sagellm_obs.engine.kv_events import KVEventConsumer
-from sagellm_obs.engine.outputs import RequestOutputs, delta_event
+from sagellm_obs.engine.outputs import RequestOutputs, delta_event, delta_head
 from sagellm_obs.engine.quiet import engine_start_output
 from sagellm_obs.engine.request_record import input_messages, new_record, output_messages
 from sagellm_obs.engine.stat_logger import StepSink, stat_logger_factory
@@ -301,12 +301,13 @@ class InstrumentedEngine:
                 async for out in gen:
                     add(out)
             else:
+                head = delta_head(ids)
                 async for out in gen:
                     comp = add(out)
                     if comp is not None:
                         tokens = comp.token_ids
                         delta = delta_event(
-                            ids, comp.text, tokens if type(tokens) is list else list(tokens)
+                            head, comp.text, tokens if type(tokens) is list else list(tokens)
                         )
                         if on_token is not None:
                             on_token(delta)

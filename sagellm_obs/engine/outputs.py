@@ -8,30 +8,41 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import BaseModel
+
 from sagellm_obs.protocol import StreamEventDelta
 
 _DELTA_FIELDS = frozenset(("request_id", "trace_id", "engine_id", "content", "content_tokens"))
 _new = object.__new__
-_set = object.__setattr__
+_set_dict = object.__setattr__
+# BaseModel's own slots, set through their descriptors (cheaper than object.__setattr__ by name).
+_set_fields = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
+_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
 
 
-def delta_event(ids: dict[str, str], content: str, tokens: list[int]) -> StreamEventDelta:
+def delta_head(ids: dict[str, str]) -> dict[str, str]:
+    """The fields every delta of one request shares, for :func:`delta_event`."""
+    return {"event": "delta", **ids}
+
+
+def delta_event(head: dict[str, str], content: str, tokens: list[int]) -> StreamEventDelta:
     """A ``StreamEventDelta`` of our own, trusted values, built without validation.
 
     The engine makes one per output; pydantic's validated constructor (or ``model_construct``,
-    which is slower still) would cost ~0.6 µs more each. The result equals the validated event
-    (same fields, same ``model_fields_set``) and serialises identically. ``tokens`` is kept, not
-    copied: vLLM hands each ``DELTA`` output a list of its own.
+    which is slower still) costs ~0.9 µs more each. The result equals the validated event (same
+    fields, same ``model_fields_set``) and serialises identically. ``head`` is
+    :func:`delta_head` of the request (copied); ``tokens`` is kept, not copied: vLLM hands each
+    ``DELTA`` output a list of its own.
     """
     event: StreamEventDelta = _new(StreamEventDelta)
-    _set(
-        event,
-        "__dict__",
-        {"event": "delta", **ids, "content": content, "content_tokens": tokens},
-    )
-    _set(event, "__pydantic_fields_set__", set(_DELTA_FIELDS))
-    _set(event, "__pydantic_extra__", None)
-    _set(event, "__pydantic_private__", None)
+    fields: dict[str, Any] = head.copy()
+    fields["content"] = content
+    fields["content_tokens"] = tokens
+    _set_dict(event, "__dict__", fields)
+    _set_fields(event, set(_DELTA_FIELDS))
+    _set_extra(event, None)
+    _set_private(event, None)
     return event
 
 
