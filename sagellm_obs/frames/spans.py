@@ -96,7 +96,9 @@ def client_columns(client: FrameT) -> FrameT:
         .select(
             "request_id",
             pl.col("client_start_unix_nano").cast(TIME).alias("client_start"),
-            *CLIENT_COLUMNS[1:],
+            # the requests frame's dtypes (workload names are Categorical), so a join that
+            # coalesces them with a frame's own columns keeps them
+            *(pl.col(col).cast(REQUESTS[col]) for col in CLIENT_COLUMNS[1:]),
         )
     )
 

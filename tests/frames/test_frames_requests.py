@@ -10,7 +10,7 @@ from typing import Any
 
 import polars as pl
 import pytest
-from frames_otlp import T0, WrittenRun, span, traces_line, write_lines
+from frames_otlp import T0, WrittenRun, span, traces_line, write_lines, write_run
 
 from sagellm_obs import semconv as sc
 from sagellm_obs.frames import Frames, load, load_requests
@@ -267,6 +267,16 @@ def test_client_timings_join_on_request_id(written: WrittenRun, tmp_path: Path) 
         "warm",
     )
     assert by_id["req-1"]["workload_phase"] is None and by_id["req-1"]["workload"] is None
+    # Many sources join the client rows after concatenating: the same values, the same dtypes.
+    other = write_run(tmp_path / "other", [({"i": 9},)], engine_id="engine-b")
+    many = load([run, other.path], cache=False).requests
+    assert many.schema == req.schema
+    joined = many.filter(pl.col("request_id") == "req-0").row(0, named=True)
+    assert (joined["workload"], joined["workload_phase"], joined["client_e2e_s"]) == (
+        "short",
+        "warm",
+        0.75,
+    )
 
 
 def test_both_span_sources_in_one_file(tmp_path: Path) -> None:
