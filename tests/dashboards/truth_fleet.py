@@ -88,9 +88,8 @@ def _send_workload(replicas: list[ServerProcess], out: Path, prom: Prometheus) -
             extra_body={"ignore_eos": True},
         )
         assert done.usage is not None and done.usage.completion_tokens == 8 + 4 * i
-    busy = (
-        f'{sc.M_KV_USAGE.prometheus_name}{{sagellm_engine_id="{_engine_id(replicas[0].url)}"}} > 0'
-    )
+    kv_a = f'{sc.M_KV_USAGE.prometheus_name}{{sagellm_engine_id="{_engine_id(replicas[0].url)}"}}'
+    busy = f"max_over_time({kv_a}[1m]) > 0"  # a scrape mid-request, however late we ask
     stream = client.completions.create(
         model=model,
         prompt="Tell the longest story about the engine. " * 4,
@@ -100,10 +99,14 @@ def _send_workload(replicas: list[ServerProcess], out: Path, prom: Prometheus) -
     )
     chunks = iter(stream)
     next(chunks)  # the engine is generating: A's KV usage is above 0 until the last token
-    seen = wait_until(
-        lambda: prom.query(busy, time.time()) or None, 30, "a scrape mid-request", 0.2
-    )
-    assert seen
+    try:
+        wait_until(lambda: prom.query(busy, time.time()) or None, 30, "a scrape mid-request", 0.2)
+    except AssertionError as exc:  # what Prometheus saw, to tell a blocked server from a fast one
+        raw = prom.query(f"{kv_a}[2m]", time.time())
+        up = prom.query(
+            f'scrape_duration_seconds{{instance="{urlsplit(replicas[0].url).netloc}"}}[2m]'
+        )
+        raise AssertionError(f"{exc}: A's KV usage samples {raw}, scrape durations {up}") from None
     for _ in chunks:  # to its end: the request counts as finished, not cancelled
         pass
 

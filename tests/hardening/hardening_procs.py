@@ -38,7 +38,10 @@ ROTEL_HOW = "pip install -c requirements/constraints.txt 'rotel>=0.0.1a15'"
 SERVER_START_S = 240.0
 _SERVING = re.compile(r"serving on (http://127\.0\.0\.1:\d+)")
 # Settings of the outer environment that would change what a child process exports.
-_ENV_PREFIXES = ("OTEL_", "SAGELLM_OBS_", "SAGELLM_ENGINE_ID")
+# Dropped from a child's environment: OTLP/sagellm settings, and vLLM's multiprocessing switch,
+# which an in-process engine started earlier in this pytest process sets to "0" (a server started
+# with it inherited runs EngineCore on its event loop, and answers no scrape while it generates).
+_ENV_PREFIXES = ("OTEL_", "SAGELLM_OBS_", "SAGELLM_ENGINE_ID", "VLLM_ENABLE_V1_MULTIPROCESSING")
 
 
 IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
@@ -58,7 +61,8 @@ def need(condition: bool, what: str, how: str) -> None:
 
 
 def child_env(**extra: str) -> dict[str, str]:
-    """This environment without OTLP/sagellm settings, plus ``extra``."""
+    """This environment without OTLP/sagellm settings and vLLM's multiprocessing switch (the
+    child gets the default a user's shell gives), plus ``extra``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(_ENV_PREFIXES)}
     env.update(extra)
     return env
