@@ -135,29 +135,39 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 @dataclass
 class Traffic:
     requests: pl.DataFrame  # the run folder's
-    #: When Prometheus had scraped it all: rate panels are evaluated here, their window over the
-    #: traffic (evaluated later, a window without new lookups gives a hit rate of 0/0 = NaN).
+    #: When Prometheus had scraped it all: panels and rules are evaluated at this instant.
     at: float
+    #: Their rate window: from a sample of the counters taken before the traffic to ``at``.
+    window: str
 
 
 @pytest.fixture(scope="module")
 def traffic(stack: Stack) -> Traffic:
-    """Completions spread over several scrapes (rate() needs increases), then the run folder."""
+    """A first completion, scraped on both paths, then completions spread over several scrapes,
+    then the run folder. rate() needs a counter's samples from before and after an increase: the
+    first completion's guarantees the before, whatever happens to the scrapes during the traffic
+    (a slow ``/metrics`` answer is a missed sample), and the window reaches back to it."""
     from sagellm_obs.frames import load
 
+    queries = sc.M_PREFIX_QUERIES.prometheus_name
     with httpx.Client(base_url=stack.server_url, timeout=120) as client:
+
+        def complete(prompt: str, max_tokens: int) -> None:
+            body = {"model": stack.model, "prompt": prompt, "max_tokens": max_tokens}
+            r = client.post("/v1/completions", json={**body, "ignore_eos": True})
+            assert r.status_code == 200, r.text
+
+        complete(PROMPT + "A first basket.", 2)
+        stack.telemetry.flush()
+        for job in JOBS:
+            _wait(
+                lambda job=job: bool(query(stack.prometheus, f'{queries}{{job="{job}"}}')),
+                f"job {job} has no sample of {queries}",
+            )
+        before = time.time()
         for round_ in range(6):
             for i in range(3):
-                r = client.post(
-                    "/v1/completions",
-                    json={
-                        "model": stack.model,
-                        "prompt": PROMPT + f"Basket {round_}-{i}.",
-                        "max_tokens": 2 + (round_ + i) % 5,
-                        "ignore_eos": True,
-                    },
-                )
-                assert r.status_code == 200, r.text
+                complete(PROMPT + f"Basket {round_}-{i}.", 2 + (round_ + i) % 5)
             time.sleep(1.0)
     stack.telemetry.flush()
     requests = load(stack.run_dir, cache=False).requests
@@ -170,7 +180,8 @@ def traffic(stack: Stack) -> Traffic:
             ),
             f"job {job} does not count the run's {n} requests",
         )
-    return Traffic(requests, time.time())
+    at = time.time()
+    return Traffic(requests, at, f"{math.ceil(at - before) + 10}s")
 
 
 def _exprs() -> list[tuple[str, str]]:
@@ -197,7 +208,7 @@ def test_every_panel_returns_data_on_each_metrics_path(
 ) -> None:
     for title, expr in _exprs():
         concrete = (
-            expr.replace("$__rate_interval", "1m")
+            expr.replace("$__rate_interval", traffic.window)
             .replace("$job", job)
             # a regex inside a PromQL string: its backslashes doubled
             .replace("$model", re.escape(stack.model).replace("\\", "\\\\"))
@@ -207,7 +218,12 @@ def test_every_panel_returns_data_on_each_metrics_path(
         result = query(stack.prometheus, concrete, traffic.at)
         assert result, f"[{job}] {title} returned no data: {concrete}"
         values = [float(r["value"][1]) for r in result]
-        assert any(not math.isnan(v) for v in values), (job, title, values)
+        if all(math.isnan(v) for v in values):  # 0/0: the counters' samples say why
+            names = sorted(set(re.findall(r"(sagellm_\w+)\{", concrete)))
+            samples = {
+                n: query(stack.prometheus, f'{n}{{job="{job}"}}[3m]', traffic.at) for n in names
+            }
+            raise AssertionError(f"[{job}] {title}: NaN at {traffic.at:.3f}: {samples}")
 
 
 @pytest.mark.parametrize("job", JOBS)
@@ -242,7 +258,7 @@ def test_alert_expressions_evaluate_on_the_real_series(stack: Stack, traffic: Tr
             continue  # its counter appears once something was dropped (never, here)
         # the part before the threshold must see series on both paths
         lhs = re.split(r"\s[<>]=?\s[\d.]+$", rule["expr"])[0]
-        lhs = lhs.replace("[5m]", "[1m]").replace("[10m]", "[1m]")
+        lhs = lhs.replace("[5m]", f"[{traffic.window}]").replace("[10m]", f"[{traffic.window}]")
         jobs = {r["metric"].get("job") for r in query(stack.prometheus, lhs, traffic.at)}
         assert jobs == set(JOBS), (rule["alert"], lhs, jobs)
     loaded = _get(f"{stack.prometheus}/api/v1/rules")["data"]["groups"]
