@@ -66,7 +66,10 @@ def test_tracer_hooks() -> None:
 
 
 @pytest.mark.parametrize(
-    "sampler", [DEFAULT_ON, ParentBasedTraceIdRatio(0.5), ParentBased(ALWAYS_OFF)], ids=str
+    "sampler",
+    [DEFAULT_ON, ParentBasedTraceIdRatio(0.5), ParentBased(ALWAYS_OFF)],
+    # stable ids: the samplers' str() holds memory addresses
+    ids=["default_on", "parent_based_ratio_0.5", "parent_based_always_off"],
 )
 def test_sampler_hooks(sampler: ParentBased) -> None:
     parts = sdk_private.parent_based_parts(sampler)
