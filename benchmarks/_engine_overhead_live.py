@@ -20,6 +20,7 @@ class JsonComm:
 
     sent_bytes = 0
     messages = 0
+    split: _Split | None = None
 
     @classmethod
     def install(cls) -> None:
@@ -35,10 +36,15 @@ class JsonComm:
                 buffers: Any = None,
                 **keys: Any,
             ) -> None:
+                import time
+
                 from jupyter_client.session import json_packer
 
+                t0 = time.thread_time()
                 cls.sent_bytes += len(json_packer({"data": data, "metadata": metadata}))
                 cls.messages += 1
+                if cls.split is not None:
+                    cls.split.now["encode"] += time.thread_time() - t0
 
         comm.create_comm = Comm
 
@@ -64,13 +70,68 @@ def figures(view: Any) -> dict[str, Any]:
     }
 
 
+class _Split:
+    """Thread CPU seconds of the parts of one refresh, measured by wrapping the view's own calls
+    (the refresh runs unchanged): reading the new lines (``poll``), building the window's
+    requests frame (``frames``), the status numbers (``snapshot``), building the charts
+    (``build``), Altair's ``to_dict`` of their specs and the widgets' messages JSON-encoded as
+    a kernel would (``encode``)."""
+
+    PARTS = ("poll", "frames", "snapshot", "build", "to_dict", "encode")
+
+    def __init__(self) -> None:
+        self.now: dict[str, float] = dict.fromkeys(self.PARTS, 0.0)
+        self._depth = 0
+
+    def timed(self, part: str, fn: Any) -> Any:
+        import functools
+        import time
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if self._depth:  # a part inside another counts for the outer one
+                return fn(*args, **kwargs)
+            self._depth += 1
+            t0 = time.thread_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.now[part] += time.thread_time() - t0
+                self._depth -= 1
+
+        return wrapper
+
+    def take(self) -> dict[str, float]:
+        out, self.now = self.now, dict.fromkeys(self.PARTS, 0.0)
+        return out
+
+
+def _install_split(view: Any) -> _Split:
+    import altair as alt
+
+    from sagellm_obs.explore import live_view
+    from sagellm_obs.frames.tail import Tail
+
+    split = _Split()
+    view.tail.poll = split.timed("poll", view.tail.poll)
+    frames: Any = vars(Tail)["frames"]
+    Tail.frames = property(split.timed("frames", frames.fget))  # type: ignore[method-assign,assignment]
+    live_view.snapshot = split.timed("snapshot", live_view.snapshot)  # type: ignore[attr-defined]
+    live_view.live_charts = split.timed("build", live_view.live_charts)
+    for cls in (alt.Chart, alt.LayerChart):
+        cls.to_dict = split.timed("to_dict", cls.to_dict)  # type: ignore[method-assign]
+    JsonComm.split = split
+    return split
+
+
 def refresh_cpu(source: Path, work: Path, stages: int = 0, last: int = 60) -> dict[str, Any]:
     """CPU seconds per refresh of the view while ``source``'s run is replayed into ``work``.
 
     Each stage appends the next slice of every data file's lines (by default one slice per
     second of the run, as the view refreshes every second), then the view refreshes: reads the
     new lines, redraws, its widget messages encoded as a kernel would. Figures are medians over
-    the ``last`` stages, when the window is full."""
+    the ``last`` stages, when the window is full; ``split_s`` gives the median of each part of a
+    refresh (see :class:`_Split`; CPU of this thread, the wrappers' own cost included)."""
     import json
     import statistics
     import time
@@ -90,34 +151,37 @@ def refresh_cpu(source: Path, work: Path, stages: int = 0, last: int = 60) -> di
 
     view = live(work, every=3600, window_s=LIVE_WINDOW_S)
     view.stop()  # refreshed here, by hand
-    draw = view.redraw
-    drawn: list[float] = []
-
-    def timed_redraw() -> None:
-        t0 = time.process_time()
-        draw()
-        drawn.append(time.process_time() - t0)
-
-    view.redraw = timed_redraw  # type: ignore[method-assign]
-    cpu, sent = [], []
+    split = _install_split(view)
+    split.take()
+    cpu, sent, parts = [], [], []
+    points: list[int] = []
     for stage in range(1, stages + 1):
         for name, lines in files.items():
             lo, hi = len(lines) * (stage - 1) // stages, len(lines) * stage // stages
             with (work / name).open("a") as f:
                 f.writelines(lines[lo:hi])
         before = JsonComm.sent_bytes
-        t0 = time.process_time()
+        t0 = time.thread_time()
         view.refresh()
-        cpu.append(time.process_time() - t0)
+        cpu.append(time.thread_time() - t0)
         sent.append(JsonComm.sent_bytes - before)
+        parts.append(split.take())
+        points.append(
+            max(
+                sum(len(rows) for rows in (w.spec or {}).get("datasets", {}).values())
+                for w in view.views.values()
+            )
+        )
     frames = view.tail.frames
+    tail = parts[-last:]
     return {
         "stages": stages,
         "steps_in_window": frames.steps.height,
         "requests_in_window": frames.requests.height,
         "cpu_s_per_refresh": round(statistics.median(cpu[-last:]), 4),
-        "cpu_s_per_redraw": round(statistics.median(drawn[-last:]), 4),
+        "split_s": {k: round(statistics.median(p[k] for p in tail), 4) for k in _Split.PARTS},
         "bytes_per_refresh": statistics.median(sent[-last:]),
+        "most_rows_in_a_chart": max(points[-last:]),
     }
 
 
