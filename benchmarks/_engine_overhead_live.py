@@ -44,7 +44,7 @@ class JsonComm:
                 cls.sent_bytes += len(json_packer({"data": data, "metadata": metadata}))
                 cls.messages += 1
                 if cls.split is not None:
-                    cls.split.now["encode"] += time.thread_time() - t0
+                    cls.split.add("encode", time.thread_time() - t0)
 
         comm.create_comm = Comm
 
@@ -73,33 +73,43 @@ def figures(view: Any) -> dict[str, Any]:
 class _Split:
     """Thread CPU seconds of the parts of one refresh, measured by wrapping the view's own calls
     (the refresh runs unchanged): reading the new lines (``poll``), building the window's
-    requests frame (``frames``), the status numbers (``snapshot``), building the charts
-    (``build``), Altair's ``to_dict`` of their specs and the widgets' messages JSON-encoded as
-    a kernel would (``encode``)."""
+    requests frame (``frames``, on its first use after a poll), the status numbers
+    (``snapshot``), building the charts (``build``), Altair's ``to_dict`` of their specs and the
+    widgets' messages JSON-encoded as a kernel would (``encode``). Each part excludes the parts
+    run inside it; what no part covers (the widgets' own trait handling) is the remainder of
+    ``cpu_s_per_refresh``."""
 
     PARTS = ("poll", "frames", "snapshot", "build", "to_dict", "encode")
 
     def __init__(self) -> None:
         self.now: dict[str, float] = dict.fromkeys(self.PARTS, 0.0)
-        self._depth = 0
+        self._inner: list[float] = []  # per open part: CPU of the parts inside it
 
     def timed(self, part: str, fn: Any) -> Any:
+        """``fn`` timed as ``part``; a part inside another counts for itself, not the outer."""
         import functools
         import time
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            if self._depth:  # a part inside another counts for the outer one
-                return fn(*args, **kwargs)
-            self._depth += 1
+            self._inner.append(0.0)
             t0 = time.thread_time()
             try:
                 return fn(*args, **kwargs)
             finally:
-                self.now[part] += time.thread_time() - t0
-                self._depth -= 1
+                spent = time.thread_time() - t0
+                inner = self._inner.pop()
+                self.now[part] += spent - inner
+                if self._inner:
+                    self._inner[-1] += spent
 
         return wrapper
+
+    def add(self, part: str, spent: float) -> None:
+        """``spent`` seconds of ``part`` measured by the caller (inside the open part, if any)."""
+        self.now[part] += spent
+        if self._inner:
+            self._inner[-1] += spent
 
     def take(self) -> dict[str, float]:
         out, self.now = self.now, dict.fromkeys(self.PARTS, 0.0)

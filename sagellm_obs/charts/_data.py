@@ -112,14 +112,24 @@ def choose_every(start: datetime, end: datetime, target: int = MAX_BUCKETS) -> t
     return _EVERY[-1]
 
 
-def auto_every(frame: pl.DataFrame, column: str, *, per_bucket: int, groups: int = 1) -> str:
+def auto_every(
+    frame: pl.DataFrame,
+    column: str,
+    *,
+    per_bucket: int,
+    groups: int = 1,
+    most: int = MAX_BUCKETS,
+) -> str:
     """A bucket width for ``frame[column]``: about ``per_bucket`` rows per bucket and group,
-    at most :data:`MAX_BUCKETS` buckets (``frame`` must have a non-null value)."""
+    at most about ``most`` buckets (``frame`` must have a non-null value).
+
+    Buckets start at multiples of the width, so ``[first, last]`` meets at most ``most + 1``.
+    """
     span = time_span(frame, column)
     if span is None:
         raise ValueError(f"no {column} values to bucket")
     rows = frame.height // max(groups, 1)
-    return choose_every(*span, target=max(1, min(MAX_BUCKETS, rows // max(per_bucket, 1))))[0]
+    return choose_every(*span, target=max(1, min(most, rows // max(per_bucket, 1))))[0]
 
 
 def time_x(

@@ -7,6 +7,11 @@ redraw in place: KV-cache usage, running and waiting requests, TTFT percentiles 
 prefix-cache hit rate and the output token throughput, over a sliding window. It needs no server:
 the run folder is the only source. Pause/resume with the button or :meth:`LiveView.pause`; the
 view stops refreshing when the run ends and keeps the final picture.
+
+The view must not slow down the engine it watches, which often shares its cores: each chart
+draws at most :data:`LIVE_POINTS` rows (the window aggregated into time buckets), and the
+refresh thread measures its own CPU and waits longer between refreshes when needed to stay
+under ``cpu_budget`` of one core (:func:`refresh_interval`).
 """
 
 from __future__ import annotations
@@ -15,15 +20,20 @@ import html
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any, Final
 
 import altair as alt
 import ipywidgets as widgets  # type: ignore[import-untyped]
+import polars as pl
 from altair.typing import ChartType
 
 from sagellm_obs import charts
+from sagellm_obs.charts._data import auto_every, engine_column, time_span
 from sagellm_obs.explore.views import message_chart
+from sagellm_obs.frames.analysis import QUANTILES
+from sagellm_obs.frames.load import Frames
 from sagellm_obs.frames.tail import Tail
 from sagellm_obs.watch import Snapshot, snapshot
 
@@ -43,24 +53,108 @@ INPUTS: Final = {
 """The tail's frames each chart is drawn from (see :attr:`Tail.versions`)."""
 
 
-def live_charts(tail: Tail, views: Iterable[str] = VIEWS) -> dict[str, ChartType]:
-    """The live view's charts (those named in ``views``) over the tail's current window."""
-    frames = tail.frames
-    if frames.steps.height == 0 and frames.requests.height == 0:
+LIVE_POINTS: Final = 300
+"""Most rows of data a live chart's spec carries, however many steps and requests the window
+holds (each refresh sends every chart whose input changed, whole, to the browser)."""
+
+CPU_BUDGET: Final = 0.02
+"""Default share of one core the refresh thread may use (see :func:`refresh_interval`)."""
+
+_SMOOTHING: Final = 0.3  # weight of the newest refresh's cost in the running estimate
+
+
+def _every(frame: pl.DataFrame, column: str, *, per_bucket: int, most: int) -> str | None:
+    """A bucket width giving at most ``most`` buckets (as the chart's own default otherwise)."""
+    if frame.height == 0 or time_span(frame, column) is None:
+        return None  # the chart draws its "no data" picture
+    # auto_every's ``most`` bounds span / width; aligned buckets may number one more.
+    return auto_every(frame, column, per_bucket=per_bucket, most=max(1, most - 1))
+
+
+def live_charts(
+    frames: Frames, views: Iterable[str] = VIEWS, *, points: int = LIVE_POINTS
+) -> dict[str, ChartType]:
+    """The live view's charts (those named in ``views``) of a window's frames (a tail's).
+
+    The charts are the package's own (:mod:`sagellm_obs.charts`) with bucket widths and dot
+    samples chosen so that each spec carries at most ``points`` rows of data: the window's
+    thousands of steps are aggregated as each chart does (KV usage: mean and peak per bucket;
+    running/waiting: bucket means; throughput: tokens per second per bucket; hit rate: the
+    rolling rate at each bucket's end, plus a fixed-seed sample of steps; TTFT: quantiles per
+    bucket, plus a fixed-seed sample of requests).
+    """
+    steps, requests = frames.steps, frames.requests
+    if steps.height == 0 and requests.height == 0:
         waiting = message_chart("", "waiting for the run's first steps and requests…")
         return dict.fromkeys(views, waiting)
+    engines = max(1, engine_column(steps)["engine_id"].n_unique()) if steps.height else 1
+    half = points // 2
+    quantiles = len(QUANTILES)  # latency_over_time's default
     build: dict[str, Callable[[], ChartType]] = {
-        "kv": lambda: charts.kv_usage(frames.steps),
-        "queue": lambda: charts.concurrency(frames.steps),
-        "ttft": lambda: charts.latency_over_time(frames.requests, "ttft_s"),
-        "hit_rate": lambda: charts.prefix_hit_rate(frames.steps),
-        "throughput": lambda: charts.throughput(frames.steps),
+        # one row per bucket and engine
+        "kv": lambda: charts.kv_usage(
+            steps, every=_every(steps, "time", per_bucket=2, most=points // engines)
+        ),
+        # running and waiting, summed over engines: two rows per bucket
+        "queue": lambda: charts.concurrency(
+            steps, every=_every(steps, "time", per_bucket=2, most=half)
+        ),
+        # a row per bucket and quantile, and the dots
+        "ttft": lambda: charts.latency_over_time(
+            requests,
+            "ttft_s",
+            every=_every(requests, "arrival", per_bucket=10, most=half // quantiles),
+            points=points - half,
+        ),
+        # the rolling line, one row per bucket, and the dots
+        "hit_rate": lambda: charts.prefix_hit_rate(
+            steps, every=_every(steps, "time", per_bucket=2, most=half), points=points - half
+        ),
+        "throughput": lambda: charts.throughput(
+            steps, every=_every(steps, "time", per_bucket=5, most=points)
+        ),
     }
     return {name: build[name]() for name in views}
 
 
-def status_html(s: Snapshot, refreshes: int, paused: bool) -> str:
-    """The line above the charts: the run's state and headline numbers."""
+def refresh_interval(every: float, cost_s: float | None, budget: float | None) -> float:
+    """Seconds to wait after a refresh: ``every``, or longer when a refresh's CPU needs it.
+
+    A refresh costing ``cost_s`` seconds of CPU followed by a wait of ``cost_s / budget`` keeps
+    the refresh thread under ``budget`` of one core (``cost / (cost + wait) < budget``).
+
+    Args:
+        every: The interval asked for.
+        cost_s: CPU seconds of a refresh (an estimate: see :func:`smoothed_cost`); None before
+            the first one.
+        budget: Share of one core (0.02: 2%); None for no budget.
+    """
+    if budget is None or cost_s is None:
+        return every
+    if not budget > 0:
+        raise ValueError(f"cpu_budget must be positive or None, got {budget!r}")
+    return max(every, cost_s / budget)
+
+
+def smoothed_cost(previous: float | None, cost_s: float, weight: float = _SMOOTHING) -> float:
+    """A running estimate of a refresh's CPU: an exponential moving average (so that one
+    refresh that read a large batch, or none, does not swing the interval alone)."""
+    if previous is None:
+        return cost_s
+    return previous + weight * (cost_s - previous)
+
+
+def status_html(
+    s: Snapshot,
+    refreshes: int,
+    paused: bool,
+    *,
+    interval: float | None = None,
+    every: float | None = None,
+    budget: float | None = None,
+) -> str:
+    """The line above the charts: the run's state and headline numbers, and the refresh
+    interval when the CPU budget stretched it beyond ``every``."""
     state = "ended" if s.ended else ("paused" if paused else "live")
     kv = "–" if s.kv_usage is None else f"{s.kv_usage:.1%}"
     hit = "–" if s.hit_rate_run is None else f"{s.hit_rate_run:.1%}"
@@ -71,6 +165,9 @@ def status_html(s: Snapshot, refreshes: int, paused: bool) -> str:
         f"waiting {s.waiting if s.waiting is not None else '–'} · TTFT p99 {ttft} (window) · "
         f"prefix hit rate {hit} (run) · refresh {refreshes}"
     )
+    stretched = interval is not None and every is not None and interval > every
+    if stretched and budget is not None and state == "live":
+        text += f" · refreshing every {interval:.1f} s to stay under {budget:.0%} CPU"
     color = "#2a7d2a" if s.ended else "#444"
     return f'<span style="color:{color}">{html.escape(text)}</span>'
 
@@ -80,9 +177,12 @@ class LiveView:
 
     Args:
         run_dir: The run folder (written by ``sagellm-obs run``/``serve`` or ``configure()``).
-        every: Seconds between refreshes.
+        every: Seconds between refreshes (at least: see ``cpu_budget``).
         window_s: The charts cover this many seconds (the newest).
         start: Start refreshing in the background now (False: call :meth:`refresh` yourself).
+        cpu_budget: Share of one core the background refreshes may use (0.02: 2%): the thread
+            measures each refresh's CPU and waits longer than ``every`` when needed
+            (:attr:`interval`, said in the status line). None: always ``every``.
     """
 
     def __init__(
@@ -92,9 +192,14 @@ class LiveView:
         every: float = 2.0,
         window_s: float | None = 120.0,
         start: bool = True,
+        cpu_budget: float | None = CPU_BUDGET,
     ) -> None:
+        refresh_interval(every, 0.0, cpu_budget)  # a bad budget fails here, not in the thread
         self.tail = Tail(run_dir, window_s=window_s)
         self.every = every
+        self.cpu_budget = cpu_budget
+        self.refresh_cpu_s: float | None = None
+        """Estimated CPU seconds of one background refresh (None before the first)."""
         self.refreshes = 0
         self.snapshot: Snapshot | None = None
         self.charts: dict[str, ChartType] = {}
@@ -136,6 +241,12 @@ class LiveView:
     def paused(self) -> bool:
         return not self._running.is_set()
 
+    @property
+    def interval(self) -> float:
+        """Seconds the background thread waits between refreshes now: ``every``, or longer
+        to keep its CPU under ``cpu_budget`` (see :func:`refresh_interval`)."""
+        return refresh_interval(self.every, self.refresh_cpu_s, self.cpu_budget)
+
     def refresh(self) -> int:
         """Read what the run appended and redraw; returns the rows read."""
         with self._lock:
@@ -144,7 +255,7 @@ class LiveView:
                 self.redraw()
             self.snapshot = snapshot(self.tail)
             self.refreshes += 1
-            self.status.value = status_html(self.snapshot, self.refreshes, self.paused)
+            self._show_status()
             # Said only now: whoever waits for the end sees the final picture drawn.
             self._ended = self.tail.ended
             return added
@@ -160,7 +271,7 @@ class LiveView:
         """
         keys = {name: tuple(self.tail.versions[i] for i in INPUTS[name]) for name in VIEWS}
         stale = [name for name in VIEWS if self._drawn.get(name) != keys[name]]
-        for name, chart in live_charts(self.tail, stale).items():
+        for name, chart in live_charts(self.tail.frames, stale).items():
             self.charts[name] = chart
             self.views[name].spec = chart.to_dict(validate=False)
             self._drawn[name] = keys[name]
@@ -188,17 +299,32 @@ class LiveView:
             self._running.set()
             self.pause_button.description, self.pause_button.icon = "Pause", "pause"
         if self.snapshot is not None:
-            self.status.value = status_html(self.snapshot, self.refreshes, self.paused)
+            self._show_status()
+
+    def _show_status(self) -> None:
+        assert self.snapshot is not None
+        self.status.value = status_html(
+            self.snapshot,
+            self.refreshes,
+            self.paused,
+            interval=self.interval,
+            every=self.every,
+            budget=self.cpu_budget,
+        )
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.every):
+        while not self._stop.wait(self.interval):
             self._running.wait()
             if self._stop.is_set():
                 return
+            # This thread's CPU: reading, charts, and the widgets' messages, which the kernel
+            # JSON-encodes in the thread that sets them (the send itself is the IOPub thread's).
+            t0 = time.thread_time()
             try:
                 self.refresh()
             except Exception:  # a live view must not die on one bad read: say so, go on
                 _log.exception("sagellm-obs: live view refresh failed")
+            self.refresh_cpu_s = smoothed_cost(self.refresh_cpu_s, time.thread_time() - t0)
             if self._ended:
                 return
 
