@@ -67,6 +67,10 @@ def figures(view: Any) -> dict[str, Any]:
         "widget_bytes": JsonComm.sent_bytes,
         "window_s": LIVE_WINDOW_S,
         "every_s": LIVE_EVERY_S,
+        # the view's CPU budget, its estimate of a refresh's CPU and the interval it kept
+        "cpu_budget": getattr(view, "cpu_budget", None),
+        "refresh_cpu_s": getattr(view, "refresh_cpu_s", None),
+        "interval_s": getattr(view, "interval", LIVE_EVERY_S),
     }
 
 

@@ -420,6 +420,11 @@ def run(
     result file.
     """
     p = opts.sizes(presets)
+    if "modes" in p:  # --set modes=vllm,ours,ours_live: a subset (the first is the baseline)
+        modes = tuple(str(p["modes"]).split(","))
+        unknown = [m for m in modes if m not in MODES]
+        if unknown or modes[0] != "vllm":
+            raise ValueError(f"modes must start with vllm and be among {MODES}, got {modes}")
     sink = _otlp_sink.start()
     try:
         out = asyncio.run(_main(p, opts, sink, name, modes))
@@ -441,6 +446,9 @@ def run(
     )
     write_result(name, opts, p, results)
     comp = results[results["primary"]]["vs_vllm"]
+    if "ours" not in comp or "ours_stream" not in comp:  # a subset of the modes
+        say(f"[bold]{name}[/]: modes {', '.join(modes)} (see the result file)")
+        return results
     b, bs = comp["ours"], comp["ours_stream"]
     say(
         f"[bold]{name}[/]: throughput B/A {b['throughput_ratio']['median']:.3f} "
