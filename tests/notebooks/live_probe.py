@@ -21,11 +21,11 @@ def _drawn(widget):
     spec = widget.spec or {}
     return [row for rows in spec.get("datasets", {}).values() for row in rows]
 _kv = [r for r in _drawn(view.views["kv"]) if "steps" in r]
-_dots = [r for r in _drawn(view.views["ttft"]) if "quantile" not in r and "ms" in r]
+_ttft = [r for r in _drawn(view.views["ttft"]) if r.get("quantile") == "p50"]
 print(_json.dumps({
     "steps": sum(r["steps"] for r in _kv),
     "latest_ms": max((r["time"] for r in _kv), default=None),
-    "dots": len(_dots),
+    "ttft_requests": sum(r["requests"] for r in _ttft),
     "run_done": done.done(),
     "ended": view.ended,
     "refreshes": view.refreshes,
@@ -35,7 +35,8 @@ print(_json.dumps({
 """
 """Run in the notebook's kernel: what the view's widgets hold (the state sent to the browser):
 the steps the KV chart draws (the sum of its buckets' step counts) and its newest bucket, the
-requests the TTFT chart draws as dots, and whether the run's workload is done."""
+requests the TTFT chart's quantiles are taken over (the sum of its buckets' request counts: its
+dots are a bounded sample) and whether the run's workload is done."""
 
 
 def drawn_steps_of_run(run_dir: Path, window_s: float = 120.0) -> int:

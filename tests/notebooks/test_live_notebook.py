@@ -2,7 +2,8 @@
 
 The notebook's cells run one by one up to the live view; then, in the same kernel and while the
 workload is still running, the view's widgets are read twice (:data:`live_probe.PROBE`): the
-steps drawn by the KV chart, its newest bucket and the requests drawn by the TTFT chart grow.
+steps drawn by the KV chart, its newest bucket and the requests the TTFT chart's buckets count
+grow.
 The notebook's last cell ends the run; the view then stops by itself, and the final picture (the
 widget state saved in the notebook, as a reader opening it sees it) draws every step of the run,
 counted by the loader.
@@ -69,13 +70,13 @@ def test_the_live_view_advances_while_the_run_writes(
     with client.setup_kernel():
         for index in range(live_cell + 1):
             client.execute_cell(nb.cells[index], index)
-        first = _until(client, cells, lambda s: s["steps"] > 0 and s["dots"] > 0, "data")
+        first = _until(client, cells, lambda s: s["steps"] > 0 and s["ttft_requests"] > 0, "data")
         second = _until(
             client,
             cells,
             lambda s: (
                 s["steps"] > first["steps"]
-                and s["dots"] > first["dots"]
+                and s["ttft_requests"] > first["ttft_requests"]
                 and s["latest_ms"] > first["latest_ms"]
             ),
             "the view to advance",
