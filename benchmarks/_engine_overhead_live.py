@@ -3,6 +3,12 @@
 The view refreshes on its own thread as in a kernel; a kernel would JSON-encode its widgets'
 state messages and send them to the browser, so :class:`JsonComm` encodes them the same way (and
 counts the bytes) before dropping them.
+
+Run as a module it profiles refreshes outside the benchmark: ``python -m
+benchmarks._engine_overhead_live RUN_DIR`` replays a run folder one second at a time and splits
+each refresh's CPU (:func:`refresh_cpu`); ``--synthetic`` times the five charts of one full
+synthetic window, with the charts' defaults and with the live view's point bound
+(:func:`chart_cpu`).
 """
 
 from __future__ import annotations
@@ -199,10 +205,62 @@ def refresh_cpu(source: Path, work: Path, stages: int = 0, last: int = 60) -> di
     }
 
 
+def chart_cpu(
+    seconds: float = 120.0,
+    steps_per_s: float = 40.0,
+    requests_per_s: float = 20.0,
+    repeats: int = 15,
+) -> dict[str, Any]:
+    """CPU of drawing the five live charts of one full window, built from synthetic frames (those
+    of the charts' benchmark): the charts with their default widths and samples (what the view
+    drew before its point bound) against :func:`~sagellm_obs.explore.live_view.live_charts`.
+    Each: thread CPU of building the charts, ``to_dict`` and JSON-encoding the specs (medians
+    of ``repeats``), and the most rows one chart's spec carries."""
+    import statistics
+    import time
+    from pathlib import Path as _Path
+
+    from jupyter_client.session import json_packer
+
+    from benchmarks.charts import synthetic_requests, synthetic_steps
+    from sagellm_obs import charts
+    from sagellm_obs.explore.live_view import live_charts
+    from sagellm_obs.frames.load import Frames
+    from sagellm_obs.frames.schemas import METRICS, SPANS, empty
+
+    steps = synthetic_steps(int(seconds * steps_per_s), every_ms=1000.0 / steps_per_s)
+    requests = synthetic_requests(int(seconds * requests_per_s), rate=requests_per_s)
+    frames = Frames(empty(SPANS), requests, steps, empty(METRICS), source=_Path())
+
+    def defaults() -> dict[str, Any]:
+        return {
+            "kv": charts.kv_usage(steps),
+            "queue": charts.concurrency(steps),
+            "ttft": charts.latency_over_time(requests, "ttft_s"),
+            "hit_rate": charts.prefix_hit_rate(steps),
+            "throughput": charts.throughput(steps),
+        }
+
+    out: dict[str, Any] = {"steps": steps.height, "requests": requests.height}
+    for name, build in (("defaults", defaults), ("bounded", lambda: live_charts(frames))):
+        cpu, size, rows = [], 0, 0
+        for _ in range(repeats):
+            t0 = time.thread_time()
+            specs = {k: c.to_dict(validate=False) for k, c in build().items()}
+            size = sum(len(json_packer(spec)) for spec in specs.values())
+            cpu.append(time.thread_time() - t0)
+        rows = max(sum(len(r) for r in s.get("datasets", {}).values()) for s in specs.values())
+        out[name] = {"cpu_s": round(statistics.median(cpu), 4), "bytes": size, "most_rows": rows}
+    return out
+
+
 if __name__ == "__main__":
     import json
     import sys
     import tempfile
 
+    if sys.argv[1:] == ["--synthetic"]:
+        print(json.dumps(chart_cpu()))
+        sys.exit()
     with tempfile.TemporaryDirectory() as tmp:
         print(json.dumps(refresh_cpu(Path(sys.argv[1]), Path(tmp) / "run")))
