@@ -201,6 +201,7 @@ class LiveView:
         self.refresh_cpu_s: float | None = None
         """Estimated CPU seconds of one background refresh (None before the first)."""
         self.refreshes = 0
+        self._last_refresh = time.monotonic()  # when the latest refresh ended, whoever ran it
         self.snapshot: Snapshot | None = None
         self.charts: dict[str, ChartType] = {}
         self._drawn: dict[str, tuple[int, ...]] = {}  # each chart's input versions when drawn
@@ -255,6 +256,7 @@ class LiveView:
                 self.redraw()
             self.snapshot = snapshot(self.tail)
             self.refreshes += 1
+            self._last_refresh = time.monotonic()
             self._show_status()
             # Said only now: whoever waits for the end sees the final picture drawn.
             self._ended = self.tail.ended
@@ -313,10 +315,16 @@ class LiveView:
         )
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
+        while True:
+            # The interval runs from the latest refresh, this thread's or not (one by hand, one
+            # just before a pause): the budget is CPU per second of wall time.
+            if self._stop.wait(max(0.0, self._last_refresh + self.interval - time.monotonic())):
+                return
             self._running.wait()
             if self._stop.is_set():
                 return
+            if time.monotonic() < self._last_refresh + self.interval:
+                continue  # refreshed meanwhile: wait for the rest of the interval
             # This thread's CPU: reading, charts, and the widgets' messages, which the kernel
             # JSON-encodes in the thread that sets them (the send itself is the IOPub thread's).
             t0 = time.thread_time()

@@ -229,3 +229,21 @@ def test_a_stretched_interval_is_said_only_while_live() -> None:
     assert "refreshing every 3.2 s to stay under 2% CPU" in said
     assert "refreshing" not in status_html(s, 3, False, interval=1.0, every=1.0, budget=0.02)
     assert "refreshing" not in status_html(s, 3, True, interval=3.2, every=1.0, budget=0.02)
+
+
+def test_the_interval_runs_from_the_latest_refresh_whoever_made_it(writer: LiveRun) -> None:
+    """A refresh by hand while paused (as the benchmark brings a view up to date between its
+    rounds) counts: resuming does not refresh again before the interval is over."""
+    writer.batch(2)
+    view = LiveView(writer.path, every=0.5, cpu_budget=None)
+    try:
+        view.pause()
+        time.sleep(0.7)  # the loop is due, waiting for the resume
+        starts = _slow_refreshes(view, 0.0)
+        view.refresh()
+        manual = time.monotonic()
+        view.resume()
+        _until(lambda: len(starts) >= 2)
+        assert starts[1] >= manual + 0.5 - 0.02  # not at once on resume
+    finally:
+        view.stop()
