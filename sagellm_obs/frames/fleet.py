@@ -112,6 +112,8 @@ def _multi_rank(*frames: pl.DataFrame) -> set[str]:
 
 def _label(multi: set[str], frame: pl.DataFrame) -> pl.Expr:
     engine_id = _id(frame)
+    if not multi:  # no data-parallel instance (the usual case): the id is the label
+        return engine_id.alias(ENGINE)
     return (
         pl.when(engine_id.is_in(list(multi)))
         .then(pl.format("{}#{}", engine_id, _idx(frame)))
