@@ -24,7 +24,7 @@ from typing import Any
 import polars as pl
 
 from sagellm_obs import semconv as sc
-from sagellm_obs.frames.load import Frames
+from sagellm_obs.frames.loaded import Frames
 
 PHASES = ("queue", "prefill", "decode")
 """The request phases drawn as slices, in order (their ``<phase>_s`` request columns)."""
