@@ -29,7 +29,7 @@ class _DeferredSpans:
     """
 
     def __init__(self, lazy: pl.LazyFrame) -> None:
-        self.lazy = lazy
+        self.lazy: pl.LazyFrame | None = lazy
         self.df: pl.DataFrame | None = None
         # A notebook may touch .spans from a widget's thread and a cell at once: one collect.
         self.lock = threading.Lock()
@@ -37,8 +37,18 @@ class _DeferredSpans:
     def get(self) -> pl.DataFrame:
         with self.lock:
             if self.df is None:
+                assert self.lazy is not None
                 self.df = check_schema(self.lazy.collect(), SPANS, "spans")
+                # The plan may hold in-memory per-file frames (a JSON source): let them go.
+                self.lazy = None
             return self.df
+
+    def scan(self) -> pl.LazyFrame:
+        with self.lock:
+            if self.df is not None:
+                return self.df.lazy()
+            assert self.lazy is not None
+            return self.lazy
 
 
 class Frames:
@@ -118,8 +128,7 @@ class Frames:
         columns it needs (pushed down to the Parquet reader), and loads nothing into ``spans``.
         Once the spans are loaded, it is a LazyFrame over them."""
         if isinstance(self._spans, _DeferredSpans):
-            df = self._spans.df
-            return self._spans.lazy if df is None else df.lazy()
+            return self._spans.scan()
         return self._spans.lazy()
 
     def replace(self, **changes: Any) -> Frames:
