@@ -17,6 +17,7 @@ from frames_otlp import WrittenRun
 from polars.testing import assert_frame_equal
 
 from sagellm_obs.frames import SPANS, Frames, check_schema, load, scan
+from sagellm_obs.store import StoreFormatError
 from sagellm_obs.store.layout import COLUMNAR_DIR
 
 
@@ -121,3 +122,11 @@ def test_frames_built_from_dataframes_behave_as_before(frames: Frames, tmp_path:
     again = load(built.save(tmp_path / "saved"))
     assert not again.spans_loaded
     assert again.replace(source=None, from_cache=False, runs=built.runs) == built
+
+
+def test_a_malformed_span_line_still_raises_at_load(run_dir: Path) -> None:
+    traces = sorted(run_dir.glob("traces-*.jsonl"))[0]
+    lines = traces.read_text().splitlines(keepends=True)
+    traces.write_text("".join([lines[0], "not json\n", *lines[1:]]))
+    with pytest.raises(StoreFormatError, match=rf"{traces.name}:2: "):
+        load(run_dir)  # spans deferred: the files are read (and checked) here all the same
