@@ -456,6 +456,7 @@ class Explorer(ExplorerWidgets, traitlets.HasTraits):
             return
         one = self._run.frames.requests.filter(pl.col("request_id") == rid).head(1)
         self._show("waterfall", request_waterfall(one, str(rid)))
+        # The drill-down is what the spans are for: the first selection loads them (load() defers)
         spans = self._run.frames.spans
         self.request_spans = request_spans(spans, row)
         self.request_attributes = request_attributes(spans, row)
