@@ -438,3 +438,14 @@ def f(value: Any, digits: int = 2) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     return str(value)
+
+
+def throughput_cells(x: Mapping[str, Any]) -> list[str]:
+    """A mode's or server's output tok/s table cells: the median, then ``min – max``."""
+    tok = x["tok_s"]
+    return [f(tok["median"], 0), f"{f(tok['min'], 0)} – {f(tok['max'], 0)}"]
+
+
+def p50_p99_cells(x: Mapping[str, Any], digits: int) -> list[str]:
+    """The p50 and p99 cells of one latency (``{"p50": ..., "p99": ...}``)."""
+    return [f(x["p50"], digits), f(x["p99"], digits)]

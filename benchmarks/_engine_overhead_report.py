@@ -17,10 +17,12 @@ from benchmarks._common import (
     bootstrap_ratio_ci,
     f,
     median_ci,
+    p50_p99_cells,
     quantile,
     ratio,
     spread,
     table,
+    throughput_cells,
     verdict,
 )
 from sagellm_obs.frames.analysis import MEDIAN_AND_TAIL, quantile_label
@@ -241,14 +243,10 @@ def render(doc: dict[str, Any]) -> str:
     rows = [
         [
             _LABELS[m],
-            f(modes[m]["tok_s"]["median"], 0),
-            f"{f(modes[m]['tok_s']['min'], 0)} – {f(modes[m]['tok_s']['max'], 0)}",
-            f(modes[m]["ttft_ms"]["p50"], 1),
-            f(modes[m]["ttft_ms"]["p99"], 1),
-            f(modes[m]["engine_ttft_ms"]["p50"], 1),
-            f(modes[m]["engine_ttft_ms"]["p99"], 1),
-            f(modes[m]["itl_ms"]["p50"], 2),
-            f(modes[m]["itl_ms"]["p99"], 2),
+            *throughput_cells(modes[m]),
+            *p50_p99_cells(modes[m]["ttft_ms"], 1),
+            *p50_p99_cells(modes[m]["engine_ttft_ms"], 1),
+            *p50_p99_cells(modes[m]["itl_ms"], 2),
             f(modes[m]["cpu_ms_per_request"]["median"], 3),
             f(modes[m]["engine_core_cpu_ms_per_request"]["median"], 2),
             _gc_cell(modes[m].get("gc_full")),

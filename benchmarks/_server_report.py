@@ -15,10 +15,12 @@ from benchmarks._common import (
     bootstrap_ratio_ci,
     f,
     median_ci,
+    p50_p99_cells,
     quantile,
     ratio,
     spread,
     table,
+    throughput_cells,
     verdict,
 )
 from sagellm_obs.frames.analysis import MEDIAN_AND_TAIL, quantile_label
@@ -153,12 +155,9 @@ def render(doc: dict[str, Any]) -> str:
     rows = [
         [
             _LABELS[name],
-            f(s[name]["tok_s"]["median"], 0),
-            f"{f(s[name]['tok_s']['min'], 0)} – {f(s[name]['tok_s']['max'], 0)}",
-            f(s[name]["ttft_ms"]["p50"], 1),
-            f(s[name]["ttft_ms"]["p99"], 1),
-            f(s[name]["itl_ms"]["p50"], 2),
-            f(s[name]["itl_ms"]["p99"], 2),
+            *throughput_cells(s[name]),
+            *p50_p99_cells(s[name]["ttft_ms"], 1),
+            *p50_p99_cells(s[name]["itl_ms"], 2),
             f(s[name]["cpu_ms_per_request"]["median"], 2),
             f(s[name]["errors"]),
         ]

@@ -89,6 +89,25 @@ def slo_picker(name: str, label: str, values: tuple[float, ...], default: float)
     }
 
 
+def label_picker(name: str, label: str, ref: str) -> dict[str, Any]:
+    """A multi-value picker (All by default) over the values of ``label`` on the request counter
+    of the chosen job."""
+    return {
+        "name": name,
+        "type": "query",
+        "datasource": DS,
+        "includeAll": True,
+        "multi": True,
+        "allValue": ".*",
+        "current": {"text": "All", "value": "$__all"},
+        "query": {
+            "query": f"label_values({REQS}{{{JOB_SEL}}}, {label})",
+            "refId": ref,
+        },
+        "refresh": 2,
+    }
+
+
 def board(panels: list[dict[str, Any]]) -> dict[str, Any]:
     """The overview dashboard around ``panels``: its datasource input, pickers and links."""
     return {
@@ -141,34 +160,8 @@ def board(panels: list[dict[str, Any]]) -> dict[str, Any]:
                     },
                     "refresh": 2,
                 },
-                {
-                    "name": "model",
-                    "type": "query",
-                    "datasource": DS,
-                    "includeAll": True,
-                    "multi": True,
-                    "allValue": ".*",
-                    "current": {"text": "All", "value": "$__all"},
-                    "query": {
-                        "query": f"label_values({REQS}{{{JOB_SEL}}}, gen_ai_request_model)",
-                        "refId": "m",
-                    },
-                    "refresh": 2,
-                },
-                {
-                    "name": "engine",
-                    "type": "query",
-                    "datasource": DS,
-                    "includeAll": True,
-                    "multi": True,
-                    "allValue": ".*",
-                    "current": {"text": "All", "value": "$__all"},
-                    "query": {
-                        "query": f"label_values({REQS}{{{JOB_SEL}}}, sagellm_engine_id)",
-                        "refId": "e",
-                    },
-                    "refresh": 2,
-                },
+                label_picker("model", "gen_ai_request_model", "m"),
+                label_picker("engine", "sagellm_engine_id", "e"),
                 slo_picker("ttft_slo", "TTFT SLO (s)", SLO_TTFT, 0.5),
                 slo_picker("tpot_slo", "TPOT SLO (s)", SLO_TPOT, 0.1),
                 slo_picker("e2e_slo", "E2E SLO (s)", SLO_E2E, 5.12),

@@ -9,7 +9,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -17,6 +17,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sagellm_obs.cli_options import one_line
 from sagellm_obs.workload.generators import DEFAULT_WORKLOAD
 from sagellm_obs.workload.item import WorkItem
+
+if TYPE_CHECKING:
+    from sagellm_obs.workload.runner import RunResult
 
 TINY_RUN_KV_CACHE_BYTES = 20 * 2**20
 """The tiny model's KV cache in a run: 40 blocks of 128 tokens (4 KiB per token), room for the
@@ -91,9 +94,7 @@ class MainJob:
 
     def run(self, console: Console) -> int:
         """Run everything and print the summary."""
-        from sagellm_obs.engine import Engine
         from sagellm_obs.telemetry import configure
-        from sagellm_obs.workload.runner import RunResult, run_workload
 
         items = self.items()
         if not items:
@@ -111,8 +112,25 @@ class MainJob:
         console.print(f"[bold]sagellm-obs run[/] -> {tel.run_dir}")
         if self.endpoint:
             return self._run_http(console, items, tel)
-        t0 = time.perf_counter()
         self._write_manifest(tel, items)
+        engine = self._start_engine(console, tel, items)
+        result: RunResult | None = None
+        try:
+            result = self._drive(console, engine, items)
+        finally:
+            with console.status("flushing telemetry and stopping vLLM..."):
+                engine.close()
+                tel.shutdown()
+        if result is not None and result.interrupted:
+            console.print("[yellow]Interrupted: the run folder keeps every finished request.[/]")
+        return self.report(console)
+
+    def _start_engine(self, console: Console, tel: Any, items: list[WorkItem]) -> Any:
+        """The instrumented engine of this run; :class:`EngineStartError` (telemetry shut
+        down) when vLLM does not start."""
+        from sagellm_obs.engine import Engine
+
+        t0 = time.perf_counter()
         try:
             with console.status("starting vLLM (the tiny model is built offline on first use)..."):
                 engine = Engine(
@@ -129,57 +147,53 @@ class MainJob:
             f"engine up in {time.perf_counter() - t0:.1f} s: model [cyan]{engine.model_name}[/], "
             f"{len(items)} requests of workload [cyan]{items[0].kind}[/]"
         )
-        result: RunResult | None = None
-        try:
-            # Not a terminal (a pipe, a CI log): rich prints the line once, at 80 columns; the
-            # bar would squeeze the counts into "200/…".
-            bar_column = [BarColumn()] if console.is_terminal else []
-            with Progress(
-                TextColumn("[progress.description]{task.description}"),
-                *bar_column,
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                TextColumn("{task.fields[live]}"),
-                console=console,
-                transient=False,
-            ) as bar:
-                task_id = bar.add_task("requests", total=len(items), live="")
+        return engine
 
-                def show(p: Any) -> None:
-                    bar.update(
-                        task_id,
-                        completed=p.done,
-                        live=f"{p.tokens_per_s:7.0f} tok/s  KV {p.kv_usage:6.1%}  "
-                        f"prefix hits {p.prefix_hit_rate:6.1%}  failed {p.failed}",
-                    )
+    def _drive(self, console: Console, engine: Any, items: list[WorkItem]) -> RunResult | None:
+        """Run the workload on the engine's loop under a progress bar; None when cancelled."""
+        from sagellm_obs.workload.runner import run_workload
 
-                async def main() -> RunResult:
-                    self._loop = asyncio.get_running_loop()
-                    self._task = asyncio.current_task()
-                    return await run_workload(
-                        engine.engine,
-                        items,
-                        concurrency=self.concurrency,
-                        duration=self.duration,
-                        on_progress=show,
-                    )
+        # Not a terminal (a pipe, a CI log): rich prints the line once, at 80 columns; the
+        # bar would squeeze the counts into "200/…".
+        bar_column = [BarColumn()] if console.is_terminal else []
+        with Progress(
+            TextColumn("[progress.description]{task.description}"),
+            *bar_column,
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[live]}"),
+            console=console,
+            transient=False,
+        ) as bar:
+            task_id = bar.add_task("requests", total=len(items), live="")
 
-                future = engine.submit(main())
-                while True:
-                    try:
-                        result = future.result(timeout=0.25)
-                        break
-                    except concurrent.futures.TimeoutError:
-                        continue
-                    except concurrent.futures.CancelledError:
-                        break
-        finally:
-            with console.status("flushing telemetry and stopping vLLM..."):
-                engine.close()
-                tel.shutdown()
-        if result is not None and result.interrupted:
-            console.print("[yellow]Interrupted: the run folder keeps every finished request.[/]")
-        return self.report(console)
+            def show(p: Any) -> None:
+                bar.update(
+                    task_id,
+                    completed=p.done,
+                    live=f"{p.tokens_per_s:7.0f} tok/s  KV {p.kv_usage:6.1%}  "
+                    f"prefix hits {p.prefix_hit_rate:6.1%}  failed {p.failed}",
+                )
+
+            async def main() -> RunResult:
+                self._loop = asyncio.get_running_loop()
+                self._task = asyncio.current_task()
+                return await run_workload(
+                    engine.engine,
+                    items,
+                    concurrency=self.concurrency,
+                    duration=self.duration,
+                    on_progress=show,
+                )
+
+            future = engine.submit(main())
+            while True:  # short waits: Ctrl-C reaches this thread between them
+                try:
+                    return future.result(timeout=0.25)  # type: ignore[no-any-return]
+                except concurrent.futures.TimeoutError:
+                    continue
+                except concurrent.futures.CancelledError:
+                    return None
 
     def _write_manifest(self, tel: Any, items: list[WorkItem]) -> None:
         if tel.store is not None:

@@ -229,7 +229,8 @@ def _warm_cache(summary: Summary, frames: Any, client: list[dict[str, Any]]) -> 
     rows' families."""
     from sagellm_obs.frames.warm_cache import warm_cache, warm_cache_of_clients
 
-    check = warm_cache(frames.requests, frames.spans, client=client or None)
+    # scan_spans: reads the request and queue spans only, and leaves the spans frame unloaded
+    check = warm_cache(frames.requests, frames.scan_spans(), client=client or None)
     if not check.checked and client:
         check = warm_cache_of_clients(client)
     summary.warm_cache = check.as_dict()

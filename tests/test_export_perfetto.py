@@ -124,3 +124,13 @@ def test_a_missing_run(tmp_path: Path) -> None:
         timeout=60,
     )
     assert done.returncode == 1 and "no such run folder" in done.stderr
+
+
+def test_the_export_reads_the_phase_spans_without_loading_the_spans(run_dir: Path) -> None:
+    from sagellm_obs.export.perfetto import PHASES, trace_events
+
+    frames = load(run_dir)
+    doc = trace_events(frames)
+    assert not frames.spans_loaded
+    assert doc == trace_events(load(run_dir, spans="eager"))
+    assert {e["name"] for e in doc["traceEvents"]} & set(PHASES)

@@ -314,7 +314,7 @@ def slowest_engine_chart(
     col = f"{metric.removesuffix('_s')}_p99_s"
     if col not in stats.columns:
         raise ValueError(f"no p99 of {metric!r} per engine (ttft_s, e2e_s, queue_s)")
-    top = fleet.slowest_engine(requests, steps, metric=metric)
+    top = fleet.slowest_of(stats, requests, metric=metric)
     if top is None:
         return no_data(title)
     data = stats.filter(pl.col(col).is_not_null()).select(

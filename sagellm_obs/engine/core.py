@@ -37,6 +37,7 @@ from sagellm_obs.engine.vllm_calls import (
     kv_bytes_per_token,
     max_model_len,
     sampling_params,
+    scoped_env,
     vllm_tracing_env,
     vllm_version,
 )
@@ -123,14 +124,15 @@ class InstrumentedEngine:
         cfg = with_overrides(config or EngineConfig(), overrides)
         tel: TelemetryPort = telemetry or current_telemetry() or configure_telemetry()
         pinned = telemetry
+        start_env = {}
         if cfg.in_process is not None:
-            os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0" if cfg.in_process else "1"
+            start_env["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0" if cfg.in_process else "1"
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         sink = StepSink(
             (lambda: pinned) if pinned is not None else current_telemetry, tel.engine_id
         )
-        with engine_start_output(cfg.log_level) as output_args:
+        with engine_start_output(cfg.log_level) as output_args, scoped_env(start_env):
             model_path = await asyncio.to_thread(resolve_model, cfg.model)
 
             import vllm.envs

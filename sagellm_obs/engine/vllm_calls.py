@@ -8,7 +8,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager
 from typing import Any
 
 from sagellm_obs.engine.convert import invalid
@@ -101,8 +102,7 @@ _TRACING_ENV = (
 )
 
 
-@contextlib.contextmanager
-def vllm_tracing_env(endpoint: str | None, ours: bool) -> Iterator[None]:
+def vllm_tracing_env(endpoint: str | None, ours: bool) -> AbstractContextManager[None]:
     """The environment vLLM's tracing starts in, restored afterwards.
 
     With ``ours`` (the endpoint is our in-process receiver) vLLM exports OTLP/HTTP, whatever
@@ -110,12 +110,22 @@ def vllm_tracing_env(endpoint: str | None, ours: bool) -> Iterator[None]:
     most 500 ms (the SDK's default is 5 s) so its spans reach the run folder about when ours do.
     """
     if not endpoint:
-        yield
-        return
-    saved = {name: os.environ.get(name) for name in _TRACING_ENV}
+        return contextlib.nullcontext()
+    values = {}
     if ours:
-        os.environ["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"] = "http/protobuf"
-        os.environ.setdefault("OTEL_BSP_SCHEDULE_DELAY", "500")
+        values["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"] = "http/protobuf"
+        values["OTEL_BSP_SCHEDULE_DELAY"] = os.environ.get("OTEL_BSP_SCHEDULE_DELAY", "500")
+    return scoped_env(values, restore=_TRACING_ENV)
+
+
+@contextlib.contextmanager
+def scoped_env(values: Mapping[str, str], restore: Iterable[str] = ()) -> Iterator[None]:
+    """``values`` set in ``os.environ`` for the block (the processes vLLM starts then inherit
+    them); afterwards those and the ``restore`` names get their previous values back, so an
+    engine start leaves the caller's environment, and the subprocesses it starts later, as it
+    found them."""
+    saved = {name: os.environ.get(name) for name in (*values, *restore)}
+    os.environ.update(values)
     try:
         yield
     finally:

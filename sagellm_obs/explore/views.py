@@ -17,7 +17,6 @@ from sagellm_obs import charts
 from sagellm_obs.charts.dashboard import request_sample
 from sagellm_obs.charts.theme import cached_share_color
 from sagellm_obs.explore.data import Filters, RunData
-from sagellm_obs.frames import Frames
 
 PICK: Final = "pick"
 """Name of the click selection on the request scatter."""
@@ -114,8 +113,8 @@ def tab_chart(
     if name == "pick":
         return pick_chart(requests, sample)
     if name == "dashboard":
-        frames = run.frames
-        view = Frames(spans=frames.spans, requests=requests, steps=steps, metrics=frames.metrics)
+        # replace: the view shares the run's spans, deferred (the dashboard does not read them)
+        view = run.frames.replace(requests=requests, steps=steps)
         return charts.run_dashboard(view, sample=sample)
     if name == "latency":
         return alt.vconcat(

@@ -24,7 +24,7 @@ from typing import Any
 import polars as pl
 
 from sagellm_obs import semconv as sc
-from sagellm_obs.frames.load import Frames
+from sagellm_obs.frames.loaded import Frames
 
 PHASES = ("queue", "prefill", "decode")
 """The request phases drawn as slices, in order (their ``<phase>_s`` request columns)."""
@@ -38,7 +38,7 @@ def trace_events(frames: Frames) -> dict[str, Any]:
     for engine, pid in engines.items():
         events.append(_meta("process_name", pid, 0, f"engine {engine}"))
     requests = frames.requests.filter(pl.col("arrival").is_not_null()).sort("arrival")
-    phases = _phase_spans(frames.spans)
+    phases = _phase_spans(frames.scan_spans())  # only the phase spans: not the whole frame
     named: set[tuple[int, int]] = set()
     for row, lane in _lanes(requests):
         pid = engines[_engine_of(row)]
@@ -95,11 +95,15 @@ def _lanes(requests: pl.DataFrame) -> Iterator[tuple[dict[str, Any], int]]:
         yield row, lane
 
 
-def _phase_spans(spans: pl.DataFrame) -> dict[str, dict[str, tuple[float, float]]]:
+def _phase_spans(spans: pl.LazyFrame) -> dict[str, dict[str, tuple[float, float]]]:
     """Request span id → phase → (start µs, duration µs) of its phase child spans."""
-    found = spans.filter(
-        pl.col("name").is_in(list(sc.PHASE_SPANS)) & pl.col("parent_span_id").is_not_null()
-    ).select("parent_span_id", "name", "start", "duration_s")
+    found = (
+        spans.filter(
+            pl.col("name").is_in(list(sc.PHASE_SPANS)) & pl.col("parent_span_id").is_not_null()
+        )
+        .select("parent_span_id", "name", "start", "duration_s")
+        .collect()
+    )
     out: dict[str, dict[str, tuple[float, float]]] = {}
     by_span = {span: phase for phase, span in _PHASE_SPAN.items()}
     for parent, name, start, seconds in found.iter_rows():

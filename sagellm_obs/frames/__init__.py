@@ -40,7 +40,6 @@ from sagellm_obs.frames.kv_events import (
     kv_events_per_step,
 )
 from sagellm_obs.frames.load import (
-    Frames,
     Scan,
     load,
     load_metrics,
@@ -49,6 +48,7 @@ from sagellm_obs.frames.load import (
     load_steps,
     scan,
 )
+from sagellm_obs.frames.loaded import Frames
 from sagellm_obs.frames.schemas import (
     CALL_TREE,
     KV_EVENTS,

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 
 import polars as pl
 
-from sagellm_obs.frames.load import Frames
+from sagellm_obs.frames.loaded import Frames
 from sagellm_obs.frames.metric_deltas import (
     HistogramDelta,
     TimeLike,

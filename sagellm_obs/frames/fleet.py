@@ -36,6 +36,7 @@ __all__ = [
     "engines",
     "is_fleet",
     "slowest_engine",
+    "slowest_of",
     "with_engine",
 ]
 
@@ -91,11 +92,17 @@ def _id(frame: pl.DataFrame) -> pl.Expr:
     return pl.lit(UNKNOWN)
 
 
+def _pairs(frame: pl.DataFrame) -> pl.DataFrame:
+    """The distinct ``(engine_id, engine_idx)`` of a frame, the id as text: made unique on the
+    stored column first (a Categorical by its codes), so millions of rows cast nothing."""
+    eid = pl.col("engine_id") if "engine_id" in frame.columns else pl.lit(None, pl.String)
+    small = frame.select(eid.alias("engine_id"), _idx(frame).alias("engine_idx")).unique()
+    return small.select(_id(small).alias("engine_id"), "engine_idx").unique()
+
+
 def _multi_rank(*frames: pl.DataFrame) -> set[str]:
     """Engine ids seen with more than one engine_idx across ``frames``."""
-    pairs = [
-        f.select(_id(f).alias("engine_id"), _idx(f).alias("engine_idx")) for f in frames if f.height
-    ]
+    pairs = [_pairs(f) for f in frames if f.height]
     if not pairs:
         return set()
     both = pl.concat(pairs).unique()
@@ -105,6 +112,8 @@ def _multi_rank(*frames: pl.DataFrame) -> set[str]:
 
 def _label(multi: set[str], frame: pl.DataFrame) -> pl.Expr:
     engine_id = _id(frame)
+    if not multi:  # no data-parallel instance (the usual case): the id is the label
+        return engine_id.alias(ENGINE)
     return (
         pl.when(engine_id.is_in(list(multi)))
         .then(pl.format("{}#{}", engine_id, _idx(frame)))
@@ -133,11 +142,12 @@ def engine_labels(requests: pl.DataFrame, steps: pl.DataFrame) -> tuple[pl.DataF
 
 def engines(requests: pl.DataFrame, steps: pl.DataFrame | None = None) -> list[str]:
     """The engine labels of a run, sorted (engines without requests included via ``steps``)."""
-    steps = steps if steps is not None else requests.clear()
-    req, st = engine_labels(requests, steps) if steps.height else (with_engine(requests), steps)
-    found = set(req[ENGINE].to_list()) if req.height else set()
-    if st.height and ENGINE in st.columns:
-        found |= set(st[ENGINE].to_list())
+    frames = [f for f in (requests, steps) if f is not None and f.height]
+    multi = _multi_rank(*frames)
+    found: set[str] = set()
+    for frame in frames:  # labelled per distinct pair, not per row
+        pairs = _pairs(frame)
+        found |= set(pairs.select(_label(multi, pairs))[ENGINE].to_list())
     return sorted(found)
 
 
@@ -168,9 +178,6 @@ def engine_stats(requests: pl.DataFrame, steps: pl.DataFrame | None = None) -> p
     """
     steps = steps if steps is not None else pl.DataFrame()
     req, st = engine_labels(requests, steps) if steps.height else (with_engine(requests), steps)
-    names = engines(requests, steps)
-    if not names:
-        return pl.DataFrame(schema=ENGINE_STATS)
     duration = _duration_s(req)
     total_req = req.height
     total_tok = int(req["output_tokens"].sum() or 0) if req.height else 0
@@ -220,6 +227,9 @@ def engine_stats(requests: pl.DataFrame, steps: pl.DataFrame | None = None) -> p
         if st.height and ENGINE in st.columns
         else pl.DataFrame(schema={ENGINE: pl.String})
     )
+    names = sorted({*per_req[ENGINE].to_list(), *per_step[ENGINE].to_list()})
+    if not names:
+        return pl.DataFrame(schema=ENGINE_STATS)
     out = (
         pl.DataFrame({ENGINE: names})
         .join(per_req, on=ENGINE, how="left")
@@ -263,7 +273,14 @@ def slowest_engine(
         ``{"engine", "metric", "p99_s", "fleet_p99_s", "ratio"}``: ``ratio`` is the engine's
         p99 over the fleet's (> 1: that engine holds the fleet's tail back).
     """
-    stats = engine_stats(requests, steps)
+    return slowest_of(engine_stats(requests, steps), requests, metric=metric)
+
+
+def slowest_of(
+    stats: pl.DataFrame, requests: pl.DataFrame, *, metric: str = "ttft_s"
+) -> dict[str, Any] | None:
+    """:func:`slowest_engine` from :func:`engine_stats` already computed (a chart that shows
+    both computes them once)."""
     name = f"{metric.removesuffix('_s')}_p99_s"
     if name not in stats.columns:
         raise ValueError(f"no p99 of {metric!r} in engine_stats (ttft_s, e2e_s, queue_s)")

@@ -21,89 +21,36 @@ on this machine (:mod:`sagellm_obs.frames.replicas`; ``replicas=False`` loads th
 from __future__ import annotations
 
 import glob
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import polars as pl
 
 from sagellm_obs.clickhouse.source import ClickHouseSource, is_clickhouse
+from sagellm_obs.frames.loaded import Frames
 from sagellm_obs.frames.replicas import with_replicas
 from sagellm_obs.frames.schemas import KV_EVENTS, RUNS, SAVED_SCHEMAS, SCHEMAS, check_schema
 from sagellm_obs.frames.sources import FRAME_NAMES, SourceScan, runs_row, scan_source
 from sagellm_obs.frames.spans import CLIENT_COLUMNS, client_columns
-from sagellm_obs.store.layout import MANIFEST
 from sagellm_obs.store.reader import Errors, ReadReport
 
 Source = str | os.PathLike[str]
 Sources = Source | Sequence[Source]
 
+SpansMode = Literal["lazy", "eager"]
+"""When :meth:`Scan.collect` (and :func:`load`) collect the spans frame: on first access of
+``Frames.spans``, or at once."""
+
 _GLOB_CHARS = frozenset("*?[")
 
 
 @dataclass
-class Frames:
-    """The frames of one or many sources. See :mod:`sagellm_obs.frames.schemas` for columns.
-
-    Attributes:
-        spans: One row per span.
-        requests: One row per request span, with client timings when recorded.
-        steps: One row per engine step.
-        metrics: One row per metric data point (long format).
-        manifest: The run's ``manifest.json`` (empty when there is none, or several sources).
-        report: What was skipped: torn last lines, bad lines and sources with ``errors="skip"``.
-        source: Where the frames were loaded from (the first source of several).
-        from_cache: True when every source was read from Parquet (columnar copies or cache).
-        runs: One row per source (:data:`~sagellm_obs.frames.schemas.RUNS`).
-        rebuilt: ``(file, why)`` for each columnar copy this load had to build from the JSON.
-        kv_events: One row per block per vLLM KV cache event
-            (:data:`~sagellm_obs.frames.schemas.KV_EVENTS`): from the kv-events files of run
-            folders (engines started with ``kv_events=True``) and of other JSON folders, and
-            from Parquet directories written by :meth:`save`. An OTLP export or a ClickHouse
-            source has no KV events: the frame is empty (typed). Not in :meth:`frames`.
-    """
-
-    spans: pl.DataFrame
-    requests: pl.DataFrame
-    steps: pl.DataFrame
-    metrics: pl.DataFrame
-    manifest: dict[str, Any] = field(default_factory=dict)
-    report: ReadReport = field(default_factory=ReadReport)
-    source: Path | None = None
-    from_cache: bool = False
-    runs: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=RUNS))
-    rebuilt: list[tuple[str, str]] = field(default_factory=list)
-    kv_events: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=KV_EVENTS))
-
-    def frames(self) -> dict[str, pl.DataFrame]:
-        """The four frames by name."""
-        return {
-            "spans": self.spans,
-            "requests": self.requests,
-            "steps": self.steps,
-            "metrics": self.metrics,
-        }
-
-    def save(self, directory: Source) -> Path:
-        """Write ``<name>.parquet`` per frame (the four and ``kv_events``) and ``manifest.json``
-        into ``directory``.
-
-        :func:`load` reads such a directory back.
-        """
-        out = Path(directory)
-        out.mkdir(parents=True, exist_ok=True)
-        for name, df in {**self.frames(), "kv_events": self.kv_events}.items():
-            df.write_parquet(out / f"{name}.parquet")
-        (out / MANIFEST).write_text(json.dumps(self.manifest, indent=2, default=str) + "\n")
-        return out
-
-
-@dataclass
 class Scan:
-    """Lazy frames of one or many sources: :func:`scan`. ``collect()`` gives :class:`Frames`.
+    """Lazy frames of one or many sources: :func:`scan`. ``collect()`` gives
+    :class:`~sagellm_obs.frames.Frames`.
 
     Attributes:
         spans, requests, steps, metrics: ``pl.LazyFrame`` over the sources' rows.
@@ -132,17 +79,23 @@ class Scan:
             "metrics": self.metrics,
         }
 
-    def collect(self) -> Frames:
-        """Every frame, collected in one go (shared scans are read once)."""
-        *eager, kv = pl.collect_all(
-            [self.frames()[name] for name in FRAME_NAMES] + [self.kv_events]
-        )
+    def collect(self, *, spans: SpansMode = "lazy") -> Frames:
+        """The frames, collected in one go (shared scans are read once).
+
+        Args:
+            spans: ``"lazy"``: the spans frame is collected on first access of
+                ``Frames.spans`` (see :class:`Frames`); ``"eager"``: now, with the others.
+        """
+        if spans not in ("lazy", "eager"):
+            raise ValueError(f'spans must be "lazy" or "eager", not {spans!r}')
+        names = [n for n in FRAME_NAMES if spans == "eager" or n != "spans"]
+        *eager, kv = pl.collect_all([self.frames()[name] for name in names] + [self.kv_events])
         checked = {
             name: check_schema(df, SCHEMAS[name], name)
-            for name, df in zip(FRAME_NAMES, eager, strict=True)
+            for name, df in zip(names, eager, strict=True)
         }
         return Frames(
-            spans=checked["spans"],
+            spans=checked.get("spans", self.spans),
             requests=checked["requests"],
             steps=checked["steps"],
             metrics=checked["metrics"],
@@ -249,17 +202,27 @@ def load(
     errors: Errors = "raise",
     cache: bool = True,
     replicas: bool = True,
+    spans: SpansMode = "lazy",
 ) -> Frames:
     """The frames of one or many sources, collected: :func:`scan` then :meth:`Scan.collect`.
 
+    Args:
+        source, errors, cache, replicas: As :func:`scan`.
+        spans: ``"lazy"`` (default): ``requests``, ``steps``, ``metrics`` and ``kv_events`` are
+            collected now and the spans frame on first access of ``Frames.spans`` (a run's
+            largest frame, needed for drill-down); ``"eager"``: now too. Files are read and
+            malformed lines raise here either way.
+
     Returns:
-        The :class:`Frames`; every frame matches its declared schema, empty ones included.
+        The :class:`~sagellm_obs.frames.Frames`; every frame matches its declared schema, empty
+        ones included (the deferred spans when collected).
 
     Raises:
         FileNotFoundError: A source does not exist.
         StoreFormatError: A malformed line, with ``errors="raise"``.
     """
-    return scan(source, errors=errors, cache=cache, replicas=replicas, _depth=2).collect()
+    lazy = scan(source, errors=errors, cache=cache, replicas=replicas, _depth=2)
+    return lazy.collect(spans=spans)
 
 
 def load_spans(source: Sources, **kwargs: Any) -> pl.DataFrame:

@@ -23,7 +23,7 @@ from typing import Any
 import polars as pl
 
 from sagellm_obs.frames import columnar, files
-from sagellm_obs.frames.load import Frames
+from sagellm_obs.frames.loaded import Frames
 from sagellm_obs.frames.schemas import METRICS, SPANS, STEPS, TIME
 from sagellm_obs.frames.sources import read_manifest
 from sagellm_obs.frames.spans import requests_of

@@ -112,7 +112,7 @@ def _first_n(n: int) -> int:
 
 def warm_cache(
     requests: pl.DataFrame,
-    spans: pl.DataFrame,
+    spans: pl.DataFrame | pl.LazyFrame,
     *,
     client: Iterable[Mapping[str, Any]] | None = None,
 ) -> WarmCache:
@@ -121,7 +121,8 @@ def warm_cache(
     Args:
         requests: A ``requests`` frame (our request spans; vLLM-only rows have no cached tokens
             and are not judged).
-        spans: The ``spans`` frame the requests came from (for the block hashes).
+        spans: The ``spans`` frame the requests came from (for the block hashes), or a LazyFrame
+            of it (``Frames.scan_spans()``: only the request and queue spans are read).
         client: Judge only the requests of these client rows (``request_id``,
             ``client_start_unix_nano``): a client run's, when the server's folder also holds
             earlier runs. A rerun of a workload reuses its request ids, so of the requests with
@@ -132,8 +133,9 @@ def warm_cache(
         req = _of_clients(req, client)
     if req.is_empty():
         return WarmCache()
+    lazy = spans.lazy()
     hashes = (
-        spans.filter(pl.col("kind") == "SERVER", pl.col("request_id").is_not_null())
+        lazy.filter(pl.col("kind") == "SERVER", pl.col("request_id").is_not_null())
         .select(
             "span_id",
             attribute(sc.SAGELLM_PREFIX_HASH).str.json_decode(pl.List(pl.String)).alias("blocks"),
@@ -142,7 +144,7 @@ def warm_cache(
     )
     # EngineCore's own stamps: the queue span runs from queueing to first scheduling
     stamps = (
-        spans.filter(pl.col("name") == sc.SPAN_QUEUE, pl.col("parent_span_id").is_not_null())
+        lazy.filter(pl.col("name") == sc.SPAN_QUEUE, pl.col("parent_span_id").is_not_null())
         .select(
             pl.col("parent_span_id").alias("span_id"),
             pl.col("end").dt.epoch("us").alias("scheduled_us"),
@@ -150,9 +152,11 @@ def warm_cache(
         )
         .unique("span_id")
     )
+    # A LazyFrame over a run's files reads only these rows and columns, not the whole frame.
+    hashes_df, stamps_df = pl.collect_all([hashes, stamps])
     rows = (
-        req.join(hashes, on="span_id", how="left")
-        .join(stamps, on="span_id", how="left")
+        req.join(hashes_df, on="span_id", how="left")
+        .join(stamps_df, on="span_id", how="left")
         .with_columns(
             pl.col("arrival").dt.epoch("us").alias("at_us"),
             pl.col("scheduled_us").fill_null(pl.col("arrival").dt.epoch("us")),

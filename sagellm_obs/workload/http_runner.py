@@ -23,6 +23,7 @@ import json
 import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -34,7 +35,7 @@ from sagellm_obs import semconv as sc
 from sagellm_obs.protocol import Request
 from sagellm_obs.protocol.tracecontext import otel_trace_id
 from sagellm_obs.workload.item import WorkItem
-from sagellm_obs.workload.routing import ReplicaStats, make_router, parse_endpoints
+from sagellm_obs.workload.routing import ReplicaStats, Router, make_router, parse_endpoints
 from sagellm_obs.workload.runner import Progress, RunResult, drive
 
 __all__ = [
@@ -176,151 +177,209 @@ async def run_http_workload(
     Raises:
         ValueError: A bad endpoint or route name.
     """
-    progress = Progress(total=len(items))
-    client_rows: list[dict[str, Any]] = []
-    pending: list[dict[str, Any]] = []
-    slots = asyncio.Semaphore(max(concurrency, 1))
     bases = parse_endpoints(endpoint)
     replicas = [ReplicaStats(b) for b in bases]
-    router = make_router(route, replicas)
+    run = _HttpRun(
+        progress=Progress(total=len(items)),
+        router=make_router(route, replicas),
+        slots=asyncio.Semaphore(max(concurrency, 1)),
+        telemetry=telemetry,
+        model=model,
+        engine_ids=engine_ids or {},
+        on_progress=on_progress,
+    )
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     limits = httpx.Limits(
         max_connections=max(concurrency, 1) + 4, max_keepalive_connections=max(concurrency, 1)
     )
-
-    def refresh() -> None:
-        if on_progress is not None:
-            on_progress(progress)
-
     async with httpx.AsyncClient(
         headers=headers, limits=limits, timeout=httpx.Timeout(timeout)
     ) as http:
-
-        async def one(item: WorkItem) -> None:
-            async with slots:
-                req = item.request
-                path, body = request_body(req, model)
-                replica = router.pick()
-                base = replica.endpoint
-                replica.sent += 1
-                replica.in_flight += 1
-                trace_hex = otel_trace_id(req.trace_id)
-                engine = (engine_ids or {}).get(base)
-                span = _client_span(telemetry, req, body, base, path, trace_hex, engine)
-                parent = span.get_span_context().span_id if span is not None else 0
-                parent_hex = f"{parent:016x}" if parent else secrets.token_hex(8)
-                traceparent = f"00-{trace_hex}-{parent_hex}-01"
-                row: dict[str, Any] = {
-                    "request_id": req.request_id,
-                    "client_start_unix_nano": time.time_ns(),
-                    "workload": item.kind,
-                    "family": item.family,
-                    "workload_phase": (req.metadata or {}).get("phase"),
-                    "endpoint": base + path,
-                    "replica": base,
-                    "trace_id": trace_hex,
-                    "finish_reason": None,
-                    "error": None,
-                }
-                t0 = time.perf_counter()
-                first: float | None = None
-                last: float | None = None
-                itl_ms: list[float] = []
-                chunks = 0
-                progress.sent += 1
-                try:
-                    async with http.stream(
-                        "POST",
-                        base + path,
-                        json=body,
-                        headers={"X-Request-Id": req.request_id, "traceparent": traceparent},
-                    ) as resp:
-                        returned = resp.headers.get(sc.TRACE_ID_HEADER)
-                        if returned:
-                            row["trace_id"] = returned
-                        if resp.status_code >= 400:
-                            await resp.aread()
-                            row["error"] = resp.status_code
-                            row["finish_reason"] = "error"
-                        else:
-                            async for line in resp.aiter_lines():
-                                if not line.startswith(_DATA):
-                                    continue
-                                data = line[len(_DATA) :].strip()
-                                if data == "[DONE]":
-                                    break
-                                try:
-                                    chunk = json.loads(data)
-                                except json.JSONDecodeError:
-                                    continue
-                                if not isinstance(chunk, dict):
-                                    continue
-                                if "error" in chunk and not chunk.get("choices"):
-                                    err = chunk["error"]
-                                    code = err.get("code") if isinstance(err, dict) else None
-                                    row["error"] = code or "stream_error"
-                                    row["finish_reason"] = "error"
-                                    break
-                                if _content(chunk):
-                                    now = time.perf_counter()
-                                    if first is None:
-                                        first = now - t0
-                                    elif last is not None:
-                                        itl_ms.append((now - last) * 1000.0)
-                                    last = now
-                                    chunks += 1
-                                reason = _finish_reason(chunk)
-                                if reason is not None:
-                                    row["finish_reason"] = reason
-                                usage = chunk.get("usage")
-                                if isinstance(usage, dict):
-                                    tokens = int(usage.get("completion_tokens") or 0)
-                                    row["output_tokens"] = tokens
-                                    progress.output_tokens += tokens
-                                    _prompt_usage(row, usage)
-                except asyncio.CancelledError:
-                    row["error"] = "cancelled"
-                    row["finish_reason"] = "cancelled"
-                    _record(row, first, t0, itl_ms, chunks)
-                    _end_span(span, row)
-                    client_rows.append(row)
-                    pending.append(row)
-                    progress.failed += 1
-                    progress.done += 1
-                    replica.in_flight -= 1
-                    replica.failed += 1
-                    replica.done += 1
-                    raise
-                except Exception as exc:  # a bad request must not stop the run
-                    row["error"] = type(exc).__name__
-                if row["error"] is not None:
-                    progress.failed += 1
-                    replica.failed += 1
-                _record(row, first, t0, itl_ms, chunks)
-                _end_span(span, row)
-                client_rows.append(row)
-                pending.append(row)
-                progress.done += 1
-                replica.in_flight -= 1
-                replica.done += 1
-                replica.output_tokens += int(row.get("output_tokens") or 0)
-                refresh()
-
+        run.http = http
         interrupted = await drive(
             items,
-            one,
-            slots=slots,
+            run.one,
+            slots=run.slots,
             duration=duration,
             store=store,
-            pending=pending,
-            refresh=refresh,
+            pending=run.pending,
+            refresh=run.refresh,
         )
     return RunResult(
-        progress=progress,
-        client=client_rows,
+        progress=run.progress,
+        client=run.client_rows,
         interrupted=interrupted,
         replicas={r.endpoint: r for r in replicas},
     )
+
+
+@dataclass
+class _Timing:
+    """The client-side clock of one streamed request."""
+
+    t0: float = field(default_factory=time.perf_counter)
+    first: float | None = None  # seconds from t0 to the first content chunk
+    last: float | None = None
+    itl_ms: list[float] = field(default_factory=list)  # gaps between content chunks
+    chunks: int = 0
+
+    def content(self) -> None:
+        """A chunk with generated text arrived now."""
+        now = time.perf_counter()
+        if self.first is None:
+            self.first = now - self.t0
+        elif self.last is not None:
+            self.itl_ms.append((now - self.last) * 1000.0)
+        self.last = now
+        self.chunks += 1
+
+    def record(self, row: dict[str, Any]) -> None:
+        """The timings into the request's ``requests-client`` row."""
+        row["client_ttft_s"] = self.first
+        row["client_e2e_s"] = time.perf_counter() - self.t0
+        row["client_itl_ms"] = self.itl_ms
+        row["chunks"] = self.chunks
+
+
+@dataclass
+class _HttpRun:
+    """One :func:`run_http_workload`: what its requests share, and :meth:`one` to send one."""
+
+    progress: Progress
+    router: Router
+    slots: asyncio.Semaphore
+    telemetry: Any
+    model: str | None
+    engine_ids: Mapping[str, str]
+    on_progress: Callable[[Progress], None] | None
+    http: httpx.AsyncClient | None = None
+    client_rows: list[dict[str, Any]] = field(default_factory=list)
+    pending: list[dict[str, Any]] = field(default_factory=list)  # rows not yet in the store
+
+    def refresh(self) -> None:
+        if self.on_progress is not None:
+            self.on_progress(self.progress)
+
+    async def one(self, item: WorkItem) -> None:
+        """Send one item to the replica the router picks, stream it, and record its row."""
+        async with self.slots:
+            req = item.request
+            path, body = request_body(req, self.model)
+            replica = self.router.pick()
+            base = replica.endpoint
+            replica.sent += 1
+            replica.in_flight += 1
+            trace_hex = otel_trace_id(req.trace_id)
+            engine = self.engine_ids.get(base)
+            span = _client_span(self.telemetry, req, body, base, path, trace_hex, engine)
+            parent = span.get_span_context().span_id if span is not None else 0
+            parent_hex = f"{parent:016x}" if parent else secrets.token_hex(8)
+            row: dict[str, Any] = {
+                "request_id": req.request_id,
+                "client_start_unix_nano": time.time_ns(),
+                "workload": item.kind,
+                "family": item.family,
+                "workload_phase": (req.metadata or {}).get("phase"),
+                "endpoint": base + path,
+                "replica": base,
+                "trace_id": trace_hex,
+                "finish_reason": None,
+                "error": None,
+            }
+            headers = {
+                "X-Request-Id": req.request_id,
+                "traceparent": f"00-{trace_hex}-{parent_hex}-01",
+            }
+            timing = _Timing()
+            self.progress.sent += 1
+            try:
+                await self._send(base + path, body, headers, row, timing)
+            except asyncio.CancelledError:
+                row["error"] = "cancelled"
+                row["finish_reason"] = "cancelled"
+                self._done(row, timing, span, replica)
+                raise
+            except Exception as exc:  # a bad request must not stop the run
+                row["error"] = type(exc).__name__
+            self._done(row, timing, span, replica)
+            replica.output_tokens += int(row.get("output_tokens") or 0)
+            self.refresh()
+
+    async def _send(
+        self,
+        url: str,
+        body: dict[str, Any],
+        headers: dict[str, str],
+        row: dict[str, Any],
+        timing: _Timing,
+    ) -> None:
+        """POST the request and read its event stream into ``row`` and ``timing``."""
+        assert self.http is not None
+        async with self.http.stream("POST", url, json=body, headers=headers) as resp:
+            returned = resp.headers.get(sc.TRACE_ID_HEADER)
+            if returned:
+                row["trace_id"] = returned
+            if resp.status_code >= 400:
+                await resp.aread()
+                row["error"] = resp.status_code
+                row["finish_reason"] = "error"
+                return
+            async for line in resp.aiter_lines():
+                chunk = _event(line)
+                if chunk is _DONE:
+                    break
+                if chunk is None:
+                    continue
+                if "error" in chunk and not chunk.get("choices"):
+                    err = chunk["error"]
+                    code = err.get("code") if isinstance(err, dict) else None
+                    row["error"] = code or "stream_error"
+                    row["finish_reason"] = "error"
+                    break
+                if _content(chunk):
+                    timing.content()
+                reason = _finish_reason(chunk)
+                if reason is not None:
+                    row["finish_reason"] = reason
+                usage = chunk.get("usage")
+                if isinstance(usage, dict):
+                    tokens = int(usage.get("completion_tokens") or 0)
+                    row["output_tokens"] = tokens
+                    self.progress.output_tokens += tokens
+                    _prompt_usage(row, usage)
+
+    def _done(
+        self, row: dict[str, Any], timing: _Timing, span: trace.Span | None, replica: ReplicaStats
+    ) -> None:
+        """A finished (or failed, or cancelled) request: its row, span and counts."""
+        if row["error"] is not None:
+            self.progress.failed += 1
+            replica.failed += 1
+        timing.record(row)
+        _end_span(span, row)
+        self.client_rows.append(row)
+        self.pending.append(row)
+        self.progress.done += 1
+        replica.in_flight -= 1
+        replica.done += 1
+
+
+_DONE: dict[str, Any] = {}
+
+
+def _event(line: str) -> dict[str, Any] | None:
+    """The JSON object of one server-sent event line; :data:`_DONE` for ``[DONE]``; None for
+    anything else (comments, blank lines, other data)."""
+    if not line.startswith(_DATA):
+        return None
+    data = line[len(_DATA) :].strip()
+    if data == "[DONE]":
+        return _DONE
+    try:
+        chunk = json.loads(data)
+    except json.JSONDecodeError:
+        return None
+    return chunk if isinstance(chunk, dict) else None
 
 
 def _client_span(
@@ -396,12 +455,3 @@ def _prompt_usage(row: dict[str, Any], usage: dict[str, Any]) -> None:
     details = usage.get("prompt_tokens_details")
     if isinstance(details, dict) and details.get("cached_tokens") is not None:
         row["cached_tokens"] = int(details["cached_tokens"])
-
-
-def _record(
-    row: dict[str, Any], first: float | None, t0: float, itl_ms: list[float], chunks: int
-) -> None:
-    row["client_ttft_s"] = first
-    row["client_e2e_s"] = time.perf_counter() - t0
-    row["client_itl_ms"] = itl_ms
-    row["chunks"] = chunks

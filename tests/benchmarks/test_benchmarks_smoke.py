@@ -79,7 +79,8 @@ def test_loading(tmp_path: Path) -> None:
     loaders = size["loaders"]
     assert all(not x["failed"] for x in loaders.values()), loaders
     spans = size["store"]["spans"]
-    for name in ("sagellm_seal", "sagellm_first", "sagellm_rebuild", "sagellm_cold", "pandas_json"):
+    ours = ("sagellm_seal", "sagellm_first", "sagellm_first_spans", "sagellm_rebuild")
+    for name in (*ours, "sagellm_cold", "pandas_json"):
         assert loaders[name]["rows"] == spans, name
     raw = size["raw"]
     assert raw["sagellm_rebuild"][0]["rebuilt_files"] == size["store"]["files"]
@@ -88,10 +89,12 @@ def test_loading(tmp_path: Path) -> None:
     assert size["copies_bytes"] > 0 and size["first_over_ndjson_runs"]
     _renders("loading", doc, tmp_path)
     rows = module("loading").headline(doc)
-    assert [r[0].split(": ", 1)[1] for r in rows][:2] == [
-        "first load (store's copies)",
+    assert [r[0].split(": ", 1)[1] for r in rows][:3] == [
+        "first load (store's copies, spans deferred)",
         "first load / `polars.read_ndjson`",
+        "first load + first `.spans` (spans loaded)",
     ]
+    assert rows[2][2].endswith(" GB")  # measured, not "not run"
 
 
 def test_loading_first_load_needs_the_stores_copies(tmp_path: Path) -> None:

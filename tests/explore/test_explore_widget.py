@@ -16,6 +16,7 @@ import polars as pl
 import pytest
 
 from sagellm_obs.explore import Explorer, explore
+from sagellm_obs.explore.data import request_attributes, request_spans
 from sagellm_obs.frames import load
 
 
@@ -175,6 +176,12 @@ def test_selecting_a_request_updates_waterfall_and_attributes(ex: Explorer, run_
     assert attrs["frontend (TTFT - queue - prefill)"] == f"{row['frontend_s'] * 1000.0:,.2f} ms"
     assert attrs["cached share of the prompt"] == f"{row['cached_prompt_share']:.1%}"
     assert rid in ex.detail.value and "prefill" in ex.detail.value
+    # Read for this trace alone: the run's spans stay unloaded, and the tables are those the
+    # whole spans frame of an eager load gives.
+    assert ex.run is not None and not ex.run.frames.spans_loaded
+    eager = load(run_a, spans="eager").spans
+    assert ex.request_spans.equals(request_spans(eager, row))
+    assert ex.request_attributes.equals(request_attributes(eager, row))
     # Another selection replaces both.
     ex.select_request("req-020")
     assert _ids(ex.charts["waterfall"]) == {"req-020"}

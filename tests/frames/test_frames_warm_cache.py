@@ -90,6 +90,8 @@ def test_a_first_request_that_hits_is_a_warm_start() -> None:
     assert check.warm_requests == 3
     assert check.inherited_tokens == 256 + 128 + 128
     assert check.text().startswith("YES: 1 of the first 1 requests and 3 in all hit 512")
+    # Frames.scan_spans() (what the run summary passes): the same check from a LazyFrame
+    assert warm_cache(req, spans.lazy()) == check
 
 
 def test_a_later_arrival_scheduled_first_counts_as_sent() -> None:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from report_html import EXTERNAL, specs, table_dict, tables
 from report_run import build_run
 
+from sagellm_obs.frames import Frames
 from sagellm_obs.report import REPORT_NAME, write_report
 from sagellm_obs.run_summary import summarize
 
@@ -91,3 +94,27 @@ def test_run_without_requests_still_reports(tmp_path: Path) -> None:
     ttft_rows = [r for d in found["ttft"]["datasets"].values() for r in d]
     assert ttft_rows == [{"message": "no data"}]
     assert table_dict(tables(page)["Run"])["requests"] == ["0"]
+
+
+def test_summary_and_report_leave_the_spans_unloaded(
+    run_a: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sagellm_obs.frames
+    import sagellm_obs.report.html
+
+    real = sagellm_obs.frames.load
+    loads: list[Frames] = []
+
+    def spy(*args: Any, **kwargs: Any) -> Frames:
+        loads.append(real(*args, **kwargs))
+        return loads[-1]
+
+    monkeypatch.setattr(sagellm_obs.frames, "load", spy)
+    monkeypatch.setattr(sagellm_obs.report.html, "load", spy)
+    lazy = summarize(run_a)
+    write_report(run_a, tmp_path / "report.html")
+    assert len(loads) == 3  # the summary; the report: its summary and its charts
+    assert not any(f.spans_loaded for f in loads)
+    assert lazy.warm_cache["checked"] > 0  # the warm-cache check ran, on the spans' blocks
+    monkeypatch.setattr(sagellm_obs.frames, "load", functools.partial(real, spans="eager"))
+    assert summarize(run_a) == lazy

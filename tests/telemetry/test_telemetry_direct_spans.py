@@ -12,7 +12,6 @@ import enum
 import json
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -31,8 +30,9 @@ from sagellm_obs.protocol.timing import ClockAnchor
 from sagellm_obs.protocol.tracecontext import otel_trace_id
 from sagellm_obs.store import files_of, iter_jsonl
 from sagellm_obs.store.otlp_json import parse_traces_line
-from sagellm_obs.telemetry import RequestRecord, Telemetry
+from sagellm_obs.telemetry import RequestRecord
 from sagellm_obs.testing import deterministic_telemetry as compare_telemetry
+from tests.telemetry.pipeline_setup import Setup
 
 MakeRecord = Callable[..., RequestRecord]
 PARENT_TRACE_ID = 0x4BF92F3577B34DA6A3CE929D0E0E4736
@@ -47,24 +47,7 @@ class Seconds(float):
     """A float subclass (as numpy's float64 is): encoded through the generic path."""
 
 
-@dataclass
-class Side:
-    telemetry: Telemetry
-    spans: InMemorySpanExporter
-    reader: InMemoryMetricReader
-
-    @property
-    def run_dir(self) -> Path:
-        assert self.telemetry.run_dir is not None
-        return self.telemetry.run_dir
-
-    def submit(self, records: list[RequestRecord]) -> None:
-        for r in records:
-            self.telemetry.submit_request(r)
-        assert self.telemetry.flush(timeout=10)
-
-
-def _side(root: Path, name: str, *, through_tracer: bool) -> Side:
+def _side(root: Path, name: str, *, through_tracer: bool) -> Setup:
     spans = InMemorySpanExporter()
     reader = InMemoryMetricReader()
     # The reference side records its metric points through the SDK's instruments too.
@@ -76,11 +59,11 @@ def _side(root: Path, name: str, *, through_tracer: bool) -> Side:
     )
     if through_tracer:
         tel.tracer_provider.add_span_processor(SpanProcessor())  # a user's processor
-    return Side(tel, spans, reader)
+    return Setup(tel, spans, reader)
 
 
 @pytest.fixture
-def sides(tmp_path: Path) -> Iterator[tuple[Side, Side]]:
+def sides(tmp_path: Path) -> Iterator[tuple[Setup, Setup]]:
     direct = _side(tmp_path, "direct", through_tracer=False)
     sdk = _side(tmp_path, "sdk", through_tracer=True)
     sdk.telemetry.pipeline.spans.anchor = direct.telemetry.anchor  # one clock story
@@ -239,12 +222,12 @@ def _metric_points(reader: InMemoryMetricReader) -> dict[str, list[Any]]:
 
 
 def test_direct_spans_match_the_sdk_path(
-    sides: tuple[Side, Side], records: MakeRecord, caplog: pytest.LogCaptureFixture
+    sides: tuple[Setup, Setup], records: MakeRecord, caplog: pytest.LogCaptureFixture
 ) -> None:
     direct, sdk = sides
     recs = _records(records, direct.telemetry.anchor)
-    direct.submit(recs)
-    sdk.submit(recs)
+    direct.submit(*recs)
+    sdk.submit(*recs)
     assert direct.telemetry.pipeline.spans.direct
     assert not sdk.telemetry.pipeline.spans.direct
     for side in sides:
@@ -291,19 +274,19 @@ def test_direct_spans_match_the_sdk_path(
 
 
 def test_store_only_spans_match_the_sdk_path(
-    tmp_path: Path, sides: tuple[Side, Side], records: MakeRecord
+    tmp_path: Path, sides: tuple[Setup, Setup], records: MakeRecord
 ) -> None:
     # With no exporter of ours the store's text is made without the attribute dict (its
     # template, see telemetry.attributes.request_attributes_text): the same lines again.
     _, sdk = sides
-    store_only = Side(
+    store_only = Setup(
         compare_telemetry(tmp_path / "store-only"), InMemorySpanExporter(), sdk.reader
     )
     store_only.telemetry.pipeline.spans.anchor = sdk.telemetry.anchor
     try:
         recs = _records(records, sdk.telemetry.anchor)
-        store_only.submit(recs)
-        sdk.submit(recs)
+        store_only.submit(*recs)
+        sdk.submit(*recs)
         assert store_only.telemetry.pipeline.spans.direct
         ours, theirs = _store(store_only.run_dir), _store(sdk.run_dir)
         assert len(theirs) == 35
@@ -334,8 +317,8 @@ def test_parent_based_ratio_sampler_is_honoured(
         recs.append(  # a sampled remote parent wins over the ratio
             records(anchor, 99, otel_trace_id=PARENT_TRACE_ID, parent_span_id=PARENT_SPAN_ID)
         )
-        direct.submit(recs)
-        sdk.submit(recs)
+        direct.submit(*recs)
+        sdk.submit(*recs)
         assert direct.telemetry.pipeline.spans.direct
         ours, theirs = _store(direct.run_dir), _store(sdk.run_dir)
         assert 4 * 5 < len(theirs) < 4 * 36  # some sampled, some not
@@ -352,7 +335,7 @@ def test_other_samplers_go_through_the_tracer(
     monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_off")
     side = _side(tmp_path, "off", through_tracer=False)
     try:
-        side.submit([records(side.telemetry.anchor, 0)])
+        side.submit(records(side.telemetry.anchor, 0))
         assert not side.telemetry.pipeline.spans.direct
         assert _store(side.run_dir) == {}
         assert side.spans.get_finished_spans() == ()
@@ -367,7 +350,7 @@ def test_a_users_processor_switches_over_and_other_spans_still_reach_the_store(
     tel = side.telemetry
     try:
         anchor = tel.anchor
-        side.submit([records(anchor, 0)])
+        side.submit(records(anchor, 0))
         assert tel.pipeline.spans.direct
         seen: list[str] = []
 
@@ -376,7 +359,7 @@ def test_a_users_processor_switches_over_and_other_spans_still_reach_the_store(
                 seen.append(span.name)
 
         tel.tracer_provider.add_span_processor(Watch())
-        side.submit([records(anchor, 1)])
+        side.submit(records(anchor, 1))
         assert not tel.pipeline.spans.direct
         assert seen == [*sc.PHASE_SPANS, sc.request_span_name(sc.OP_TEXT_COMPLETION, "tiny-model")]
         # Spans other code makes with the telemetry's tracer go to the store as before.
