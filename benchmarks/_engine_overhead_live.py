@@ -225,7 +225,7 @@ def chart_cpu(
     from benchmarks.charts import synthetic_requests, synthetic_steps
     from sagellm_obs import charts
     from sagellm_obs.explore.live_view import live_charts
-    from sagellm_obs.frames.load import Frames
+    from sagellm_obs.frames.loaded import Frames
     from sagellm_obs.frames.schemas import METRICS, SPANS, empty
 
     steps = synthetic_steps(int(seconds * steps_per_s), every_ms=1000.0 / steps_per_s)

@@ -33,7 +33,7 @@ from sagellm_obs import charts
 from sagellm_obs.charts._data import auto_every, engine_column, time_span
 from sagellm_obs.explore.views import message_chart
 from sagellm_obs.frames.analysis import QUANTILES
-from sagellm_obs.frames.load import Frames
+from sagellm_obs.frames.loaded import Frames
 from sagellm_obs.frames.tail import Tail
 from sagellm_obs.watch import Snapshot, snapshot
 

@@ -20,7 +20,7 @@ import pytest
 
 from benchmarks.charts import synthetic_requests, synthetic_steps
 from sagellm_obs.explore.live_view import LIVE_POINTS, VIEWS, live_charts
-from sagellm_obs.frames.load import Frames
+from sagellm_obs.frames.loaded import Frames
 from sagellm_obs.frames.schemas import METRICS, SPANS, empty
 
 UTC_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
