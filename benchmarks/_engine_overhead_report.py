@@ -277,11 +277,12 @@ def render(doc: dict[str, Any]) -> str:
     all_note = ""
     if r["primary"] == "quiet":
         every = r["all"]["vs_vllm"]
-        all_note = " (all {} repetitions: throughput B/A {}, B′/A {})".format(
-            r["reps_run"],
-            f(every["ours"]["throughput_ratio"]["median"], 3),
-            f(every["ours_stream"]["throughput_ratio"]["median"], 3),
+        ratios = ", ".join(
+            f"{_short(m)}/A {f(every[m]['throughput_ratio']['median'], 3)}"
+            for m in ("ours", "ours_stream")
+            if m in every  # a run of some modes only (--set modes=...)
         )
+        all_note = f" (all {r['reps_run']} repetitions: throughput {ratios})"
     return "\n".join(
         [
             f"`{doc['command']}` — {_model_label(p)}, {p['requests']} requests × "
