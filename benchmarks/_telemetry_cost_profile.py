@@ -122,7 +122,9 @@ def profile_ours(n: int, tmp: Path, anchor: ClockAnchor) -> dict[str, Any]:
         prometheus_port=False,
         engine_id="vllm-bench",
         make_current=False,
-        advanced=AdvancedOptions(pipeline_interval=3600.0, metric_export_interval=3600.0),
+        advanced=AdvancedOptions(
+            pipeline_interval=3600.0, metric_export_interval=3600.0, columnar_copies=False
+        ),
     )
     try:
         for i in range(n):

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import gc
 import os
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
@@ -23,6 +25,7 @@ from opentelemetry.trace import SpanKind, get_current_span
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from benchmarks._common import OthersMeter, median
+from sagellm_obs.store.layout import COLUMNAR_DIR
 from sagellm_obs.telemetry import AdvancedOptions, RequestRecord, Telemetry, configure
 
 SPANS_PER_BATCH = 512  # the batch span processor's max_export_batch_size
@@ -150,6 +153,7 @@ class Ours:
         otlp: bool = False,
         user_processor: bool = False,
         sdk_metrics: bool = False,
+        copies: bool = False,
     ) -> None:
         self.otlp = ProtobufDropExporter() if otlp else None
         self.tel: Telemetry = configure(
@@ -162,6 +166,7 @@ class Ours:
             advanced=AdvancedOptions(
                 span_exporters=[self.otlp] if self.otlp else [],
                 sdk_request_metrics=sdk_metrics,
+                columnar_copies=copies,
             ),
         )
         if not metrics:
@@ -206,6 +211,57 @@ class Ours:
         self.tel.shutdown()
 
 
+class Copies:
+    """``full`` with the store's columnar copies on: a fresh run folder each repetition, closed
+    at its end, so every repetition pays for sealing exactly its own files (the sealing thread
+    and the pools it uses are in the process's CPU; ``copies - full`` is their cost)."""
+
+    chunk = Ours.chunk
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.rep = 0
+        self.sealed = 0
+        self.stored_spans = 0
+        self.current: Ours | None = None
+
+    def prepare(self) -> None:
+        """A new run folder (outside the timed window); the last one is counted and removed."""
+        self._retire()
+        self.rep += 1
+        self.current = Ours(self.root / f"rep-{self.rep}", copies=True)
+        self.submit = self.current.submit
+
+    def settle(self) -> None:
+        assert self.current is not None
+        self.current.settle()
+
+    def finish(self) -> None:
+        assert self.current is not None
+        self.current.close()  # flushes, then seals the run's files and waits for the copies
+        store = self.current.tel.store
+        assert store is not None
+        self.sealed += store.files_sealed
+
+    def spans(self) -> int:
+        """Spans in the columnar copies written (each repetition's spans copy, read back)."""
+        self._retire()
+        return self.stored_spans
+
+    def close(self) -> None:
+        self._retire()
+
+    def _retire(self) -> None:
+        if self.current is None:
+            return
+        run = self.current.tel.run_dir
+        assert run is not None
+        for copy in run.glob(f"{COLUMNAR_DIR}/traces-*.spans.parquet"):
+            self.stored_spans += pl.scan_parquet(copy).select(pl.len()).collect().item()
+        shutil.rmtree(run, ignore_errors=True)
+        self.current = None
+
+
 def _discard(record: RequestRecord) -> None:
     return None
 
@@ -244,6 +300,7 @@ def variants(tmp: Path) -> dict[str, Any]:
     return {
         "off": Off(),
         "full": Ours(tmp / "full"),
+        "copies": Copies(tmp / "copies"),
         "store_off": Ours(None),
         "spans_only": Ours(tmp / "spans_only", metrics=False),
         "otlp": Ours(tmp / "otlp", otlp=True),
@@ -255,6 +312,8 @@ def variants(tmp: Path) -> dict[str, Any]:
 
 def measure(variant: Any, records: list[RequestRecord]) -> dict[str, float]:
     """Whole-process CPU and wall over the loop; the submitting thread's CPU in the hot path."""
+    if (prepare := getattr(variant, "prepare", None)) is not None:
+        prepare()  # outside the timed window
     gc.collect()
     chunk = variant.chunk
     submit = variant.submit

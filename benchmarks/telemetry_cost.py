@@ -13,9 +13,13 @@ least ``reps / 2`` of them, else all (the document says which).
 
 Variants:
 
-* ``full``: ``configure()`` with the local store on: spans (request + 3 phases + 1 event), metric
-  points with exemplars, OTLP/JSON lines written to ``traces-*.jsonl``, metrics exported
-  every 5 s to ``metrics-*.jsonl``. The pipeline takes its direct way (no SDK span objects).
+* ``full``: ``configure()`` with the local store on (columnar copies off): spans (request + 3
+  phases + 1 event), metric points with exemplars, OTLP/JSON lines written to
+  ``traces-*.jsonl``, metrics exported every 5 s to ``metrics-*.jsonl``. The pipeline takes
+  its direct way (no SDK span objects).
+* ``copies``: ``full`` with the store's columnar copies on (the default of ``configure()``; the
+  other variants turn them off): a fresh run folder each repetition, closed at its end so that
+  it pays for sealing (parsing and writing the Parquet copies of) exactly its own files.
 * ``store_off``: ``configure(run_dir=False)``, no OTLP: span ids, sampling decisions and metric
   points are still made, nothing is exported.
 * ``spans_only``: the store on, metric recording patched out (``full - spans_only`` = metrics).
@@ -74,7 +78,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "toy": {"records": 256, "reps": 1, "max_reps": 1, "max_seconds": 60, "profile_records": 128},
 }
 VARIANTS = (
-    "off", "full", "store_off", "spans_only", "otlp", "sdk_path", "sdk_metrics", "vllm_style",
+    "off", "full", "copies", "store_off", "spans_only", "otlp", "sdk_path", "sdk_metrics",
+    "vllm_style",
 )  # fmt: skip
 
 
@@ -116,6 +121,7 @@ def run(opts: Options) -> dict[str, Any]:
                 v.close()
             spans_expected = {
                 "full": 4 * n * reps,
+                "copies": 4 * n * reps,
                 "spans_only": 4 * n * reps,
                 "otlp": 4 * n * reps,
                 "sdk_path": 4 * n * reps,

@@ -124,11 +124,21 @@ class _SealingThread:
     def __init__(self, seal: Sealer) -> None:
         self._seal = seal
         self._queue: queue.SimpleQueue[Path | None] = queue.SimpleQueue()
+        self._idle = threading.Condition()
+        self._pending = 0  # files put and not yet sealed (or failed)
+        self.sealed = 0
         self._thread = threading.Thread(target=self._work, name="sagellm-obs-seal", daemon=True)
         self._thread.start()
 
     def put(self, path: Path) -> None:
+        with self._idle:
+            self._pending += 1
         self._queue.put(path)
+
+    def wait(self, timeout: float | None) -> bool:
+        """Wait until every file put so far is sealed; False on timeout."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._pending == 0, timeout)
 
     def finish(self, timeout: float) -> None:
         self._queue.put(None)
@@ -146,8 +156,13 @@ class _SealingThread:
         while (path := self._queue.get()) is not None:
             try:
                 self._seal(path)
+                self.sealed += 1
             except Exception:
                 _log.exception("sagellm-obs: sealing %s failed", path)
+            finally:
+                with self._idle:
+                    self._pending -= 1
+                    self._idle.notify_all()
 
 
 class RunStore:
@@ -224,6 +239,18 @@ class RunStore:
     def _rotated(self, path: Path) -> None:
         if self._sealer is not None:
             self._sealer.put(path)
+
+    @property
+    def files_sealed(self) -> int:
+        """Data files whose ``seal`` callback has returned (0 without one)."""
+        return self._sealer.sealed if self._sealer is not None else 0
+
+    def wait_sealed(self, timeout: float | None = None) -> bool:
+        """Wait until every file rotated away so far is sealed; False on timeout.
+
+        The files still open are sealed at :meth:`close`. True at once without a ``seal``.
+        """
+        return self._sealer.wait(timeout) if self._sealer is not None else True
 
     def close(self, seal_timeout: float = SEAL_TIMEOUT_S) -> None:
         """Close the files, stamp the end time in the manifest and seal the last files.

@@ -55,6 +55,9 @@ class AdvancedOptions:
         metric_export_interval: Seconds between metric exports to the store and OTLP.
         span_batch_delay: Seconds the batch span processor waits before exporting.
         store_max_bytes: Rotate store files past this size.
+        columnar_copies: Write each finished store file's columnar copy on a low-priority
+            thread (fast first loads). False: no copies at write time; the first load builds
+            them (it costs the same CPU then: ~60 µs per request on our machines).
         id_generator: Trace and span ids (tests: a deterministic generator); random by default.
         sdk_request_metrics: Record finished requests through the SDK's instruments instead of
             pre-aggregating them (slower; the reference the fast way is tested against).
@@ -67,6 +70,7 @@ class AdvancedOptions:
     metric_export_interval: float = 5.0
     span_batch_delay: float = 1.0
     store_max_bytes: int = 64 * 2**20
+    columnar_copies: bool = True
     id_generator: IdGenerator | None = None
     sdk_request_metrics: bool = False
 
@@ -225,7 +229,8 @@ def _open_store(
     rid = run_id or new_run_id()
     if not path:
         path = Path(runs_root or "sagellm-runs") / rid
-    return RunStore(path, run_id=rid, max_bytes=adv.store_max_bytes, seal=_write_columnar_copies)
+    seal = _write_columnar_copies if adv.columnar_copies else None
+    return RunStore(path, run_id=rid, max_bytes=adv.store_max_bytes, seal=seal)
 
 
 def _resource(

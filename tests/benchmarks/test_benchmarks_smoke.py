@@ -64,9 +64,10 @@ def test_telemetry_cost(tmp_path: Path) -> None:
     doc = _run_in_process("telemetry_cost", tmp_path)
     results = doc["results"]
     assert isinstance(results, dict)
-    for variant in ("full", "spans_only"):
+    for variant in ("full", "spans_only", "copies"):
         v = results["variants"][variant]
-        assert v["spans_exported"] == v["spans_expected"]  # nothing dropped
+        assert v["spans_exported"] == v["spans_expected"]  # nothing dropped (copies: in Parquet)
+    assert results["copies_us"]["n"] == results["reps_run"]
     assert results["profile_ours"]["parts"]
     _renders("telemetry_cost", doc, tmp_path)
 

@@ -56,13 +56,16 @@ def write_run(
     *,
     store_max_bytes: int | None = None,
     engine_id: str = "engine-test",
+    columnar_copies: bool = True,
 ) -> WrittenRun:
     """Drive the real writer: one flush (one metrics line) per batch of record overrides.
 
     Each batch is a list of ``make_record`` keyword overrides (``i`` required). Three step
     records are submitted per batch. ``engine_id`` names the engine of the spans and steps.
     """
-    advanced = AdvancedOptions(simple_processors=True, metric_export_interval=3600.0)
+    advanced = AdvancedOptions(
+        simple_processors=True, metric_export_interval=3600.0, columnar_copies=columnar_copies
+    )
     if store_max_bytes is not None:
         advanced.store_max_bytes = store_max_bytes
     tel = configure(

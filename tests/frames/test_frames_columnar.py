@@ -63,20 +63,36 @@ def test_the_store_writes_copies_when_the_run_closes(written: WrittenRun) -> Non
 
 def test_rotated_files_are_sealed_while_the_run_goes_on(tmp_path: Path) -> None:
     sealed: list[str] = []
-    four = threading.Event()
+    release = threading.Event()
 
     def seal(path: Path) -> None:
         assert threading.current_thread() is not threading.main_thread()
+        release.wait(10)
+        if path.name == "steps-00002.jsonl":
+            raise OSError("disk full")  # logged, counted as done: the wait must not hang
         sealed.append(path.name)
-        if len(sealed) == 4:
-            four.set()
 
     store = RunStore(tmp_path / "run", max_bytes=200, seal=seal)
     for _ in range(9):  # ~70 bytes a line: two lines a file, five files
         store.write("steps", [{"x": "y" * 60}])
-    assert four.wait(10), sealed  # the four rotated files, before the run closes
+    assert not store.wait_sealed(0.05)  # four rotated files queued behind the held seal
+    assert store.files_sealed == 0
+    release.set()
+    assert store.wait_sealed(10)  # the four rotated files, before the run closes
+    assert sealed == [f"steps-{i:05d}.jsonl" for i in (1, 3, 4)]
+    assert store.files_sealed == 3
     store.close()  # seals the last file and waits for it
-    assert sealed == [f"steps-{i:05d}.jsonl" for i in range(1, 6)]
+    assert sealed[-1] == "steps-00005.jsonl" and store.files_sealed == 4
+
+
+def test_a_run_without_copies_writes_none_and_loads_the_same(tmp_path: Path) -> None:
+    plain = write_run(tmp_path / "plain", ROTATING, store_max_bytes=4096, columnar_copies=False)
+    assert len(list(plain.path.glob("traces-*.jsonl"))) > 1
+    assert not (plain.path / COLUMNAR_DIR).exists()
+    first = load(plain.path)  # builds (and writes) the copies a sealed run would have had
+    assert first.rebuilt and not first.from_cache
+    _same(first, load(plain.path, cache=False))
+    assert load(plain.path).from_cache
 
 
 def test_copies_of_a_rotating_run_load_like_its_json(tmp_path: Path) -> None:
