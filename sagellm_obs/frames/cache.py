@@ -38,7 +38,7 @@ CACHE_DIR = ".cache"
 FORMAT = 6  # 6: Categorical text; 5: kv_events.parquet; 4: requests.frontend_s, ...
 """Bump when the frames built from the same files change (schemas, derivations)."""
 
-FRAME_NAMES = tuple(SAVED_SCHEMAS)
+SAVED_NAMES = tuple(SAVED_SCHEMAS)
 """The frames of an entry: the four and ``kv_events``."""
 
 
@@ -62,7 +62,7 @@ def read(directory: Path, fp: str) -> tuple[dict[str, pl.DataFrame], dict[str, A
         return None
     try:
         meta = json.loads(meta_path.read_text())
-        frames = {name: pl.read_parquet(directory / f"{fp}.{name}.parquet") for name in FRAME_NAMES}
+        frames = {name: pl.read_parquet(directory / f"{fp}.{name}.parquet") for name in SAVED_NAMES}
     except Exception as exc:  # damaged or concurrently replaced: rebuild from the sources
         _log.debug("sagellm-obs: ignoring unreadable frames cache %s: %s", meta_path, exc)
         return None
@@ -75,7 +75,7 @@ def write(
     """Write entry ``fp`` atomically and remove older entries; False if it could not be written."""
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        for name in FRAME_NAMES:
+        for name in SAVED_NAMES:
             _atomic(
                 directory / f"{fp}.{name}.parquet", lambda p, n=name: frames[n].write_parquet(p)
             )
@@ -112,7 +112,7 @@ def entry_files(directory: Path) -> dict[str, Path] | None:
         reverse=True,
     )
     for meta in metas:
-        files = {name: directory / f"{meta.stem}.{name}.parquet" for name in FRAME_NAMES}
+        files = {name: directory / f"{meta.stem}.{name}.parquet" for name in SAVED_NAMES}
         if all(p.is_file() for n, p in files.items() if n != "kv_events"):
             return files
     return None

@@ -177,7 +177,8 @@ def engine_stats(requests: pl.DataFrame, steps: pl.DataFrame | None = None) -> p
     KV-cache and queue figures are over its steps.
     """
     steps = steps if steps is not None else pl.DataFrame()
-    req, st = engine_labels(requests, steps) if steps.height else (with_engine(requests), steps)
+    multi = _multi_rank(requests, steps)
+    req, st = requests, steps
     duration = _duration_s(req)
     total_req = req.height
     total_tok = int(req["output_tokens"].sum() or 0) if req.height else 0
@@ -191,42 +192,34 @@ def engine_stats(requests: pl.DataFrame, steps: pl.DataFrame | None = None) -> p
             .alias(f"{col.removesuffix('_s')}_p{int(p * 100)}_s")
         )
 
-    per_req = (
-        req.group_by(ENGINE).agg(
-            pl.col("engine_id").first(),
-            _idx(req).first().alias("engine_idx"),
-            pl.len().alias("requests"),
-            ok.sum().alias("ok"),
-            pl.col("error_type").is_not_null().sum().alias("failed"),
-            pl.col("input_tokens").sum(),
-            pl.col("output_tokens").sum(),
-            q("ttft_s", 0.5),
-            q("ttft_s", 0.99),
-            q("tpot_s", 0.5),
-            q("e2e_s", 0.5),
-            q("e2e_s", 0.99),
-            q("queue_s", 0.5),
-            q("queue_s", 0.99),
-        )
-        if req.height
-        else pl.DataFrame(schema={ENGINE: pl.String})
+    per_req = _per_engine(
+        req,
+        multi,
+        pl.len().alias("requests"),
+        ok.sum().alias("ok"),
+        pl.col("error_type").is_not_null().sum().alias("failed"),
+        pl.col("input_tokens").sum(),
+        pl.col("output_tokens").sum(),
+        q("ttft_s", 0.5),
+        q("ttft_s", 0.99),
+        q("tpot_s", 0.5),
+        q("e2e_s", 0.5),
+        q("e2e_s", 0.99),
+        q("queue_s", 0.5),
+        q("queue_s", 0.99),
     )
-    per_step = (
-        st.group_by(ENGINE).agg(
-            pl.col("engine_id").first().alias("_step_engine_id"),
-            _idx(st).first().alias("_step_engine_idx"),
-            pl.len().alias("steps"),
-            pl.col("kv_cache_usage").mean().alias("kv_usage_mean"),
-            pl.col("kv_cache_usage").max().alias("kv_usage_peak"),
-            pl.col("running").mean().alias("running_mean"),
-            pl.col("waiting").mean().alias("waiting_mean"),
-            pl.col("waiting").max().alias("waiting_peak"),
-            pl.col("prefix_queries").sum().alias("_queries"),
-            pl.col("prefix_hits").sum().alias("_hits"),
-        )
-        if st.height and ENGINE in st.columns
-        else pl.DataFrame(schema={ENGINE: pl.String})
-    )
+    per_step = _per_engine(
+        st,
+        multi,
+        pl.len().alias("steps"),
+        pl.col("kv_cache_usage").mean().alias("kv_usage_mean"),
+        pl.col("kv_cache_usage").max().alias("kv_usage_peak"),
+        pl.col("running").mean().alias("running_mean"),
+        pl.col("waiting").mean().alias("waiting_mean"),
+        pl.col("waiting").max().alias("waiting_peak"),
+        pl.col("prefix_queries").sum().alias("_queries"),
+        pl.col("prefix_hits").sum().alias("_hits"),
+    ).rename({"engine_id": "_step_engine_id", "engine_idx": "_step_engine_idx"}, strict=False)
     names = sorted({*per_req[ENGINE].to_list(), *per_step[ENGINE].to_list()})
     if not names:
         return pl.DataFrame(schema=ENGINE_STATS)
@@ -262,6 +255,27 @@ def engine_stats(requests: pl.DataFrame, steps: pl.DataFrame | None = None) -> p
         (pl.col(c) if c in out.columns else pl.lit(None)).cast(t).alias(c)
         for c, t in ENGINE_STATS.items()
     ).sort(ENGINE)
+
+
+def _per_engine(frame: pl.DataFrame, multi: set[str], *aggs: pl.Expr) -> pl.DataFrame:
+    """``aggs`` per engine: grouped on the stored (engine_id, engine_idx) pair, labelled after, so
+    millions of rows are never labelled one by one."""
+    if frame.height == 0:
+        return pl.DataFrame(schema={ENGINE: pl.String})
+    eid = pl.col("engine_id") if "engine_id" in frame.columns else pl.lit(None, pl.String)
+    out = frame.group_by(eid.alias("engine_id"), _idx(frame).alias("engine_idx")).agg(*aggs)
+    out = out.with_columns(_label(multi, out))
+    if out[ENGINE].n_unique() < out.height:  # two stored ids with one label (null, "unknown")
+        return (
+            frame.with_columns(_label(multi, frame))
+            .group_by(ENGINE)
+            .agg(
+                eid.first().alias("engine_id"),
+                _idx(frame).first().alias("engine_idx"),
+                *aggs,
+            )
+        )
+    return out
 
 
 def slowest_engine(

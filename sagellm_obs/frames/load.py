@@ -32,8 +32,15 @@ import polars as pl
 from sagellm_obs.clickhouse.source import ClickHouseSource, is_clickhouse
 from sagellm_obs.frames.loaded import Frames
 from sagellm_obs.frames.replicas import with_replicas
-from sagellm_obs.frames.schemas import KV_EVENTS, RUNS, SAVED_SCHEMAS, SCHEMAS, check_schema
-from sagellm_obs.frames.sources import FRAME_NAMES, SourceScan, runs_row, scan_source
+from sagellm_obs.frames.schemas import (
+    FRAME_NAMES,
+    KV_EVENTS,
+    RUNS,
+    SAVED_SCHEMAS,
+    SCHEMAS,
+    check_schema,
+)
+from sagellm_obs.frames.sources import SourceScan, runs_row, scan_source
 from sagellm_obs.frames.spans import CLIENT_COLUMNS, client_columns
 from sagellm_obs.store.reader import Errors, ReadReport
 
@@ -72,12 +79,7 @@ class Scan:
 
     def frames(self) -> dict[str, pl.LazyFrame]:
         """The four lazy frames by name."""
-        return {
-            "spans": self.spans,
-            "requests": self.requests,
-            "steps": self.steps,
-            "metrics": self.metrics,
-        }
+        return {name: getattr(self, name) for name in FRAME_NAMES}
 
     def collect(self, *, spans: SpansMode = "lazy") -> Frames:
         """The frames, collected in one go (shared scans are read once).

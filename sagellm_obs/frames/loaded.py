@@ -16,7 +16,7 @@ from typing import Any
 
 import polars as pl
 
-from sagellm_obs.frames.schemas import KV_EVENTS, RUNS, SPANS, check_schema
+from sagellm_obs.frames.schemas import FRAME_NAMES, KV_EVENTS, RUNS, SPANS, check_schema
 from sagellm_obs.store.layout import MANIFEST
 from sagellm_obs.store.reader import ReadReport
 
@@ -144,12 +144,7 @@ class Frames:
 
     def frames(self) -> dict[str, pl.DataFrame]:
         """The four frames by name (loads the spans when deferred)."""
-        return {
-            "spans": self.spans,
-            "requests": self.requests,
-            "steps": self.steps,
-            "metrics": self.metrics,
-        }
+        return {name: getattr(self, name) for name in FRAME_NAMES}
 
     def save(self, directory: str | Path) -> Path:
         """Write ``<name>.parquet`` per frame (the four and ``kv_events``) and ``manifest.json``
@@ -193,10 +188,7 @@ class Frames:
 
 _COUNTED = ("requests", "steps", "metrics", "kv_events")
 _ATTRIBUTES = (
-    "spans",
-    "requests",
-    "steps",
-    "metrics",
+    *FRAME_NAMES,
     "manifest",
     "report",
     "source",

@@ -248,6 +248,9 @@ SCHEMAS: Mapping[str, pl.Schema] = {
 }
 """The four frames of every source (:meth:`~sagellm_obs.frames.Frames.frames`)."""
 
+FRAME_NAMES: tuple[str, ...] = tuple(SCHEMAS)
+"""Their names, in the order every frame map lists them."""
+
 SAVED_SCHEMAS: Mapping[str, pl.Schema] = {**SCHEMAS, "kv_events": KV_EVENTS}
 """Every frame a :class:`~sagellm_obs.frames.Frames` carries by name: the four and
 ``kv_events``. ``Frames.save()`` and the Parquet cache write each of them."""

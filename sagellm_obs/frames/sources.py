@@ -40,9 +40,6 @@ from sagellm_obs.store.reader import Errors, ReadReport, StoreFormatError
 
 _log = logging.getLogger(__name__)
 
-FRAME_NAMES = ("spans", "requests", "steps", "metrics")
-"""The four frames of :meth:`~sagellm_obs.frames.Frames.frames`."""
-
 ADDED_COLUMNS: dict[str, tuple[str, ...]] = dict.fromkeys(
     ("spans", "requests", "steps", "metrics"), ("engine_idx",)
 )

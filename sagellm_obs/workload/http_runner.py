@@ -179,15 +179,6 @@ async def run_http_workload(
     """
     bases = parse_endpoints(endpoint)
     replicas = [ReplicaStats(b) for b in bases]
-    run = _HttpRun(
-        progress=Progress(total=len(items)),
-        router=make_router(route, replicas),
-        slots=asyncio.Semaphore(max(concurrency, 1)),
-        telemetry=telemetry,
-        model=model,
-        engine_ids=engine_ids or {},
-        on_progress=on_progress,
-    )
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     limits = httpx.Limits(
         max_connections=max(concurrency, 1) + 4, max_keepalive_connections=max(concurrency, 1)
@@ -195,7 +186,16 @@ async def run_http_workload(
     async with httpx.AsyncClient(
         headers=headers, limits=limits, timeout=httpx.Timeout(timeout)
     ) as http:
-        run.http = http
+        run = _HttpRun(
+            http=http,
+            progress=Progress(total=len(items)),
+            router=make_router(route, replicas),
+            slots=asyncio.Semaphore(max(concurrency, 1)),
+            telemetry=telemetry,
+            model=model,
+            engine_ids=engine_ids or {},
+            on_progress=on_progress,
+        )
         interrupted = await drive(
             items,
             run.one,
@@ -245,6 +245,7 @@ class _Timing:
 class _HttpRun:
     """One :func:`run_http_workload`: what its requests share, and :meth:`one` to send one."""
 
+    http: httpx.AsyncClient
     progress: Progress
     router: Router
     slots: asyncio.Semaphore
@@ -252,7 +253,6 @@ class _HttpRun:
     model: str | None
     engine_ids: Mapping[str, str]
     on_progress: Callable[[Progress], None] | None
-    http: httpx.AsyncClient | None = None
     client_rows: list[dict[str, Any]] = field(default_factory=list)
     pending: list[dict[str, Any]] = field(default_factory=list)  # rows not yet in the store
 
@@ -314,7 +314,6 @@ class _HttpRun:
         timing: _Timing,
     ) -> None:
         """POST the request and read its event stream into ``row`` and ``timing``."""
-        assert self.http is not None
         async with self.http.stream("POST", url, json=body, headers=headers) as resp:
             returned = resp.headers.get(sc.TRACE_ID_HEADER)
             if returned:

@@ -122,6 +122,22 @@ def test_an_engine_with_steps_but_no_requests_is_listed() -> None:
     assert fleet.is_fleet(req, steps)
 
 
+def test_a_missing_engine_id_and_the_unknown_label_are_one_engine() -> None:
+    # Stats group on the stored (engine_id, engine_idx) pair and label the groups: two stored
+    # ids that label alike ("unknown" and a null id) must still make one row, not two.
+    req = _requests([_req(0, "unknown"), _req(1, "a"), _req(2, "a")]).with_columns(
+        pl.when(pl.col("request_id") == "r0")
+        .then(None)
+        .otherwise(pl.col("engine_id"))
+        .alias("engine_id")
+    )
+    req = pl.concat([req, _requests([_req(3, "unknown", ttft_s=0.5)])])
+    stats = fleet.engine_stats(req)
+    assert stats["engine"].to_list() == ["a", "unknown"]
+    assert stats["requests"].to_list() == [2, 2]
+    assert stats["ttft_p99_s"][1] == pytest.approx(0.1 + 0.99 * 0.4)
+
+
 def test_shares_over_time() -> None:
     # First second: a gets 2, b gets 0; second: 1 and 1 (arrivals every 0.5 s).
     req = _requests(
