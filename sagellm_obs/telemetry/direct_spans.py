@@ -183,6 +183,7 @@ class RequestSpans:
         phases = []
         stamps = (r.queued_ts, r.scheduled_ts, r.first_token_ts, r.last_token_ts)
         to_ns = self.anchor.to_epoch_ns
+        new_span_id = ids.fresh_span_id
         last_ns = 0
         for k, phase in enumerate(_PHASES):
             begin, end = stamps[k], stamps[k + 1]
@@ -191,7 +192,7 @@ class RequestSpans:
             # A phase starts where the one before it ended: each stamp is converted once.
             begin_ns = last_ns if k and stamps[k - 1] > 0 else to_ns(begin)
             last_ns = to_ns(end)
-            phases.append((phase, ids.generate_span_id(), begin_ns, last_ns))
+            phases.append((phase, new_span_id(), begin_ns, last_ns))
         if sampled or child_sampled:
             start_ns = int(r.arrival_time * 1e9)
             end_ns = start_ns + int(r.e2e * 1e9)

@@ -11,6 +11,7 @@ Likewise ``next_span_id`` gives a request span the id reserved for it at arrival
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
 
@@ -37,6 +38,12 @@ class TraceIdOverride(IdGenerator):
     @next_span_id.setter
     def next_span_id(self, value: int) -> None:
         self._local.span_id = value
+
+    @property
+    def fresh_span_id(self) -> Callable[[], int]:
+        """The base generator's span ids, never the reserved one: for spans that cannot be a
+        request span (phases), without the per-call look at the thread's reservation."""
+        return self._base.generate_span_id
 
     def generate_span_id(self) -> int:
         forced = self.next_span_id
