@@ -2,11 +2,12 @@
 
 ``engine_overhead`` measures the stream path on a live engine, where the rounds' spread hides a
 microsecond per output. This replays a request's outputs as vLLM hands them over (real
-``RequestOutput``/``CompletionOutput`` objects, ``DELTA``: one new token each) through
-``InstrumentedEngine.stream`` and ``generate``, with the telemetry's ``submit_request`` dropped,
-and reports CPU per output over a plain loop over the same outputs (best of ``--reps``). It is
-deterministic enough to compare two versions of the code on a busy machine (run each a few times,
-alternated); it says nothing about EngineCore or the event loop under load.
+``RequestOutput``/``CompletionOutput`` objects, ``DELTA``: one new token each, each a wake-up of
+the consumer as vLLM's output queue makes it) through ``InstrumentedEngine.stream`` and
+``generate``, with the telemetry's ``submit_request`` dropped, and reports CPU per output over a
+plain loop over the same outputs (best of ``--reps``). It is deterministic enough to compare two
+versions of the code on a busy machine (run each a few times, alternated); it says nothing about
+EngineCore or the event loop under load.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class _ReplayLLM:
                 0, "ab", [i + 5], None, None, finish_reason="length" if last else None
             )
             prompt_ids = [1, 2, 3] if i == 0 else None
+            await asyncio.sleep(0)  # each output wakes the consumer, as vLLM's queue does
             yield RequestOutput(
                 request_id, None, prompt_ids, None, [comp], last, metrics=stats, num_cached_tokens=0
             )

@@ -11,8 +11,8 @@ import contextlib
 import logging
 import os
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sagellm_obs import semconv as sc
@@ -26,6 +26,7 @@ from sagellm_obs.engine.convert import (
     sampling_kwargs,
 )
 from sagellm_obs.engine.kv_events import KVEventConsumer
+from sagellm_obs.engine.llama_calls import LlamaStackCalls
 from sagellm_obs.engine.outputs import RequestOutputs, delta_event, delta_head
 from sagellm_obs.engine.quiet import engine_start_output
 from sagellm_obs.engine.request_record import input_messages, new_record, output_messages
@@ -42,7 +43,6 @@ from sagellm_obs.engine.vllm_calls import (
     vllm_version,
 )
 from sagellm_obs.protocol import (
-    ChatMessage,
     Error,
     ErrorCode,
     Metrics,
@@ -64,7 +64,7 @@ _log = logging.getLogger(__name__)
 TokenCallback = Callable[[StreamEventDelta], Any]
 
 
-class InstrumentedEngine:
+class InstrumentedEngine(LlamaStackCalls):
     """An instrumented vLLM engine. Create it with :meth:`start` inside a running event loop.
 
     Each request becomes one SERVER span (back-dated to arrival, parented on the request's
@@ -203,11 +203,24 @@ class InstrumentedEngine:
         Raises:
             ProtocolValidationError: The request is invalid (``ErrorCode.INVALID_ARGUMENT``).
         """
-        end: StreamEventEnd | None = None
-        async for event in self._run(request, stream=False, on_token=None):
-            if isinstance(event, StreamEventEnd):
-                end = event
-        assert end is not None
+        # The loop over vLLM's outputs runs in this coroutine's own frame, not through the
+        # stream's async generator: every output wakes one frame fewer (~0.4 µs an output).
+        f = await self._launch(request, stream=False)
+        gen = self._open(f)
+        add = f.outs.add
+        error: Error | None = None
+        try:
+            async for out in gen:
+                add(out)
+        except BaseException as exc:
+            error = self._interrupted(f, exc)
+            if error is None:
+                raise
+        finally:
+            # Closing vLLM's generator aborts the request if it is still running.
+            with contextlib.suppress(BaseException):
+                await gen.aclose()
+        end = self._end(f.rec, f.outs, error, f.ids)
         return Response(
             request_id=end.request_id,
             trace_id=end.trace_id,
@@ -219,7 +232,7 @@ class InstrumentedEngine:
             error=end.error,
         )
 
-    def stream(
+    async def stream(
         self, request: Request | dict[str, Any], *, on_token: TokenCallback | None = None
     ) -> AsyncIterator[StreamEvent]:
         """Stream ``StreamEventStart``, one ``StreamEventDelta`` per engine output, then ``End``.
@@ -227,7 +240,32 @@ class InstrumentedEngine:
         ``on_token`` is called with each delta. Closing the iterator early (or cancelling the
         task) aborts the vLLM request, recorded as cancelled.
         """
-        return self._run(request, stream=True, on_token=on_token)
+        f = await self._launch(request, stream=True)
+        yield StreamEventStart(**f.ids)
+        gen = self._open(f)
+        add = f.outs.add
+        error: Error | None = None
+        try:
+            head = delta_head(f.ids)
+            async for out in gen:
+                comp = add(out)
+                if comp is not None:
+                    tokens = comp.token_ids
+                    delta = delta_event(
+                        head, comp.text, tokens if type(tokens) is list else list(tokens)
+                    )
+                    if on_token is not None:
+                        on_token(delta)
+                    yield delta
+        except BaseException as exc:
+            error = self._interrupted(f, exc)
+            if error is None:
+                raise
+        finally:
+            # Closing vLLM's generator aborts the request if it is still running.
+            with contextlib.suppress(BaseException):
+                await gen.aclose()
+        yield self._end(f.rec, f.outs, error, f.ids)
 
     async def generate_batch(self, requests: Sequence[Request | dict[str, Any]]) -> list[Response]:
         """Run requests concurrently; responses in input order."""
@@ -238,98 +276,41 @@ class InstrumentedEngine:
         ``Error`` saying it was aborted; telemetry records ``abort``, marked cancelled."""
         await self.llm.abort(request_id)
 
-    # llama-stack style calls ---------------------------------------------------------------------
-    async def completion(
-        self, content: str, *, max_tokens: int = 64, stream: bool = False, **params: Any
-    ) -> Response | AsyncIterator[StreamEvent]:
-        """Text completion of ``content``; ``params`` are further ``Request`` fields."""
-        req = _new_request(prompt=content, max_tokens=max_tokens, stream=stream, **params)
-        return self.stream(req) if stream else await self.generate(req)
-
-    async def chat_completion(
-        self,
-        messages: Sequence[ChatMessage | dict[str, Any]],
-        *,
-        max_tokens: int = 64,
-        stream: bool = False,
-        **params: Any,
-    ) -> Response | AsyncIterator[StreamEvent]:
-        """Chat completion over ``messages`` (the model's chat template is applied)."""
-        req = _new_request(messages=list(messages), max_tokens=max_tokens, stream=stream, **params)
-        return self.stream(req) if stream else await self.generate(req)
-
-    async def batch_completion(
-        self, contents: Sequence[str], *, max_tokens: int = 64, **params: Any
-    ) -> list[Response]:
-        """Completions of several prompts, run concurrently."""
-        reqs = [_new_request(prompt=c, max_tokens=max_tokens, **params) for c in contents]
-        return await self.generate_batch(reqs)
-
-    async def batch_chat_completion(
-        self,
-        conversations: Sequence[Sequence[ChatMessage | dict[str, Any]]],
-        *,
-        max_tokens: int = 64,
-        **params: Any,
-    ) -> list[Response]:
-        """Chat completions of several conversations, run concurrently."""
-        reqs = [
-            _new_request(messages=list(m), max_tokens=max_tokens, **params) for m in conversations
-        ]
-        return await self.generate_batch(reqs)
-
     # --- one request ---------------------------------------------------------------------------
-    async def _run(
-        self, request: Request | dict[str, Any], *, stream: bool, on_token: TokenCallback | None
-    ) -> AsyncIterator[StreamEvent]:
-        """Start, one delta per engine output (streams), End; the telemetry record on the way."""
+    async def _launch(self, request: Request | dict[str, Any], *, stream: bool) -> _Flight:
+        """A validated, admitted request and its telemetry record (or a rejection)."""
         req = request if isinstance(request, Request) else validate(Request, request)
         prompt, params, rec = await self._admit(req, stream)
         ids = {"request_id": req.request_id, "trace_id": req.trace_id, "engine_id": self.engine_id}
-        yield StreamEventStart(**ids)
-        outs = RequestOutputs(stream, self._final_output)
-        error: Error | None = None
-        headers = self.telemetry.vllm_trace_headers(rec) if self.trace_vllm else None
+        return _Flight(req, prompt, params, rec, ids, RequestOutputs(stream, self._final_output))
+
+    def _open(self, f: _Flight) -> Any:
+        """vLLM's output generator of the request (not started yet)."""
+        headers = self.telemetry.vllm_trace_headers(f.rec) if self.trace_vllm else None
         kv: dict[str, Any] = {}
+        params = f.params
         if self.kv_events is not None:
             # Blocks vLLM stores are reported with the request as their session; its
             # prefix-cache hits are reported too ("full"), which is how reuse is counted.
             params.extra_args = {**(params.extra_args or {}), "kv_cache_report_mode": "full"}
-            kv["session_id"] = req.request_id
-        gen = self.llm.generate(prompt, params, req.request_id, trace_headers=headers, **kv)
-        add = outs.add
-        try:
-            if not stream:
-                async for out in gen:
-                    add(out)
-            else:
-                head = delta_head(ids)
-                async for out in gen:
-                    comp = add(out)
-                    if comp is not None:
-                        tokens = comp.token_ids
-                        delta = delta_event(
-                            head, comp.text, tokens if type(tokens) is list else list(tokens)
-                        )
-                        if on_token is not None:
-                            on_token(delta)
-                        yield delta
-        except (asyncio.CancelledError, GeneratorExit):
-            rec.cancelled = True
-            rec.finish_reason = "abort"
-            self.telemetry.forget_vllm_span(rec)  # vLLM does not trace aborted requests
-            self._finish(rec, outs, with_itl=False)
-            raise
-        except ProtocolValidationError as exc:
-            self._reject(req, exc)
-            raise
-        except Exception as exc:
-            error = self._failed(req, rec, exc)
-        finally:
-            # Closing vLLM's generator aborts the request if it is still running.
-            with contextlib.suppress(BaseException):
-                await gen.aclose()
-        yield self._end(rec, outs, error, ids)
+            kv["session_id"] = f.req.request_id
+        return self.llm.generate(f.prompt, params, f.req.request_id, trace_headers=headers, **kv)
+
+    def _interrupted(self, f: _Flight, exc: BaseException) -> Error | None:
+        """What an exception out of vLLM's outputs means: the request's error, or None when the
+        caller must re-raise it (cancelled, closed early, rejected); recorded either way."""
+        if isinstance(exc, (asyncio.CancelledError, GeneratorExit)):
+            f.rec.cancelled = True
+            f.rec.finish_reason = "abort"
+            self.telemetry.forget_vllm_span(f.rec)  # vLLM does not trace aborted requests
+            self._finish(f.rec, f.outs, with_itl=False)
+            return None
+        if isinstance(exc, ProtocolValidationError):
+            self._reject(f.req, exc)
+            return None
+        if isinstance(exc, Exception):
+            return self._failed(f.req, f.rec, exc)
+        return None
 
     async def _admit(self, req: Request, stream: bool) -> tuple[str, Any, RequestRecord]:
         """The prompt, vLLM's sampling parameters and the telemetry record; or a rejection."""
@@ -464,6 +445,18 @@ class InstrumentedEngine:
         raise invalid("prompt", "either prompt or messages must be given")
 
 
+@dataclass(slots=True)
+class _Flight:
+    """One admitted request on its way through the engine."""
+
+    req: Request
+    prompt: str
+    params: Any
+    rec: RequestRecord
+    ids: dict[str, str]
+    outs: RequestOutputs
+
+
 def _kv_consumer(pinned: Telemetry | None, engine_id: str, ranks: int) -> KVEventConsumer:
     """A consumer of every data-parallel rank, writing to the run folder of the telemetry in use."""
 
@@ -477,12 +470,6 @@ def _kv_consumer(pinned: Telemetry | None, engine_id: str, ranks: int) -> KVEven
 
 def _noop(*args: Any, **kwargs: Any) -> None:
     return None
-
-
-def _new_request(**fields: Any) -> Request:
-    rid = fields.pop("request_id", None) or f"req-{uuid.uuid4().hex[:12]}"
-    fields.setdefault("trace_id", rid)
-    return validate(Request, {"request_id": rid, **fields})
 
 
 __all__ = ["EngineConfig", "InstrumentedEngine", "TokenCallback", "resolve_model"]
