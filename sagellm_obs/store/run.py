@@ -74,13 +74,15 @@ class _RotatingLines:
         return data_file(self._dir, self._kind, self._index)
 
     def write(self, objects: Iterable[Any]) -> int:
-        data = "".join(_dumps(o) + "\n" for o in objects)
-        if not data:
+        texts = [_dumps(o) for o in objects]  # json escapes newlines: one line each
+        if not texts:
             return 0
-        return self.write_bytes(data.encode())
+        texts.append("")
+        return self.write_bytes("\n".join(texts).encode(), len(texts) - 1)
 
-    def write_bytes(self, encoded: bytes) -> int:
-        """Append already-encoded whole lines (each ending in a newline)."""
+    def write_bytes(self, encoded: bytes, lines: int | None = None) -> int:
+        """Append already-encoded whole lines (each ending in a newline); ``lines``: how many,
+        when the caller knows (else they are counted)."""
         if not encoded:
             return 0
         with self._lock:
@@ -96,7 +98,7 @@ class _RotatingLines:
             if self._fsync:
                 os.fsync(self._file.fileno())
             self._size += len(encoded)
-            n = encoded.count(b"\n")
+            n = encoded.count(b"\n") if lines is None else lines
             self.lines_written += n
             return n
 
@@ -206,14 +208,15 @@ class RunStore:
         """Append objects (one line each) to the ``kind`` files; returns the lines written."""
         return self._files[kind].write(objects)
 
-    def write_lines(self, kind: str, data: bytes) -> int:
+    def write_lines(self, kind: str, data: bytes, lines: int | None = None) -> int:
         """Append pre-encoded JSON lines (UTF-8, each ending in ``\\n``) to the ``kind`` files.
 
-        For writers that build the JSON text themselves (the telemetry thread's span lines).
+        For writers that build the JSON text themselves (the telemetry thread's span lines);
+        ``lines`` is how many ``data`` holds when the writer knows it (else they are counted).
         """
         if data and not data.endswith(b"\n"):
             raise ValueError("data must be whole lines ending in a newline")
-        return self._files[kind].write_bytes(data)
+        return self._files[kind].write_bytes(data, lines)
 
     def lines_written(self, kind: str) -> int:
         """Lines this writer has appended to ``kind`` files."""

@@ -192,8 +192,11 @@ def test_span_lines_batch_like_the_batch_processor(
     lines.write_due(force=True)
     assert _line_spans(tmp_path)[3:] == [["j"], ["k"]]
     assert lines.spans_written == 11
+    # The writer tells the store how many lines it wrote: they must be the file's lines.
+    text = b"".join(f.read_bytes() for f in tmp_path.glob("traces-*.jsonl"))
+    assert store.lines_written("traces") == text.count(b"\n") == 5
 
-    def full_disk(kind: str, data: bytes) -> int:
+    def full_disk(kind: str, data: bytes, lines: int | None = None) -> int:
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(store, "write_lines", full_disk)
