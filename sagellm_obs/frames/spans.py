@@ -210,6 +210,10 @@ def _lookups(flat: pl.DataFrame) -> list[pl.Expr]:
     prefix: list[str] = first.item(0, 0).to_list() if first.height else []
     if prefix:
         none = (a.list.len() == 0) | a.is_null()
+        # Usually every list starts with the whole prefix: one comparison of lists says so.
+        whole = a.list.head(len(prefix)).list.eval(key) == pl.lit(pl.Series([prefix])).first()
+        if flat.select((none | whole.fill_null(False)).all()).item():
+            return _prefix_lookups(prefix)
         agree = flat.select(
             ((a.list.get(i, null_on_oob=True).struct.field("key") == name).fill_null(False) | none)
             .all()
@@ -217,6 +221,12 @@ def _lookups(flat: pl.DataFrame) -> list[pl.Expr]:
             for i, name in enumerate(prefix)
         ).row(0)
         prefix = prefix[: next((i for i, ok in enumerate(agree) if not ok), len(prefix))]
+    return _prefix_lookups(prefix)
+
+
+def _prefix_lookups(prefix: list[str]) -> list[pl.Expr]:
+    """The ``_v:{key}`` lookups, reading the keys of ``prefix`` at their places."""
+    a = pl.col("attributes")
     exprs = []
     for name in _LOOKUP_KEYS:
         if name in prefix:
