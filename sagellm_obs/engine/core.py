@@ -206,21 +206,11 @@ class InstrumentedEngine(LlamaStackCalls):
         # The loop over vLLM's outputs runs in this coroutine's own frame, not through the
         # stream's async generator: every output wakes one frame fewer.
         f = await self._launch(request, stream=False)
-        gen = self._open(f)
         add = f.outs.add
-        error: Error | None = None
-        try:
-            async for out in gen:
+        async with _Outputs(self, f) as outputs:
+            async for out in outputs:
                 add(out)
-        except BaseException as exc:
-            error = self._interrupted(f, exc)
-            if error is None:
-                raise
-        finally:
-            # Closing vLLM's generator aborts the request if it is still running.
-            with contextlib.suppress(BaseException):
-                await gen.aclose()
-        end = self._end(f.rec, f.outs, error, f.ids)
+        end = self._end(f.rec, f.outs, f.error, f.ids)
         return Response(
             request_id=end.request_id,
             trace_id=end.trace_id,
@@ -242,12 +232,10 @@ class InstrumentedEngine(LlamaStackCalls):
         """
         f = await self._launch(request, stream=True)
         yield StreamEventStart(**f.ids)
-        gen = self._open(f)
         add = f.outs.add
-        error: Error | None = None
-        try:
-            head = delta_head(f.ids)
-            async for out in gen:
+        head = delta_head(f.ids)
+        async with _Outputs(self, f) as outputs:
+            async for out in outputs:
                 comp = add(out)
                 if comp is not None:
                     tokens = comp.token_ids
@@ -257,15 +245,7 @@ class InstrumentedEngine(LlamaStackCalls):
                     if on_token is not None:
                         on_token(delta)
                     yield delta
-        except BaseException as exc:
-            error = self._interrupted(f, exc)
-            if error is None:
-                raise
-        finally:
-            # Closing vLLM's generator aborts the request if it is still running.
-            with contextlib.suppress(BaseException):
-                await gen.aclose()
-        yield self._end(f.rec, f.outs, error, f.ids)
+        yield self._end(f.rec, f.outs, f.error, f.ids)
 
     async def generate_batch(self, requests: Sequence[Request | dict[str, Any]]) -> list[Response]:
         """Run requests concurrently; responses in input order."""
@@ -455,6 +435,33 @@ class _Flight:
     rec: RequestRecord
     ids: dict[str, str]
     outs: RequestOutputs
+    error: Error | None = None  # what the request ends with when vLLM's outputs failed
+
+
+class _Outputs:
+    """vLLM's outputs of one request, as ``async with _Outputs(engine, f) as outputs``.
+
+    Leaving the block closes vLLM's generator (which aborts the request if it still runs). An
+    exception out of the block is recorded (:meth:`InstrumentedEngine._interrupted`): a failure
+    becomes ``f.error`` and is swallowed; cancellation and rejections propagate.
+    """
+
+    def __init__(self, engine: InstrumentedEngine, f: _Flight) -> None:
+        self._engine, self._f = engine, f
+        self._gen = engine._open(f)
+
+    async def __aenter__(self) -> Any:
+        return self._gen
+
+    async def __aexit__(self, kind: Any, exc: BaseException | None, tb: Any) -> bool:
+        try:
+            if exc is None:
+                return False
+            self._f.error = self._engine._interrupted(self._f, exc)
+            return self._f.error is not None
+        finally:
+            with contextlib.suppress(BaseException):
+                await self._gen.aclose()
 
 
 def _kv_consumer(pinned: Telemetry | None, engine_id: str, ranks: int) -> KVEventConsumer:
