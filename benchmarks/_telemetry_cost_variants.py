@@ -214,14 +214,14 @@ class Ours:
 class Copies:
     """``full`` with the store's columnar copies on: a fresh run folder each repetition, closed
     at its end, so every repetition pays for sealing exactly its own files (the sealing thread
-    and the pools it uses are in the process's CPU; ``copies - full`` is their cost)."""
+    and the pools it uses are in the process's CPU; ``copies - full`` is their cost, with one
+    telemetry shutdown a repetition in it)."""
 
     chunk = Ours.chunk
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.rep = 0
-        self.sealed = 0
         self.stored_spans = 0
         self.current: Ours | None = None
 
@@ -239,9 +239,6 @@ class Copies:
     def finish(self) -> None:
         assert self.current is not None
         self.current.close()  # flushes, then seals the run's files and waits for the copies
-        store = self.current.tel.store
-        assert store is not None
-        self.sealed += store.files_sealed
 
     def spans(self) -> int:
         """Spans in the columnar copies written (each repetition's spans copy, read back)."""

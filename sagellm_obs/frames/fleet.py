@@ -178,7 +178,7 @@ def engine_stats(requests: pl.DataFrame, steps: pl.DataFrame | None = None) -> p
     """
     steps = steps if steps is not None else pl.DataFrame()
     multi = _multi_rank(requests, steps)
-    req, st = requests, steps
+    req = requests
     duration = _duration_s(req)
     total_req = req.height
     total_tok = int(req["output_tokens"].sum() or 0) if req.height else 0
@@ -209,7 +209,7 @@ def engine_stats(requests: pl.DataFrame, steps: pl.DataFrame | None = None) -> p
         q("queue_s", 0.99),
     )
     per_step = _per_engine(
-        st,
+        steps,
         multi,
         pl.len().alias("steps"),
         pl.col("kv_cache_usage").mean().alias("kv_usage_mean"),
