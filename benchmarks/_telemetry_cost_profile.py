@@ -48,7 +48,7 @@ _OURS_PARTS: list[tuple[str, str, str]] = [
     ("metric points, pre-aggregated (`RequestMetrics.record`, 9 points)", "telemetry/aggregate.py",
      "record"),
     ("  of which histogram points (`_Hist.add`, 8)", "telemetry/aggregate.py", "add"),
-    ("store line write (`SpanLines._write`: join, encode, write)", "store/otlp_text.py", "_write"),
+    ("store line write (`SpanLines._write`: buffered pieces)", "store/otlp_text.py", "_write"),
 ]  # fmt: skip
 _VLLM_PARTS: list[tuple[str, str, str]] = [
     ("context from os.environ (`_get_smart_context`)", "_telemetry_cost_variants.py",

@@ -1,11 +1,12 @@
 """The local store's writer: a run folder of OTLP-JSON-lines files, step records and a manifest.
 
-The folder's layout is :mod:`sagellm_obs.store.layout`. Each batch is written as whole lines in
-one ``write`` and flushed, so a crash loses at most the batch being written, and a torn last line
-is the only damage a reader can meet (it skips it). Files rotate when they pass ``max_bytes``.
-A file the writer is done with (rotated away, or open at :meth:`RunStore.close`) is handed to the
-``seal`` callback on a background thread of its own, never the writer's: the telemetry set-up
-passes :func:`sagellm_obs.frames.columnar.write_copies`, which writes the file's columnar copy.
+The folder's layout is :mod:`sagellm_obs.store.layout`. Each batch is written as whole lines
+and flushed before the call returns, so a crash loses at most the batch being written, and a
+torn last line is the only damage a reader can meet (it skips it). Files rotate when they pass
+``max_bytes``. A file the writer is done with (rotated away, or open at
+:meth:`RunStore.close`) is handed to the ``seal`` callback on a background thread of its own,
+never the writer's: the telemetry set-up passes :func:`sagellm_obs.frames.columnar.write_copies`,
+which writes the file's columnar copy.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from sagellm_obs.store.layout import KINDS, MANIFEST, RUN_FORMAT, data_file, dat
 _log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BYTES = 64 * 2**20
+_BUFFER = 2**20
 SEAL_TIMEOUT_S = 300.0
 """How long :meth:`RunStore.close` waits for the last files' copies (a load rebuilds any left)."""
 
@@ -80,30 +82,34 @@ class _RotatingLines:
         texts.append("")
         return self.write_bytes("\n".join(texts).encode(), len(texts) - 1)
 
-    def write_bytes(self, encoded: bytes, lines: int | None = None) -> int:
-        """Append already-encoded whole lines (each ending in a newline); ``lines``: how many,
-        when the caller knows (else they are counted)."""
-        if not encoded:
+    def write_bytes(self, encoded: bytes | Sequence[bytes], lines: int | None = None) -> int:
+        """Append already-encoded whole lines (each ending in a newline), as one buffer or as
+        pieces that make them up; ``lines``: how many, when the caller knows (else counted)."""
+        pieces = (encoded,) if isinstance(encoded, bytes) else encoded
+        size = sum(map(len, pieces))
+        if not size:
             return 0
         with self._lock:
             if self._file is None:
                 self._open()
-            elif self._size and self._size + len(encoded) > self._max_bytes:
+            elif self._size and self._size + size > self._max_bytes:
                 self._file.close()
                 self._on_rotate(self.path)
                 self._index += 1
                 self._open()
-            self._file.write(encoded)
+            self._file.writelines(pieces)
             self._file.flush()
             if self._fsync:
                 os.fsync(self._file.fileno())
-            self._size += len(encoded)
-            n = encoded.count(b"\n") if lines is None else lines
+            self._size += size
+            n = sum(p.count(b"\n") for p in pieces) if lines is None else lines
             self.lines_written += n
             return n
 
     def _open(self) -> None:
-        self._file = open(self.path, "ab")  # noqa: SIM115 - kept open across batches
+        # The buffer takes a batch's pieces (the span lines' ~3 KB a request) without a
+        # write call each; one big join of them instead costs ~1.5 µs a KB in fresh pages.
+        self._file = open(self.path, "ab", buffering=_BUFFER)  # noqa: SIM115 - kept open
         self._size = self._file.tell()
 
     def close(self) -> Path | None:
@@ -208,13 +214,18 @@ class RunStore:
         """Append objects (one line each) to the ``kind`` files; returns the lines written."""
         return self._files[kind].write(objects)
 
-    def write_lines(self, kind: str, data: bytes, lines: int | None = None) -> int:
+    def write_lines(
+        self, kind: str, data: bytes | Sequence[bytes], lines: int | None = None
+    ) -> int:
         """Append pre-encoded JSON lines (UTF-8, each ending in ``\\n``) to the ``kind`` files.
 
-        For writers that build the JSON text themselves (the telemetry thread's span lines);
-        ``lines`` is how many ``data`` holds when the writer knows it (else they are counted).
+        For writers that build the JSON text themselves (the telemetry thread's span lines).
+        ``data`` is the lines' bytes, or pieces that joined make them up (written without
+        joining them); ``lines`` is how many it holds when the writer knows (else they are
+        counted).
         """
-        if data and not data.endswith(b"\n"):
+        last = data if isinstance(data, bytes) else next((p for p in reversed(data) if p), b"")
+        if last and not last.endswith(b"\n"):
             raise ValueError("data must be whole lines ending in a newline")
         return self._files[kind].write_bytes(data, lines)
 

@@ -203,3 +203,21 @@ def test_pre_encoded_lines_are_written_whole(tmp_path: Path) -> None:
     assert _read_all(tmp_path, "traces") == lines
     assert len(files_of(tmp_path, "traces")) > 1
     assert store.lines_written("traces") == 6
+
+
+def test_pre_encoded_lines_may_come_in_pieces(tmp_path: Path) -> None:
+    store = RunStore(tmp_path, max_bytes=60)
+    lines = [{"i": i, "s": "ü" * i} for i in range(6)]
+    for start in range(0, 6, 3):
+        text = "".join(json.dumps(o, ensure_ascii=False) + "\n" for o in lines[start : start + 3])
+        data = text.encode()
+        # cut anywhere, even inside a character: joined, the pieces are the lines
+        pieces = [data[:7], b"", data[7:20], data[20:], b""]
+        assert store.write_lines("traces", pieces) == 3
+    assert store.write_lines("traces", [b"", b""]) == 0
+    with pytest.raises(ValueError, match="whole lines"):
+        store.write_lines("traces", [b'{"a": 1}\n', b'{"torn": '])
+    store.close()
+    assert _read_all(tmp_path, "traces") == lines
+    assert len(files_of(tmp_path, "traces")) == 2  # a batch is never split across files
+    assert store.lines_written("traces") == 6
