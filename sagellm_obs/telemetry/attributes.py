@@ -172,7 +172,7 @@ def request_attributes_text(r: RequestRecord) -> tuple[str, int]:
     attributes it holds, without building the dict where the values are the usual ones.
 
     The store's lines need only the text: the values are filled into a template of the keys
-    present (:class:`~sagellm_obs.store.otlp_text.AttributesTemplate`) in one operation. A
+    present (:class:`~sagellm_obs.store.otlp_text.AttributesTemplate`) a type at a time. A
     value of another type or a NaN formats the dict instead.
     """
     extra = _optional(r)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import random
+import struct
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -303,6 +306,32 @@ def test_a_template_of_one_value_per_type() -> None:
     for key, kind, value in [("s", str, "v"), ("f", float, 0.25), ("b", bool, False)]:
         assert AttributesTemplate([(key, kind)]).fill((value,)) == attributes_text({key: value})
     assert AttributesTemplate([]).fill(()) == ""
+
+
+def test_a_template_writes_floats_as_json_does_across_their_range() -> None:
+    # The numbers' text comes from msgspec, redone with repr where its notation differs; json's
+    # own text is the reference, over random magnitudes, random bit patterns and the edges.
+    rng = random.Random(7)
+    edges = [0.0, -0.0, 1e-4, 9.999999999999999e-05, 1e16, 9999999999999998.0, 5e-324, 0.1]
+    floats = [*edges, *(-x for x in edges), sys.float_info.max, sys.float_info.min]
+    floats += [rng.uniform(-1, 1) * 10 ** rng.uniform(-8, 20) for _ in range(100_000)]
+    for _ in range(60_000):
+        (x,) = struct.unpack("d", rng.getrandbits(64).to_bytes(8, "little"))
+        if math.isfinite(x):
+            floats.append(x)
+    floats += [0.5] * (-len(floats) % 8)
+    template = AttributesTemplate([("n", int)] + [(f"f{i}", float) for i in range(8)])
+    for k in range(0, len(floats), 8):
+        values = (k, *floats[k : k + 8])
+        want = ",".join(
+            '{"key":'
+            + json.dumps(key)
+            + ',"value":'
+            + json.dumps(any_value(v)).replace(" ", "")
+            + "}"
+            for key, v in zip(template.keys, values, strict=True)
+        )
+        assert template.fill(values) == want, values
 
 
 @pytest.mark.parametrize("state", ["", "vendor=abc,other=1"])
