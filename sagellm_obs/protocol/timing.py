@@ -24,6 +24,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Literal
 
 from sagellm_obs.protocol.types import Timestamps
@@ -111,9 +112,15 @@ class ClockAnchor:
         Whole seconds and the fractional part are kept apart, so the result is not limited by the
         ~0.2 µs resolution of a float holding ``epoch * 1e9``.
         """
+        whole_ns, wall_frac = self._wall_parts
+        return whole_ns + round((wall_frac + (mono_s - self.mono_s)) * 1e9)
+
+    @cached_property
+    def _wall_parts(self) -> tuple[int, float]:
+        # (whole seconds of wall_s in ns, its fraction): computed once, the telemetry thread
+        # converts four stamps a request.
         whole = math.floor(self.wall_s)
-        frac = (self.wall_s - whole) + (mono_s - self.mono_s)
-        return whole * 1_000_000_000 + round(frac * 1e9)
+        return whole * 1_000_000_000, self.wall_s - whole
 
     def to_mono(self, epoch_s: float) -> float:
         """Converts Unix epoch seconds back to a monotonic reading (inverse of ``to_epoch``)."""
