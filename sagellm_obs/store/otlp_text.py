@@ -323,7 +323,7 @@ class SpanLines:
 
     def __init__(self, store: RunStore, *, max_spans: int = 512, max_delay: float = 1.0) -> None:
         self._store = store
-        self._max_spans = max_spans
+        self._max_spans = max(1, max_spans)
         self._max_delay = max_delay
         self._key: tuple[Resource, InstrumentationScope] | None = None
         self._head = self._tail = b""
