@@ -212,7 +212,8 @@ def test_pre_encoded_lines_may_come_in_pieces(tmp_path: Path) -> None:
         text = "".join(json.dumps(o, ensure_ascii=False) + "\n" for o in lines[start : start + 3])
         data = text.encode()
         # cut anywhere, even inside a character: joined, the pieces are the lines
-        pieces = [data[:7], b"", data[7:20], data[20:], b""]
+        inside = data.index("ü".encode()) + 1
+        pieces = [data[:7], b"", data[7:inside], data[inside:], b""]
         assert store.write_lines("traces", pieces) == 3
     assert store.write_lines("traces", [b"", b""]) == 0
     with pytest.raises(ValueError, match="whole lines"):
