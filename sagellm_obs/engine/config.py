@@ -28,6 +28,10 @@ class EngineConfig:
         enforce_eager: Skip torch.compile (it costs ~45 s at first start on CPU).
         kv_events: Record vLLM's KV cache events (blocks stored, reused, removed) in the run
             folder's ``kv-events`` file (see :mod:`sagellm_obs.engine.kv_events`).
+        freeze_gc: Once vLLM has started, freeze the process's heap out of the garbage
+            collector's reach (``gc.collect(); gc.freeze()``) as vLLM's own server does, so that
+            no full collection over torch's and vLLM's objects stalls requests; undone at
+            shutdown (see :mod:`sagellm_obs.engine.gc_heap`). False leaves the collector alone.
         extra: More ``AsyncEngineArgs`` keywords (see :func:`check_engine_args`).
         log_level: What vLLM and torch print while the engine starts: ``error`` (default),
             ``warning``, ``info`` or ``debug``; None reads ``$SAGELLM_OBS_LOG_LEVEL`` (see
@@ -45,6 +49,7 @@ class EngineConfig:
     dtype: str = "float32"
     enforce_eager: bool = True
     kv_events: bool = False
+    freeze_gc: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
     log_level: str | None = None
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sagellm_obs import semconv as sc
+from sagellm_obs.engine import gc_heap
 from sagellm_obs.engine.config import EngineConfig, resolve_model, with_overrides
 from sagellm_obs.engine.convert import (
     aborted_error,
@@ -74,6 +75,7 @@ class InstrumentedEngine(LlamaStackCalls):
 
     kv_events: KVEventConsumer | None = None
     """The KV cache event consumer when ``config.kv_events`` is on (set by :meth:`start`)."""
+    _froze_gc = False  # holds a gc_heap.freeze() (config.freeze_gc) until shutdown
 
     def __init__(
         self,
@@ -163,6 +165,9 @@ class InstrumentedEngine(LlamaStackCalls):
         engine = cls(llm, cfg, pinned, sink, model_path)
         engine.kv_events = consumer
         engine.trace_vllm = bool(engine_kw.get("otlp_traces_endpoint"))
+        if cfg.freeze_gc:
+            gc_heap.freeze()
+            engine._froze_gc = True
         if receiver is not None:
             receiver.set_default(tel.take_spans)  # vLLM's start-up spans
         tel.peak_mem_mb(sample=True)  # the model is loaded: count it in the peak
@@ -191,6 +196,9 @@ class InstrumentedEngine(LlamaStackCalls):
                 llm.shutdown = _noop
         if consumer is not None:
             consumer.close()
+        if self._froze_gc:
+            self._froze_gc = False
+            gc_heap.release()
         # Flush what is configured; never configure a new telemetry (and run folder) to do it.
         tel: TelemetryPort | None = self._pinned or current_telemetry()
         if tel is not None:

@@ -10,7 +10,6 @@ stops and the telemetry is flushed to the run folder.
 from __future__ import annotations
 
 import asyncio
-import gc
 import os
 import signal
 import socket
@@ -25,6 +24,7 @@ from typing import Any
 import uvicorn
 
 from sagellm_obs import semconv as sc
+from sagellm_obs.engine import gc_heap
 from sagellm_obs.engine.config import EngineConfig, with_overrides
 from sagellm_obs.engine.core import InstrumentedEngine
 from sagellm_obs.server.app import create_app
@@ -222,7 +222,7 @@ def serve(
             holder["server"].should_exit = True
 
     def on_ready(engine: InstrumentedEngine, bound: int) -> None:
-        _freeze_gc_heap()
+        gc_heap.freeze()  # the app's start-up objects too; a process we own: never released
         shown = f"[{opts.host}]" if ":" in opts.host else opts.host
         print(f"serving on http://{shown}:{bound}", flush=True)
         tel.annotate_run(server={"host": opts.host, "port": bound})
@@ -251,14 +251,6 @@ def serve(
     if on_stopped is not None and tel.run_dir is not None:
         on_stopped(tel.run_dir)
     return 0
-
-
-def _freeze_gc_heap() -> None:
-    """Moves everything alive after start-up out of the collector's reach, as vLLM's own server
-    does: full collections over the engine's and the app's static objects otherwise stall
-    requests (they showed in the server benchmark's p99 TTFT). Only for a process we own."""
-    gc.collect()
-    gc.freeze()
 
 
 def _configure(

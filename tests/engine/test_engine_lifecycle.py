@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from pathlib import Path
 
@@ -33,15 +34,19 @@ def test_in_process_start_leaves_the_environment_as_it_found_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """``in_process`` reaches vLLM's EngineCore process, and not the caller's environment (which
-    every subprocess started later, e.g. a ``sagellm-obs serve``, would inherit)."""
+    every subprocess started later, e.g. a ``sagellm-obs serve``, would inherit). The engine
+    freezes the start-up heap (``freeze_gc``) and releases it at close."""
     import psutil
 
-    from sagellm_obs.engine import Engine
+    from sagellm_obs.engine import Engine, gc_heap
 
     monkeypatch.delenv("VLLM_ENABLE_V1_MULTIPROCESSING", raising=False)
     tel = so.configure(run_dir=False, otlp_endpoint=False, make_current=False)
+    holds = gc_heap.holders()
     engine = Engine("tiny", telemetry=tel, in_process=True, kv_cache_memory_bytes=64 * 2**20)
     try:
+        assert gc_heap.holders() == holds + 1
+        assert gc.get_freeze_count() > 100_000  # torch's and vLLM's objects, out of reach
         assert "VLLM_ENABLE_V1_MULTIPROCESSING" not in os.environ
         children = psutil.Process().children(recursive=True)
         seen = {p.pid: p.environ().get("VLLM_ENABLE_V1_MULTIPROCESSING") for p in children}
@@ -49,3 +54,23 @@ def test_in_process_start_leaves_the_environment_as_it_found_it(
     finally:
         engine.close()
         tel.shutdown()
+    assert gc_heap.holders() == holds
+    if holds == 0:
+        assert gc.get_freeze_count() == 0
+
+
+def test_gc_heap_freezes_nest_and_the_last_release_unfreezes() -> None:
+    from sagellm_obs.engine import gc_heap
+
+    holds = gc_heap.holders()
+    gc_heap.freeze()
+    gc_heap.freeze()
+    assert gc_heap.holders() == holds + 2 and gc.get_freeze_count() > 0
+    gc_heap.release()
+    assert gc.get_freeze_count() > 0  # another holder still relies on it
+    gc_heap.release()
+    assert gc_heap.holders() == holds
+    assert (gc.get_freeze_count() > 0) == (holds > 0)
+    if holds == 0:
+        gc_heap.release()  # one release too many is ignored
+        assert gc_heap.holders() == 0 and gc.get_freeze_count() == 0
