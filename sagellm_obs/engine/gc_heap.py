@@ -1,11 +1,11 @@
 """Freezing the process's start-up heap, as vLLM's own server and EngineCore do.
 
 CPython's oldest-generation collection walks every tracked object alive: after torch, vLLM and
-a tokenizer are loaded that is millions of objects, and one such collection stalled every
-request in flight for 0.35 – 0.57 s in our engine benchmark (p99 TTFT). ``gc.freeze()`` moves
-what is alive now into a permanent generation the collector skips; garbage made later is still
-collected. The price: start-up objects that later become cyclic garbage stay until
-:func:`release`. Freezes nest: the heap is unfrozen when the last holder releases it.
+a tokenizer are loaded that is hundreds of thousands (~609k in ``sagellm-obs serve``), and one
+such collection stalled every request in flight for 0.35 – 0.57 s in our engine benchmark.
+``gc.freeze()`` moves what is alive now into a permanent generation the collector skips; garbage
+made later is still collected. The price: start-up objects that later become cyclic garbage stay
+until :func:`release`. Freezes nest: the heap is unfrozen when the last holder releases it.
 """
 
 from __future__ import annotations
