@@ -43,6 +43,12 @@ every mode. CPU is ``time.process_time()`` of the frontend process (the
 round's start until its telemetry is flushed, per request; EngineCore's CPU (a child process) is
 reported beside it.
 
+Before each round, unmeasured, the harness runs a full garbage collection: the rounds' results
+and the live view's state are allocated by this process after the engine froze its start-up heap,
+and without it a full collection they make due would fall into whichever mode runs at that
+moment (a p99 TTFT outlier that is not that mode's). A collection a round's own work makes due is
+still in that round.
+
 This machine is shared: every round also measures the cores other processes kept busy
 (``/proc/stat`` minus our process tree). A repetition is *quiet* when all its rounds ran with at
 most ``QUIET_CORES`` of such load; the benchmark runs until ``reps`` quiet repetitions (or
@@ -53,6 +59,7 @@ else all (the document says which).
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import shutil
 import tempfile
@@ -276,6 +283,10 @@ class Bench:
     async def round(self, mode: str, rep: int) -> Round:
         call = self.set_mode(mode)
         sem = asyncio.Semaphore(int(self.p["concurrency"]))
+        # Unmeasured: collect what the harness allocated since the last round (results, the
+        # view's refresh), so that a full collection inside a round is due to that round's work
+        # and does not land on whichever mode happens to run when the harness's garbage tips it.
+        gc.collect()
 
         async def one(i: int) -> Sample:
             async with sem:
