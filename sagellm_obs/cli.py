@@ -292,6 +292,13 @@ def serve(
             "flag of that name does.",
         ),
     ] = False,
+    loop: Annotated[
+        str,
+        typer.Option(
+            help="Event loop of the server and the engine: auto (uvloop when installed, as "
+            "vLLM's own server), uvloop or asyncio.",
+        ),
+    ] = "auto",
     out: Annotated[
         Path | None,
         typer.Option(help="Run folder (default $SAGELLM_OBS_RUN_DIR, else ./sagellm-runs/<id>)."),
@@ -316,12 +323,13 @@ def serve(
     """
     from sagellm_obs import semconv as sc
     from sagellm_obs.server import ServerOptions
-    from sagellm_obs.server.serve import DataParallelError, check_data_parallel
+    from sagellm_obs.server.serve import DataParallelError, check_data_parallel, loop_runner
 
     set_log_level(log_level, verbose)
     try:
         check_data_parallel(data_parallel_size)
-    except DataParallelError as exc:
+        loop_runner(loop)
+    except (DataParallelError, ValueError) as exc:
         fail(str(exc))
     _check_model(model)
     if vllm_tracing:
@@ -348,7 +356,7 @@ def serve(
             in_process=in_process,
             engine_id=engine_id,
             data_parallel_size=data_parallel_size,
-            options=ServerOptions(per_request_metrics=per_request_metrics),
+            options=ServerOptions(per_request_metrics=per_request_metrics, loop=loop),
             run_dir=out,
             otlp_endpoint=otlp,
             **engine,

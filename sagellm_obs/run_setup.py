@@ -46,7 +46,8 @@ class RunSetup:
         prefix_caching: vLLM's automatic prefix caching.
         model: The served model name.
         endpoint: The server a ``run --endpoint`` sent to (no local engine).
-        served: Where ``serve`` listened (``host``, ``port``).
+        served: Where ``serve`` listened (``host``, ``port``) and on which event loop
+            (``loop``: ``uvloop`` or ``asyncio``; runs before it was recorded lack it).
         engine_args: vLLM's engine arguments as the engine started with them.
         slo: The goodput SLOs given to the run (requests-frame columns to seconds).
         versions: Versions of the packages that made the run.
@@ -119,7 +120,7 @@ class RunSetup:
             ("prefix caching", {True: "on", False: "off", None: ""}[self.prefix_caching]),
             ("model", self.model or ""),
             ("endpoint", self.endpoint or ""),
-            ("served on", f"{served.get('host')}:{served.get('port')}" if served else ""),
+            ("served on", _served_text(served)),
             ("engine args", self.engine_text()),
             *((name, "on" if arg in self.engine_args else "") for arg, name in _SWITCHES.items()),
             ("SLOs", slo_text(self.slo)),
@@ -135,6 +136,14 @@ def read_setup(run_dir: str | Path) -> RunSetup:
     return RunSetup.from_manifest(read_manifest(Path(run_dir)))
 
 
+def _served_text(served: Mapping[str, Any]) -> str:
+    """``127.0.0.1:8000 (uvloop)``; empty when ``serve`` did not make the run."""
+    if not served:
+        return ""
+    loop = f" ({served['loop']})" if served.get("loop") else ""
+    return f"{served.get('host')}:{served.get('port')}{loop}"
+
+
 def slo_text(slo: Mapping[str, float]) -> str:
     """``ttft ≤ 500 ms, tpot ≤ 50 ms``."""
     return ", ".join(f"{k.removesuffix('_s')} ≤ {v * 1000:g} ms" for k, v in slo.items())
@@ -145,8 +154,9 @@ def setup_differences(setups: Sequence[RunSetup], labels: Sequence[str] | None =
     ``concurrency: 8 in A, 4 in B``; empty when they match (or record nothing to compare).
     ``labels`` name the runs (default ``A``, ``B``, ...).
 
-    Workload, load, output length, seed, prefix caching, model, every engine argument, SLOs and
-    versions are compared; a value only one of the runs records is not a difference.
+    Workload, load, output length, seed, prefix caching, model, every engine argument, SLOs,
+    ``serve``'s event loop and versions are compared; a value only one of the runs records is
+    not a difference.
     """
     if len(setups) < 2:
         return []
@@ -181,6 +191,7 @@ def _compared(setups: Sequence[RunSetup]) -> dict[str, list[Any]]:
             for arg, name in _SWITCHES.items()
         },
         "SLOs": [slo_text(s.slo) or ("none" if s.workload else None) for s in setups],
+        "server event loop": [s.served.get("loop") for s in setups],
     }
     keys = dict.fromkeys(k for s in setups for k in s.engine_args if k not in _HIDDEN_ENGINE_ARGS)
     for key in keys:  # an argument one engine was given and another was not differs

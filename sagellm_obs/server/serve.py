@@ -15,7 +15,7 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -54,6 +54,8 @@ class ServerOptions:
             close a connection just as a client reuses it under load.
         per_request_metrics: Completions carry vLLM's per-request ``metrics`` object, as
             ``vllm serve --enable-per-request-metrics`` does.
+        loop: The event loop the engine and the routes share: ``"uvloop"``, ``"asyncio"``, or
+            ``"auto"``: uvloop when it is installed (vLLM's own server runs on it), else asyncio.
     """
 
     host: str = "127.0.0.1"
@@ -65,6 +67,30 @@ class ServerOptions:
     access_log: bool = False
     keep_alive_s: int = 30
     per_request_metrics: bool = False
+    loop: str = "auto"
+
+
+LOOPS = ("auto", "asyncio", "uvloop")
+"""The values of :attr:`ServerOptions.loop`."""
+
+
+def loop_runner(loop: str) -> tuple[str, Callable[[Coroutine[Any, Any, None]], None]]:
+    """The loop ``loop`` names, as ``(name, run)``: ``run(coro)`` runs it on a new loop of it.
+
+    Raises:
+        ValueError: An unknown name, or ``"uvloop"`` when uvloop is not installed.
+    """
+    if loop not in LOOPS:
+        raise ValueError(f"unknown event loop {loop!r}: one of {', '.join(LOOPS)}")
+    if loop != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            if loop == "uvloop":
+                raise ValueError("loop 'uvloop' asked for, but uvloop is not installed") from None
+        else:
+            return "uvloop", uvloop.run
+    return "asyncio", asyncio.run
 
 
 async def run_server(
@@ -197,6 +223,7 @@ def serve(
     opts = options or ServerOptions()
     opts.host, opts.port = host, port
     opts.api_key = api_key or os.environ.get(ENV_API_KEY) or opts.api_key
+    loop_name, run_loop = loop_runner(opts.loop)
     cfg = with_overrides(EngineConfig(model=model), engine_overrides)
     apply_data_parallel(cfg, data_parallel_size)
     sockets: list[socket.socket] | None = None
@@ -225,7 +252,7 @@ def serve(
         gc_heap.freeze()  # the app's start-up objects too; a process we own: never released
         shown = f"[{opts.host}]" if ":" in opts.host else opts.host
         print(f"serving on http://{shown}:{bound}", flush=True)
-        tel.annotate_run(server={"host": opts.host, "port": bound})
+        tel.annotate_run(server={"host": opts.host, "port": bound, "loop": loop_name})
         if tel.run_dir is not None:
             print(f"run folder: {tel.run_dir}", flush=True)
 
@@ -237,7 +264,7 @@ def serve(
     for sig in previous:
         signal.signal(sig, on_signal)
     try:
-        asyncio.run(
+        run_loop(
             run_server(
                 cfg, opts, telemetry=tel, on_server=on_server, on_ready=on_ready, sockets=sockets
             )
@@ -424,7 +451,8 @@ class BackgroundServer:
             self._ready.set()
 
         try:
-            asyncio.run(
+            _, run_loop = loop_runner(self.options.loop)
+            run_loop(
                 run_server(
                     self.config,
                     self.options,

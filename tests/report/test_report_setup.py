@@ -187,3 +187,18 @@ def test_vllms_tracing_endpoint_is_a_row_not_a_difference() -> None:
     )
     assert ("KV events", "on") in events.rows() and "kv_events" not in events.engine_text()
     assert setup_differences([plain, events]) == ["KV events: off in A, on in B"]
+
+
+def test_the_servers_event_loop_is_shown_and_compared() -> None:
+    from sagellm_obs.run_setup import RunSetup, setup_differences
+
+    def served(loop: str | None) -> RunSetup:
+        server = {"host": "127.0.0.1", "port": 8000, **({"loop": loop} if loop else {})}
+        return RunSetup.from_manifest({"server": server})
+
+    assert ("served on", "127.0.0.1:8000 (uvloop)") in served("uvloop").rows()
+    assert ("served on", "127.0.0.1:8000") in served(None).rows()  # recorded before the loop
+    assert setup_differences([served("asyncio"), served("uvloop")]) == [
+        "server event loop: asyncio in A, uvloop in B"
+    ]
+    assert setup_differences([served(None), served("uvloop")]) == []

@@ -69,6 +69,7 @@ def test_cli_serve_subprocess(tmp_path: Path) -> None:
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["engine_args"]["max_num_seqs"] == 4
     assert manifest["server"]["host"] == "127.0.0.1" and manifest["server"]["port"] > 0
+    assert manifest["server"]["loop"] == "uvloop"  # as vLLM's own server
     assert manifest["otlp"], manifest
     assert summary["setup"]["served"] == manifest["server"]
 
