@@ -75,7 +75,8 @@ LOOPS = ("auto", "asyncio", "uvloop")
 
 
 def loop_runner(loop: str) -> tuple[str, Callable[[Coroutine[Any, Any, None]], None]]:
-    """The loop ``loop`` names, as ``(name, run)``: ``run(coro)`` runs it on a new loop of it.
+    """The event loop ``loop`` (:attr:`ServerOptions.loop`) asks for: its name, and the
+    function that runs a coroutine on a new loop of that kind (``uvloop.run`` or ``asyncio.run``).
 
     Raises:
         ValueError: An unknown name, or ``"uvloop"`` when uvloop is not installed.
