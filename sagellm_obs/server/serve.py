@@ -74,7 +74,7 @@ LOOPS = ("auto", "asyncio", "uvloop")
 """The values of :attr:`ServerOptions.loop`."""
 
 
-def loop_runner(loop: str) -> tuple[str, Callable[[Coroutine[Any, Any, None]], None]]:
+def loop_runner(loop: str) -> tuple[str, Callable[[Coroutine[Any, Any, Any]], Any]]:
     """The event loop ``loop`` (:attr:`ServerOptions.loop`) asks for: its name, and the
     function that runs a coroutine on a new loop of that kind (``uvloop.run`` or ``asyncio.run``).
 
