@@ -37,7 +37,20 @@ def prometheus(harness: EngineHarness, tmp_path: Path) -> Iterator[str]:
         yield prom.base
 
 
+def _wait_for(base: str, expr: str, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not _query(base, expr):
+        assert time.monotonic() < deadline, f"Prometheus: no {what} in {timeout} s ({expr})"
+        time.sleep(0.2)
+
+
 def test_dashboard_queries_return_data(harness: EngineHarness, prometheus: str) -> None:
+    # Prometheus hands a new target to its scrape loop in batches (up to 5 s after it is ready):
+    # traffic sent before its first scrape would show no increase to rate() (a ratio of 0/0).
+    _wait_for(prometheus, 'up{job="sagellm-obs"} == 1', "scrape of the engine yet")
+    ttft = f"{sc.M_TTFT.prometheus_name}_count"
+    before = _scalar(prometheus, f"sum({ttft})")
+    before = 0.0 if before != before else before  # no request recorded yet: no series
     # Traffic spread over several scrapes so rate() has increases to see.
     n = 0
     for round_ in range(6):
@@ -55,9 +68,7 @@ def test_dashboard_queries_return_data(harness: EngineHarness, prometheus: str) 
         n += len(reqs)
         harness.flush()
         time.sleep(1.0)
-    time.sleep(2.5)
-    ttft_count = _query(prometheus, f"sum({sc.M_TTFT.prometheus_name}_count)")
-    assert ttft_count and float(ttft_count[0]["value"][1]) >= n
+    _wait_for(prometheus, f"sum({ttft}) >= {before + n}", "scrape of the last requests")
     for path in sorted(DASHBOARDS.glob("*.json")):
         board = json.loads(path.read_text())
         slo = {t["name"]: t["current"]["value"] for t in board["templating"]["list"]
