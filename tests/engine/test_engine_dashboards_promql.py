@@ -15,6 +15,7 @@ from engine_harness import SHARED_PREFIX, EngineHarness
 
 from sagellm_obs import semconv as sc
 from tests._procs import prometheus as start_prometheus
+from tests.hardening.hardening_procs import wait_until
 
 pytestmark = pytest.mark.engine
 
@@ -37,17 +38,11 @@ def prometheus(harness: EngineHarness, tmp_path: Path) -> Iterator[str]:
         yield prom.base
 
 
-def _wait_for(base: str, expr: str, what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not _query(base, expr):
-        assert time.monotonic() < deadline, f"Prometheus: no {what} in {timeout} s ({expr})"
-        time.sleep(0.2)
-
-
 def test_dashboard_queries_return_data(harness: EngineHarness, prometheus: str) -> None:
-    # Prometheus hands a new target to its scrape loop in batches (up to 5 s after it is ready):
-    # traffic sent before its first scrape would show no increase to rate() (a ratio of 0/0).
-    _wait_for(prometheus, 'up{job="sagellm-obs"} == 1', "scrape of the engine yet")
+    # Prometheus scrapes a new target first some seconds after it is ready: traffic sent before
+    # that first scrape would show no increase to rate() (a ratio of 0/0).
+    up = 'up{job="sagellm-obs"} == 1'
+    wait_until(lambda: _query(prometheus, up), 30, "Prometheus's first scrape of the engine", 0.2)
     ttft = f"{sc.M_TTFT.prometheus_name}_count"
     before = _scalar(prometheus, f"sum({ttft})")
     before = 0.0 if before != before else before  # no request recorded yet: no series
@@ -68,7 +63,10 @@ def test_dashboard_queries_return_data(harness: EngineHarness, prometheus: str) 
         n += len(reqs)
         harness.flush()
         time.sleep(1.0)
-    _wait_for(prometheus, f"sum({ttft}) >= {before + n}", "scrape of the last requests")
+    done = f"sum({ttft}) >= {before + n}"
+    wait_until(
+        lambda: _query(prometheus, done), 30, "Prometheus's scrape of the last requests", 0.2
+    )
     for path in sorted(DASHBOARDS.glob("*.json")):
         board = json.loads(path.read_text())
         slo = {t["name"]: t["current"]["value"] for t in board["templating"]["list"]
