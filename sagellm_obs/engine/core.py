@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sagellm_obs import semconv as sc
-from sagellm_obs.engine import gc_heap
+from sagellm_obs.engine import gc_heap, vllm_requests
 from sagellm_obs.engine.config import EngineConfig, resolve_model, with_overrides
 from sagellm_obs.engine.convert import (
     aborted_error,
@@ -211,13 +211,13 @@ class InstrumentedEngine(LlamaStackCalls):
         Raises:
             ProtocolValidationError: The request is invalid (``ErrorCode.INVALID_ARGUMENT``).
         """
-        # The loop over vLLM's outputs runs in this coroutine's own frame, not through the
-        # stream's async generator: every output wakes one frame fewer.
+        # vLLM's collector is read in this coroutine's own frame; the request asks vLLM for its
+        # final output only (FINAL_ONLY, as vLLM's server does for a request not streamed).
         f = await self._launch(request, stream=False)
-        add = f.outs.add
-        async with _Outputs(self, f) as outputs:
-            async for out in outputs:
-                add(out)
+        outs = f.outs
+        async with _Outputs(self, f) as q:
+            while q is not None and not outs.finished:
+                outs.add(q.get_nowait() or await q.get())
         end = self._end(f.rec, f.outs, f.error, f.ids)
         return Response(
             request_id=end.request_id,
@@ -240,11 +240,12 @@ class InstrumentedEngine(LlamaStackCalls):
         """
         f = await self._launch(request, stream=True)
         yield StreamEventStart(**f.ids)
-        add = f.outs.add
+        outs = f.outs
+        add = outs.add
         head = delta_head(f.ids)
-        async with _Outputs(self, f) as outputs:
-            async for out in outputs:
-                comp = add(out)
+        async with _Outputs(self, f) as q:
+            while q is not None and not outs.finished:
+                comp = add(q.get_nowait() or await q.get())
                 if comp is not None:
                     tokens = comp.token_ids
                     delta = delta_event(
@@ -272,17 +273,19 @@ class InstrumentedEngine(LlamaStackCalls):
         ids = {"request_id": req.request_id, "trace_id": req.trace_id, "engine_id": self.engine_id}
         return _Flight(req, prompt, params, rec, ids, RequestOutputs(stream, self._final_output))
 
-    def _open(self, f: _Flight) -> Any:
-        """vLLM's output generator of the request (not started yet)."""
+    async def _add(self, f: _Flight) -> Any:
+        """Add the request to vLLM; its output collector."""
         headers = self.telemetry.vllm_trace_headers(f.rec) if self.trace_vllm else None
-        kv: dict[str, Any] = {}
+        session = None
         params = f.params
         if self.kv_events is not None:
             # Blocks vLLM stores are reported with the request as their session; its
             # prefix-cache hits are reported too ("full"), which is how reuse is counted.
             params.extra_args = {**(params.extra_args or {}), "kv_cache_report_mode": "full"}
-            kv["session_id"] = f.req.request_id
-        return self.llm.generate(f.prompt, params, f.req.request_id, trace_headers=headers, **kv)
+            session = f.req.request_id
+        return await vllm_requests.add_request(
+            self.llm, f.req.request_id, f.prompt, params, trace_headers=headers, session_id=session
+        )
 
     def _interrupted(self, f: _Flight, exc: BaseException) -> Error | None:
         """What an exception out of vLLM's outputs means: the request's error, or None when the
@@ -306,7 +309,7 @@ class InstrumentedEngine(LlamaStackCalls):
             self._check_max_tokens(req.max_tokens)
             prompt, operation = await self._prompt(req)
             check_text(prompt, "messages" if operation == sc.OP_CHAT else "prompt")
-            params = sampling_params(sampling_kwargs(req))
+            params = sampling_params(sampling_kwargs(req), final_only=not stream)
         except ProtocolValidationError as exc:
             self._reject(req, exc)
             raise
@@ -447,29 +450,48 @@ class _Flight:
 
 
 class _Outputs:
-    """vLLM's outputs of one request, as ``async with _Outputs(engine, f) as outputs``.
+    """The request added to vLLM, as ``async with _Outputs(engine, f) as q``: ``q`` is vLLM's
+    output collector, or None when vLLM refused the request (``f.error`` says why).
 
-    Leaving the block closes vLLM's generator (which aborts the request if it still runs). An
-    exception out of the block is recorded (:meth:`InstrumentedEngine._interrupted`): a failure
-    becomes ``f.error`` and is swallowed; cancellation and rejections propagate.
+    Leaving the block before the request finished (cancelled, closed early, failed) aborts it in
+    vLLM and takes vLLM's abort output first, so the record keeps the tokens and timing the
+    request had. An exception out of the block is recorded
+    (:meth:`InstrumentedEngine._interrupted`): a failure becomes ``f.error`` and is swallowed;
+    cancellation and rejections propagate.
     """
 
     def __init__(self, engine: InstrumentedEngine, f: _Flight) -> None:
         self._engine, self._f = engine, f
-        self._gen = engine._open(f)
+        self._q: Any = None
 
     async def __aenter__(self) -> Any:
-        return self._gen
+        try:
+            self._q = await self._engine._add(self._f)
+        except BaseException as exc:
+            if not self._record(exc):
+                raise
+        return self._q
 
     async def __aexit__(self, kind: Any, exc: BaseException | None, tb: Any) -> bool:
+        q, f = self._q, self._f
+        if q is None:
+            return False
         try:
-            if exc is None:
-                return False
-            self._f.error = self._engine._interrupted(self._f, exc)
-            return self._f.error is not None
+            if not f.outs.finished:
+                last = None
+                # A second cancellation while vLLM aborts must not lose the first's record.
+                with contextlib.suppress(BaseException):
+                    last = await vllm_requests.abort_request(self._engine.llm, q, f.req.request_id)
+                if last is not None:
+                    f.outs.add(last)
+            return exc is not None and self._record(exc)
         finally:
-            with contextlib.suppress(BaseException):
-                await self._gen.aclose()
+            vllm_requests.close(q)
+
+    def _record(self, exc: BaseException) -> bool:
+        """Record what ``exc`` means for the request; True when it is swallowed as ``f.error``."""
+        self._f.error = self._engine._interrupted(self._f, exc)
+        return self._f.error is not None
 
 
 def _kv_consumer(pinned: Telemetry | None, engine_id: str, ranks: int) -> KVEventConsumer:

@@ -1,4 +1,4 @@
-"""What vLLM's output stream of one request has said so far (``DELTA`` outputs)."""
+"""What vLLM's outputs of one request have said so far (``DELTA``, or one ``FINAL_ONLY``)."""
 
 from __future__ import annotations
 

@@ -34,23 +34,29 @@ def check_text(text: str, field: str) -> None:
 
 
 @functools.cache
-def _sampling_params_class() -> tuple[Any, Any]:
-    """vLLM's ``SamplingParams`` and ``DELTA``, imported once: ``from vllm import ...`` goes
-    through vLLM's lazy module ``__getattr__`` each time (~7 µs, on every request)."""
+def _sampling_params_class() -> tuple[Any, Any, Any]:
+    """vLLM's ``SamplingParams``, ``DELTA`` and ``FINAL_ONLY``, imported once: ``from vllm
+    import ...`` goes through vLLM's lazy module ``__getattr__`` each time (~7 µs a request)."""
     from vllm.sampling_params import RequestOutputKind, SamplingParams
 
-    return SamplingParams, RequestOutputKind.DELTA
+    return SamplingParams, RequestOutputKind.DELTA, RequestOutputKind.FINAL_ONLY
 
 
-def sampling_params(kwargs: dict[str, Any]) -> Any:
-    """vLLM ``SamplingParams`` with ``DELTA`` outputs; bad values raise ``INVALID_ARGUMENT``."""
-    new, delta = _sampling_params_class()
+def sampling_params(kwargs: dict[str, Any], *, final_only: bool = False) -> Any:
+    """vLLM ``SamplingParams``; bad values raise ``INVALID_ARGUMENT``.
+
+    Outputs are ``DELTA`` (each output the tokens since the last), or with ``final_only`` one
+    output when the request ends (``FINAL_ONLY``), as vLLM's server asks for a request that is
+    not streamed: vLLM then builds no output per step, and nothing wakes per token.
+    """
+    new, delta, final = _sampling_params_class()
+    kind = final if final_only else delta
     for key, value in kwargs.items():  # vLLM cannot pass larger integers to its engine core
         if isinstance(value, int) and value not in _INT64:
             field = key if key == "max_tokens" else f"sampling_params.{key}"
             raise invalid(field, "must fit in a signed 64-bit integer")
     try:
-        return new(output_kind=delta, **kwargs)
+        return new(output_kind=kind, **kwargs)
     except Exception as exc:  # ValueError, TypeError, or VLLMValidationError (not a ValueError)
         if isinstance(exc, TypeError) or is_client_error(exc):
             raise invalid("sampling_params", str(exc)) from exc
