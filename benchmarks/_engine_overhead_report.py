@@ -54,8 +54,9 @@ class Round:
         return sum(s.tokens for s in self.samples)
 
 
-PAIRS = {"ours_live": "ours", "ours_kv_events": "vllm_kv"}
-"""Modes also paired with another mode than plain vLLM: what they add to that mode."""
+PAIRS = {"ours": "vllm_final", "ours_live": "ours", "ours_kv_events": "vllm_kv"}
+"""Modes also paired with another mode than plain vLLM: what they add to that mode (B against
+vLLM asked for the same ``FINAL_ONLY`` outputs)."""
 
 
 def quiet_reps(rounds: list[Round]) -> set[int]:
@@ -164,12 +165,13 @@ def paired_delta(a: list[Round], b: list[Round], n: int) -> dict[str, float]:
 
 _LABELS = {
     "vllm": "A: vLLM `AsyncLLM.generate` (stats on)",
-    "ours": "B: ours, `InstrumentedEngine.generate`",
+    "vllm_final": "A_final: as A, `FINAL_ONLY` outputs (vLLM's server, not streamed)",
+    "ours": "B: ours, `InstrumentedEngine.generate` (`FINAL_ONLY`)",
     "ours_stream": "B′: ours, `InstrumentedEngine.stream`",
     "ours_stream_no_tel": "B″: as B′, request records dropped",
     "vllm_tracing": "C: vLLM + its own tracing (OTLP/gRPC)",
     "ours_live": "L: as B, a live view open (`explore.live`, every 1 s)",
-    "vllm_kv": "A_kv: as A, 2nd engine, vLLM's KV events on and recorded",
+    "vllm_kv": "A_kv: as A_final, 2nd engine, vLLM's KV events on and recorded",
     "ours_kv_events": "B_kv: as B, on the KV-events engine",
 }
 
@@ -391,6 +393,7 @@ def headline(doc: dict[str, Any]) -> list[list[str]]:
     model = str(doc["params"].get("model", "tiny"))
     out = []
     compared = r[r["primary"]]["vs_vllm"]
+    paired = r[r["primary"]].get("vs_base", {})
     for mode, ttft_key, what, prefix in (
         ("ours", "engine_ttft_p99_ratio", "vLLM TTFT", ""),
         ("ours_stream", "ttft_p99_ratio", "client TTFT", "stream_"),
@@ -398,19 +401,21 @@ def headline(doc: dict[str, Any]) -> list[list[str]]:
         # (result files from before the streaming path had targets of its own use the others)
         target_tr = t.get(f"{prefix}throughput_ratio", t["throughput_ratio"])
         target_ttft = t.get(f"{prefix}p99_ttft_ratio", t["p99_ttft_ratio"])
-        c = compared[mode]
+        # B against vLLM asked for the same outputs (A_final), when the run had that mode.
+        c = paired.get(mode) or compared[mode]
+        base = c.get("base", "vllm")
         tr, ttft = c["throughput_ratio"]["median"], c[ttft_key]
-        ci = intervals(r, mode, int(doc["params"]["requests"]))
+        ci = intervals(r, mode, int(doc["params"]["requests"]), base)
         tci = ci["engine_ttft_p99" if ttft_key.startswith("engine") else "ttft_p99"]
         out += [
             [
-                f"output tok/s, {_short(mode)} (`{mode}`) / A (vLLM), {model} model",
+                f"output tok/s, {_short(mode)} (`{mode}`) / {_short(base)} (vLLM), {model} model",
                 f"≥ {target_tr}",
                 f"{_ci(tr, ci['throughput'])} ({r['primary']} reps)",
                 verdict(*ci["throughput"], target_tr, at_least=True),
             ],
             [
-                f"p99 {what}, {_short(mode)} / A, {model} model",
+                f"p99 {what}, {_short(mode)} / {_short(base)}, {model} model",
                 f"≤ {target_ttft}",
                 _ci(ttft, tci),
                 verdict(*tci, target_ttft, at_least=False),

@@ -2,10 +2,12 @@
 
 ``engine_overhead`` measures the stream path on a live engine, where the rounds' spread hides a
 microsecond per output. This replays a request's outputs as vLLM hands them over (real
-``RequestOutput``/``CompletionOutput`` objects, ``DELTA``: one new token each, each a wake-up of
-the consumer as vLLM's output queue makes it) through ``InstrumentedEngine.stream`` and
+``RequestOutput``/``CompletionOutput`` objects put into vLLM's own ``RequestOutputCollector``,
+one engine step each, each a wake-up of the consumer; ``DELTA``: one new token an output;
+``FINAL_ONLY``: one cumulative output at the end) through ``InstrumentedEngine.stream`` and
 ``generate``, with the telemetry's ``submit_request`` dropped, and reports CPU per output over a
-plain loop over the same outputs (best of ``--reps``). It is deterministic enough to compare two
+vLLM-style loop over the same outputs (``AsyncLLM.generate``'s: ``DELTA`` against ``stream``,
+``FINAL_ONLY`` against ``generate``; best of ``--reps``). It is deterministic enough to compare two
 versions of the code on a busy machine (run each a few times, alternated); it says nothing about
 EngineCore or the event loop under load.
 """
@@ -30,34 +32,36 @@ def _drop(record: Any) -> None:
 
 
 class _ReplayLLM:
-    """The part of ``AsyncLLM`` the engine's request path calls, replaying DELTA outputs."""
+    """The part of ``AsyncLLM`` the engine's request path calls: ``add_request`` returns vLLM's
+    own ``RequestOutputCollector``, fed one step at a time as vLLM's output handler feeds it
+    (``DELTA``: an output a step; ``FINAL_ONLY``: the cumulative one at the end)."""
+
+    def __init__(self) -> None:
+        self._feeders: set[asyncio.Task[None]] = set()
+
+    async def add_request(self, request_id: str, prompt: str, params: Any, **_: Any) -> Any:
+        from vllm.sampling_params import RequestOutputKind
+        from vllm.v1.engine.output_processor import RequestOutputCollector
+
+        kind = params.output_kind if params is not None else RequestOutputKind.DELTA
+        q = RequestOutputCollector(kind, request_id)
+        feeder = asyncio.get_running_loop().create_task(
+            _feed(q, request_id, kind == RequestOutputKind.FINAL_ONLY)
+        )
+        self._feeders.add(feeder)
+        feeder.add_done_callback(self._feeders.discard)
+        return q
 
     async def generate(
         self, prompt: str, params: Any, request_id: str, **_: Any
     ) -> AsyncIterator[Any]:
-        from vllm.outputs import CompletionOutput, RequestOutput
-        from vllm.v1.metrics.stats import RequestStateStats
-
-        now = time.monotonic()
-        stats = RequestStateStats(
-            num_generation_tokens=OUTPUTS,
-            arrival_time=time.time(),
-            queued_ts=now,
-            scheduled_ts=now + 0.001,
-            first_token_ts=now + 0.002,
-            last_token_ts=now + 0.003,
-            first_token_latency=0.002,
-        )
-        for i in range(OUTPUTS):
-            last = i == OUTPUTS - 1
-            comp = CompletionOutput(
-                0, "ab", [i + 5], None, None, finish_reason="length" if last else None
-            )
-            prompt_ids = [1, 2, 3] if i == 0 else None
-            await asyncio.sleep(0)  # each output wakes the consumer, as vLLM's queue does
-            yield RequestOutput(
-                request_id, None, prompt_ids, None, [comp], last, metrics=stats, num_cached_tokens=0
-            )
+        """As ``AsyncLLM.generate``: the collector read through an async generator."""
+        q = await self.add_request(request_id, prompt, params)
+        finished = False
+        while not finished:
+            out = q.get_nowait() or await q.get()
+            finished = out.finished
+            yield out
 
     async def abort(self, request_id: str) -> None:
         return None
@@ -66,7 +70,41 @@ class _ReplayLLM:
         return None
 
 
+async def _feed(q: Any, request_id: str, final_only: bool) -> None:
+    from vllm.outputs import CompletionOutput, RequestOutput
+    from vllm.v1.metrics.stats import RequestStateStats
+
+    now = time.monotonic()
+    stats = RequestStateStats(
+        num_generation_tokens=OUTPUTS,
+        arrival_time=time.time(),
+        queued_ts=now,
+        scheduled_ts=now + 0.001,
+        first_token_ts=now + 0.002,
+        last_token_ts=now + 0.003,
+        first_token_latency=0.002,
+    )
+    for i in range(OUTPUTS):
+        last = i == OUTPUTS - 1
+        await asyncio.sleep(0)  # an engine step: each output wakes the consumer
+        if final_only and not last:
+            continue  # vLLM builds no output before the last
+        tokens = list(range(5, 5 + OUTPUTS)) if final_only else [i + 5]
+        text = "ab" * len(tokens)
+        comp = CompletionOutput(
+            0, text, tokens, None, None, finish_reason="length" if last else None
+        )
+        prompt_ids = [1, 2, 3] if i == 0 or final_only else None
+        q.put(
+            RequestOutput(
+                request_id, None, prompt_ids, None, [comp], last, metrics=stats, num_cached_tokens=0
+            )
+        )
+
+
 async def _measure(requests: int, reps: int) -> dict[str, float]:
+    from vllm.sampling_params import RequestOutputKind, SamplingParams
+
     from sagellm_obs.engine import EngineConfig, InstrumentedEngine
     from sagellm_obs.engine.stat_logger import StepSink
     from sagellm_obs.protocol import Request, StreamEventDelta
@@ -78,10 +116,16 @@ async def _measure(requests: int, reps: int) -> dict[str, float]:
     )
     tel.pipeline.submit_request = _drop  # type: ignore[method-assign]  # shadows the method
     llm = _ReplayLLM()
+    final = SamplingParams(max_tokens=OUTPUTS, output_kind=RequestOutputKind.FINAL_ONLY)
     engine = InstrumentedEngine(llm, EngineConfig(), tel, StepSink(lambda: tel, "replay"), "tiny")
 
     async def plain(i: int) -> None:
         async for out in llm.generate("p", None, f"plain-{i}"):
+            if out.outputs and out.outputs[0].token_ids:
+                pass
+
+    async def plain_final(i: int) -> None:
+        async for out in llm.generate("p", final, f"final-{i}"):
             if out.outputs and out.outputs[0].token_ids:
                 pass
 
@@ -99,6 +143,7 @@ async def _measure(requests: int, reps: int) -> dict[str, float]:
 
     modes: dict[str, Callable[[int], Awaitable[None]]] = {
         "plain": plain,
+        "plain_final": plain_final,
         "stream": stream,
         "generate": generate,
     }
@@ -121,11 +166,13 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=7)
     args = ap.parse_args()
     best = asyncio.run(_measure(args.requests, args.reps))
-    plain = best["plain"]
+    plain, final = best["plain"], best["plain_final"]
     print(
-        f"CPU per output (best of {args.reps}): vLLM-style loop {plain:.2f} µs; "
-        f"stream +{best['stream'] - plain:.2f} µs; generate +{best['generate'] - plain:.2f} µs; "
-        f"stream per request of {OUTPUTS} outputs +{(best['stream'] - plain) * OUTPUTS:.0f} µs"
+        f"CPU per output (best of {args.reps}): vLLM-style loop {plain:.2f} µs "
+        f"({final:.2f} µs with FINAL_ONLY); stream +{best['stream'] - plain:.2f} µs; "
+        f"generate (FINAL_ONLY) +{best['generate'] - final:.2f} µs; per request of {OUTPUTS} "
+        f"outputs: stream +{(best['stream'] - plain) * OUTPUTS:.0f} µs, generate "
+        f"+{(best['generate'] - final) * OUTPUTS:.0f} µs"
     )
 
 

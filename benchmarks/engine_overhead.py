@@ -11,9 +11,12 @@ Prometheus stat loggers run, as shipped) and vLLM's own tracing initialised
   vLLM's tracing switched off. Our stat logger is attached at engine start, so it still runs
   once per engine step in this mode; our per-request path (records, spans, metrics, store lines)
   does not.
-* ``ours``: ``engine.generate(Request)`` (protocol request in, ``Response`` out): our request
-  path, spans, metric points and store lines, plus the stat logger. The client sees no tokens
-  before the end, so its TTFT is the engine's (below) and it has no ITL.
+* ``vllm_final``: as ``vllm`` with ``FINAL_ONLY`` outputs: vLLM sends one output when the
+  request ends, as its OpenAI server asks for a request that is not streamed. The like-for-like
+  baseline of ``ours``, which asks for the same.
+* ``ours``: ``engine.generate(Request)`` (protocol request in, ``Response`` out; ``FINAL_ONLY``
+  outputs): our request path, spans, metric points and store lines, plus the stat logger. The
+  client sees no tokens before the end, so its TTFT is the engine's (below) and it has no ITL.
 * ``ours_stream``: ``engine.stream(Request)``: the same, with a ``StreamEventDelta`` per output.
 * ``ours_stream_no_tel``: as ``ours_stream``, with the telemetry pipeline's ``submit_request``
   replaced by a no-op for the round: our request path alone (validation, protocol events,
@@ -27,11 +30,11 @@ Prometheus stat loggers run, as shipped) and vLLM's own tracing initialised
   it reads the appended lines, redraws its five charts and its widgets' state messages are
   JSON-encoded as a kernel would send them. Between rounds (not measured) the view is paused and
   brought up to date, so a live round's refreshes read that round's lines.
-* ``vllm_kv`` and ``ours_kv_events``: ``vllm`` and ``ours`` on a second engine, started like the
-  first but with ``EngineConfig(kv_events=True)``: vLLM publishes its KV cache events and our
-  consumer thread decodes and records them (``ours`` also asks vLLM to report prefix hits). vLLM
-  fixes KV events at start-up, so both engines stay up and their rounds alternate within every
-  repetition; ``X / vllm`` ratios of these modes pair rounds of the two engines.
+* ``vllm_kv`` and ``ours_kv_events``: ``vllm_final`` and ``ours`` on a second engine, started
+  like the first but with ``EngineConfig(kv_events=True)``: vLLM publishes its KV cache events and
+  our consumer thread decodes and records them (``ours`` also asks vLLM to report prefix hits).
+  vLLM fixes KV events at start-up, so both engines stay up and their rounds alternate within
+  every repetition; ``X / vllm`` ratios of these modes pair rounds of the two engines.
 
 Per round: ``requests`` requests of ``max_tokens`` output tokens (``ignore_eos``), short distinct
 prompts, at most ``concurrency`` in flight. TTFT and ITL are measured by the client, identically
@@ -99,7 +102,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "concurrency": 32,
         "reps": 20,
         "max_reps": 40,
-        "max_seconds": 600,
+        "max_seconds": 720,
     },
     "quick": {
         "block_size": BLOCK_SIZE,
@@ -113,7 +116,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # 16 tokens, not 4: a toy request must fill a block, or there are no KV events to record.
     "toy": {"block_size": BLOCK_SIZE, **TOY_ROUNDS, "max_tokens": 16},
 }
-BASE_MODES = ("vllm", "ours", "ours_stream", "ours_stream_no_tel", "vllm_tracing")
+BASE_MODES = ("vllm", "vllm_final", "ours", "ours_stream", "ours_stream_no_tel", "vllm_tracing")
 """The modes of one engine (``engine_overhead_small`` runs these)."""
 KV_MODES = ("vllm_kv", "ours_kv_events")
 """The modes of the second engine, started with vLLM's KV events on."""
@@ -165,6 +168,8 @@ class Bench:
             ignore_eos=True,
             output_kind=RequestOutputKind.DELTA,
         )
+        self.final_params = self.params.clone()
+        self.final_params.output_kind = RequestOutputKind.FINAL_ONLY
         self.seq = 0
         import psutil
 
@@ -188,10 +193,11 @@ class Bench:
         self.seq += 1
         return f"{mode}-{self.seq}"
 
-    async def vllm(self, prompt: str) -> Sample:
+    async def vllm(self, prompt: str, *, final_only: bool = False) -> Sample:
         s = Sample()
         t0 = last = time.perf_counter()
-        async for out in self.engine.llm.generate(prompt, self.params, self._rid("vllm")):
+        params = self.final_params if final_only else self.params
+        async for out in self.engine.llm.generate(prompt, params, self._rid("vllm")):
             if out.finished and out.metrics is not None:
                 s.engine_ttft = float(out.metrics.first_token_latency)
             comp = out.outputs[0] if out.outputs else None
@@ -264,7 +270,12 @@ class Bench:
             return self.ours
         if mode.startswith("ours_stream"):
             return self.ours_stream
+        if mode in ("vllm_final", "vllm_kv"):
+            return self.vllm_final
         return self.vllm
+
+    async def vllm_final(self, prompt: str) -> Sample:
+        return await self.vllm(prompt, final_only=True)
 
     def settle(self) -> None:
         """Push everything a round produced through its exporters (CPU charged to the round)."""

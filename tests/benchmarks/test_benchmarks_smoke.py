@@ -171,6 +171,7 @@ def test_engine_overhead(tmp_path: Path) -> None:
     summary = results[results["primary"]]
     assert set(summary["modes"]) == {
         "vllm",
+        "vllm_final",
         "ours",
         "ours_stream",
         "ours_stream_no_tel",
@@ -179,7 +180,7 @@ def test_engine_overhead(tmp_path: Path) -> None:
         "vllm_kv",
         "ours_kv_events",
     }
-    assert set(summary["vs_base"]) == {"ours_live", "ours_kv_events"}
+    assert set(summary["vs_base"]) == {"ours", "ours_live", "ours_kv_events"}
     assert results["telemetry"]["requests_recorded"] > 0
     assert results["vllm_tracing_export_requests"] > 0
     # The live view refreshed and sent its charts; the second engine's KV events were recorded.
@@ -188,7 +189,10 @@ def test_engine_overhead(tmp_path: Path) -> None:
     assert kv["records"] > 0 and kv["by_kind"]["stored"] > 0 and kv["dropped_batches"] == 0
     _renders("engine_overhead", doc, tmp_path)
     text = module("engine_overhead").render(doc)
-    assert "| L / B |" in text and "| B_kv / A_kv |" in text
+    assert "| L / B |" in text and "| B_kv / A_kv |" in text and "| B / A_final |" in text
+    assert "B (`ours`) / A_final (vLLM)" in " ".join(
+        row[0] for row in module("engine_overhead").headline(doc)
+    )
 
 
 @pytest.mark.engine
@@ -199,7 +203,7 @@ def test_engine_overhead_small(tmp_path: Path) -> None:
     results = doc["results"]
     assert isinstance(results, dict)
     assert results["telemetry"]["requests_recorded"] > 0
-    assert len(results[results["primary"]]["modes"]) == 5  # one engine, no live view
+    assert len(results[results["primary"]]["modes"]) == 6  # one engine, no live view
     assert "`small` model" in module("engine_overhead_small").render(doc)
     _renders("engine_overhead_small", doc, tmp_path)
 
