@@ -54,9 +54,16 @@ class Round:
         return sum(s.tokens for s in self.samples)
 
 
-PAIRS = {"ours": "vllm_final", "ours_live": "ours", "ours_kv_events": "vllm_kv"}
-"""Modes also paired with another mode than plain vLLM: what they add to that mode (B against
-vLLM asked for the same ``FINAL_ONLY`` outputs)."""
+PAIRS = {"ours_live": "ours", "ours_kv_events": "vllm_kv"}
+"""Modes also paired with another mode than plain vLLM: what they add to that mode."""
+FINAL_ONLY_MODES = frozenset(("ours", "ours_live", "vllm_kv", "ours_kv_events"))
+"""Modes whose requests ask vLLM for ``FINAL_ONLY`` outputs: their plain-vLLM baseline is
+``vllm_final`` (vLLM asked for the same) when the run has it, else ``vllm`` (older runs)."""
+
+
+def baseline(mode: str, modes: Sequence[str]) -> str:
+    """The plain-vLLM mode ``mode`` is compared with: the one asking vLLM for the same outputs."""
+    return "vllm_final" if mode in FINAL_ONLY_MODES and "vllm_final" in modes else "vllm"
 
 
 def quiet_reps(rounds: list[Round]) -> set[int]:
@@ -114,7 +121,11 @@ def _summary(rounds: list[Round], p: dict[str, Any], modes_run: Sequence[str]) -
 
     out: dict[str, Any] = {
         "modes": modes,
-        "vs_vllm": {mode: compare(mode, "vllm") for mode in modes_run[1:]},
+        # Each mode against plain vLLM asked for the same outputs (``base``).
+        "vs_vllm": {
+            mode: {"base": (b := baseline(mode, modes_run)), **compare(mode, b)}
+            for mode in modes_run[1:]
+        },
     }
     pairs = {m: b for m, b in PAIRS.items() if m in by_mode and b in by_mode}
     if pairs:
@@ -216,7 +227,8 @@ def _ci(value: float, ci: tuple[float, float], digits: int = 3) -> str:
     return f"{f(value, digits)} [{f(ci[0], digits)}, {f(ci[1], digits)}]"
 
 
-def _short(mode: str) -> str:
+def short(mode: str) -> str:
+    """The mode's letter in the tables (A, A_final, B, ...)."""
     return _LABELS[mode].split(":")[0]
 
 
@@ -256,7 +268,7 @@ def render(doc: dict[str, Any]) -> str:
         for m in run_modes
     ]
     comp = []
-    pairs = [(m, "vllm", primary["vs_vllm"][m]) for m in run_modes[1:]]
+    pairs = [(m, c.get("base", "vllm"), c) for m, c in primary["vs_vllm"].items()]
     pairs += [(m, c["base"], c) for m, c in primary.get("vs_base", {}).items()]
     for m, base, c in pairs:
         tr = c["throughput_ratio"]
@@ -264,7 +276,7 @@ def render(doc: dict[str, Any]) -> str:
         ci = intervals(r, m, int(p["requests"]), base)
         comp.append(
             [
-                f"{_short(m)} / {_short(base)}",
+                f"{short(m)} / {short(base)}",
                 f"**{_ci(tr['median'], ci['throughput'])}**",
                 f(c["ttft_p50_ratio"], 3),
                 _ci(c["ttft_p99_ratio"], ci["ttft_p99"]),
@@ -280,7 +292,8 @@ def render(doc: dict[str, Any]) -> str:
     if r["primary"] == "quiet":
         every = r["all"]["vs_vllm"]
         ratios = ", ".join(
-            f"{_short(m)}/A {f(every[m]['throughput_ratio']['median'], 3)}"
+            f"{short(m)}/{short(every[m].get('base', 'vllm'))} "
+            f"{f(every[m]['throughput_ratio']['median'], 3)}"
             for m in ("ours", "ours_stream")
             if m in every  # a run of some modes only (--set modes=...)
         )
@@ -393,7 +406,6 @@ def headline(doc: dict[str, Any]) -> list[list[str]]:
     model = str(doc["params"].get("model", "tiny"))
     out = []
     compared = r[r["primary"]]["vs_vllm"]
-    paired = r[r["primary"]].get("vs_base", {})
     for mode, ttft_key, what, prefix in (
         ("ours", "engine_ttft_p99_ratio", "vLLM TTFT", ""),
         ("ours_stream", "ttft_p99_ratio", "client TTFT", "stream_"),
@@ -401,21 +413,20 @@ def headline(doc: dict[str, Any]) -> list[list[str]]:
         # (result files from before the streaming path had targets of its own use the others)
         target_tr = t.get(f"{prefix}throughput_ratio", t["throughput_ratio"])
         target_ttft = t.get(f"{prefix}p99_ttft_ratio", t["p99_ttft_ratio"])
-        # B against vLLM asked for the same outputs (A_final), when the run had that mode.
-        c = paired.get(mode) or compared[mode]
-        base = c.get("base", "vllm")
+        c = compared[mode]
+        base = c.get("base", "vllm")  # (older result files compared every mode with A)
         tr, ttft = c["throughput_ratio"]["median"], c[ttft_key]
         ci = intervals(r, mode, int(doc["params"]["requests"]), base)
         tci = ci["engine_ttft_p99" if ttft_key.startswith("engine") else "ttft_p99"]
         out += [
             [
-                f"output tok/s, {_short(mode)} (`{mode}`) / {_short(base)} (vLLM), {model} model",
+                f"output tok/s, {short(mode)} (`{mode}`) / {short(base)} (vLLM), {model} model",
                 f"≥ {target_tr}",
                 f"{_ci(tr, ci['throughput'])} ({r['primary']} reps)",
                 verdict(*ci["throughput"], target_tr, at_least=True),
             ],
             [
-                f"p99 {what}, {_short(mode)} / {_short(base)}, {model} model",
+                f"p99 {what}, {short(mode)} / {short(base)}, {model} model",
                 f"≤ {target_ttft}",
                 _ci(ttft, tci),
                 verdict(*tci, target_ttft, at_least=False),
@@ -424,11 +435,13 @@ def headline(doc: dict[str, Any]) -> list[list[str]]:
     for mode in ("ours_live", "ours_kv_events"):
         if mode not in compared:
             continue
-        tr = compared[mode]["throughput_ratio"]["median"]
-        ci = intervals(r, mode, int(doc["params"]["requests"]))
+        c = compared[mode]
+        base = c.get("base", "vllm")
+        tr = c["throughput_ratio"]["median"]
+        ci = intervals(r, mode, int(doc["params"]["requests"]), base)
         out.append(
             [
-                f"output tok/s, {_short(mode)} (`{mode}`) / A (vLLM), {model} model",
+                f"output tok/s, {short(mode)} (`{mode}`) / {short(base)} (vLLM), {model} model",
                 f"≥ {t['throughput_ratio']}",
                 f"{_ci(tr, ci['throughput'])} ({r['primary']} reps)",
                 verdict(*ci["throughput"], t["throughput_ratio"], at_least=True),

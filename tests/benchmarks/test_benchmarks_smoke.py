@@ -4,6 +4,7 @@ runs, writes its result file, and renders its table into the document between it
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -180,7 +181,20 @@ def test_engine_overhead(tmp_path: Path) -> None:
         "vllm_kv",
         "ours_kv_events",
     }
-    assert set(summary["vs_base"]) == {"ours", "ours_live", "ours_kv_events"}
+    assert set(summary["vs_base"]) == {"ours_live", "ours_kv_events"}
+    # What asks vLLM for FINAL_ONLY outputs is compared with vLLM asked for the same.
+    bases = {m: c["base"] for m, c in summary["vs_vllm"].items()}
+    assert bases == {
+        "vllm_final": "vllm",
+        "ours": "vllm_final",
+        "ours_stream": "vllm",
+        "ours_stream_no_tel": "vllm",
+        "vllm_tracing": "vllm",
+        "ours_live": "vllm_final",
+        "vllm_kv": "vllm_final",
+        "ours_kv_events": "vllm_final",
+    }
+    assert math.isnan(summary["modes"]["vllm_final"]["ttft_ms"]["p50"])  # no token before the end
     assert results["telemetry"]["requests_recorded"] > 0
     assert results["vllm_tracing_export_requests"] > 0
     # The live view refreshed and sent its charts; the second engine's KV events were recorded.
