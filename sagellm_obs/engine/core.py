@@ -12,7 +12,6 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from sagellm_obs import semconv as sc
@@ -26,6 +25,7 @@ from sagellm_obs.engine.convert import (
     protocol_finish_reason,
     sampling_kwargs,
 )
+from sagellm_obs.engine.flight import Flight, Outputs
 from sagellm_obs.engine.kv_events import KVEventConsumer
 from sagellm_obs.engine.llama_calls import LlamaStackCalls
 from sagellm_obs.engine.outputs import RequestOutputs, delta_event, delta_head
@@ -215,7 +215,7 @@ class InstrumentedEngine(LlamaStackCalls):
         # final output only (FINAL_ONLY, as vLLM's server does for a request not streamed).
         f = await self._launch(request, stream=False)
         outs = f.outs
-        async with _Outputs(self, f) as q:
+        async with Outputs(self, f) as q:
             while q is not None and not outs.finished:
                 outs.add(q.get_nowait() or await q.get())
         end = self._end(f.rec, f.outs, f.error, f.ids)
@@ -243,7 +243,7 @@ class InstrumentedEngine(LlamaStackCalls):
         outs = f.outs
         add = outs.add
         head = delta_head(f.ids)
-        async with _Outputs(self, f) as q:
+        async with Outputs(self, f) as q:
             while q is not None and not outs.finished:
                 comp = add(q.get_nowait() or await q.get())
                 if comp is not None:
@@ -266,14 +266,14 @@ class InstrumentedEngine(LlamaStackCalls):
         await self.llm.abort(request_id)
 
     # --- one request ---------------------------------------------------------------------------
-    async def _launch(self, request: Request | dict[str, Any], *, stream: bool) -> _Flight:
+    async def _launch(self, request: Request | dict[str, Any], *, stream: bool) -> Flight:
         """A validated, admitted request and its telemetry record (or a rejection)."""
         req = request if isinstance(request, Request) else validate(Request, request)
         prompt, params, rec = await self._admit(req, stream)
         ids = {"request_id": req.request_id, "trace_id": req.trace_id, "engine_id": self.engine_id}
-        return _Flight(req, prompt, params, rec, ids, RequestOutputs(stream, self._final_output))
+        return Flight(req, prompt, params, rec, ids, RequestOutputs(stream, self._final_output))
 
-    async def _add(self, f: _Flight) -> Any:
+    async def _add(self, f: Flight) -> Any:
         """Add the request to vLLM; its output collector."""
         headers = self.telemetry.vllm_trace_headers(f.rec) if self.trace_vllm else None
         session = None
@@ -287,7 +287,7 @@ class InstrumentedEngine(LlamaStackCalls):
             self.llm, f.req.request_id, f.prompt, params, trace_headers=headers, session_id=session
         )
 
-    def _interrupted(self, f: _Flight, exc: BaseException) -> Error | None:
+    def _interrupted(self, f: Flight, exc: BaseException) -> Error | None:
         """What an exception out of vLLM's outputs means: the request's error, or None when the
         caller must re-raise it (cancelled, closed early, rejected); recorded either way."""
         if isinstance(exc, (asyncio.CancelledError, GeneratorExit)):
@@ -434,64 +434,6 @@ class InstrumentedEngine(LlamaStackCalls):
             )
             return str(text), sc.OP_CHAT
         raise invalid("prompt", "either prompt or messages must be given")
-
-
-@dataclass(slots=True)
-class _Flight:
-    """One admitted request on its way through the engine."""
-
-    req: Request
-    prompt: str
-    params: Any
-    rec: RequestRecord
-    ids: dict[str, str]
-    outs: RequestOutputs
-    error: Error | None = None  # what the request ends with when vLLM's outputs failed
-
-
-class _Outputs:
-    """The request added to vLLM, as ``async with _Outputs(engine, f) as q``: ``q`` is vLLM's
-    output collector, or None when vLLM refused the request (``f.error`` says why).
-
-    Leaving the block before the request finished (cancelled, closed early, failed) aborts it in
-    vLLM and takes vLLM's abort output first, so the record keeps the tokens and timing the
-    request had. An exception out of the block is recorded
-    (:meth:`InstrumentedEngine._interrupted`): a failure becomes ``f.error`` and is swallowed;
-    cancellation and rejections propagate.
-    """
-
-    def __init__(self, engine: InstrumentedEngine, f: _Flight) -> None:
-        self._engine, self._f = engine, f
-        self._q: Any = None
-
-    async def __aenter__(self) -> Any:
-        try:
-            self._q = await self._engine._add(self._f)
-        except BaseException as exc:
-            if not self._record(exc):
-                raise
-        return self._q
-
-    async def __aexit__(self, kind: Any, exc: BaseException | None, tb: Any) -> bool:
-        q, f = self._q, self._f
-        if q is None:
-            return False
-        try:
-            if not f.outs.finished:
-                last = None
-                # A second cancellation while vLLM aborts must not lose the first's record.
-                with contextlib.suppress(BaseException):
-                    last = await vllm_requests.abort_request(self._engine.llm, q, f.req.request_id)
-                if last is not None:
-                    f.outs.add(last)
-            return exc is not None and self._record(exc)
-        finally:
-            vllm_requests.close(q)
-
-    def _record(self, exc: BaseException) -> bool:
-        """Record what ``exc`` means for the request; True when it is swallowed as ``f.error``."""
-        self._f.error = self._engine._interrupted(self._f, exc)
-        return self._f.error is not None
 
 
 def _kv_consumer(pinned: Telemetry | None, engine_id: str, ranks: int) -> KVEventConsumer:
