@@ -51,7 +51,7 @@ class RequestOutputs:
     """Accumulates one request's ``RequestOutput`` stream: tokens, text, stats, gaps.
 
     Attributes:
-        stream: Measure the inter-token gaps (``itl_ms``) as outputs arrive.
+        stream: Keep the inter-token gaps (``itl_ms``) of the outputs as they come.
         on_final: Called with vLLM's final ``RequestOutput`` (cheap, must not raise).
     """
 
@@ -59,7 +59,7 @@ class RequestOutputs:
     on_final: Callable[[Any], None] | None = None
     token_ids: list[int] = field(default_factory=list)
     text_parts: list[str] = field(default_factory=list)
-    #: Frontend arrival gaps of the output tokens after the first, ms (streams only).
+    #: Gaps of the output tokens after the first, ms, on vLLM's step clock (streams only).
     itl_ms: list[float] = field(default_factory=list)
     #: vLLM's ``RequestStateStats`` of the latest output.
     stats: Any = None
@@ -89,13 +89,28 @@ class RequestOutputs:
         self.token_ids.extend(ids)
         self.text_parts.append(comp.text)
         if self.stream:
-            now = time.monotonic()
-            if self._last_t:
-                self.itl_ms.append((now - self._last_t) * 1000.0)
-            if len(ids) > 1:  # tokens that arrive in one output share its arrival time
-                self.itl_ms.extend([0.0] * (len(ids) - 1))
-            self._last_t = now
+            self._gaps(len(ids), self.stats)
         return comp
+
+    def _gaps(self, n: int, stats: Any) -> None:
+        """The gaps of an output's ``n`` tokens: the first token's from the previous output's
+        newest, the others' 0 (they came with it).
+
+        Times are vLLM's EngineCore timestamps of the steps (``last_token_ts``, what vLLM's ITL
+        histogram is made of), not when this frontend got round to reading the output: a busy
+        event loop or a slow consumer (vLLM's collector then merges outputs) does not bend them,
+        and the gaps add up to vLLM's decode time. The frontend's clock only without vLLM stats.
+        """
+        now = stats.last_token_ts if stats is not None else time.monotonic()
+        last = self._last_t
+        if not last:  # the first token has no gap; the rest of the output came at ``now``
+            last = (stats.first_token_ts if stats is not None else 0.0) or now
+            n -= 1
+        if n > 0:
+            self.itl_ms.append((now - last) * 1000.0)
+            if n > 1:
+                self.itl_ms.extend([0.0] * (n - 1))
+        self._last_t = now
 
     def _final(self, out: Any, comp: Any) -> None:
         self.finished = True

@@ -58,3 +58,19 @@ class EngineHarness:
             if s.parent and s.parent.span_id == sid and s.name != "llm_request"
         ]
         return sorted(kids, key=lambda s: s.start_time)
+
+    def vllm_histogram(self, name: str) -> tuple[float, float]:
+        """``(count, sum)`` of vLLM's own Prometheus histogram ``vllm:{name}_seconds`` (or
+        ``vllm:{name}``) of this engine, e.g. ``"time_to_first_token"``.
+
+        Read from the engine's PrometheusStatLogger, not the global registry: every new vLLM
+        engine in the process re-registers its metrics there.
+        """
+        from vllm.v1.metrics.loggers import PrometheusStatLogger
+
+        for logger in self.engine.engine.llm.logger_manager.stat_loggers:
+            if isinstance(logger, PrometheusStatLogger):
+                (metric,) = getattr(logger, f"histogram_{name}")[0].collect()
+                got = {s.name.rsplit("_", 1)[-1]: s.value for s in metric.samples}
+                return got["count"], got["sum"]
+        raise AssertionError("vLLM's PrometheusStatLogger is not installed")

@@ -27,21 +27,6 @@ PARENT = TraceParent(
 )
 
 
-def _vllm_ttft_count(h: EngineHarness) -> float:
-    """Requests in this engine's own vLLM Prometheus TTFT histogram.
-
-    Read from the engine's PrometheusStatLogger, not the global registry: every new vLLM engine in
-    the process re-registers its metrics there.
-    """
-    from vllm.v1.metrics.loggers import PrometheusStatLogger
-
-    for logger in h.engine.engine.llm.logger_manager.stat_loggers:
-        if isinstance(logger, PrometheusStatLogger):
-            child = logger.histogram_time_to_first_token[0]
-            return float(sum(b.get() for b in child._buckets))
-    raise AssertionError("vLLM's PrometheusStatLogger is not installed")
-
-
 def _hist_points(h: EngineHarness, name: str) -> list[Any]:
     data = h.reader.get_metrics_data()
     if data is None:  # nothing recorded yet (this test run alone)
@@ -73,7 +58,7 @@ def _shared_prefix_requests(tag: str, n: int, parent: TraceParent | None = None)
 
 def test_concurrent_shared_prefix_spans(harness: EngineHarness) -> None:
     engine = harness.engine
-    ttft_before = _vllm_ttft_count(harness)
+    ttft_before = harness.vllm_histogram("time_to_first_token")[0]
     # Warm the prefix cache with one request, then send six at once.
     warm = _shared_prefix_requests("warm", 1, PARENT)
     engine.generate(warm[0])
@@ -109,7 +94,7 @@ def test_concurrent_shared_prefix_spans(harness: EngineHarness) -> None:
     ttft_points = _hist_points(harness, sc.M_TTFT.name)
     assert sum(p.count for p in ttft_points) >= len(reqs) + 1
     assert list(ttft_points[0].explicit_bounds) == list(sc.BUCKETS_TTFT)
-    assert _vllm_ttft_count(harness) - ttft_before == len(reqs) + 1
+    assert harness.vllm_histogram("time_to_first_token")[0] - ttft_before == len(reqs) + 1
     # Step records: KV in use and prefix hits observed.
     steps = [obj for f in files_of(harness.run_dir, "steps") for _, obj in iter_jsonl(f)]
     assert max(s[sc.STEP_KV_USAGE] for s in steps) > 0
@@ -130,16 +115,7 @@ _VLLM_HISTOGRAMS = {
 
 def _vllm_histograms(h: EngineHarness) -> dict[str, tuple[float, float]]:
     """``(count, sum)`` of vLLM's own per-request Prometheus histograms of this engine."""
-    from vllm.v1.metrics.loggers import PrometheusStatLogger
-
-    for logger in h.engine.engine.llm.logger_manager.stat_loggers:
-        if isinstance(logger, PrometheusStatLogger):
-            out = {}
-            for key, name in _VLLM_HISTOGRAMS.items():
-                child = getattr(logger, f"histogram_{name}")[0]
-                out[key] = (float(sum(b.get() for b in child._buckets)), child._sum.get())
-            return out
-    raise AssertionError("vLLM's PrometheusStatLogger is not installed")
+    return {key: h.vllm_histogram(name) for key, name in _VLLM_HISTOGRAMS.items()}
 
 
 def _our_ttft_histogram(h: EngineHarness) -> tuple[int, float]:

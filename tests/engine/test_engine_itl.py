@@ -1,0 +1,70 @@
+"""A stream's inter-token gaps are vLLM's: they add up, gap for gap, to vLLM's own ITL histogram,
+whether the consumer keeps up or not."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from engine_harness import EngineHarness
+
+from sagellm_obs.protocol import Request, StreamEventDelta, StreamEventEnd
+
+pytestmark = pytest.mark.engine
+
+
+def _itl_histogram(harness: EngineHarness) -> tuple[float, float]:
+    """(sum in ms, count) of vLLM's ``vllm:inter_token_latency_seconds`` of this engine: vLLM's
+    own Prometheus logger observes it from its iteration stats."""
+    count, total = harness.vllm_histogram("inter_token_latency")
+    return total * 1000.0, count
+
+
+def _stream(
+    harness: EngineHarness, rid: str, tokens: int, pause: float
+) -> tuple[int, StreamEventEnd]:
+    """Stream a request on the engine's loop, sleeping ``pause`` s after each delta."""
+
+    async def consume() -> tuple[int, StreamEventEnd]:
+        req = Request(
+            request_id=rid,
+            trace_id=rid,
+            prompt=f"def {rid.replace('-', '_')}():\n",
+            max_tokens=tokens,
+            stream=True,
+            metadata={"ignore_eos": True},
+        )
+        deltas, end = 0, None
+        async for event in harness.engine.engine.stream(req):
+            if isinstance(event, StreamEventDelta):
+                deltas += 1
+                await asyncio.sleep(pause)
+            elif isinstance(event, StreamEventEnd):
+                end = event
+        assert end is not None
+        return deltas, end
+
+    return harness.engine.submit(consume()).result(timeout=120)
+
+
+@pytest.mark.parametrize("pause", [0.0, 0.03], ids=["keeps-up", "slow-consumer"])
+def test_stream_gaps_add_up_to_vllms_itl_histogram(harness: EngineHarness, pause: float) -> None:
+    """Alone on the engine, a stream's gaps are vLLM's: as many as vLLM's ITL histogram observed
+    (one token a step), and the same total to float precision. With a consumer slower than the
+    engine (vLLM's collector merges outputs), the total is still vLLM's, not the span of the
+    consumer's reads (which the gaps measured when they were the frontend's)."""
+    tokens = 24
+    sum0, count0 = _itl_histogram(harness)
+    deltas, end = _stream(harness, f"itl-{int(pause * 1000)}", tokens, pause)
+    sum1, count1 = _itl_histogram(harness)
+    assert end.metrics is not None and end.error is None
+    itl = end.metrics.itl_list
+    assert len(end.output_tokens) == tokens
+    assert len(itl) == tokens - 1 == count1 - count0
+    assert sum(itl) == pytest.approx(sum1 - sum0, abs=1e-6)
+    assert all(x >= 0 for x in itl)
+    if pause:
+        # The consumer slept 30 ms a delta while the engine makes a token in a few: vLLM merged
+        # outputs, and the merged tokens count 0 (they came with their output's first).
+        assert deltas < tokens
+        assert itl.count(0.0) >= tokens - 1 - deltas  # a nonzero gap at most per delta
