@@ -184,6 +184,7 @@ _LABELS = {
     "ours_live": "L: as B, a live view open (`explore.live`, every 1 s)",
     "vllm_kv": "A_kv: as A_final, 2nd engine, vLLM's KV events on and recorded",
     "ours_kv_events": "B_kv: as B, on the KV-events engine",
+    "vllm_env_uncached": "A_u: as A, vLLM's settings read from the environment at every use",
 }
 
 
@@ -410,6 +411,8 @@ def headline(doc: dict[str, Any]) -> list[list[str]]:
         ("ours", "engine_ttft_p99_ratio", "vLLM TTFT", ""),
         ("ours_stream", "ttft_p99_ratio", "client TTFT", "stream_"),
     ):
+        if mode not in compared:  # a run of some modes only (--set modes=...)
+            continue
         # (result files from before the streaming path had targets of its own use the others)
         target_tr = t.get(f"{prefix}throughput_ratio", t["throughput_ratio"])
         target_ttft = t.get(f"{prefix}p99_ttft_ratio", t["p99_ttft_ratio"])

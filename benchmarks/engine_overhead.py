@@ -35,6 +35,11 @@ Prometheus stat loggers run, as shipped) and vLLM's own tracing initialised
   our consumer thread decodes and records them (``ours`` also asks vLLM to report prefix hits).
   vLLM fixes KV events at start-up, so both engines stay up and their rounds alternate within
   every repetition; ``X / vllm`` ratios of these modes pair rounds of the two engines.
+* ``vllm_env_uncached`` (only when asked, ``--set modes=vllm,vllm_env_uncached``): as ``vllm``,
+  with vLLM's ``VLLM_*`` settings read from ``os.environ`` at every use, as vLLM's ``AsyncLLM``
+  ships. ``InstrumentedEngine`` caches them once vLLM has started (``cache_vllm_env``, as vLLM's
+  EngineCore does in its own process), and the engine is shared, so every other mode, plain
+  vLLM's included, runs with them cached: the ratios against A are our own cost.
 
 Per round: ``requests`` requests of ``max_tokens`` output tokens (``ignore_eos``), short distinct
 prompts, at most ``concurrency`` in flight. TTFT and ITL are measured by the client, identically
@@ -122,6 +127,8 @@ KV_MODES = ("vllm_kv", "ours_kv_events")
 """The modes of the second engine, started with vLLM's KV events on."""
 MODES = (*BASE_MODES, "ours_live", *KV_MODES)
 COMPARED = MODES[1:]
+EXTRA_MODES = ("vllm_env_uncached",)
+"""Modes a run takes only when asked (``--set modes=vllm,vllm_env_uncached``)."""
 TARGET_THROUGHPUT = 0.99
 TARGET_P99_TTFT = 1.02
 TARGET_STREAM_THROUGHPUT = 0.98
@@ -132,6 +139,15 @@ KV_BYTES = 256 * 2**20
 
 def _drop(record: Any) -> None:
     return None
+
+
+def _cache_vllm_env(on: bool) -> None:
+    import vllm.envs
+
+    if on:
+        vllm.envs.enable_envs_cache()
+    else:
+        vllm.envs.disable_envs_cache()
 
 
 def _prompt(rep: int, i: int) -> str:
@@ -255,6 +271,9 @@ class Bench:
 
     def set_mode(self, mode: str) -> Callable[[str], Awaitable[Sample]]:
         self.base.llm.output_processor.tracing_enabled = mode == "vllm_tracing"
+        # Our engines cached vLLM's settings at start (config.cache_vllm_env); one mode reads
+        # them as vLLM's AsyncLLM ships, from the environment at every use.
+        _cache_vllm_env(mode != "vllm_env_uncached")
         self.engine = self.kv_engine if mode in KV_MODES else self.base
         pipeline = self.tel.pipeline
         if mode == "ours_stream_no_tel":
@@ -450,9 +469,11 @@ def run(
     p = opts.sizes(presets)
     if "modes" in p:  # --set modes=vllm,ours,ours_live: a subset (the first is the baseline)
         modes = tuple(str(p["modes"]).split(","))
-        unknown = [m for m in modes if m not in MODES]
+        unknown = [m for m in modes if m not in (*MODES, *EXTRA_MODES)]
         if unknown or modes[0] != "vllm":
-            raise ValueError(f"modes must start with vllm and be among {MODES}, got {modes}")
+            raise ValueError(
+                f"modes must start with vllm and be among {(*MODES, *EXTRA_MODES)}, got {modes}"
+            )
     sink = _otlp_sink.start()
     try:
         out = asyncio.run(_main(p, opts, sink, name, modes))

@@ -32,6 +32,11 @@ class EngineConfig:
             collector's reach (``gc.collect(); gc.freeze()``) as vLLM's own server does, so that
             no full collection over torch's and vLLM's objects stalls requests; undone at
             shutdown (see :mod:`sagellm_obs.engine.gc_heap`). False leaves the collector alone.
+        cache_vllm_env: Once vLLM has started, cache vLLM's ``VLLM_*`` settings in this process,
+            as vLLM's EngineCore does in its own: vLLM's frontend otherwise reads one from
+            ``os.environ`` per request per step. Settings changed later are seen at the next
+            start; undone at shutdown (see :mod:`sagellm_obs.engine.vllm_env`). False leaves
+            vLLM reading them every time.
         extra: More ``AsyncEngineArgs`` keywords (see :func:`check_engine_args`).
         log_level: What vLLM and torch print while the engine starts: ``error`` (default),
             ``warning``, ``info`` or ``debug``; None reads ``$SAGELLM_OBS_LOG_LEVEL`` (see
@@ -50,6 +55,7 @@ class EngineConfig:
     enforce_eager: bool = True
     kv_events: bool = False
     freeze_gc: bool = True
+    cache_vllm_env: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
     log_level: str | None = None
 

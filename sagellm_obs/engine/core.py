@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 from sagellm_obs import semconv as sc
-from sagellm_obs.engine import gc_heap, vllm_requests
+from sagellm_obs.engine import gc_heap, vllm_env, vllm_requests
 from sagellm_obs.engine.config import EngineConfig, resolve_model, with_overrides
 from sagellm_obs.engine.convert import (
     aborted_error,
@@ -76,6 +76,7 @@ class InstrumentedEngine(LlamaStackCalls):
     kv_events: KVEventConsumer | None = None
     """The KV cache event consumer when ``config.kv_events`` is on (set by :meth:`start`)."""
     _froze_gc = False  # holds a gc_heap.freeze() (config.freeze_gc) until shutdown
+    _cached_env = False  # holds a vllm_env.hold() (config.cache_vllm_env) until shutdown
 
     def __init__(
         self,
@@ -137,13 +138,12 @@ class InstrumentedEngine(LlamaStackCalls):
         with engine_start_output(cfg.log_level) as output_args, scoped_env(start_env):
             model_path = await asyncio.to_thread(resolve_model, cfg.model)
 
-            import vllm.envs
             from vllm.engine.arg_utils import AsyncEngineArgs
             from vllm.v1.engine.async_llm import AsyncLLM
 
-            # An in-process vLLM engine started earlier may have frozen vLLM's env settings.
-            if hasattr(vllm.envs, "disable_envs_cache"):
-                vllm.envs.disable_envs_cache()
+            # An engine started earlier (ours, or vLLM's in-process EngineCore) may have cached
+            # vLLM's env settings: this one reads them as they are now.
+            vllm_env.read_afresh()
 
             engine_kw = cfg.engine_args(model_path)
             receiver = tel.vllm_spans
@@ -168,6 +168,9 @@ class InstrumentedEngine(LlamaStackCalls):
         if cfg.freeze_gc:
             gc_heap.freeze()
             engine._froze_gc = True
+        if cfg.cache_vllm_env:
+            vllm_env.hold()
+            engine._cached_env = True
         if receiver is not None:
             receiver.set_default(tel.take_spans)  # vLLM's start-up spans
         tel.peak_mem_mb(sample=True)  # the model is loaded: count it in the peak
@@ -199,6 +202,9 @@ class InstrumentedEngine(LlamaStackCalls):
         if self._froze_gc:
             self._froze_gc = False
             gc_heap.release()
+        if self._cached_env:
+            self._cached_env = False
+            vllm_env.release()
         # Flush what is configured; never configure a new telemetry (and run folder) to do it.
         tel: TelemetryPort | None = self._pinned or current_telemetry()
         if tel is not None:

@@ -82,3 +82,35 @@ def test_gc_heap_freezes_nest_and_the_last_release_unfreezes(
         monkeypatch.setattr(gc_heap, "_holders", held)
         if held:
             gc.freeze()
+
+
+def test_vllm_env_holds_nest_and_the_last_release_reads_the_environment_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Run from no holds even when an engine of this session holds one (its cache is put back)."""
+    import vllm.envs
+
+    from sagellm_obs.engine import vllm_env
+
+    held = vllm_env.holders()
+    monkeypatch.setattr(vllm_env, "_holders", 0)
+    monkeypatch.delenv("VLLM_RAISE_ON_LOGIT_NANS", raising=False)
+    monkeypatch.setenv("VLLM_COMPUTE_NANS_IN_LOGITS", "0")
+    vllm_env.read_afresh()
+    try:
+        vllm_env.hold()
+        vllm_env.hold()
+        monkeypatch.setenv("VLLM_COMPUTE_NANS_IN_LOGITS", "1")
+        assert vllm_env.cached() and vllm.envs.VLLM_COMPUTE_NANS_IN_LOGITS is False
+        vllm_env.release()
+        assert vllm.envs.VLLM_COMPUTE_NANS_IN_LOGITS is False  # another holder relies on it
+        vllm_env.release()
+        assert not vllm_env.cached() and vllm.envs.VLLM_COMPUTE_NANS_IN_LOGITS is True
+        vllm_env.release()  # one release too many is ignored
+        assert vllm_env.holders() == 0 and not vllm_env.cached()
+    finally:
+        monkeypatch.setenv("VLLM_COMPUTE_NANS_IN_LOGITS", "0")
+        monkeypatch.setattr(vllm_env, "_holders", held)
+        if held:
+            vllm_env.hold()
+            monkeypatch.setattr(vllm_env, "_holders", held)

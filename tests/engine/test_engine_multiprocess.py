@@ -15,7 +15,17 @@ from sagellm_obs.engine import Engine
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
 
-def test_multiprocess_engine_spans_and_clock(tmp_path: object) -> None:
+def test_multiprocess_engine_spans_and_clock(
+    tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The clocks, and vLLM's settings cached in this process (the frontend's) while it runs."""
+    import vllm.envs
+
+    from sagellm_obs.engine import vllm_env
+
+    monkeypatch.delenv("VLLM_COMPUTE_NANS_IN_LOGITS", raising=False)
+    monkeypatch.delenv("VLLM_RAISE_ON_LOGIT_NANS", raising=False)
+    held = vllm_env.holders()
     spans = InMemorySpanExporter()
     tel = configure(
         run_dir=False,
@@ -25,6 +35,11 @@ def test_multiprocess_engine_spans_and_clock(tmp_path: object) -> None:
     )
     engine = Engine("tiny", telemetry=tel, in_process=False, kv_cache_memory_bytes=64 * 2**20)
     try:
+        # vLLM's frontend reads this setting once per request per step: cached now, a change
+        # made after the start is not seen (vLLM's rule for its cache) until the next start.
+        monkeypatch.setenv("VLLM_COMPUTE_NANS_IN_LOGITS", "1")
+        assert vllm_env.cached() and vllm_env.holders() == held + 1
+        assert vllm.envs.VLLM_COMPUTE_NANS_IN_LOGITS is False
         resps = engine.generate_batch(
             [
                 {
@@ -41,6 +56,9 @@ def test_multiprocess_engine_spans_and_clock(tmp_path: object) -> None:
     finally:
         engine.close()
         tel.shutdown()
+    assert vllm_env.holders() == held
+    if not held:  # the last hold released: vLLM reads the environment again
+        assert not vllm_env.cached() and vllm.envs.VLLM_COMPUTE_NANS_IN_LOGITS is True
     assert all(len(r.output_tokens) == 6 for r in resps)
     server = [s for s in spans.get_finished_spans() if s.kind == SpanKind.SERVER]
     assert len(server) == 3

@@ -1,0 +1,69 @@
+"""vLLM's settings from the environment, cached in this process once an engine has started.
+
+vLLM reads each ``VLLM_*`` setting from ``os.environ`` every time its code asks for it, unless
+``vllm.envs.enable_envs_cache()`` was called: EngineCore calls it after start-up, vLLM's frontend
+(``AsyncLLM``) does not, and its output processor asks for one setting per request per step (the
+NaN check in ``vllm/v1/metrics/stats.py``: two ``os.getenv`` calls, ~3.5 µs more than cached).
+Caching it is vLLM's own remedy, with vLLM's own rule: settings changed after start-up are not
+seen. Holds nest, as :mod:`~sagellm_obs.engine.gc_heap`'s: the cache is dropped when the last
+engine holding it shuts down, and an engine starting drops it first so that it reads the
+environment afresh.
+"""
+
+from __future__ import annotations
+
+import threading
+
+_lock = threading.Lock()
+_holders = 0
+
+
+def _envs() -> object | None:
+    import vllm.envs
+
+    # vLLM < 0.11 has no cache: nothing to do.
+    return vllm.envs if hasattr(vllm.envs, "enable_envs_cache") else None
+
+
+def read_afresh() -> None:
+    """Drop the cache (if any) so that an engine starting now reads the environment as it is;
+    the holders' engines read uncached until :func:`hold` caches it again."""
+    envs = _envs()
+    if envs is not None:
+        envs.disable_envs_cache()  # type: ignore[attr-defined]
+
+
+def hold() -> None:
+    """Cache vLLM's settings as they are now (one hold): afresh, since vLLM's in-process
+    EngineCore caches them while the engine's start-up settings are still in the environment."""
+    global _holders
+    envs = _envs()
+    if envs is None:
+        return
+    with _lock:
+        envs.disable_envs_cache()  # type: ignore[attr-defined]
+        envs.enable_envs_cache()  # type: ignore[attr-defined]
+        _holders += 1
+
+
+def release() -> None:
+    """Drop one hold of :func:`hold`; the last one drops the cache."""
+    global _holders
+    envs = _envs()
+    with _lock:
+        if _holders == 0:
+            return
+        _holders -= 1
+        if _holders == 0 and envs is not None:
+            envs.disable_envs_cache()  # type: ignore[attr-defined]
+
+
+def holders() -> int:
+    """How many holds of :func:`hold` are not released."""
+    return _holders
+
+
+def cached() -> bool:
+    """Whether vLLM's settings are cached in this process now (by us or by vLLM)."""
+    envs = _envs()
+    return envs is not None and hasattr(getattr(envs, "__getattr__", None), "cache_clear")
