@@ -19,6 +19,20 @@ SHARED_PREFIX = (
 )
 
 
+def request(rid: str, max_tokens: int, *, stream: bool = False) -> Any:
+    """A request of exactly ``max_tokens`` output tokens (``ignore_eos``), prompted by ``rid``."""
+    from sagellm_obs.protocol import Request
+
+    return Request(
+        request_id=rid,
+        trace_id=rid,
+        prompt=f"def {rid.replace('-', '_')}():\n",
+        max_tokens=max_tokens,
+        stream=stream,
+        metadata={"ignore_eos": True},
+    )
+
+
 @dataclass
 class EngineHarness:
     engine: Engine

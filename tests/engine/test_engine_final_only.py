@@ -3,24 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from engine_harness import EngineHarness
+from engine_harness import EngineHarness, request
 
 from sagellm_obs import semconv as sc
-from sagellm_obs.protocol import Request
 from tests.hardening.hardening_procs import wait_until
 
 pytestmark = pytest.mark.engine
-
-
-def _request(rid: str, max_tokens: int, *, stream: bool = False) -> Request:
-    return Request(
-        request_id=rid,
-        trace_id=rid,
-        prompt=f"def {rid.replace('-', '_')}():\n",
-        max_tokens=max_tokens,
-        stream=stream,
-        metadata={"ignore_eos": True},
-    )
 
 
 def test_generate_gets_one_final_output_holding_every_token(harness: EngineHarness) -> None:
@@ -34,7 +22,7 @@ def test_generate_gets_one_final_output_holding_every_token(harness: EngineHarne
 
     harness.engine.engine.on_request_output = count
     try:
-        resp = harness.engine.generate(_request("final-1", 12))
+        resp = harness.engine.generate(request("final-1", 12))
     finally:
         harness.engine.engine.on_request_output = keep
     out = harness.outputs["final-1"]
@@ -60,7 +48,7 @@ def test_cancelled_generate_keeps_its_tokens_and_ttft(harness: EngineHarness) ->
     """No output reaches ``generate`` before the end, yet a cancelled request is recorded with
     the tokens it had and its TTFT: vLLM's abort output carries them."""
     rid, limit = "final-cancel-1", 1000
-    fut = harness.engine.submit(harness.engine.engine.generate(_request(rid, limit)))
+    fut = harness.engine.submit(harness.engine.engine.generate(request(rid, limit)))
     wait_until(lambda: _generated(harness, rid) >= 8, 60, "8 tokens of the request")
     fut.cancel()
 
@@ -80,7 +68,7 @@ def test_cancelled_generate_keeps_its_tokens_and_ttft(harness: EngineHarness) ->
     ttft = span.attributes[sc.GEN_AI_LATENCY_TIME_TO_FIRST_TOKEN]
     assert ttft == pytest.approx(out.metrics.first_token_latency, abs=1e-6)
     assert harness.engine.engine.llm.output_processor.get_num_unfinished_requests() == 0
-    assert len(harness.engine.generate(_request("final-after", 3)).output_tokens) == 3
+    assert len(harness.engine.generate(request("final-after", 3)).output_tokens) == 3
 
 
 def test_stream_closed_early_records_every_token_vllm_made(harness: EngineHarness) -> None:
@@ -88,7 +76,7 @@ def test_stream_closed_early_records_every_token_vllm_made(harness: EngineHarnes
     rid = "stream-close-1"
 
     async def read_five() -> int:
-        events = harness.engine.engine.stream(_request(rid, 1000, stream=True))
+        events = harness.engine.engine.stream(request(rid, 1000, stream=True))
         streamed = deltas = 0
         async for event in events:
             if event.event == "delta":

@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from engine_harness import EngineHarness
+from engine_harness import EngineHarness, request
 
-from sagellm_obs.protocol import Request, StreamEventDelta, StreamEventEnd
+from sagellm_obs.protocol import StreamEventDelta, StreamEventEnd
 
 pytestmark = pytest.mark.engine
 
@@ -26,16 +26,8 @@ def _stream(
     """Stream a request on the engine's loop, sleeping ``pause`` s after each delta."""
 
     async def consume() -> tuple[int, StreamEventEnd]:
-        req = Request(
-            request_id=rid,
-            trace_id=rid,
-            prompt=f"def {rid.replace('-', '_')}():\n",
-            max_tokens=tokens,
-            stream=True,
-            metadata={"ignore_eos": True},
-        )
         deltas, end = 0, None
-        async for event in harness.engine.engine.stream(req):
+        async for event in harness.engine.engine.stream(request(rid, tokens, stream=True)):
             if isinstance(event, StreamEventDelta):
                 deltas += 1
                 await asyncio.sleep(pause)
