@@ -13,12 +13,13 @@ environment afresh.
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 _lock = threading.Lock()
 _holders = 0
 
 
-def _envs() -> object | None:
+def _envs() -> Any:
     import vllm.envs
 
     # vLLM < 0.11 has no cache: nothing to do.
@@ -30,7 +31,7 @@ def read_afresh() -> None:
     the holders' engines read uncached until :func:`hold` caches it again."""
     envs = _envs()
     if envs is not None:
-        envs.disable_envs_cache()  # type: ignore[attr-defined]
+        envs.disable_envs_cache()
 
 
 def hold() -> None:
@@ -41,8 +42,8 @@ def hold() -> None:
     if envs is None:
         return
     with _lock:
-        envs.disable_envs_cache()  # type: ignore[attr-defined]
-        envs.enable_envs_cache()  # type: ignore[attr-defined]
+        envs.disable_envs_cache()
+        envs.enable_envs_cache()
         _holders += 1
 
 
@@ -55,7 +56,7 @@ def release() -> None:
             return
         _holders -= 1
         if _holders == 0 and envs is not None:
-            envs.disable_envs_cache()  # type: ignore[attr-defined]
+            envs.disable_envs_cache()
 
 
 def holders() -> int:
