@@ -1,45 +1,32 @@
 """The same workload on the same vLLM engine, instrumentation off vs on, interleaved.
 
 One vLLM ``AsyncLLM`` in its lightest layout (``VLLM_ENABLE_V1_MULTIPROCESSING=0``: the model
-runs inside EngineCore, which for ``AsyncLLM`` stays a separate process; the offline tiny model,
-float32, ``enforce_eager``, 256 MiB KV cache of 32-token blocks, prefix caching on) started through
-``InstrumentedEngine`` with vLLM's stats on (``disable_log_stats=False``: vLLM's logging and
-Prometheus stat loggers run, as shipped) and vLLM's own tracing initialised
-(``otlp_traces_endpoint`` = an OTLP/gRPC sink in another process). Rounds alternate, rotated:
+runs inside EngineCore, for ``AsyncLLM`` a separate process; the offline tiny model, float32,
+``enforce_eager``, 256 MiB KV cache of 32-token blocks, prefix caching on) started through
+``InstrumentedEngine`` with vLLM's stats on, as shipped, and vLLM's own tracing initialised
+(``otlp_traces_endpoint`` = an OTLP/gRPC sink in another process).
 
-* ``vllm``: ``engine.llm.generate(...)`` (vLLM's ``AsyncLLM`` directly, ``DELTA`` outputs),
-  vLLM's tracing switched off. Our stat logger is attached at engine start, so it still runs
-  once per engine step in this mode; our per-request path (records, spans, metrics, store lines)
-  does not.
-* ``vllm_final``: as ``vllm`` with ``FINAL_ONLY`` outputs: vLLM sends one output when the
-  request ends, as its OpenAI server asks for a request that is not streamed. The like-for-like
-  baseline of ``ours``, which asks for the same.
-* ``ours``: ``engine.generate(Request)`` (protocol request in, ``Response`` out; ``FINAL_ONLY``
-  outputs): our request path, spans, metric points and store lines, plus the stat logger. The
-  client sees no tokens before the end, so its TTFT is the engine's (below) and it has no ITL.
+Rounds alternate, rotated, between these modes (docs/benchmarks.md section 2 defines each in
+full; "ours" modes go through ``InstrumentedEngine``, the others call vLLM's ``AsyncLLM``):
+
+* ``vllm``: ``engine.llm.generate(...)``, ``DELTA`` outputs, vLLM's tracing off. Our stat logger
+  still runs once per engine step; our per-request path does not.
+* ``vllm_final``: as ``vllm`` with ``FINAL_ONLY`` outputs (vLLM's server, not streamed): the
+  like-for-like baseline of ``ours``, which asks for the same.
+* ``ours``: ``engine.generate(Request)``: our request path, spans, metric points and store lines.
+  The client sees no token before the end, so only vLLM's TTFT applies.
 * ``ours_stream``: ``engine.stream(Request)``: the same, with a ``StreamEventDelta`` per output.
-* ``ours_stream_no_tel``: as ``ours_stream``, with the telemetry pipeline's ``submit_request``
-  replaced by a no-op for the round: our request path alone (validation, protocol events,
-  ``Metrics``), no spans, metric points or store lines for requests.
-* ``vllm_tracing``: as ``vllm`` with vLLM's tracing on: one ``llm_request`` span per request,
-  exported over OTLP/gRPC. vLLM fixes tracing at start-up; the benchmark flips
-  ``AsyncLLM.output_processor.tracing_enabled``, the flag vLLM 0.32 checks per finished request,
-  so all three modes share one engine and one run.
-* ``ours_live``: as ``ours``, with notebook 07_live's view open on the run folder
-  (``explore.live(run_dir, every=1.0, window_s=120)``) refreshing on its thread in this process:
-  it reads the appended lines, redraws its five charts and its widgets' state messages are
-  JSON-encoded as a kernel would send them. Between rounds (not measured) the view is paused and
-  brought up to date, so a live round's refreshes read that round's lines.
-* ``vllm_kv`` and ``ours_kv_events``: ``vllm_final`` and ``ours`` on a second engine, started
-  like the first but with ``EngineConfig(kv_events=True)``: vLLM publishes its KV cache events and
-  our consumer thread decodes and records them (``ours`` also asks vLLM to report prefix hits).
-  vLLM fixes KV events at start-up, so both engines stay up and their rounds alternate within
-  every repetition; ``X / vllm`` ratios of these modes pair rounds of the two engines.
+* ``ours_stream_no_tel``: as ``ours_stream``, the telemetry's ``submit_request`` a no-op.
+* ``vllm_tracing``: as ``vllm`` with vLLM's own tracing on (``llm_request`` spans over
+  OTLP/gRPC), switched per round through ``AsyncLLM.output_processor.tracing_enabled``.
+* ``ours_live``: as ``ours``, notebook 07_live's view open on the run folder, refreshing on its
+  thread (:mod:`benchmarks._engine_overhead_live`); brought up to date between rounds.
+* ``vllm_kv`` and ``ours_kv_events``: ``vllm_final`` and ``ours`` on a second engine started with
+  ``EngineConfig(kv_events=True)``; both engines stay up and their rounds alternate.
 * ``vllm_env_uncached`` (only when asked, ``--set modes=vllm,vllm_env_uncached``): as ``vllm``,
-  with vLLM's ``VLLM_*`` settings read from ``os.environ`` at every use, as vLLM's ``AsyncLLM``
-  ships. ``InstrumentedEngine`` caches them once vLLM has started (``cache_vllm_env``, as vLLM's
-  EngineCore does in its own process), and the engine is shared, so every other mode, plain
-  vLLM's included, runs with them cached: the ratios against A are our own cost.
+  vLLM's ``VLLM_*`` settings read from ``os.environ`` at every use, as ``AsyncLLM`` ships. Our
+  engine caches them once vLLM is up (``cache_vllm_env``) and is shared, so every other mode runs
+  with them cached: the ratios against A are our own cost.
 
 Per round: ``requests`` requests of ``max_tokens`` output tokens (``ignore_eos``), short distinct
 prompts, at most ``concurrency`` in flight. TTFT and ITL are measured by the client, identically
@@ -51,11 +38,9 @@ every mode. CPU is ``time.process_time()`` of the frontend process (the
 round's start until its telemetry is flushed, per request; EngineCore's CPU (a child process) is
 reported beside it.
 
-Before each round, unmeasured, the harness runs a full garbage collection: the rounds' results
-and the live view's state are allocated by this process after the engine froze its start-up heap,
-and without it a full collection they make due would fall into whichever mode runs at that
-moment (a p99 TTFT outlier that is not that mode's). A collection a round's own work makes due is
-still in that round.
+Before each round, unmeasured, the harness runs a full garbage collection, so that one the
+harness's own garbage made due does not fall into whichever mode runs next (see
+:meth:`Bench.round`); a collection a round's own work makes due is still in that round.
 
 This machine is shared: every round also measures the cores other processes kept busy
 (``/proc/stat`` minus our process tree). A repetition is *quiet* when all its rounds ran with at
@@ -139,15 +124,6 @@ KV_BYTES = 256 * 2**20
 
 def _drop(record: Any) -> None:
     return None
-
-
-def _cache_vllm_env(on: bool) -> None:
-    import vllm.envs
-
-    if on:
-        vllm.envs.enable_envs_cache()
-    else:
-        vllm.envs.disable_envs_cache()
 
 
 def _prompt(rep: int, i: int) -> str:
@@ -271,9 +247,12 @@ class Bench:
 
     def set_mode(self, mode: str) -> Callable[[str], Awaitable[Sample]]:
         self.base.llm.output_processor.tracing_enabled = mode == "vllm_tracing"
+        import vllm.envs
+
         # Our engines cached vLLM's settings at start (config.cache_vllm_env); one mode reads
         # them as vLLM's AsyncLLM ships, from the environment at every use.
-        _cache_vllm_env(mode != "vllm_env_uncached")
+        uncached = mode == "vllm_env_uncached"
+        (vllm.envs.disable_envs_cache if uncached else vllm.envs.enable_envs_cache)()
         self.engine = self.kv_engine if mode in KV_MODES else self.base
         pipeline = self.tel.pipeline
         if mode == "ours_stream_no_tel":
