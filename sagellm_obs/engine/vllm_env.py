@@ -3,20 +3,19 @@
 vLLM reads each ``VLLM_*`` setting from ``os.environ`` every time its code asks for it, unless
 ``vllm.envs.enable_envs_cache()`` was called: EngineCore calls it after start-up, vLLM's frontend
 (``AsyncLLM``) does not, and its output processor asks for one setting per request per step (the
-NaN check in ``vllm/v1/metrics/stats.py``: two ``os.getenv`` calls, ~3.5 µs more than cached).
-Caching it is vLLM's own remedy, with vLLM's own rule: settings changed after start-up are not
-seen. Holds nest, as :mod:`~sagellm_obs.engine.gc_heap`'s: the cache is dropped when the last
-engine holding it shuts down, and an engine starting drops it first so that it reads the
-environment afresh.
+NaN check in ``vllm/v1/metrics/stats.py``: two ``os.getenv`` calls, 2.4 µs a read uncached
+against 0.4 µs cached, ``timeit`` on a quiet machine). Caching it is vLLM's own remedy, with
+vLLM's own rule: settings changed after start-up are not seen. Holds nest
+(:class:`~sagellm_obs.engine.holds.NestedHold`, as :mod:`~sagellm_obs.engine.gc_heap`'s): the
+cache is dropped when the last engine holding it shuts down, and an engine starting drops it
+first so that it reads the environment afresh.
 """
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
-_lock = threading.Lock()
-_holders = 0
+from sagellm_obs.engine.holds import NestedHold
 
 
 def _envs() -> Any:
@@ -34,34 +33,31 @@ def read_afresh() -> None:
         envs.disable_envs_cache()
 
 
-def hold() -> None:
-    """Cache vLLM's settings as they are now (one hold): afresh, since vLLM's in-process
-    EngineCore caches them while the engine's start-up settings are still in the environment."""
-    global _holders
+def _cache_afresh() -> None:
+    # Afresh: vLLM's in-process EngineCore caches them while the engine's start-up settings are
+    # still in the environment.
     envs = _envs()
-    if envs is None:
-        return
-    with _lock:
+    if envs is not None:
         envs.disable_envs_cache()
         envs.enable_envs_cache()
-        _holders += 1
+
+
+_cache = NestedHold(_cache_afresh, read_afresh)
+
+
+def hold() -> None:
+    """Cache vLLM's settings as they are now (one hold)."""
+    _cache.hold()
 
 
 def release() -> None:
     """Drop one hold of :func:`hold`; the last one drops the cache."""
-    global _holders
-    envs = _envs()
-    with _lock:
-        if _holders == 0:
-            return
-        _holders -= 1
-        if _holders == 0 and envs is not None:
-            envs.disable_envs_cache()
+    _cache.release()
 
 
 def holders() -> int:
     """How many holds of :func:`hold` are not released."""
-    return _holders
+    return _cache.holders
 
 
 def cached() -> bool:

@@ -66,7 +66,7 @@ def test_gc_heap_freezes_nest_and_the_last_release_unfreezes(
     from sagellm_obs.engine import gc_heap
 
     held = gc_heap.holders()
-    monkeypatch.setattr(gc_heap, "_holders", 0)
+    monkeypatch.setattr(gc_heap._heap, "holders", 0)
     gc.unfreeze()
     try:
         gc_heap.freeze()
@@ -79,7 +79,7 @@ def test_gc_heap_freezes_nest_and_the_last_release_unfreezes(
         gc_heap.release()  # one release too many is ignored
         assert gc_heap.holders() == 0 and gc.get_freeze_count() == 0
     finally:
-        monkeypatch.setattr(gc_heap, "_holders", held)
+        monkeypatch.setattr(gc_heap._heap, "holders", held)
         if held:
             gc.freeze()
 
@@ -93,7 +93,7 @@ def test_vllm_env_holds_nest_and_the_last_release_reads_the_environment_again(
     from sagellm_obs.engine import vllm_env
 
     held = vllm_env.holders()
-    monkeypatch.setattr(vllm_env, "_holders", 0)
+    monkeypatch.setattr(vllm_env._cache, "holders", 0)
     monkeypatch.delenv("VLLM_RAISE_ON_LOGIT_NANS", raising=False)
     monkeypatch.setenv("VLLM_COMPUTE_NANS_IN_LOGITS", "0")
     vllm_env.read_afresh()
@@ -110,7 +110,7 @@ def test_vllm_env_holds_nest_and_the_last_release_reads_the_environment_again(
         assert vllm_env.holders() == 0 and not vllm_env.cached()
     finally:
         monkeypatch.setenv("VLLM_COMPUTE_NANS_IN_LOGITS", "0")
-        monkeypatch.setattr(vllm_env, "_holders", held)
+        monkeypatch.setattr(vllm_env._cache, "holders", held)
         if held:
             vllm_env.hold()
-            monkeypatch.setattr(vllm_env, "_holders", held)
+            monkeypatch.setattr(vllm_env._cache, "holders", held)
