@@ -89,10 +89,10 @@ class RequestOutputs:
         self.token_ids.extend(ids)
         self.text_parts.append(comp.text)
         if self.stream:
-            self._gaps(len(ids), self.stats)
+            self._gaps(len(ids))
         return comp
 
-    def _gaps(self, n: int, stats: Any) -> None:
+    def _gaps(self, n: int) -> None:
         """The gaps of an output's ``n`` tokens: the first token's from the previous output's
         newest, the others' 0 (they came with it).
 
@@ -101,6 +101,7 @@ class RequestOutputs:
         event loop or a slow consumer (vLLM's collector then merges outputs) does not bend them,
         and the gaps add up to vLLM's decode time. The frontend's clock only without vLLM stats.
         """
+        stats = self.stats
         now = stats.last_token_ts if stats is not None else time.monotonic()
         last = self._last_t
         if not last:  # the first token has no gap; the rest of the output came at ``now``
