@@ -303,7 +303,9 @@ def _figure(col: str) -> pl.Expr:
     return pl.coalesce("e2e_s", "duration_s") if col == "e2e_s" else pl.col(col)
 
 
-def requests_of(spans: pl.LazyFrame, client: pl.LazyFrame | None = None) -> pl.LazyFrame:
+def requests_of(
+    spans: pl.LazyFrame, client: pl.LazyFrame | None = None, *, vllm_spans: bool = True
+) -> pl.LazyFrame:
     """One row per request: our request span (``source="sagellm"``) or vLLM's ``llm_request``.
 
     A request span is a span named ``llm_request``, or a SERVER span carrying both
@@ -311,7 +313,10 @@ def requests_of(spans: pl.LazyFrame, client: pl.LazyFrame | None = None) -> pl.L
     (``configure(vllm_tracing=True)``) vLLM's ``llm_request`` span is a child of ours: it does
     not make a row of its own, its figures fill our row's ``vllm_*`` columns
     (:data:`VLLM_FIGURES`, and ``vllm_span_id``). A vLLM span with no span of ours as its parent
-    (a trace of vLLM alone) is a row of its own, ``source="vllm"``.
+    (a trace of vLLM alone) is a row of its own, ``source="vllm"``. ``vllm_spans=False`` says
+    ``spans`` holds no ``llm_request`` span (:func:`has_vllm_spans`): the same frame without the
+    joins that fold vLLM's spans in, which read and hash every request's ids (three quarters of
+    a per-minute TTFT query over the columnar copies).
 
     Missing ``tpot_s`` is derived as ``decode_s / (output_tokens - 1)``, missing ``e2e_s`` as the
     span's duration and missing ``inference_s`` as ``prefill_s + decode_s``; ``frontend_s`` is
@@ -328,12 +333,43 @@ def requests_of(spans: pl.LazyFrame, client: pl.LazyFrame | None = None) -> pl.L
         & ~is_vllm
     )
     out_tokens = pl.col("output_tokens")
-    picked = spans.filter(is_vllm | is_ours).with_columns(
-        pl.when(is_vllm).then(pl.lit("vllm")).otherwise(pl.lit("sagellm")).alias("source")
+    if vllm_spans:
+        picked = spans.filter(is_vllm | is_ours).with_columns(
+            pl.when(is_vllm).then(pl.lit("vllm")).otherwise(pl.lit("sagellm")).alias("source")
+        )
+        rows = _with_vllm_spans(
+            picked.filter(pl.col("source") == "sagellm"), picked.filter(pl.col("source") == "vllm")
+        )
+    else:  # the vLLM columns are added as nulls by ``conform``
+        rows = spans.filter(is_ours).with_columns(pl.lit("sagellm").alias("source"))
+    req = rows.with_columns(
+        pl.col("start").alias("arrival"),
+        pl.coalesce(
+            "tpot_s",
+            pl.when(out_tokens > 1).then(pl.col("decode_s") / (out_tokens - 1)),
+        ).alias("tpot_s"),
+        pl.coalesce("e2e_s", "duration_s").alias("e2e_s"),
+        pl.coalesce("inference_s", pl.col("prefill_s") + pl.col("decode_s")).alias("inference_s"),
+        pl.when(pl.col("source") == "sagellm")
+        .then(pl.col("cancelled").fill_null(False))
+        .otherwise(pl.col("cancelled"))
+        .alias("cancelled"),
+        pl.when(pl.col("input_tokens") > 0)
+        .then(pl.col("cached_tokens") / pl.col("input_tokens"))
+        .alias("cached_prompt_share"),
+    ).with_columns(
+        frontend_share("ttft_s", TTFT_PHASES).alias("frontend_s"),
     )
-    ours = picked.filter(pl.col("source") == "sagellm")
-    keys = ours.select("trace_id", pl.col("span_id").alias("parent_span_id")).unique()
-    vllm = picked.filter(pl.col("source") == "vllm")
+    if client is not None:
+        req = req.join(client_columns(client), on="request_id", how="left", maintain_order="left")
+    return conform(req.sort("arrival", maintain_order=True), REQUESTS)
+
+
+def _with_vllm_spans(ours: pl.LazyFrame, vllm: pl.LazyFrame) -> pl.LazyFrame:
+    """Our request rows with the figures of vLLM's span under each, and vLLM's spans that are
+    under none of ours as rows of their own."""
+    # Semi and anti joins need no unique keys.
+    keys = ours.select("trace_id", pl.col("span_id").alias("parent_span_id"))
     nested = vllm.join(keys, on=["trace_id", "parent_span_id"], how="semi")
     figures = nested.unique(
         ["trace_id", "parent_span_id"], keep="first", maintain_order=True
@@ -344,36 +380,17 @@ def requests_of(spans: pl.LazyFrame, client: pl.LazyFrame | None = None) -> pl.L
         *(_figure(theirs).alias(col) for col, theirs in VLLM_FIGURES.items()),
     )
     alone = vllm.join(keys, on=["trace_id", "parent_span_id"], how="anti")
-    req = (
-        pl.concat(
-            [
-                ours.join(figures, on=["trace_id", "span_id"], how="left", maintain_order="left"),
-                alone,
-            ],
-            how="diagonal_relaxed",
-        )
-        .with_columns(
-            pl.col("start").alias("arrival"),
-            pl.coalesce(
-                "tpot_s",
-                pl.when(out_tokens > 1).then(pl.col("decode_s") / (out_tokens - 1)),
-            ).alias("tpot_s"),
-            pl.coalesce("e2e_s", "duration_s").alias("e2e_s"),
-            pl.coalesce("inference_s", pl.col("prefill_s") + pl.col("decode_s")).alias(
-                "inference_s"
-            ),
-            pl.when(pl.col("source") == "sagellm")
-            .then(pl.col("cancelled").fill_null(False))
-            .otherwise(pl.col("cancelled"))
-            .alias("cancelled"),
-            pl.when(pl.col("input_tokens") > 0)
-            .then(pl.col("cached_tokens") / pl.col("input_tokens"))
-            .alias("cached_prompt_share"),
-        )
-        .with_columns(
-            frontend_share("ttft_s", TTFT_PHASES).alias("frontend_s"),
-        )
+    return pl.concat(
+        [
+            ours.join(figures, on=["trace_id", "span_id"], how="left", maintain_order="left"),
+            alone,
+        ],
+        how="diagonal_relaxed",
     )
-    if client is not None:
-        req = req.join(client_columns(client), on="request_id", how="left", maintain_order="left")
-    return conform(req.sort("arrival", maintain_order=True), REQUESTS)
+
+
+def has_vllm_spans(spans: pl.LazyFrame) -> bool:
+    """Whether ``spans`` holds a vLLM ``llm_request`` span (reads the ``name`` column only: a few
+    ms a million spans of the columnar copies)."""
+    found = spans.select((pl.col("name") == sc.VLLM_REQUEST_SPAN_NAME).any()).collect().item()
+    return bool(found)

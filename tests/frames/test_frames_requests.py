@@ -313,3 +313,22 @@ def test_both_span_sources_in_one_file(tmp_path: Path) -> None:
     assert ours_row["ttft_s"] == 0.125
     assert ours_row["e2e_s"] == 0.5
     assert ours_row["cancelled"] is False
+
+
+def test_requests_without_vllm_spans_skip_the_joins_and_are_the_same(
+    written: WrittenRun, tmp_path: Path
+) -> None:
+    """A run without vLLM's spans (the common case) gets its requests without the joins that
+    fold vLLM's spans in: the same frame, row for row; a run with them is told apart."""
+    from sagellm_obs.frames import scan
+    from sagellm_obs.frames.spans import has_vllm_spans, requests_of
+
+    spans = load(written.path, cache=False).spans.lazy()
+    assert not has_vllm_spans(spans)
+    joined = requests_of(spans).collect()
+    assert joined.height == len(written.records)
+    assert requests_of(spans, vllm_spans=False).collect().equals(joined)
+    assert scan(written.path, cache=False).requests.collect().equals(joined)  # scan() chose
+
+    path, _ = _recorded("vllm_alone.jsonl", tmp_path)
+    assert has_vllm_spans(load(path, cache=False).spans.lazy())
