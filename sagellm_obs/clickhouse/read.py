@@ -31,7 +31,7 @@ from sagellm_obs.clickhouse.connect import ClickHouseError, Connection, connect
 from sagellm_obs.clickhouse.rows import STEP_ATTRIBUTE, STEP_METRICS, STEP_TIME_ATTRIBUTE
 from sagellm_obs.clickhouse.source import ClickHouseSource, as_source, quote_string
 from sagellm_obs.frames.schemas import KV_EVENTS, METRICS, RUNS, SPANS, STEPS, TIME, conform
-from sagellm_obs.frames.spans import ATTRIBUTE_COLUMNS, CONSUMED, has_vllm_spans, requests_of
+from sagellm_obs.frames.spans import ATTRIBUTE_COLUMNS, CONSUMED, requests_of
 from sagellm_obs.store.reader import Errors, ReadReport
 
 if TYPE_CHECKING:
@@ -472,7 +472,7 @@ def scan_clickhouse(source: Any, *, errors: Errors = "raise") -> Scan:
     runs = _runs(spans, metrics, steps, conn.name)
     return Scan(
         spans=spans.lazy(),
-        requests=requests_of(spans.lazy(), vllm_spans=has_vllm_spans(spans.lazy())),
+        requests=requests_of(spans.lazy()),
         steps=steps.lazy(),
         metrics=metrics.lazy(),
         report=report,

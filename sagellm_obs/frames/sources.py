@@ -34,7 +34,7 @@ from sagellm_obs.frames import cache as cache_mod
 from sagellm_obs.frames import columnar, files
 from sagellm_obs.frames.lines import TORN
 from sagellm_obs.frames.schemas import RUNS, SAVED_SCHEMAS, as_text, check_schema, conform
-from sagellm_obs.frames.spans import has_vllm_spans, requests_of
+from sagellm_obs.frames.spans import requests_of
 from sagellm_obs.store import layout
 from sagellm_obs.store.reader import Errors, ReadReport, StoreFormatError
 
@@ -194,7 +194,7 @@ def _assemble(parts: dict[str, list[pl.LazyFrame]]) -> dict[str, pl.LazyFrame]:
     return {
         "spans": spans,
         # Most runs hold no vLLM span: their requests need no joins (reading ``name`` is cheap).
-        "requests": requests_of(spans, client, vllm_spans=has_vllm_spans(spans)),
+        "requests": requests_of(spans, client),
         "steps": cat("steps").sort("time", maintain_order=True),
         "metrics": cat("metrics"),
         "kv_events": cat("kv_events").sort("time", maintain_order=True),

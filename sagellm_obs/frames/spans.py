@@ -304,7 +304,7 @@ def _figure(col: str) -> pl.Expr:
 
 
 def requests_of(
-    spans: pl.LazyFrame, client: pl.LazyFrame | None = None, *, vllm_spans: bool = True
+    spans: pl.LazyFrame, client: pl.LazyFrame | None = None, *, vllm_spans: bool | None = None
 ) -> pl.LazyFrame:
     """One row per request: our request span (``source="sagellm"``) or vLLM's ``llm_request``.
 
@@ -313,10 +313,12 @@ def requests_of(
     (``configure(vllm_tracing=True)``) vLLM's ``llm_request`` span is a child of ours: it does
     not make a row of its own, its figures fill our row's ``vllm_*`` columns
     (:data:`VLLM_FIGURES`, and ``vllm_span_id``). A vLLM span with no span of ours as its parent
-    (a trace of vLLM alone) is a row of its own, ``source="vllm"``. ``vllm_spans=False`` says
-    ``spans`` holds no ``llm_request`` span (:func:`has_vllm_spans`): the same frame without the
-    joins that fold vLLM's spans in, which read and hash every request's ids (three quarters of
-    a per-minute TTFT query over the columnar copies).
+    (a trace of vLLM alone) is a row of its own, ``source="vllm"``.
+
+    ``vllm_spans`` says whether ``spans`` holds an ``llm_request`` span; None (the default) finds
+    out (:func:`has_vllm_spans`, one read of the ``name`` column). Without one the frame is the
+    same but built without the joins that fold vLLM's spans in, which read and hash every
+    request's ids (three quarters of a per-minute TTFT query over the columnar copies).
 
     Missing ``tpot_s`` is derived as ``decode_s / (output_tokens - 1)``, missing ``e2e_s`` as the
     span's duration and missing ``inference_s`` as ``prefill_s + decode_s``; ``frontend_s`` is
@@ -333,6 +335,8 @@ def requests_of(
         & ~is_vllm
     )
     out_tokens = pl.col("output_tokens")
+    if vllm_spans is None:
+        vllm_spans = has_vllm_spans(spans)
     if vllm_spans:
         picked = spans.filter(is_vllm | is_ours).with_columns(
             pl.when(is_vllm).then(pl.lit("vllm")).otherwise(pl.lit("sagellm")).alias("source")

@@ -26,7 +26,7 @@ from sagellm_obs.frames import columnar, files
 from sagellm_obs.frames.loaded import Frames
 from sagellm_obs.frames.schemas import METRICS, SPANS, STEPS, TIME
 from sagellm_obs.frames.sources import read_manifest
-from sagellm_obs.frames.spans import has_vllm_spans, requests_of
+from sagellm_obs.frames.spans import requests_of
 from sagellm_obs.store import layout
 from sagellm_obs.store.reader import Errors, ReadReport
 
@@ -133,11 +133,7 @@ class Tail:
             client = self._parts["client"]
             key = (self.versions["spans"], self.versions["client"])
             if self._requests is None or self._requests[0] != key:  # not when only steps moved
-                lf = requests_of(
-                    spans.lazy(),
-                    client.lazy() if client.height else None,
-                    vllm_spans=has_vllm_spans(spans.lazy()),
-                )
+                lf = requests_of(spans.lazy(), client.lazy() if client.height else None)
                 self._requests = (key, lf.collect())
             self._frames = Frames(
                 spans=spans,
@@ -156,7 +152,7 @@ class Tail:
             # is that request's, already counted: requests_of folds it into our row.
             nested = (pl.col("source") == "vllm") & pl.col("parent_span_id").is_not_null()
             chunk = pl.concat(new["spans"]).lazy()
-            req = requests_of(chunk, vllm_spans=has_vllm_spans(chunk)).filter(~nested)
+            req = requests_of(chunk).filter(~nested)
             done = req.select("error_type", "cancelled").collect()
             failed = pl.col("error_type").is_not_null() | pl.col("cancelled").fill_null(False)
             self.totals["requests"] += done.height

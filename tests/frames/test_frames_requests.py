@@ -325,10 +325,15 @@ def test_requests_without_vllm_spans_skip_the_joins_and_are_the_same(
 
     spans = load(written.path, cache=False).spans.lazy()
     assert not has_vllm_spans(spans)
-    joined = requests_of(spans).collect()
+    joined = requests_of(spans, vllm_spans=True).collect()
     assert joined.height == len(written.records)
+    assert "JOIN" in requests_of(spans, vllm_spans=True).explain()
     assert requests_of(spans, vllm_spans=False).collect().equals(joined)
-    assert scan(written.path, cache=False).requests.collect().equals(joined)  # scan() chose
+    scanned = scan(written.path, cache=False).requests
+    assert "JOIN" not in scanned.explain()  # scan() found no vLLM span and skipped the joins
+    assert scanned.collect().equals(joined)
 
     path, _ = _recorded("vllm_alone.jsonl", tmp_path)
-    assert has_vllm_spans(load(path, cache=False).spans.lazy())
+    with_vllm = load(path, cache=False).spans.lazy()
+    assert has_vllm_spans(with_vllm)
+    assert "JOIN" in requests_of(with_vllm).explain()  # found, so folded in
