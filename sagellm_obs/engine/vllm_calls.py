@@ -34,12 +34,16 @@ def check_text(text: str, field: str) -> None:
 
 
 @functools.cache
-def _sampling_params_class() -> tuple[Any, Any, Any]:
-    """vLLM's ``SamplingParams``, ``DELTA`` and ``FINAL_ONLY``, imported once: ``from vllm
-    import ...`` goes through vLLM's lazy module ``__getattr__`` each time (~7 µs a request)."""
+def _sampling_params_class() -> tuple[Any, Any, Any, dict[str, bool]]:
+    """vLLM's ``SamplingParams``, ``DELTA``, ``FINAL_ONLY`` and the keywords that mark one made
+    for a single request, imported once: ``from vllm import ...`` goes through vLLM's lazy
+    module ``__getattr__`` each time (~7 µs a request)."""
     from vllm.sampling_params import RequestOutputKind, SamplingParams
 
-    return SamplingParams, RequestOutputKind.DELTA, RequestOutputKind.FINAL_ONLY
+    # AsyncLLM.add_request deep-copies parameters a caller may share (~40 µs); ours are made
+    # for one request, and vLLM's own server marks its so. Older vLLM has no such field.
+    fresh = {"skip_clone": True} if hasattr(SamplingParams, "skip_clone") else {}
+    return SamplingParams, RequestOutputKind.DELTA, RequestOutputKind.FINAL_ONLY, fresh
 
 
 def sampling_params(kwargs: dict[str, Any], *, final_only: bool = False) -> Any:
@@ -47,16 +51,17 @@ def sampling_params(kwargs: dict[str, Any], *, final_only: bool = False) -> Any:
 
     Outputs are ``DELTA`` (each output the tokens since the last), or with ``final_only`` one
     output when the request ends (``FINAL_ONLY``), as vLLM's server asks for a request that is
-    not streamed: vLLM then builds no output per step, and nothing wakes per token.
+    not streamed: vLLM then builds no output per step, and nothing wakes per token. Each call
+    makes parameters for one request, not to be shared: vLLM does not copy them.
     """
-    new, delta, final = _sampling_params_class()
+    new, delta, final, fresh = _sampling_params_class()
     kind = final if final_only else delta
     for key, value in kwargs.items():  # vLLM cannot pass larger integers to its engine core
         if isinstance(value, int) and value not in _INT64:
             field = key if key == "max_tokens" else f"sampling_params.{key}"
             raise invalid(field, "must fit in a signed 64-bit integer")
     try:
-        return new(output_kind=kind, **kwargs)
+        return new(output_kind=kind, **fresh, **kwargs)
     except Exception as exc:  # ValueError, TypeError, or VLLMValidationError (not a ValueError)
         if isinstance(exc, TypeError) or is_client_error(exc):
             raise invalid("sampling_params", str(exc)) from exc

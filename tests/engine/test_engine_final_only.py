@@ -95,3 +95,38 @@ def test_stream_closed_early_records_every_token_vllm_made(harness: EngineHarnes
     n = span.attributes[sc.GEN_AI_USAGE_OUTPUT_TOKENS]
     assert streamed >= 5
     assert n == streamed + len(out.outputs[0].token_ids) == out.metrics.num_generation_tokens
+
+
+def test_vllm_does_not_deep_copy_our_per_request_parameters(
+    harness: EngineHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Our ``SamplingParams`` are made for one request, so they are marked as vLLM's own server
+    marks its (``skip_clone``) and vLLM does not deep-copy them (~40 µs a request); parameters a
+    caller shares still are (the check sees a copy when there is one)."""
+    import copy
+
+    from vllm import SamplingParams
+
+    copied: list[object] = []
+    deepcopy = copy.deepcopy
+
+    def spy(obj: object, *args: object, **kwargs: object) -> object:
+        if isinstance(obj, SamplingParams):
+            copied.append(obj)
+        return deepcopy(obj, *args, **kwargs)
+
+    monkeypatch.setattr(copy, "deepcopy", spy)
+    harness.engine.generate(request("no-copy-1", 3))
+    events = list(harness.engine.stream(request("no-copy-2", 3, stream=True)))
+    assert len(events) >= 3
+    assert copied == []
+
+    async def plain() -> int:
+        shared = SamplingParams(max_tokens=3, ignore_eos=True)  # cumulative outputs
+        n = 0
+        async for out in harness.engine.engine.llm.generate("a prompt", shared, "no-copy-3"):
+            n = len(out.outputs[0].token_ids)
+        return n
+
+    assert harness.engine.submit(plain()).result() == 3
+    assert len(copied) == 1
