@@ -40,7 +40,7 @@ def _sampling_params_class() -> tuple[Any, Any, Any, dict[str, bool]]:
     module ``__getattr__`` each time (~7 µs a request)."""
     from vllm.sampling_params import RequestOutputKind, SamplingParams
 
-    # AsyncLLM.add_request deep-copies parameters a caller may share (~40 µs); ours are made
+    # AsyncLLM.add_request deep-copies parameters a caller may share (~37 µs); ours are made
     # for one request, and vLLM's own server marks its so. Older vLLM has no such field.
     fresh = {"skip_clone": True} if hasattr(SamplingParams, "skip_clone") else {}
     return SamplingParams, RequestOutputKind.DELTA, RequestOutputKind.FINAL_ONLY, fresh
