@@ -101,7 +101,7 @@ def test_vllm_does_not_deep_copy_our_per_request_parameters(
     harness: EngineHarness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Our ``SamplingParams`` are made for one request, so they are marked as vLLM's own server
-    marks its (``skip_clone``) and vLLM does not deep-copy them (~40 µs a request); parameters a
+    marks its (``skip_clone``) and vLLM does not deep-copy them (~37 µs a request); parameters a
     caller shares still are (the check sees a copy when there is one)."""
     import copy
 
