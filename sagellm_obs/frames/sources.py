@@ -193,7 +193,6 @@ def _assemble(parts: dict[str, list[pl.LazyFrame]]) -> dict[str, pl.LazyFrame]:
     client = cat("client") if parts.get("client") else None
     return {
         "spans": spans,
-        # Most runs hold no vLLM span: their requests need no joins (reading ``name`` is cheap).
         "requests": requests_of(spans, client),
         "steps": cat("steps").sort("time", maintain_order=True),
         "metrics": cat("metrics"),

@@ -151,8 +151,7 @@ class Tail:
             # vLLM's llm_request span under another span (ours, whose chunk may be another)
             # is that request's, already counted: requests_of folds it into our row.
             nested = (pl.col("source") == "vllm") & pl.col("parent_span_id").is_not_null()
-            chunk = pl.concat(new["spans"]).lazy()
-            req = requests_of(chunk).filter(~nested)
+            req = requests_of(pl.concat(new["spans"]).lazy()).filter(~nested)
             done = req.select("error_type", "cancelled").collect()
             failed = pl.col("error_type").is_not_null() | pl.col("cancelled").fill_null(False)
             self.totals["requests"] += done.height
