@@ -17,7 +17,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from sagellm_obs import _deferred_imports
 from sagellm_obs.telemetry import AdvancedOptions, Telemetry, configure, current, shutdown
+
+_deferred_imports.defer()  # before anything imports altair (and jsonschema with it)
 
 if TYPE_CHECKING:
     from sagellm_obs.engine import Engine, EngineConfig, InstrumentedEngine
