@@ -16,9 +16,10 @@ import html
 import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from functools import lru_cache
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,8 @@ from sagellm_obs.charts import THEME, register_theme
 
 __all__ = ["ChartBlock", "chart_spec", "render_page", "write_atomic"]
 
+# In every vl-convert bundle (its default snippet's global): a kept file without it is rebuilt.
+_BUNDLE_MARK = "vegaEmbed"
 _EMBED_OPTIONS = {
     "renderer": "svg",
     "actions": {"export": True, "source": False, "compiled": False, "editor": False},
@@ -135,14 +138,32 @@ def chart_spec(chart: alt.TopLevelMixin) -> dict[str, Any]:
 
 @lru_cache(maxsize=1)
 def _bundle() -> str:
+    """vl-convert's Vega bundle (~0.9 MB): built once per version of it and kept in the user's
+    cache, since building it takes ~2 s (a report written by a new process would pay it)."""
     import vl_convert as vlc
     from altair.utils._importers import vl_version_for_vl_convert
 
+    vl_version = vl_version_for_vl_convert()
+    kept = bundle_cache() / f"vega-{metadata.version('vl-convert-python')}-{vl_version}.js"
+    with suppress(OSError, UnicodeDecodeError):
+        code = kept.read_text(encoding="utf-8")
+        if _BUNDLE_MARK in code:
+            return code
     # snippet=None selects vl-convert's default (vegaEmbed, vegaLite, vega as globals), as
     # Altair's inline template does; the stub wrongly requires a string.
-    code: str = vlc.javascript_bundle(None, vl_version=vl_version_for_vl_convert())  # type: ignore[arg-type]
+    code = vlc.javascript_bundle(None, vl_version=vl_version)  # type: ignore[arg-type]
     # Defensive: the bundle must not close its own <script> element.
-    return code.replace("</script", "<\\/script")
+    code = code.replace("</script", "<\\/script")
+    with suppress(OSError):  # a read-only cache only costs the next process the build
+        write_atomic(kept, code)
+    return code
+
+
+def bundle_cache() -> Path:
+    """Where :func:`_bundle` keeps the bundle: ``<user cache dir>/sagellm-obs/vega``."""
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("sagellm-obs")) / "vega"
 
 
 def _json_for_script(obj: Any) -> str:

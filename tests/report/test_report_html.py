@@ -118,3 +118,38 @@ def test_summary_and_report_leave_the_spans_unloaded(
     assert lazy.warm_cache["checked"] > 0  # the warm-cache check ran, on the spans' blocks
     monkeypatch.setattr(sagellm_obs.frames, "load", functools.partial(real, spans="eager"))
     assert summarize(run_a) == lazy
+
+
+def test_the_vega_bundle_is_built_once_per_version_and_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new process reads the bundle it kept instead of building it (~2 s); a kept file that is
+    not a bundle is built again."""
+    import vl_convert
+
+    from sagellm_obs.report import page
+
+    built: list[object] = []
+    real = vl_convert.javascript_bundle
+
+    def counting(*args: object, **kw: object) -> str:
+        built.append(args)
+        return str(real(*args, **kw))  # type: ignore[arg-type]
+
+    monkeypatch.setattr(vl_convert, "javascript_bundle", counting)
+    monkeypatch.setattr(page, "bundle_cache", lambda: tmp_path / "vega")
+
+    def fresh() -> str:
+        page._bundle.cache_clear()  # as in a new process
+        return page._bundle()
+
+    try:
+        first = fresh()
+        (kept,) = (tmp_path / "vega").iterdir()
+        assert len(built) == 1 and kept.read_text(encoding="utf-8") == first
+        assert fresh() == first and len(built) == 1
+        kept.write_text("<html>half a bundle", encoding="utf-8")
+        assert fresh() == first and len(built) == 2
+        assert kept.read_text(encoding="utf-8") == first
+    finally:
+        page._bundle.cache_clear()
