@@ -34,6 +34,7 @@ from tests.hardening.hardening_procs import (
     need,
     raw_receiver,
     start_server,
+    start_servers,
     wait_until,
 )
 
@@ -61,10 +62,10 @@ def replicas(
     collector: tuple[str, RawReceived], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[list[ServerProcess]]:
     work = tmp_path_factory.mktemp("fleet")
-    started: list[ServerProcess] = []
+    started = start_servers(
+        [work / "replica-a", work / "replica-b"], api_key=KEY, args=("--otlp", collector[0])
+    )
     try:
-        for name in ("replica-a", "replica-b"):
-            started.append(start_server(work / name, api_key=KEY, args=("--otlp", collector[0])))
         yield started
     finally:
         for server in started:

@@ -18,6 +18,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -229,6 +230,20 @@ def start_server(
         stop_process(proc, graceful=5)
         raise
     return ServerProcess(proc, url, run_dir, log, pump, api_key)
+
+
+def start_servers(works: list[Path], **kw: Any) -> list[ServerProcess]:
+    """:func:`start_server` for each of ``works`` at once (start-up is mostly one process's
+    imports and compiling: two start in about the time of one on two cores); all or none."""
+    with ThreadPoolExecutor(len(works)) as pool:
+        futures = [pool.submit(start_server, work, **kw) for work in works]
+    started = [f.result() for f in futures if f.exception() is None]
+    failed = [f.exception() for f in futures if f.exception() is not None]
+    if failed:
+        for server in started:
+            server.stop()
+        raise failed[0]  # type: ignore[misc]
+    return started
 
 
 # --- Prometheus text ----------------------------------------------------------------------------
