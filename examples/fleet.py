@@ -19,29 +19,35 @@ from sagellm_obs.frames import fleet, load
 CLI = [sys.executable, "-m", "sagellm_obs.cli"]
 
 
-def start_replica(out: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """`sagellm-obs serve` on a free port (its output in OUT.log); its URL once it serves."""
+def start_replica(out: Path) -> subprocess.Popen[bytes]:
+    """`sagellm-obs serve` on a free port, its output in OUT.log (see `url_of`)."""
     log = out.with_suffix(".log")
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "wb") as sink:
-        proc = subprocess.Popen(
+        return subprocess.Popen(
             [*CLI, "serve", "--port", "0", "--out", str(out)], stdout=sink, stderr=sink
         )
+
+
+def url_of(proc: subprocess.Popen[bytes], out: Path) -> str:
+    """The replica's URL, once it serves."""
+    log = out.with_suffix(".log")
     while proc.poll() is None:
         for line in log.read_text(errors="replace").splitlines():
             if line.startswith("serving on "):
-                return proc, line.split()[-1]
+                return line.split()[-1]
         time.sleep(0.2)
     raise RuntimeError(f"the replica did not start (exit code {proc.returncode}); see {log}")
 
 
 def main() -> None:
     runs = Path("sagellm-runs")
+    outs = [runs / "replica-a", runs / "replica-b"]
     replicas = []
     try:
-        for name in ("replica-a", "replica-b"):
-            replicas.append(start_replica(runs / name))
-        urls = ",".join(url for _, url in replicas)
+        for out in outs:  # both load their engines at once
+            replicas.append(start_replica(out))
+        urls = ",".join(url_of(proc, out) for proc, out in zip(replicas, outs, strict=True))
         client = runs / "client"
         subprocess.run(
             [*CLI, "run", "--endpoint", urls, "--route", "least-loaded", "--requests", "16",
@@ -49,9 +55,9 @@ def main() -> None:
             check=True, stdout=subprocess.DEVNULL,
         )  # fmt: skip
     finally:
-        for proc, _ in replicas:  # a graceful stop flushes each replica's run folder
+        for proc in replicas:  # a graceful stop flushes each replica's run folder
             proc.send_signal(signal.SIGINT)
-        for proc, _ in replicas:
+        for proc in replicas:
             proc.wait(timeout=120)
     frames = load(client)  # the replicas' folders join by themselves
     stats = fleet.engine_stats(frames.requests, frames.steps)

@@ -8,7 +8,6 @@ scraped every request and each engine's last step, with both replicas' run folde
 
 from __future__ import annotations
 
-import concurrent.futures
 import io
 import time
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ from rich.console import Console
 
 from sagellm_obs import semconv as sc
 from tests._procs import Prometheus, prometheus
-from tests.hardening.hardening_procs import ServerProcess, start_server, wait_until
+from tests.hardening.hardening_procs import ServerProcess, start_servers, wait_until
 
 JOB = "sagellm-obs"
 ROUND_ROBIN = 12  # requests of `run --endpoint A,B`: half each
@@ -129,12 +128,8 @@ def running_fleet(work: Path) -> Iterator[Fleet]:
     """Both replicas and Prometheus under ``work``; all stopped by PID on the way out."""
     from sagellm_obs.frames import load
 
-    replicas: list[ServerProcess] = []
+    replicas = start_servers([work / "a", work / "b"])
     try:
-        with concurrent.futures.ThreadPoolExecutor(2) as pool:  # both engines load at once
-            starting = [pool.submit(start_server, work / name) for name in ("a", "b")]
-            for future in starting:
-                replicas.append(future.result())
         targets = [urlsplit(r.url).netloc for r in replicas]
         scrape = [{"job_name": JOB, "static_configs": [{"targets": targets}]}]
         with prometheus(work / "prometheus", scrape) as prom:
