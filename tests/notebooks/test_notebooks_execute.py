@@ -11,6 +11,9 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -96,22 +99,59 @@ def _charts(nb: nbformat.NotebookNode) -> list[dict[str, Any]]:
     return specs
 
 
-@pytest.mark.engine
-@pytest.mark.parametrize("name", NOTEBOOKS)
-def test_notebook_executes(name: str, notebook_env: dict[str, str], tmp_path: Path) -> None:
+@dataclass
+class Executed:
+    nb: nbformat.NotebookNode
+    folder: Path  # the notebook's working directory
+    seconds: float
+
+
+def _execute(name: str, folder: Path) -> Executed:
     from nbclient import NotebookClient
 
     nb = _read(name)
     client = NotebookClient(
-        nb,
-        timeout=CELL_TIMEOUT,
-        kernel_name=KERNEL,
-        resources={"metadata": {"path": str(tmp_path)}},
+        nb, timeout=CELL_TIMEOUT, kernel_name=KERNEL, resources={"metadata": {"path": str(folder)}}
     )
     start = time.monotonic()
     client.execute()  # raises CellExecutionError naming the cell on the first error
-    elapsed = time.monotonic() - start
-    _record_timing(name, elapsed)
+    return Executed(nb, folder, time.monotonic() - start)
+
+
+@pytest.fixture(scope="module")
+def executed(
+    request: pytest.FixtureRequest,
+    notebook_env: dict[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[dict[str, Future[Executed]]]:
+    """The selected notebooks, executed two at a time in their own kernels.
+
+    Most of a notebook's minute is one thread's work (imports in the kernel and in vLLM's
+    EngineCore, which starts by spawn), so two overlap on two cores: the nine took 227 s instead
+    of 411 s one after the other (2 cores, 2026-12-07). Each test waits for its own notebook.
+    """
+    selected = [
+        str(item.callspec.params["name"])
+        for item in request.session.items
+        if isinstance(item, pytest.Function)
+        and item.path == request.path
+        and item.originalname == "test_notebook_executes"
+    ]
+    pool = ThreadPoolExecutor(2, thread_name_prefix="notebook")
+    try:
+        yield {
+            name: pool.submit(_execute, name, tmp_path_factory.mktemp(name)) for name in selected
+        }
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+@pytest.mark.engine
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_executes(name: str, executed: dict[str, Future[Executed]]) -> None:
+    run = executed[name].result()
+    nb, tmp_path = run.nb, run.folder
+    _record_timing(name, run.seconds)
 
     outputs = _outputs(nb)
     assert not [o for o in outputs if o.output_type == "error"]
