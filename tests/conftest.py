@@ -33,6 +33,18 @@ def need_binary(name: str, how: str) -> str:
     return path
 
 
+def selected(request: pytest.FixtureRequest, test: str, param: str) -> list[str]:
+    """The values of ``param`` of the collected items of ``test`` in the requesting module: what
+    a module fixture that works ahead for those tests (two at a time, say) has to do."""
+    return [
+        str(item.callspec.params[param])
+        for item in request.session.items
+        if isinstance(item, pytest.Function)
+        and item.path == request.path
+        and item.originalname == test
+    ]
+
+
 @pytest.fixture
 def writer(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[LiveRun]:
     """A run folder being written by the real telemetry writer (``batch()`` adds to it; shut

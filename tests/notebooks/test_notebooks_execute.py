@@ -22,6 +22,7 @@ import pytest
 from notebook_helpers import ARTIFACTS, KERNEL, NOTEBOOKS, NOTEBOOKS_DIR
 
 from sagellm_obs import semconv as sc
+from tests.conftest import selected
 
 CELL_TIMEOUT = 300  # seconds; an engine start on a busy CI machine can take a minute
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
@@ -130,18 +131,10 @@ def executed(
     EngineCore, which starts by spawn), so two overlap on two cores: the nine took 227 s instead
     of 411 s one after the other (2 cores, 2026-12-07). Each test waits for its own notebook.
     """
-    selected = [
-        str(item.callspec.params["name"])
-        for item in request.session.items
-        if isinstance(item, pytest.Function)
-        and item.path == request.path
-        and item.originalname == "test_notebook_executes"
-    ]
+    names = selected(request, "test_notebook_executes", "name")
     pool = ThreadPoolExecutor(2, thread_name_prefix="notebook")
     try:
-        yield {
-            name: pool.submit(_execute, name, tmp_path_factory.mktemp(name)) for name in selected
-        }
+        yield {name: pool.submit(_execute, name, tmp_path_factory.mktemp(name)) for name in names}
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
