@@ -232,11 +232,20 @@ def start_server(
     return ServerProcess(proc, url, run_dir, log, pump, api_key)
 
 
-def start_servers(works: list[Path], **kw: Any) -> list[ServerProcess]:
+def start_servers(
+    works: list[Path], *, envs: list[Mapping[str, str]] | None = None, **kw: Any
+) -> list[ServerProcess]:
     """:func:`start_server` for each of ``works`` at once (start-up is mostly one process's
-    imports and compiling: two start in about the time of one on two cores); all or none."""
+    imports and compiling: two start in about the time of one on two cores); all or none.
+
+    ``envs``: each server's own ``env``, in the order of ``works``.
+    """
+    each = envs if envs is not None else [kw.pop("env", None)] * len(works)
     with ThreadPoolExecutor(len(works)) as pool:
-        futures = [pool.submit(start_server, work, **kw) for work in works]
+        futures = [
+            pool.submit(start_server, work, env=env, **kw)
+            for work, env in zip(works, each, strict=True)
+        ]
     started = [f.result() for f in futures if f.exception() is None]
     failed = [f.exception() for f in futures if f.exception() is not None]
     if failed:

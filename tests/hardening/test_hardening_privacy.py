@@ -17,6 +17,8 @@ import base64
 import io
 import json
 from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -24,12 +26,14 @@ import polars as pl
 import pytest
 from hardening_procs import (
     ROTEL_HOW,
+    RawReceived,
+    ServerProcess,
     find_rotel,
     metric_totals,
     need,
     raw_receiver,
     rotel_agent,
-    start_server,
+    start_servers,
     wait_until,
 )
 from openai import OpenAI
@@ -144,49 +148,77 @@ def _send_everything(url: str) -> tuple[list[str], list[bytes]]:
     return ids, bodies
 
 
-@pytest.mark.parametrize("capture", [False, True], ids=["default", "capture_content"])
-def test_prompt_marker_reaches_no_exported_byte(tmp_path: Path, capture: bool) -> None:
+@dataclass
+class Exporting:
+    """A server exporting through its own rotel to a raw receiver here."""
+
+    server: ServerProcess
+    received: RawReceived
+
+
+@pytest.fixture(scope="module")
+def exporting(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[bool, Exporting]]:
+    """Both servers, without and with content capture, started at once (each test uses one)."""
     binary = find_rotel()
     need(binary is not None, "rotel-agent (an OTLP collector)", ROTEL_HOW)
     assert binary is not None
-    with (
-        raw_receiver() as (receiver_url, received),
-        rotel_agent(binary, receiver_url, tmp_path / "rotel") as rotel,
-    ):
-        env = {
-            "OTEL_EXPORTER_OTLP_ENDPOINT": rotel.http_endpoint,
-            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
-        }
-        if capture:
-            env["SAGELLM_OBS_CAPTURE_CONTENT"] = "true"
-        server = start_server(tmp_path / "server", env=env)
-        try:
-            ids, bodies = _send_everything(server.url)
-            ids.remove(SERVER_REJECTED)  # it never reached the engine: no engine span
-            wait_until(
-                lambda: (
-                    metric_totals(server.metrics_text()).get(sc.M_REQUESTS.prometheus_name, 0)
-                    >= len(ids)
-                ),
-                30,
-                "the request counter",
-            )
-            metrics_text = server.metrics_text()
-        finally:
-            code = server.stop()  # graceful: flushes the store and the OTLP exporters
-        assert code == 0, server.log_text()[-3000:]
-
-        def forwarded() -> bool:
-            seen = {
-                attrs[sc.SAGELLM_REQUEST_ID].string_value
-                for attrs in received.span_attributes()
-                if sc.SAGELLM_REQUEST_ID in attrs
+    captures = (False, True)
+    with ExitStack() as stack:
+        works, envs, received = [], [], []
+        for capture in captures:
+            work = tmp_path_factory.mktemp("capture" if capture else "default")
+            receiver_url, got = stack.enter_context(raw_receiver())
+            rotel = stack.enter_context(rotel_agent(binary, receiver_url, work / "rotel"))
+            env = {
+                "OTEL_EXPORTER_OTLP_ENDPOINT": rotel.http_endpoint,
+                "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
             }
-            return set(ids) <= seen
+            if capture:
+                env["SAGELLM_OBS_CAPTURE_CONTENT"] = "true"
+            works.append(work / "server")
+            envs.append(env)
+            received.append(got)
+        servers = start_servers(works, envs=envs)
+        for server in servers:
+            stack.callback(server.stop)  # before its rotel and receiver (a test stops it first)
+        yield {
+            capture: Exporting(server, got)
+            for capture, server, got in zip(captures, servers, received, strict=True)
+        }
 
-        wait_until(forwarded, 30, "rotel to forward every request's span")
-        assert received.paths().get("/v1/metrics"), "no metrics came through the collector"
-        otlp = received.all_bytes()
+
+@pytest.mark.parametrize("capture", [False, True], ids=["default", "capture_content"])
+def test_prompt_marker_reaches_no_exported_byte(
+    exporting: dict[bool, Exporting], capture: bool
+) -> None:
+    server, received = exporting[capture].server, exporting[capture].received
+    try:
+        ids, bodies = _send_everything(server.url)
+        ids.remove(SERVER_REJECTED)  # it never reached the engine: no engine span
+        wait_until(
+            lambda: (
+                metric_totals(server.metrics_text()).get(sc.M_REQUESTS.prometheus_name, 0)
+                >= len(ids)
+            ),
+            30,
+            "the request counter",
+        )
+        metrics_text = server.metrics_text()
+    finally:
+        code = server.stop()  # graceful: flushes the store and the OTLP exporters
+    assert code == 0, server.log_text()[-3000:]
+
+    def forwarded() -> bool:
+        seen = {
+            attrs[sc.SAGELLM_REQUEST_ID].string_value
+            for attrs in received.span_attributes()
+            if sc.SAGELLM_REQUEST_ID in attrs
+        }
+        return set(ids) <= seen
+
+    wait_until(forwarded, 30, "rotel to forward every request's span")
+    assert received.paths().get("/v1/metrics"), "no metrics came through the collector"
+    otlp = received.all_bytes()
 
     run_dir = server.run_dir
     frames = load(run_dir)  # from the columnar copies the server's store wrote
