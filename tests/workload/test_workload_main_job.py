@@ -9,6 +9,8 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,53 @@ def _run(args: list[str], timeout: float = 240) -> subprocess.CompletedProcess[s
     return subprocess.run(
         [*CLI, "run", *args], capture_output=True, text=True, timeout=timeout, env=env
     )
+
+
+# Runs whose checks do not depend on timing: started ahead, two at a time (each is a subprocess
+# whose minute is mostly imports, which two cores overlap); each test reads its own.
+AHEAD: dict[str, list[str]] = {
+    "test_run_writes_a_complete_folder_and_a_true_summary": [
+        "--workload", "shared_prefix", "--requests", "24", "--max-tokens", "8",
+        "--concurrency", "4", "--vllm-tracing", "--slo", "ttft=2,tpot=1",
+    ],
+    "test_a_quiet_console_and_engine_options_in_the_manifest": [
+        "--requests", "8", "--max-tokens", "4", "--max-num-seqs", "3",
+        "--kv-cache-memory", "96MiB", "--engine-arg", "max_num_batched_tokens=1024",
+    ],
+    "test_verbose_shows_vllm_starting": ["--requests", "2", "--max-tokens", "2", "-v"],
+    # The tiny model's context is 2048 tokens: vLLM refuses a longer one while it starts.
+    "test_a_vllm_refusal_is_one_line": ["--requests", "2", "--max-model-len", "99999"],
+}  # fmt: skip
+Ahead = dict[str, tuple[Future[subprocess.CompletedProcess[str]], Path]]
+
+
+@pytest.fixture(scope="module")
+def ahead(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Ahead]:
+    """The :data:`AHEAD` runs of the selected tests: ``(the finished process, its run folder)``."""
+    wanted = {
+        item.originalname
+        for item in request.session.items
+        if isinstance(item, pytest.Function) and item.path == request.path
+    }
+    pool = ThreadPoolExecutor(2, thread_name_prefix="run")
+    try:
+        runs: Ahead = {}
+        for name, args in AHEAD.items():
+            if name in wanted:
+                out = tmp_path_factory.mktemp("run") / "run"
+                runs[name] = (pool.submit(_run, [*args, "--out", str(out)]), out)
+        yield runs
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _ran(
+    ahead: Ahead, request: pytest.FixtureRequest
+) -> tuple[subprocess.CompletedProcess[str], Path]:
+    future, out = ahead[request.node.originalname]
+    return future.result(), out
 
 
 def _request_spans(run_dir: Path, *, vllm: bool = False) -> list[dict[str, Any]]:
@@ -65,13 +114,10 @@ def _quantile(values: list[float], q: float) -> float:
     return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
 
 
-def test_run_writes_a_complete_folder_and_a_true_summary(tmp_path: Path) -> None:
-    out = tmp_path / "run"
-    proc = _run(
-        ["--workload", "shared_prefix", "--requests", "24", "--max-tokens", "8",
-         "--concurrency", "4", "--out", str(out), "--vllm-tracing",
-         "--slo", "ttft=2,tpot=1"]
-    )  # fmt: skip
+def test_run_writes_a_complete_folder_and_a_true_summary(
+    ahead: Ahead, request: pytest.FixtureRequest
+) -> None:
+    proc, out = _ran(ahead, request)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "TTFT" in proc.stdout and "prefix-cache hit rate" in proc.stdout
     # Not a terminal: the progress line is printed once, its counts whole (no bar to squeeze them).
@@ -129,12 +175,10 @@ STARTUP_NOISE = (
 )
 
 
-def test_a_quiet_console_and_engine_options_in_the_manifest(tmp_path: Path) -> None:
-    out = tmp_path / "run"
-    proc = _run(
-        ["--requests", "8", "--max-tokens", "4", "--out", str(out), "--max-num-seqs", "3",
-         "--kv-cache-memory", "96MiB", "--engine-arg", "max_num_batched_tokens=1024"]
-    )  # fmt: skip
+def test_a_quiet_console_and_engine_options_in_the_manifest(
+    ahead: Ahead, request: pytest.FixtureRequest
+) -> None:
+    proc, out = _ran(ahead, request)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for noise in STARTUP_NOISE:
         assert noise not in proc.stderr and noise not in proc.stdout, noise
@@ -151,26 +195,27 @@ def test_a_quiet_console_and_engine_options_in_the_manifest(tmp_path: Path) -> N
     assert sum(summary["latency"][p]["mean"] for p in parts) == pytest.approx(ttft["mean"])
 
 
-def test_verbose_shows_vllm_starting(tmp_path: Path) -> None:
-    proc = _run(["--requests", "2", "--max-tokens", "2", "--out", str(tmp_path / "run"), "-v"])
+def test_verbose_shows_vllm_starting(ahead: Ahead, request: pytest.FixtureRequest) -> None:
+    proc, _ = _ran(ahead, request)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert " INFO " in proc.stdout + proc.stderr  # vLLM's start-up lines
 
 
-def test_a_vllm_refusal_is_one_line(tmp_path: Path) -> None:
-    # The tiny model's context is 2048 tokens: vLLM refuses a longer one while it starts.
-    proc = _run(["--requests", "2", "--out", str(tmp_path / "run"), "--max-model-len", "99999"])
+def test_a_vllm_refusal_is_one_line(ahead: Ahead, request: pytest.FixtureRequest) -> None:
+    proc, _ = _ran(ahead, request)
     assert proc.returncode == 1
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: vLLM did not start: "), proc.stderr
     assert "max_model_len" in lines[0] and "Traceback" not in proc.stderr
 
 
-def test_prefix_caching_on_beats_off(tmp_path: Path) -> None:
+def test_prefix_caching_on_beats_off(tmp_path: Path, ahead: Ahead) -> None:
     import polars as pl
 
     from sagellm_obs.frames import load
 
+    for future, _ in ahead.values():  # the comparison of latencies runs alone on the machine
+        future.exception()
     results, requests = {}, {}
     for flag in ("--prefix-caching", "--no-prefix-caching"):
         out = tmp_path / flag.strip("-")
