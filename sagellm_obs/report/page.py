@@ -144,9 +144,14 @@ def _bundle() -> str:
     from altair.utils._importers import vl_version_for_vl_convert
 
     vl_version = vl_version_for_vl_convert()
-    kept = bundle_cache() / f"vega-{metadata.version('vl-convert-python')}-{vl_version}.js"
+    try:
+        kept: Path | None = (
+            bundle_cache() / f"vega-{metadata.version('vl-convert-python')}-{vl_version}.js"
+        )
+    except metadata.PackageNotFoundError:  # installed without its metadata: no version to key on
+        kept = None
     with suppress(OSError, UnicodeDecodeError):
-        code = kept.read_text(encoding="utf-8")
+        code = kept.read_text(encoding="utf-8") if kept is not None else ""
         if _BUNDLE_MARK in code:
             return code
     # snippet=None selects vl-convert's default (vegaEmbed, vegaLite, vega as globals), as
@@ -154,8 +159,9 @@ def _bundle() -> str:
     code = vlc.javascript_bundle(None, vl_version=vl_version)  # type: ignore[arg-type]
     # Defensive: the bundle must not close its own <script> element.
     code = code.replace("</script", "<\\/script")
-    with suppress(OSError):  # a read-only cache only costs the next process the build
-        write_atomic(kept, code)
+    if kept is not None:
+        with suppress(OSError):  # a read-only cache only costs the next process the build
+            write_atomic(kept, code)
     return code
 
 

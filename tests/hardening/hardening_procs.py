@@ -233,14 +233,18 @@ def start_server(
 
 
 def start_servers(
-    works: list[Path], *, envs: list[Mapping[str, str]] | None = None, **kw: Any
+    works: list[Path],
+    *,
+    env: Mapping[str, str] | None = None,
+    envs: list[Mapping[str, str]] | None = None,
+    **kw: Any,
 ) -> list[ServerProcess]:
     """:func:`start_server` for each of ``works`` at once (start-up is mostly one process's
     imports and compiling: two start in about the time of one on two cores); all or none.
 
-    ``envs``: each server's own ``env``, in the order of ``works``.
+    ``envs``: each server's own ``env``, in the order of ``works`` (else ``env`` for all).
     """
-    each = envs if envs is not None else [kw.pop("env", None)] * len(works)
+    each = envs if envs is not None else [env] * len(works)
     with ThreadPoolExecutor(len(works)) as pool:
         futures = [
             pool.submit(start_server, work, env=env, **kw)
