@@ -22,15 +22,17 @@ The one-block slack keeps a server with smaller blocks (a GPU's 16) from being f
 partial block after a shared prefix; it also lets a warm hit shorter than 128 tokens pass.
 
 Without spans (``run --endpoint``: client rows only), the same rule runs on the workload's
-families instead of block hashes: a request hits legitimately only when an earlier request of
-the run, sent to the same server, had its family (shared prefix or chat session); any hit of a
-request whose family is new to the run (or that has none) is inherited. It needs the server to
+families instead of block hashes: a request hits legitimately only when another request of the
+run with its family (shared prefix or chat session) went to the same server before this one's
+first token came back; any hit of a request whose family is new to the run (or that has none) is
+inherited. It needs the server to
 report cached tokens in ``usage.prompt_tokens_details`` (ours does; vLLM with
 ``--enable-prompt-tokens-details``).
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
@@ -213,24 +215,34 @@ def warm_cache_of_clients(client: Iterable[Mapping[str, Any]]) -> WarmCache:
     """The warm-cache check of client rows (``run --endpoint``), on the workload's families.
 
     Rows need ``cached_tokens`` (from the server's usage) to be judged; ``replica`` keeps the
-    servers' caches apart, ``client_start_unix_nano`` orders the rows.
+    servers' caches apart, ``client_start_unix_nano`` orders the rows. A request's hit is the
+    run's own when another request of its family went to the same server before this one's first
+    token came back (``client_ttft_s``): the server may have prefilled a request sent a moment
+    later first, and the earlier one then hits its blocks.
     """
     rows = sorted(
         (r for r in client if r.get("client_start_unix_nano") is not None),
         key=lambda r: int(r["client_start_unix_nano"]),
     )
     first = _first_n(len(rows))
-    seen: set[tuple[str, str]] = set()
+    starts: dict[tuple[str, str], list[int]] = {}  # the family's send times, in order
+    for r in rows:
+        if r.get("family") is not None:
+            key = (str(r.get("replica") or ""), str(r["family"]))
+            starts.setdefault(key, []).append(int(r["client_start_unix_nano"]))
     judged: list[tuple[int, int]] = []
     for rank, r in enumerate(rows):
-        replica = str(r.get("replica") or "")
-        family = r.get("family")
-        new = family is None or (replica, str(family)) not in seen
-        if family is not None:
-            seen.add((replica, str(family)))
         cached = r.get("cached_tokens")
         if cached is None:
             continue
+        new = True
+        if r.get("family") is not None:
+            sent = starts[(str(r.get("replica") or ""), str(r["family"]))]
+            start = int(r["client_start_unix_nano"])
+            ttft = r.get("client_ttft_s")
+            until = start + (int(float(ttft) * 1e9) if isinstance(ttft, int | float) else 0)
+            # another of the family sent before this one, or while it waited for its first token
+            new = bisect.bisect_right(sent, until) < 2  # this one is sent <= until itself
         judged.append((rank, int(cached) if new and int(cached) > 0 else 0))
     return _result(judged, len(rows), first, "families")
 

@@ -117,3 +117,24 @@ def test_client_rows_by_family() -> None:
     assert (check.warm_requests, check.inherited_tokens) == (1, 128)
     assert check.word() == "no (inherited hits later in the run)"
     assert warm_cache_of_clients([]).word() == "not checked"
+
+
+def test_client_rows_sent_together_share_their_family() -> None:
+    """Two of a family sent 1 ms apart: the server prefilled the later one first and the first
+    hit its blocks (seen in a real run). Not warm; a hit with no sibling in flight still is."""
+    ms = 1_000_000
+    rows = [
+        {"client_start_unix_nano": 0, "client_ttft_s": 0.065, "family": "f", "cached_tokens": 384},
+        {"client_start_unix_nano": ms, "client_ttft_s": 0.051, "family": "f", "cached_tokens": 0},
+        {
+            "client_start_unix_nano": 66 * ms,
+            "client_ttft_s": 0.05,
+            "family": "g",
+            "cached_tokens": 0,
+        },
+    ]
+    assert warm_cache_of_clients(rows).warm_requests == 0
+    # the sibling was sent after the first token came back: the hit came from before the run
+    rows[1]["client_start_unix_nano"] = 70 * ms
+    check = warm_cache_of_clients(rows)
+    assert check.warm_first == 1 and check.inherited_tokens == 384
