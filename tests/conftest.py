@@ -2,8 +2,11 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -33,16 +36,42 @@ def need_binary(name: str, how: str) -> str:
     return path
 
 
+T = TypeVar("T")
+
+
+def module_tests(request: pytest.FixtureRequest) -> list[pytest.Function]:
+    """The requesting module's tests that this session runs (after ``-k``, ``-m``, deselection)."""
+    return [
+        item
+        for item in request.session.items
+        if isinstance(item, pytest.Function) and item.path == request.path
+    ]
+
+
 def selected(request: pytest.FixtureRequest, test: str, param: str) -> list[str]:
-    """The values of ``param`` of the collected items of ``test`` in the requesting module: what
-    a module fixture that works ahead for those tests (two at a time, say) has to do."""
+    """The values of ``param`` of the selected items of ``test`` in the requesting module."""
     return [
         str(item.callspec.params[param])
-        for item in request.session.items
-        if isinstance(item, pytest.Function)
-        and item.path == request.path
-        and item.originalname == test
+        for item in module_tests(request)
+        if item.originalname == test
     ]
+
+
+@contextmanager
+def work_ahead(
+    jobs: Mapping[str, Callable[[], T]], workers: int = 2
+) -> Iterator[dict[str, Future[T]]]:
+    """Start ``jobs`` at once, ``workers`` at a time; each test waits for its own future.
+
+    For module fixtures whose tests' slow part is a subprocess that is mostly one thread's
+    imports (an engine start, a notebook kernel): two overlap on two cores. Jobs not started
+    when the block ends are cancelled; the running ones are waited for.
+    """
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="ahead")
+    try:
+        yield {key: pool.submit(job) for key, job in jobs.items()}
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 @pytest.fixture

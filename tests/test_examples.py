@@ -5,12 +5,13 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
+from functools import partial
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import selected
+from tests.conftest import selected, work_ahead
 
 EXAMPLES = Path(__file__).parents[1] / "examples"
 
@@ -25,15 +26,9 @@ def ran(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, tuple[Future[subprocess.CompletedProcess[str]], Path]]]:
     """The selected examples, run two at a time (most of each is one process's imports)."""
-    pool = ThreadPoolExecutor(2, thread_name_prefix="example")
-    try:
-        work = {
-            name: tmp_path_factory.mktemp(name)
-            for name in selected(request, "test_example_runs", "name")
-        }
-        yield {name: (pool.submit(_run, name, cwd), cwd) for name, cwd in work.items()}
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    cwds = {n: tmp_path_factory.mktemp(n) for n in selected(request, "test_example_runs", "name")}
+    with work_ahead({n: partial(_run, n, cwd) for n, cwd in cwds.items()}) as done:
+        yield {n: (done[n], cwd) for n, cwd in cwds.items()}
 
 
 @pytest.mark.engine

@@ -12,8 +12,9 @@ import json
 import re
 import time
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ import pytest
 from notebook_helpers import ARTIFACTS, KERNEL, NOTEBOOKS, NOTEBOOKS_DIR
 
 from sagellm_obs import semconv as sc
-from tests.conftest import selected
+from tests.conftest import selected, work_ahead
 
 CELL_TIMEOUT = 300  # seconds; an engine start on a busy CI machine can take a minute
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
@@ -132,11 +133,8 @@ def executed(
     of 411 s one after the other (2 cores, 2026-12-07). Each test waits for its own notebook.
     """
     names = selected(request, "test_notebook_executes", "name")
-    pool = ThreadPoolExecutor(2, thread_name_prefix="notebook")
-    try:
-        yield {name: pool.submit(_execute, name, tmp_path_factory.mktemp(name)) for name in names}
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    with work_ahead({n: partial(_execute, n, tmp_path_factory.mktemp(n)) for n in names}) as done:
+        yield done
 
 
 @pytest.mark.engine

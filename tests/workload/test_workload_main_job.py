@@ -10,7 +10,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from sagellm_obs import semconv as sc
 from sagellm_obs.frames import load
 from sagellm_obs.store import files_of, iter_jsonl
 from sagellm_obs.store.otlp_json import parse_traces_line
+from tests.conftest import module_tests, work_ahead
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
@@ -57,21 +59,11 @@ def ahead(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Ahead]:
     """The :data:`AHEAD` runs of the selected tests: ``(the finished process, its run folder)``."""
-    wanted = {
-        item.originalname
-        for item in request.session.items
-        if isinstance(item, pytest.Function) and item.path == request.path
-    }
-    pool = ThreadPoolExecutor(2, thread_name_prefix="run")
-    try:
-        runs: Ahead = {}
-        for name, args in AHEAD.items():
-            if name in wanted:
-                out = tmp_path_factory.mktemp("run") / "run"
-                runs[name] = (pool.submit(_run, [*args, "--out", str(out)]), out)
-        yield runs
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    wanted = {item.originalname for item in module_tests(request)}
+    outs = {name: tmp_path_factory.mktemp("run") / "run" for name in AHEAD if name in wanted}
+    jobs = {name: partial(_run, [*AHEAD[name], "--out", str(out)]) for name, out in outs.items()}
+    with work_ahead(jobs) as done:
+        yield {name: (done[name], out) for name, out in outs.items()}
 
 
 def _ran(
