@@ -22,17 +22,17 @@ The one-block slack keeps a server with smaller blocks (a GPU's 16) from being f
 partial block after a shared prefix; it also lets a warm hit shorter than 128 tokens pass.
 
 Without spans (``run --endpoint``: client rows only), the same rule runs on the workload's
-families instead of block hashes: a request hits legitimately only when another request of the
-run with its family (shared prefix or chat session) went to the same server before this one's
-first token came back; any hit of a request whose family is new to the run (or that has none) is
-inherited. It needs the server to
-report cached tokens in ``usage.prompt_tokens_details`` (ours does; vLLM with
+families (shared prefix or chat session) instead of block hashes, per server: the family's
+*opening group* is its requests sent before the first of their first tokens came back; the one
+the server prefilled first is among them and had no sibling blocks to hit, so when every one of
+them hit, the first one sent is counted with the smallest of their hits as inherited. Later
+requests of a family are not judged; any hit of a request without a family is inherited. It needs
+the server to report cached tokens in ``usage.prompt_tokens_details`` (ours does; vLLM with
 ``--enable-prompt-tokens-details``).
 """
 
 from __future__ import annotations
 
-import bisect
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
@@ -215,36 +215,51 @@ def warm_cache_of_clients(client: Iterable[Mapping[str, Any]]) -> WarmCache:
     """The warm-cache check of client rows (``run --endpoint``), on the workload's families.
 
     Rows need ``cached_tokens`` (from the server's usage) to be judged; ``replica`` keeps the
-    servers' caches apart, ``client_start_unix_nano`` orders the rows. A request's hit is the
-    run's own when another request of its family went to the same server before this one's first
-    token came back (``client_ttft_s``): the server may have prefilled a request sent a moment
-    later first, and the earlier one then hits its blocks.
+    servers' caches apart, ``client_start_unix_nano`` orders the rows. Of each family on one
+    server, the request the server prefilled first cannot have hit a sibling's blocks; which one
+    that was, the client cannot see (a request sent a moment later may be prefilled first), but
+    it was sent before any of the family's first tokens came back (:func:`_opening`). When every
+    request of that opening group hit, the first one's hit came from before the run.
     """
     rows = sorted(
         (r for r in client if r.get("client_start_unix_nano") is not None),
         key=lambda r: int(r["client_start_unix_nano"]),
     )
-    first = _first_n(len(rows))
-    starts: dict[tuple[str, str], list[int]] = {}  # the family's send times, in order
-    for r in rows:
-        if r.get("family") is not None:
-            key = (str(r.get("replica") or ""), str(r["family"]))
-            starts.setdefault(key, []).append(int(r["client_start_unix_nano"]))
-    judged: list[tuple[int, int]] = []
+    judged: dict[int, int] = {}  # rank -> inherited tokens
+    families: dict[tuple[str, str], list[tuple[int, Mapping[str, Any]]]] = {}
     for rank, r in enumerate(rows):
         cached = r.get("cached_tokens")
-        if cached is None:
-            continue
-        new = True
+        if cached is not None:
+            # without a family nothing of the run can have put its prefix in the cache
+            judged[rank] = max(int(cached), 0) if r.get("family") is None else 0
         if r.get("family") is not None:
-            sent = starts[(str(r.get("replica") or ""), str(r["family"]))]
-            start = int(r["client_start_unix_nano"])
-            ttft = r.get("client_ttft_s")
-            until = start + (int(float(ttft) * 1e9) if isinstance(ttft, int | float) else 0)
-            # another of the family sent before this one, or while it waited for its first token
-            new = bisect.bisect_right(sent, until) < 2  # this one is sent <= until itself
-        judged.append((rank, int(cached) if new and int(cached) > 0 else 0))
-    return _result(judged, len(rows), first, "families")
+            key = (str(r.get("replica") or ""), str(r["family"]))
+            families.setdefault(key, []).append((rank, r))
+    for members in families.values():
+        opening = _opening(members)
+        hits = [r.get("cached_tokens") for _, r in opening]
+        if all(isinstance(h, int) and h > 0 for h in hits):
+            judged[opening[0][0]] = min(int(h) for h in hits if h is not None)
+    return _result(sorted(judged.items()), len(rows), _first_n(len(rows)), "families")
+
+
+def _opening(members: list[tuple[int, Mapping[str, Any]]]) -> list[tuple[int, Mapping[str, Any]]]:
+    """A family's requests sent before the first of their first tokens came back (send order).
+
+    The one the server scheduled first is among them: it was scheduled no later than the request
+    whose first token came back first, and sent before it was scheduled. A row without a TTFT (no
+    token came) is bounded by its answer's end (``client_e2e_s``), else by its send.
+    """
+    until = min(int(r["client_start_unix_nano"]) + _first_token_ns(r) for _, r in members)
+    return [m for m in members if int(m[1]["client_start_unix_nano"]) <= until]
+
+
+def _first_token_ns(row: Mapping[str, Any]) -> int:
+    for key in ("client_ttft_s", "client_e2e_s"):
+        value = row.get(key)
+        if isinstance(value, int | float) and math.isfinite(value):
+            return int(value * 1e9)
+    return 0
 
 
 def _result(judged: list[tuple[int, int]], n: int, first: int, basis: str) -> WarmCache:

@@ -138,3 +138,32 @@ def test_client_rows_sent_together_share_their_family() -> None:
     rows[1]["client_start_unix_nano"] = 70 * ms
     check = warm_cache_of_clients(rows)
     assert check.warm_first == 1 and check.inherited_tokens == 384
+
+
+def test_client_rows_sent_together_that_all_hit_came_warm() -> None:
+    """A rerun sends two of a family 1 ms apart and both hit: whichever the server prefilled
+    first had no sibling blocks to hit, so one hit came from before the run (seen in a real run:
+    the family was missed when a sibling in flight excused both)."""
+    ms = 1_000_000
+    rows = [
+        {"client_start_unix_nano": 0, "client_ttft_s": 0.065, "family": "f", "cached_tokens": 384},
+        {"client_start_unix_nano": ms, "client_ttft_s": 0.051, "family": "f", "cached_tokens": 256},
+        # sent after the family's first token came back: it may hit the run's own blocks
+        {
+            "client_start_unix_nano": 60 * ms,
+            "client_ttft_s": 0.05,
+            "family": "f",
+            "cached_tokens": 384,
+        },
+    ]
+    check = warm_cache_of_clients(rows)
+    assert (check.warm_first, check.warm_requests, check.inherited_tokens) == (1, 1, 256)
+    # one of the opening group without a count may be the one prefilled first: not judged warm
+    del rows[1]["cached_tokens"]
+    check = warm_cache_of_clients(rows)
+    assert (check.checked, check.warm_requests) == (2, 0)
+    # an answer without tokens is bounded by its end: the third is outside the opening group
+    rows[1].update(cached_tokens=256, client_ttft_s=None, client_e2e_s=0.04)
+    assert warm_cache_of_clients(rows).inherited_tokens == 256
+    rows[2]["cached_tokens"] = 0
+    assert warm_cache_of_clients(rows).inherited_tokens == 256
