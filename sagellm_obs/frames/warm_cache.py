@@ -238,7 +238,7 @@ def warm_cache_of_clients(client: Iterable[Mapping[str, Any]]) -> WarmCache:
     for members in families.values():
         opening = _opening(members)
         hits = [r.get("cached_tokens") for _, r in opening]
-        if all(isinstance(h, int) and h > 0 for h in hits):
+        if all(h is not None and int(h) > 0 for h in hits):
             judged[opening[0][0]] = min(int(h) for h in hits if h is not None)
     return _result(sorted(judged.items()), len(rows), _first_n(len(rows)), "families")
 
@@ -247,19 +247,27 @@ def _opening(members: list[tuple[int, Mapping[str, Any]]]) -> list[tuple[int, Ma
     """A family's requests sent before the first of their first tokens came back (send order).
 
     The one the server scheduled first is among them: it was scheduled no later than the request
-    whose first token came back first, and sent before it was scheduled. A row without a TTFT (no
-    token came) is bounded by its answer's end (``client_e2e_s``), else by its send.
+    whose first token came back first, and sent before it was scheduled. An answer without text
+    (no TTFT) was scheduled before it ended (``client_e2e_s``); a failed request may never have
+    been, so it bounds nothing. Without any bound, the whole family is the group.
     """
-    until = min(int(r["client_start_unix_nano"]) + _first_token_ns(r) for _, r in members)
-    return [m for m in members if int(m[1]["client_start_unix_nano"]) <= until]
+    bounds = [
+        int(r["client_start_unix_nano"]) + int(after * 1e9)
+        for _, r in members
+        if (after := _scheduled_within_s(r)) is not None
+    ]
+    until = min(bounds, default=None)
+    return [m for m in members if until is None or int(m[1]["client_start_unix_nano"]) <= until]
 
 
-def _first_token_ns(row: Mapping[str, Any]) -> int:
-    for key in ("client_ttft_s", "client_e2e_s"):
+def _scheduled_within_s(row: Mapping[str, Any]) -> float | None:
+    """Seconds after its send by which the server had surely scheduled the request, if known."""
+    keys = ("client_ttft_s",) if row.get("error") is not None else ("client_ttft_s", "client_e2e_s")
+    for key in keys:
         value = row.get(key)
         if isinstance(value, int | float) and math.isfinite(value):
-            return int(value * 1e9)
-    return 0
+            return float(value)
+    return None
 
 
 def _result(judged: list[tuple[int, int]], n: int, first: int, basis: str) -> WarmCache:

@@ -112,6 +112,8 @@ def test_client_rows_by_family() -> None:
         {"request_id": "d", "client_start_unix_nano": 4, "family": "g", "cached_tokens": 128},
         {"request_id": "e", "client_start_unix_nano": 5, "family": "g"},  # not reported
     ]
+    for row in rows:  # each first token came back at once, before the next was sent
+        row["client_ttft_s"] = 0.0
     check = warm_cache_of_clients(rows)
     assert (check.checked, check.first_requests, check.warm_first) == (4, 1, 0)
     assert (check.warm_requests, check.inherited_tokens) == (1, 128)
@@ -162,8 +164,11 @@ def test_client_rows_sent_together_that_all_hit_came_warm() -> None:
     del rows[1]["cached_tokens"]
     check = warm_cache_of_clients(rows)
     assert (check.checked, check.warm_requests) == (2, 0)
-    # an answer without tokens is bounded by its end: the third is outside the opening group
+    # an answer without text is bounded by its end: the third is outside the opening group
     rows[1].update(cached_tokens=256, client_ttft_s=None, client_e2e_s=0.04)
-    assert warm_cache_of_clients(rows).inherited_tokens == 256
     rows[2]["cached_tokens"] = 0
     assert warm_cache_of_clients(rows).inherited_tokens == 256
+    # a failed request may never have been scheduled: its end bounds nothing, so the third (no
+    # hit) joins the group, and it may be the one prefilled first
+    rows[1]["error"] = 500
+    assert warm_cache_of_clients(rows).warm_requests == 0
