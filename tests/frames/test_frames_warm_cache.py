@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import polars as pl
 
@@ -121,23 +122,23 @@ def test_client_rows_by_family() -> None:
     assert warm_cache_of_clients([]).word() == "not checked"
 
 
+def _sent(ms: float, ttft_s: float, family: str, cached: int) -> dict[str, Any]:
+    """A client row sent ``ms`` after the run's first."""
+    return {
+        "client_start_unix_nano": int(ms * 1_000_000),
+        "client_ttft_s": ttft_s,
+        "family": family,
+        "cached_tokens": cached,
+    }
+
+
 def test_client_rows_sent_together_share_their_family() -> None:
     """Two of a family sent 1 ms apart: the server prefilled the later one first and the first
     hit its blocks (seen in a real run). Not warm; a hit with no sibling in flight still is."""
-    ms = 1_000_000
-    rows = [
-        {"client_start_unix_nano": 0, "client_ttft_s": 0.065, "family": "f", "cached_tokens": 384},
-        {"client_start_unix_nano": ms, "client_ttft_s": 0.051, "family": "f", "cached_tokens": 0},
-        {
-            "client_start_unix_nano": 66 * ms,
-            "client_ttft_s": 0.05,
-            "family": "g",
-            "cached_tokens": 0,
-        },
-    ]
+    rows = [_sent(0, 0.065, "f", 384), _sent(1, 0.051, "f", 0), _sent(66, 0.05, "g", 0)]
     assert warm_cache_of_clients(rows).warm_requests == 0
     # the sibling was sent after the first token came back: the hit came from before the run
-    rows[1]["client_start_unix_nano"] = 70 * ms
+    rows[1]["client_start_unix_nano"] = 70_000_000
     check = warm_cache_of_clients(rows)
     assert check.warm_first == 1 and check.inherited_tokens == 384
 
@@ -146,17 +147,10 @@ def test_client_rows_sent_together_that_all_hit_came_warm() -> None:
     """A rerun sends two of a family 1 ms apart and both hit: whichever the server prefilled
     first had no sibling blocks to hit, so one hit came from before the run (seen in a real run:
     the family was missed when a sibling in flight excused both)."""
-    ms = 1_000_000
     rows = [
-        {"client_start_unix_nano": 0, "client_ttft_s": 0.065, "family": "f", "cached_tokens": 384},
-        {"client_start_unix_nano": ms, "client_ttft_s": 0.051, "family": "f", "cached_tokens": 256},
-        # sent after the family's first token came back: it may hit the run's own blocks
-        {
-            "client_start_unix_nano": 60 * ms,
-            "client_ttft_s": 0.05,
-            "family": "f",
-            "cached_tokens": 384,
-        },
+        _sent(0, 0.065, "f", 384),
+        _sent(1, 0.051, "f", 256),
+        _sent(60, 0.05, "f", 384),  # sent after the family's first token came back: may hit
     ]
     check = warm_cache_of_clients(rows)
     assert (check.warm_first, check.warm_requests, check.inherited_tokens) == (1, 1, 256)
