@@ -25,10 +25,10 @@ Without spans (``run --endpoint``: client rows only), the same rule runs on the 
 families (shared prefix or chat session) instead of block hashes, per server: the family's
 *opening group* is its requests sent before the first of their first tokens came back; the one
 the server prefilled first is among them and had no sibling blocks to hit, so when every one of
-them hit, the first one sent is counted with the smallest of their hits as inherited. Later
-requests of a family are not judged; any hit of a request without a family is inherited. It needs
-the server to report cached tokens in ``usage.prompt_tokens_details`` (ours does; vLLM with
-``--enable-prompt-tokens-details``).
+them hit, the first one sent is counted with the smallest of their hits as inherited. The
+family's other requests are checked but never inherited; any hit of a request without a family
+is. It needs the server to report cached tokens in ``usage.prompt_tokens_details`` (ours does;
+vLLM with ``--enable-prompt-tokens-details``).
 """
 
 from __future__ import annotations

@@ -39,11 +39,8 @@ RUN_FOR_S = 6.0  # and for this long, so that most of them are older than the fl
 SLACK_S = 1.0
 
 
-def _traces_lines(run_dir: Path) -> int:
-    return sum(p.read_bytes().count(b"\n") for p in run_dir.glob("traces-*.jsonl"))
-
-
 def _first_traces_file_sealed(run_dir: Path) -> bool:
+    """A traces file was rotated away (so the store holds spans) and sealed during the run."""
     traces = data_files(run_dir, "traces")
     return len(traces) >= 2 and columnar_copy(traces[0], "spans").is_file()
 
@@ -77,7 +74,7 @@ def test_sigkill_mid_run_loses_at_most_the_last_flush(tmp_path: Path) -> None:
         assert proc.poll() is None, (tmp_path / "child.log").read_text()[-4000:]
         if len(done) < KILL_AFTER_DONE or time.time() - min(done.values()) < RUN_FOR_S:
             return False
-        return _traces_lines(run_dir) >= 2 and _first_traces_file_sealed(run_dir)
+        return _first_traces_file_sealed(run_dir)
 
     try:
         wait_until(
