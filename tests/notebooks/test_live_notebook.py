@@ -6,7 +6,8 @@ steps drawn by the KV chart, its newest bucket and the requests the TTFT chart's
 grow.
 The notebook's last cell ends the run; the view then stops by itself, and the final picture (the
 widget state saved in the notebook, as a reader opening it sees it) draws every step of the run,
-counted by the loader.
+counted by the loader, and the notebook passes every executed notebook's checks
+(:func:`notebook_checks.check_executed`; this is 07_live's only execution by nbclient).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 import nbformat
 import pytest
 from live_probe import LIVE_REQUESTS, PROBE, drawn_steps_of_run, run_folder
+from notebook_checks import check_executed
 from notebook_helpers import KERNEL, NOTEBOOKS_DIR
 
 CELL_TIMEOUT = 300
@@ -99,6 +101,8 @@ def test_the_live_view_advances_while_the_run_writes(
     # The final picture is what the notebook keeps: the saved KV chart draws the same steps.
     saved = _saved_kv_steps(nb)
     assert saved == steps
+    # And what every executed notebook must show (test_notebooks_execute leaves 07_live to this).
+    check_executed("07_live", nb, tmp_path)
 
 
 def _saved_kv_steps(nb: nbformat.NotebookNode) -> int:
