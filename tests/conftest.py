@@ -10,6 +10,12 @@ from typing import TypeVar
 
 import pytest
 
+# One OpenMP thread per test engine, set before torch loads (engines, kernels and subprocesses
+# inherit it): on the tiny model a second thread gains nothing, and on two cores it spins against
+# the notebook kernel, the frontend or another engine (the suite ran 29 min instead of 39 here).
+# make run and make bench keep vLLM's default.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 from sagellm_obs.testing import sagellm_capture as sagellm_capture
 from tests.frames.frames_otlp import LiveRun, live_run
 

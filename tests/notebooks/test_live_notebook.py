@@ -20,12 +20,11 @@ from typing import Any
 import nbformat
 import pytest
 from live_probe import LIVE_REQUESTS, PROBE, drawn_steps_of_run, run_folder
-from notebook_checks import check_executed
+from notebook_checks import JUPYTER_CHART, check_executed, widget_states
 from notebook_helpers import KERNEL, NOTEBOOKS_DIR
 
 CELL_TIMEOUT = 300
 WAIT_S = 120  # generous: the condition is polled, never slept on
-JUPYTER_CHART = "altair.jupyter.jupyter_chart.JupyterChart"
 
 
 def _probe(client: Any, index: int) -> dict[str, Any]:
@@ -107,7 +106,7 @@ def test_the_live_view_advances_while_the_run_writes(
 
 def _saved_kv_steps(nb: nbformat.NotebookNode) -> int:
     """Steps drawn by the KV-usage chart in the widget state saved with the notebook."""
-    states = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    states = widget_states(nb)
     counts: list[int] = []
     for model in states.values():
         state = model["state"]
