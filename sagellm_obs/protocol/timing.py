@@ -30,6 +30,7 @@ from typing import Any, Literal
 from sagellm_obs.protocol.types import Timestamps
 
 __all__ = [
+    "CLOCK_STEP_TOLERANCE_S",
     "MAX_PLAUSIBLE_EPOCH_S",
     "MIN_PLAUSIBLE_EPOCH_S",
     "ClockAnchor",
@@ -52,6 +53,9 @@ MIN_PLAUSIBLE_EPOCH_S = 946_684_800.0
 MAX_PLAUSIBLE_EPOCH_S = 4_102_444_800.0
 """2100-01-01T00:00:00Z. Later values are probably milli/micro/nanoseconds, not seconds."""
 
+CLOCK_STEP_TOLERANCE_S = 1e-3
+"""The smallest wall-clock step :meth:`ClockAnchor.stepped` reports (pairing error is ~1 µs)."""
+
 _FIELDS = ("queued_at", "scheduled_at", "executed_at", "completed_at")
 
 
@@ -61,9 +65,10 @@ class ClockAnchor:
 
     ``to_epoch(m) = wall_s + (m - mono_s)``. On Linux ``CLOCK_MONOTONIC`` (Python's
     ``time.monotonic()``) is system-wide, so an anchor taken in one process also converts monotonic
-    stamps taken in other processes on the same host, such as vLLM's EngineCore. Take one anchor
-    and reuse it: converted stamps then keep their exact monotonic spacing even if NTP steps the
-    wall clock later.
+    stamps taken in other processes on the same host, such as vLLM's EngineCore. Reuse one anchor,
+    so converted stamps keep their exact monotonic spacing, until the wall clock steps against the
+    monotonic one (see :meth:`stepped`): NTP slewing moves both clocks alike, but a step (NTP's,
+    ``date -s``, a virtual machine restored from a snapshot) moves the wall clock alone.
 
     Attributes:
         wall_s: ``time.time()`` reading, Unix epoch seconds.
@@ -101,6 +106,24 @@ class ClockAnchor:
     def offset_s(self) -> float:
         """``wall_s - mono_s``: add it to a monotonic reading to get epoch seconds."""
         return self.wall_s - self.mono_s
+
+    def stepped(self, tolerance_s: float = CLOCK_STEP_TOLERANCE_S) -> ClockAnchor | None:
+        """A new anchor if the wall clock has stepped against the monotonic clock since this one.
+
+        Wall-clock readings taken after a step (vLLM's ``arrival_time``) are in the new frame, so
+        monotonic stamps must be converted with a new anchor to stay comparable with them.
+        Costs one reading of each clock when nothing stepped.
+
+        Args:
+            tolerance_s: The smallest step reported; readings disagree by microseconds at most.
+
+        Returns:
+            A precise new anchor (:meth:`now`), or None when the clocks still agree with this one.
+        """
+        if abs(time.time() - time.monotonic() - self.offset_s) <= tolerance_s:
+            return None
+        fresh = ClockAnchor.now()  # a preempted reading above is no step: check precisely
+        return fresh if abs(fresh.offset_s - self.offset_s) > tolerance_s else None
 
     def to_epoch(self, mono_s: float) -> float:
         """Converts a ``time.monotonic()`` reading to Unix epoch seconds."""

@@ -203,7 +203,8 @@ class Telemetry:
         """Counters of the telemetry itself: recorded, dropped and failed records, export errors.
 
         ``sdk_fallbacks`` counts the SDK hooks that fell back to the SDK's slower public way in
-        this process (:func:`sagellm_obs.telemetry.engaged_fallbacks` names them).
+        this process (:func:`sagellm_obs.telemetry.engaged_fallbacks` names them);
+        ``clock_steps`` the wall-clock steps the clock anchor followed.
         """
         return {
             "requests_recorded": self.pipeline.requests_recorded,
@@ -213,6 +214,7 @@ class Telemetry:
             "otlp_spans_exported": sum(e.exported for e in self.otlp),
             "otlp_spans_failed": sum(e.failed for e in self.otlp),
             "sdk_fallbacks": len(engaged_fallbacks()),
+            "clock_steps": self.pipeline.clock_steps,
         }
 
     def shutdown(self) -> None:

@@ -99,14 +99,38 @@ class Pipeline:
         self.requests_recorded = 0
         self.steps_recorded = 0
         self.memory = _MemoryWatch()
+        self.clock_steps = 0
+        self._clock_lock = threading.Lock()
         self._last_mem = 0.0
         self._thread = threading.Thread(target=self._run, name="sagellm-obs-telemetry", daemon=True)
         self._thread.start()
 
     @property
     def anchor(self) -> ClockAnchor:
-        """Wall/monotonic anchor for converting vLLM's monotonic timestamps."""
-        return self.spans.anchor
+        """Wall/monotonic anchor for converting vLLM's monotonic timestamps.
+
+        Taken anew when the wall clock has stepped (vLLM's arrival times follow the step): the
+        engine reads it once per finished request (a reading of each clock, ~0.1 µs), the
+        telemetry thread before each batch of spans. Requests in flight during a step keep an
+        error of the step's size, named in their spans' clock issues when it breaks an order.
+        """
+        return self._checked_anchor()
+
+    def _checked_anchor(self) -> ClockAnchor:
+        anchor = self.spans.anchor
+        fresh = anchor.stepped()
+        if fresh is None:
+            return anchor
+        with self._clock_lock:
+            if self.spans.anchor is anchor:  # the other thread may have seen the step first
+                self.spans.anchor = fresh
+                self.clock_steps += 1
+                _log.warning(
+                    "sagellm-obs: the wall clock stepped by %+.1f ms against the monotonic "
+                    "clock; vLLM's engine stamps are converted with a new anchor from now on",
+                    (fresh.offset_s - anchor.offset_s) * 1e3,
+                )
+            return self.spans.anchor
 
     # --- hot path: O(1), never raises ---------------------------------------------------------
     def submit_request(self, record: RequestRecord) -> None:
@@ -168,6 +192,7 @@ class Pipeline:
         if steps:
             self._record_steps(steps)
         if self._requests:
+            self._checked_anchor()  # before the spans: re-anchors after a wall-clock step
             self.spans.refresh()
         while self._requests:
             self._record_requests(self._requests)

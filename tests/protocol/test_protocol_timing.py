@@ -43,6 +43,20 @@ def test_anchor_now_matches_the_clocks() -> None:
     assert anchor.mono_s <= mono_now
 
 
+def test_an_anchor_from_before_a_wall_clock_step_is_replaced() -> None:
+    now = p.ClockAnchor.now()
+    assert now.stepped() is None  # the clocks still agree with a fresh anchor
+    # As taken before the wall clock stepped forward by 53 ms (a VM restored from a snapshot).
+    before = p.ClockAnchor(wall_s=now.wall_s - 0.053, mono_s=now.mono_s)
+    fresh = before.stepped()
+    assert fresh is not None
+    wall_now, mono_now = time.time(), time.monotonic()
+    assert abs(fresh.to_epoch(mono_now) - wall_now) < 0.001  # in the wall clock's new frame
+    assert fresh.stepped() is None
+    # A difference under the tolerance is no step.
+    assert p.ClockAnchor(wall_s=now.wall_s - 0.0002, mono_s=now.mono_s).stepped() is None
+
+
 def test_anchor_is_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         ANCHOR.wall_s = 0.0  # type: ignore[misc]

@@ -4,12 +4,14 @@ errors) and no prompt content unless given."""
 from __future__ import annotations
 
 import json
+import logging
 import re
 
 import pytest
 from opentelemetry.trace import SpanKind, StatusCode
 
 from sagellm_obs import semconv as sc
+from sagellm_obs.protocol.timing import ClockAnchor
 from tests.telemetry.pipeline_setup import MODEL, MakeRecord, Setup, span_attrs, span_ctx
 
 PARENT_TRACE_ID = 0x4BF92F3577B34DA6A3CE929D0E0E4736
@@ -61,6 +63,29 @@ def test_records_become_server_spans_with_ordered_phase_children(
     assert len(trace_ids) == len(recs)
     assert all(s.parent is None for s in by_id.values())
     assert setup.telemetry.stats()["requests_recorded"] == len(recs)
+
+
+def test_a_wall_clock_step_is_followed(
+    setup: Setup, records: MakeRecord, caplog: pytest.LogCaptureFixture
+) -> None:
+    """vLLM's arrival times follow a wall-clock step; the engine's monotonic stamps must too."""
+    now = ClockAnchor.now()
+    pipeline = setup.telemetry.pipeline
+    # The anchor as taken before the wall clock stepped forward by 53 ms (a VM restored from a
+    # snapshot moved this machine's clock so during a suite run).
+    pipeline.spans.anchor = ClockAnchor(wall_s=now.wall_s - 0.053, mono_s=now.mono_s)
+    r = records(now, 0)  # arrival read from the wall clock after the step
+    with caplog.at_level(logging.WARNING, logger="sagellm_obs.telemetry.pipeline"):
+        setup.submit(r)
+    span = setup.server_spans()[r.request_id]
+    queue, _, _ = setup.children(span)
+    assert span.start_time is not None and queue.start_time is not None
+    # make_record puts the engine queue 1 ms after arrival.
+    assert queue.start_time - span.start_time == pytest.approx(1e6, abs=2e3)
+    assert setup.telemetry.stats()["clock_steps"] == 1
+    (message,) = [m.getMessage() for m in caplog.records]
+    assert "wall clock stepped by +53." in message
+    assert setup.telemetry.anchor is pipeline.spans.anchor  # what the engine's Metrics use
 
 
 def test_span_attributes_follow_semconv(setup: Setup, records: MakeRecord) -> None:
