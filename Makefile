@@ -38,8 +38,12 @@ run: install
 model: install
 	$(VENV)/bin/sagellm-obs model build
 
+# Two pytest-xdist workers, each running one test folder at a time (tests/conftest.py);
+# TEST_WORKERS=0 runs the suite in one process.
+TEST_WORKERS ?= 2
+
 test: install
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS)
 
 test-fast: install
 	$(PY) -m pytest -m "not engine and not slow"

@@ -10,10 +10,10 @@ from typing import TypeVar
 
 import pytest
 
-# One OpenMP thread per test engine, set before torch loads (engines, kernels and subprocesses
-# inherit it): on the tiny model a second thread gains nothing, and on two cores it spins against
-# the notebook kernel, the frontend or another engine (the suite ran 29 min instead of 39 here).
-# make run and make bench keep vLLM's default.
+# One OpenMP thread in every process of the suite, set before torch loads (engines, kernels and
+# subprocesses inherit it): engines, kernels and browsers running at once then do not spin against
+# each other on two cores (the suite ran 30 min instead of 39 here). One engine alone is faster with
+# vLLM's default, which make run and make bench keep.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from sagellm_obs.testing import sagellm_capture as sagellm_capture
@@ -42,6 +42,49 @@ def need_binary(name: str, how: str) -> str:
     return path
 
 
+# --- two pytest-xdist workers (make test runs -n 2): one test folder at a time on a worker ------
+# A folder is the unit: its shared engine or server starts once, and its teardown hooks (which
+# stop it after the folder's last test) see the folder's tests in order. Heaviest folders first
+# (seconds in a one-process run, 7 Dec), so that the two workers end close together.
+_HEAVY_FIRST = (
+    "notebooks",
+    "workload",
+    "benchmarks",
+    "hardening",
+    "fleet",
+    "engine",
+    "tests",  # tests/test_*.py: the examples
+    "dashboards",
+    "server",
+)
+IN_XDIST_WORKER = bool(os.environ.get("PYTEST_XDIST_WORKER"))
+
+
+def folder_of(nodeid: str) -> str:
+    """``tests/<folder>/...`` -> ``<folder>``; a module directly under ``tests/`` -> ``tests``."""
+    parts = nodeid.split("::", 1)[0].split("/")
+    return parts[1] if len(parts) > 2 else parts[0]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByFolder(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return folder_of(nodeid)
+
+    config.option.loadscopereorder = False  # keep the heaviest-first order below
+    return ByFolder(config, log)  # type: ignore[arg-type]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not IN_XDIST_WORKER:
+        return
+    rank = {name: i for i, name in enumerate(_HEAVY_FIRST)}
+    items.sort(key=lambda item: rank.get(folder_of(item.nodeid), len(rank)))  # stable
+
+
 T = TypeVar("T")
 
 
@@ -65,14 +108,17 @@ def selected(request: pytest.FixtureRequest, test: str, param: str) -> list[str]
 
 @contextmanager
 def work_ahead(
-    jobs: Mapping[str, Callable[[], T]], workers: int = 2
+    jobs: Mapping[str, Callable[[], T]], workers: int | None = None
 ) -> Iterator[dict[str, Future[T]]]:
     """Start ``jobs`` at once, ``workers`` at a time; each test waits for its own future.
 
     For module fixtures whose tests' slow part is a subprocess that is mostly one thread's
-    imports (an engine start, a notebook kernel): two overlap on two cores. Jobs not started
+    imports (an engine start, a notebook kernel): two overlap on two cores. Under two xdist
+    workers the other worker is the overlap, so one at a time (the default). Jobs not started
     when the block ends are cancelled; the running ones are waited for.
     """
+    if workers is None:
+        workers = 1 if IN_XDIST_WORKER else 2
     pool = ThreadPoolExecutor(workers, thread_name_prefix="ahead")
     try:
         yield {key: pool.submit(job) for key, job in jobs.items()}
