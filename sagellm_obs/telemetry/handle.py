@@ -155,9 +155,10 @@ class Telemetry:
                 proc.on_end(span)
 
     def peak_mem_mb(self, *, sample: bool = False) -> int:
-        """Peak RSS of the engine's processes seen so far, in MB; ``sample`` reads it now."""
+        """Peak RSS of the engine's processes seen so far, in MB; ``sample`` reads it now,
+        listing the child processes anew (call it when an engine has started)."""
         if sample:
-            return self.pipeline.memory.sample()
+            return self.pipeline.memory.sample(rescan=True)
         return self.pipeline.peak_mem_mb
 
     def annotate_run(self, **fields: Any) -> None:

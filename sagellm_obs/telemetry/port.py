@@ -82,7 +82,8 @@ class TelemetryPort(Protocol):
         ...
 
     def peak_mem_mb(self, *, sample: bool = False) -> int:
-        """Peak RSS of the engine's processes seen so far, in MB; ``sample`` reads it now."""
+        """Peak RSS of the engine's processes seen so far, in MB; ``sample`` reads it now,
+        listing the child processes anew (call it when an engine has started)."""
         ...
 
     def annotate_run(self, **fields: Any) -> None:

@@ -4,6 +4,8 @@ current. Spans and metrics: ``test_telemetry_pipeline_spans.py``, ``..._metrics.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import sagellm_obs.telemetry as telemetry_mod
 from sagellm_obs import semconv as sc
 from sagellm_obs.store import files_of, iter_jsonl
 from sagellm_obs.telemetry import configure
+from sagellm_obs.telemetry.pipeline import _MemoryWatch
 from tests.telemetry.pipeline_setup import MakeRecord, Setup
 
 
@@ -71,3 +74,28 @@ def test_make_current_false_leaves_the_current_one_alone(tmp_path: Path) -> None
         assert current.pipeline._thread.is_alive()
     finally:
         telemetry_mod.shutdown()
+
+
+def test_memory_watch_lists_children_when_asked_not_at_every_sample() -> None:
+    """Listing child processes reads every process's stat file: done on request (an engine
+    has started) or every ``rescan_s``; each sample reads the known processes' RSS only."""
+    watch = _MemoryWatch(rescan_s=3600)
+    before = watch.sample()
+    assert watch.scans == 1 and before > 0
+    code = (
+        "import sys, time; b = bytearray(300 * 2**20); print('ready', flush=True); time.sleep(60)"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+        assert watch.sample() < before + 250  # not listed yet: no child at the last scan
+        assert watch.scans == 1
+        # The child's 300 MB of bytearray, counted once the children are listed again.
+        assert watch.sample(rescan=True) >= before + 290
+        assert watch.scans == 2
+    finally:
+        child.kill()
+        child.wait()
+    watch.sample()  # the known child is gone: listed again at the next sample
+    watch.sample()
+    assert watch.scans == 3
