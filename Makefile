@@ -39,11 +39,13 @@ model: install
 	$(VENV)/bin/sagellm-obs model build
 
 # Two pytest-xdist workers, each running one test folder at a time (tests/conftest.py);
-# TEST_WORKERS=0 runs the suite in one process.
+# TEST_WORKERS=0 runs the suite in one process. The JupyterLab tests run alone afterwards: a
+# browser starved of CPU can miss anywidget's 2 s limit for starting a widget.
 TEST_WORKERS ?= 2
 
 test: install
-	$(PY) -m pytest -n $(TEST_WORKERS)
+	$(PY) -m pytest -n $(TEST_WORKERS) -m "not browser"
+	$(PY) -m pytest -m browser
 
 test-fast: install
 	$(PY) -m pytest -m "not engine and not slow"

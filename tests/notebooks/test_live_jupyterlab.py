@@ -134,6 +134,7 @@ def _until(
 
 
 @pytest.mark.engine
+@pytest.mark.browser
 def test_the_live_view_advances_in_jupyterlab(tmp_path: Path) -> None:
     sync_playwright = need_browser()
     ARTIFACTS.mkdir(exist_ok=True)

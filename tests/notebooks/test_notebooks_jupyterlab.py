@@ -48,6 +48,7 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
 
 
 @pytest.mark.engine
+@pytest.mark.browser
 def test_quickstart_runs_in_jupyterlab(lab: Lab) -> None:
     sync_playwright = need_browser()
     log = lab.log
