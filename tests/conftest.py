@@ -45,17 +45,17 @@ def need_binary(name: str, how: str) -> str:
 # --- two pytest-xdist workers (make test runs -n 2): one test folder at a time on a worker ------
 # A folder is the unit: its shared engine or server starts once, and its teardown hooks (which
 # stop it after the folder's last test) see the folder's tests in order. Heaviest folders first
-# (seconds in a one-process run, 7 Dec), so that the two workers end close together.
+# (seconds in a one-process run of 7 Dec in comments), so that the two workers end close together.
 _HEAVY_FIRST = (
-    "notebooks",
-    "workload",
-    "benchmarks",
-    "hardening",
-    "fleet",
-    "engine",
-    "tests",  # tests/test_*.py: the examples
-    "dashboards",
-    "server",
+    "notebooks",  # 611
+    "workload",  # 324
+    "benchmarks",  # 246
+    "hardening",  # 242
+    "fleet",  # 158
+    "engine",  # 125
+    "tests",  # 116: tests/test_*.py, the examples
+    "dashboards",  # 111
+    "server",  # 91
 )
 IN_XDIST_WORKER = bool(os.environ.get("PYTEST_XDIST_WORKER"))
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 
 import pytest
 from opentelemetry.trace import SpanKind, StatusCode
@@ -86,6 +87,12 @@ def test_a_wall_clock_step_is_followed(
     (message,) = [m.getMessage() for m in caplog.records]
     assert "wall clock stepped by +53." in message
     assert setup.telemetry.anchor is pipeline.spans.anchor  # what the engine's Metrics use
+    # The engine reads the anchor once per finished request, before the telemetry thread sees the
+    # record: that read alone follows a step too (the protocol Metrics are built from it).
+    pipeline.spans.anchor = ClockAnchor(wall_s=now.wall_s + 0.020, mono_s=now.mono_s)
+    engine_side = setup.telemetry.anchor
+    assert abs(engine_side.to_epoch(time.monotonic()) - time.time()) < 0.001
+    assert setup.telemetry.stats()["clock_steps"] == 2
 
 
 def test_span_attributes_follow_semconv(setup: Setup, records: MakeRecord) -> None:
