@@ -31,13 +31,24 @@ def _drop(record: Any) -> None:
     return None
 
 
+class _State:
+    """vLLM's ``RequestState``, the part the output handler puts through."""
+
+    def __init__(self, queue: Any) -> None:
+        self.queue = queue
+        self.parent_req = None
+
+
 class _ReplayLLM:
     """The part of ``AsyncLLM`` the engine's request path calls: ``add_request`` returns vLLM's
-    own ``RequestOutputCollector``, fed one step at a time as vLLM's output handler feeds it
-    (``DELTA``: an output a step; ``FINAL_ONLY``: the cumulative one at the end)."""
+    own ``RequestOutputCollector``, registered as the request's queue in ``output_processor``
+    and fed one step at a time through it, as vLLM's output handler feeds it (``DELTA``: an
+    output a step; ``FINAL_ONLY``: the cumulative one at the end)."""
 
     def __init__(self) -> None:
         self._feeders: set[asyncio.Task[None]] = set()
+        self.output_processor = self
+        self.request_states: dict[str, _State] = {}
 
     async def add_request(self, request_id: str, prompt: str, params: Any, **_: Any) -> Any:
         from vllm.sampling_params import RequestOutputKind
@@ -45,11 +56,13 @@ class _ReplayLLM:
 
         kind = params.output_kind if params is not None else RequestOutputKind.DELTA
         q = RequestOutputCollector(kind, request_id)
+        state = self.request_states[request_id] = _State(q)
         feeder = asyncio.get_running_loop().create_task(
-            _feed(q, request_id, kind == RequestOutputKind.FINAL_ONLY)
+            _feed(state, request_id, kind == RequestOutputKind.FINAL_ONLY)
         )
         self._feeders.add(feeder)
         feeder.add_done_callback(self._feeders.discard)
+        feeder.add_done_callback(lambda _: self.request_states.pop(request_id, None))
         return q
 
     async def generate(
@@ -70,7 +83,7 @@ class _ReplayLLM:
         return None
 
 
-async def _feed(q: Any, request_id: str, final_only: bool) -> None:
+async def _feed(state: _State, request_id: str, final_only: bool) -> None:
     from vllm.outputs import CompletionOutput, RequestOutput
     from vllm.v1.metrics.stats import RequestStateStats
 
@@ -95,7 +108,7 @@ async def _feed(q: Any, request_id: str, final_only: bool) -> None:
             0, text, tokens, None, None, finish_reason="length" if last else None
         )
         prompt_ids = [1, 2, 3] if i == 0 or final_only else None
-        q.put(
+        state.queue.put(  # looked up at every output, as vLLM's output handler does
             RequestOutput(
                 request_id, None, prompt_ids, None, [comp], last, metrics=stats, num_cached_tokens=0
             )

@@ -256,7 +256,16 @@ def test_streaming_events_and_itl(harness: EngineHarness) -> None:
         stream=True,
         metadata={"ignore_eos": True},
     )
-    events = list(harness.engine.stream(req, on_token=lambda d: seen.append(d.content)))
+    states = harness.engine.engine.llm.output_processor.request_states
+    queues: set[str] = set()
+
+    def on_token(d: StreamEventDelta) -> None:  # on the engine's loop, between vLLM's outputs
+        seen.append(d.content)
+        queues.update(type(s.queue).__name__ for s in states.values())
+
+    events = list(harness.engine.stream(req, on_token=on_token))
+    # vLLM's output handler hands this request's outputs to our slot, not to its collector.
+    assert queues == {"OutputSlot"}
     assert events[0].event == "start"
     assert events[-1].event == "end"
     deltas = [e for e in events[1:-1] if e.event == "delta"]
