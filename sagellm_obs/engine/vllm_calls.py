@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import functools
 import os
 from collections.abc import Iterable, Iterator, Mapping
@@ -52,14 +53,46 @@ def sampling_params(kwargs: dict[str, Any], *, final_only: bool = False) -> Any:
     Outputs are ``DELTA`` (each output the tokens since the last), or with ``final_only`` one
     output when the request ends (``FINAL_ONLY``), as vLLM's server asks for a request that is
     not streamed: vLLM then builds no output per step, and nothing wakes per token. Each call
-    makes parameters for one request, not to be shared: vLLM does not copy them.
+    makes parameters for one request, not to be shared: vLLM does not deep-copy them.
+
+    Parameters of plain values (numbers, text, flags: most requests') are copied from ones made
+    and checked by vLLM for the same values (:func:`_template`): ~0.7 µs against ~6 – 10 µs
+    for vLLM's checks each time.
     """
-    new, delta, final, fresh = _sampling_params_class()
-    kind = final if final_only else delta
-    for key, value in kwargs.items():  # vLLM cannot pass larger integers to its engine core
-        if isinstance(value, int) and value not in _INT64:
+    plain = True
+    for key, value in kwargs.items():
+        if type(value) not in _PLAIN:
+            plain = False
+        elif isinstance(value, int) and value not in _INT64:  # what vLLM's core can take
             field = key if key == "max_tokens" else f"sampling_params.{key}"
             raise invalid(field, "must fit in a signed 64-bit integer")
+    if not plain:
+        return _new_params(kwargs, final_only)
+    template, containers = _template(final_only, tuple(kwargs.items()))
+    params = copy.copy(template)
+    for name, make in containers:  # vLLM fills some in place (its stop ids): one per request
+        setattr(params, name, make(getattr(template, name)))
+    return params
+
+
+_PLAIN = frozenset((bool, int, float, str, type(None)))
+
+
+@functools.lru_cache(maxsize=256)
+def _template(
+    final_only: bool, items: tuple[tuple[str, Any], ...]
+) -> tuple[Any, tuple[tuple[str, type], ...]]:
+    """Parameters for ``items`` made by vLLM (raising what it raises), and their fields that
+    hold a list, set or dict, with its type (the rest are plain values, shared safely)."""
+    params = _new_params(dict(items), final_only)
+    names = getattr(params, "__struct_fields__", None) or vars(params)
+    values = ((n, getattr(params, n, None)) for n in names)
+    return params, tuple((n, type(v)) for n, v in values if type(v) in (list, set, dict))
+
+
+def _new_params(kwargs: dict[str, Any], final_only: bool) -> Any:
+    new, delta, final, fresh = _sampling_params_class()
+    kind = final if final_only else delta
     try:
         return new(output_kind=kind, **fresh, **kwargs)
     except Exception as exc:  # ValueError, TypeError, or VLLMValidationError (not a ValueError)
