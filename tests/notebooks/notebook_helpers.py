@@ -8,9 +8,12 @@ config, data and IPython dirs point there too).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS_DIR = ROOT / "notebooks"
@@ -28,6 +31,20 @@ NOTEBOOKS = (
 )
 KERNEL = "python3"  # the name the notebooks' metadata asks for
 REQUESTS = "16"  # SAGELLM_OBS_NOTEBOOK_REQUESTS for the tests: small workloads
+
+
+def notebook_client(nb: Any, **kw: Any) -> Any:
+    """An nbclient ``NotebookClient`` for ``nb`` (``kw`` its options) whose kernel listens on IPC
+    sockets in Jupyter's runtime dir, not on loopback TCP, about which ipykernel warns at every
+    start ("Kernel is running over TCP without encryption"). The sockets' prefix is short and
+    unique: a socket path has at most 107 bytes, and kernels may start side by side."""
+    from nbclient import NotebookClient
+    from traitlets.config import Config
+
+    runtime = Path(os.environ.get("JUPYTER_RUNTIME_DIR") or "/tmp")
+    sockets = runtime / f"k-{uuid.uuid4().hex[:8]}"
+    cfg = Config({"KernelManager": {"transport": "ipc", "ip": str(sockets)}})
+    return NotebookClient(nb, kernel_name=KERNEL, config=cfg, **kw)
 
 
 def install_kernelspec(prefix: Path) -> Path:

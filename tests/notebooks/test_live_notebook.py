@@ -21,7 +21,7 @@ import nbformat
 import pytest
 from live_probe import LIVE_REQUESTS, PROBE, drawn_steps_of_run, run_folder
 from notebook_checks import JUPYTER_CHART, check_executed, widget_states
-from notebook_helpers import KERNEL, NOTEBOOKS_DIR
+from notebook_helpers import NOTEBOOKS_DIR, notebook_client
 
 CELL_TIMEOUT = 300
 WAIT_S = 120  # generous: the condition is polled, never slept on
@@ -53,8 +53,6 @@ def _until(client: Any, index: int, ok: Any, what: str) -> dict[str, Any]:
 def test_the_live_view_advances_while_the_run_writes(
     notebook_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from nbclient import NotebookClient
-
     monkeypatch.setenv("SAGELLM_OBS_NOTEBOOK_REQUESTS", LIVE_REQUESTS)
     nb = nbformat.read(NOTEBOOKS_DIR / "07_live.ipynb", as_version=4)
     live_cell = next(
@@ -62,11 +60,8 @@ def test_the_live_view_advances_while_the_run_writes(
     )
     cells = len(nb.cells)
     nb.cells.append(nbformat.v4.new_code_cell(PROBE))  # run by the test only, index ``cells``
-    client = NotebookClient(
-        nb,
-        timeout=CELL_TIMEOUT,
-        kernel_name=KERNEL,
-        resources={"metadata": {"path": str(tmp_path)}},
+    client = notebook_client(
+        nb, timeout=CELL_TIMEOUT, resources={"metadata": {"path": str(tmp_path)}}
     )
     with client.setup_kernel():
         for index in range(live_cell + 1):

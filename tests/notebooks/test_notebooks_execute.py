@@ -22,7 +22,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from notebook_checks import check_executed
-from notebook_helpers import ARTIFACTS, KERNEL, NOTEBOOKS, NOTEBOOKS_DIR
+from notebook_helpers import ARTIFACTS, KERNEL, NOTEBOOKS, NOTEBOOKS_DIR, notebook_client
 
 from tests.conftest import selected, work_ahead
 
@@ -69,11 +69,9 @@ class Executed:
 
 
 def _execute(name: str, folder: Path) -> Executed:
-    from nbclient import NotebookClient
-
     nb = _read(name)
-    client = NotebookClient(
-        nb, timeout=CELL_TIMEOUT, kernel_name=KERNEL, resources={"metadata": {"path": str(folder)}}
+    client = notebook_client(
+        nb, timeout=CELL_TIMEOUT, resources={"metadata": {"path": str(folder)}}
     )
     start = time.monotonic()
     client.execute()  # raises CellExecutionError naming the cell on the first error
