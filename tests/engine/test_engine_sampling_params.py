@@ -23,7 +23,7 @@ def test_copied_parameters_are_what_vllm_makes(final_only: bool) -> None:
 
 
 def test_what_vllm_fills_in_one_request_does_not_reach_the_next() -> None:
-    template, _ = _template(False, tuple(PLAIN.items()))
+    template, _ = _template(False, tuple((k, type(v), v) for k, v in PLAIN.items()))
     first = sampling_params(PLAIN)
     # What vLLM's input processor does to a request's parameters: stop ids filled in place.
     first.update_from_generation_config({"eos_token_id": [7, 8]}, eos_token_id=2)
@@ -54,3 +54,9 @@ def test_bad_values_are_refused_every_time(kw: dict[str, object], field: str) ->
             sampling_params(kw)
         assert info.value.code == ErrorCode.INVALID_ARGUMENT
         assert info.value.field == field
+
+
+def test_equal_values_of_other_types_get_their_own_parameters() -> None:
+    as_int = sampling_params({"max_tokens": 4, "temperature": 1})
+    as_float = sampling_params({"max_tokens": 4, "temperature": 1.0})
+    assert type(as_int.temperature) is int and type(as_float.temperature) is float
