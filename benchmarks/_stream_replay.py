@@ -177,7 +177,8 @@ async def _measure(requests: int, reps: int) -> dict[str, float]:
 async def _handoff(readers: int, reps: int) -> dict[str, float]:
     """CPU per output of the hand-off alone, best of ``reps``: ``readers`` requests at once, each
     a feeder putting ``OUTPUTS`` outputs one step apart and a reader taking them, through vLLM's
-    ``RequestOutputCollector`` and through the engine's ``OutputSlot`` (feeders included)."""
+    ``RequestOutputCollector`` and through the engine's ``OutputSlot`` (feeders included). The
+    readers keep up, so nothing is merged: the stand-in outputs could not be."""
     from vllm.sampling_params import RequestOutputKind
     from vllm.v1.engine.output_processor import RequestOutputCollector
 

@@ -217,8 +217,8 @@ class InstrumentedEngine(LlamaStackCalls):
         Raises:
             ProtocolValidationError: The request is invalid (``ErrorCode.INVALID_ARGUMENT``).
         """
-        # vLLM's collector is read in this coroutine's own frame; the request asks vLLM for its
-        # final output only (FINAL_ONLY, as vLLM's server does for a request not streamed).
+        # The request's outputs are read in this coroutine's own frame; the request asks vLLM for
+        # its final output only (FINAL_ONLY, as vLLM's server does for a request not streamed).
         f = await self._launch(request, stream=False)
         outs = f.outs
         async with Outputs(self, f) as q:
@@ -280,7 +280,7 @@ class InstrumentedEngine(LlamaStackCalls):
         return Flight(req, prompt, params, rec, ids, RequestOutputs(stream, self._final_output))
 
     async def _add(self, f: Flight) -> Any:
-        """Add the request to vLLM; its output collector."""
+        """Add the request to vLLM; what hands over its outputs (``vllm_requests.add_request``)."""
         headers = self.telemetry.vllm_trace_headers(f.rec) if self.trace_vllm else None
         session = None
         params = f.params

@@ -30,8 +30,9 @@ class Flight:
 
 
 class Outputs:
-    """The request added to vLLM, as ``async with Outputs(engine, f) as q``: ``q`` is vLLM's
-    output collector, or None when vLLM refused the request (``f.error`` says why).
+    """The request added to vLLM, as ``async with Outputs(engine, f) as q``: ``q`` hands over the
+    request's outputs (an :class:`~sagellm_obs.engine.vllm_requests.OutputSlot`, or vLLM's own
+    collector), or is None when vLLM refused the request (``f.error`` says why).
 
     Leaving the block before the request finished (cancelled, closed early, failed) aborts it in
     vLLM and takes vLLM's abort output first, so the record keeps the tokens and timing the

@@ -70,7 +70,7 @@ def sampling_params(kwargs: dict[str, Any], *, final_only: bool = False) -> Any:
                 key.append((name, kind, value))  # the type too: 1, 1.0 and True are equal keys
             else:
                 key = None
-    if key is None:
+    if key is None or kwargs.get("seed") is not None:  # a seed is most often per request
         return _new_params(kwargs, final_only)
     template, containers = _template(final_only, tuple(key))
     params = copy.copy(template)

@@ -49,8 +49,11 @@ class OutputSlot:
             waiter, self._waiter = self._waiter, None
             if waiter is not None and not waiter.done():  # done: its reader was cancelled
                 waiter.set_result(None)
-        elif not isinstance(held, Exception):
-            held.add(output, aggregate=self.aggregate)
+        elif type(held) is type(output):  # vLLM's: merge generation outputs, replace others
+            if hasattr(held, "add"):
+                held.add(output, aggregate=self.aggregate)
+            else:
+                self.output = output
 
     async def get(self) -> Any:
         while (output := self.output) is None:
@@ -85,7 +88,8 @@ async def add_request(
     trace_headers: Mapping[str, str] | None = None,
     session_id: str | None = None,
 ) -> Any:
-    """Add a request to vLLM; returns its output collector (vLLM's ``RequestOutputCollector``).
+    """Add a request to vLLM; returns what hands over its outputs: an :class:`OutputSlot`, or
+    vLLM's ``RequestOutputCollector`` where the slot cannot take its place.
 
     Raises what vLLM raises for a request it refuses (a prompt longer than the context, ...).
     """
@@ -128,7 +132,7 @@ async def abort_request(llm: Any, q: Any, request_id: str) -> Any:
 
 
 def close(q: Any) -> None:
-    """Release the collector (vLLM's ``generate`` closes it when the request leaves)."""
+    """Release the hand-off (vLLM's ``generate`` closes its collector when the request leaves)."""
     closer = getattr(q, "close", None)
     if closer is not None:
         with contextlib.suppress(Exception):

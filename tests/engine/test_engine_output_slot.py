@@ -47,8 +47,10 @@ async def _script(q: Any) -> list[Any]:
         await q.get()
     q.put(_output([5]))
     q.put(ValueError("replaces what is held"))
+    q.put(_output([6]))  # after an error: dropped
     with pytest.raises(ValueError, match="replaces"):
         q.get_nowait()
+    seen.append(q.get_nowait())
     return seen
 
 
@@ -59,6 +61,17 @@ def test_the_slot_hands_over_what_vllms_collector_does(aggregate: bool) -> None:
     assert ours == vllms
     merged = ([1, 2, 3], "<1><2><3>", False) if aggregate else ([2, 3], "<2><3>", False)
     assert ours[1] == merged
+
+
+def test_outputs_that_do_not_merge_replace_what_is_held() -> None:
+    """vLLM's pooling outputs (no ``add``) are replaced, not merged, in its collector and ours."""
+    from vllm.outputs import PoolingRequestOutput
+
+    for q in (OutputSlot("r", True), _collector(True)):
+        first, second = (PoolingRequestOutput("r", None, [1], 0, False) for _ in range(2))
+        q.put(first)
+        q.put(second)
+        assert q.get_nowait() is second
 
 
 def test_a_put_after_its_reader_was_cancelled_is_kept() -> None:

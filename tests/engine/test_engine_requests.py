@@ -10,6 +10,7 @@ from engine_harness import SHARED_PREFIX, EngineHarness
 from opentelemetry.trace import SpanKind, StatusCode
 
 from sagellm_obs import semconv as sc
+from sagellm_obs.engine import vllm_requests
 from sagellm_obs.protocol import (
     ErrorCode,
     ProtocolValidationError,
@@ -246,7 +247,7 @@ def test_frames_hold_vllms_figures_beside_ours(harness: EngineHarness) -> None:
     assert (mine["output_tokens"] == mine["vllm_output_tokens"]).all()
 
 
-def test_streaming_events_and_itl(harness: EngineHarness) -> None:
+def test_streaming_events_and_itl(harness: EngineHarness, monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[str] = []
     req = Request(
         request_id="stream-1",
@@ -256,16 +257,19 @@ def test_streaming_events_and_itl(harness: EngineHarness) -> None:
         stream=True,
         metadata={"ignore_eos": True},
     )
-    states = harness.engine.engine.llm.output_processor.request_states
-    queues: set[str] = set()
+    swapped: list[tuple[str, bool]] = []
+    slot_for = vllm_requests._slot_for
 
-    def on_token(d: StreamEventDelta) -> None:  # on the engine's loop, between vLLM's outputs
-        seen.append(d.content)
-        queues.update(type(s.queue).__name__ for s in states.values())
+    def spy(llm: Any, q: Any) -> Any:  # on the engine's loop, as the request is added
+        slot = slot_for(llm, q)
+        state = llm.output_processor.request_states[q.request_id]
+        swapped.append((type(slot).__name__, state.queue is slot))
+        return slot
 
-    events = list(harness.engine.stream(req, on_token=on_token))
+    monkeypatch.setattr(vllm_requests, "_slot_for", spy)
+    events = list(harness.engine.stream(req, on_token=lambda d: seen.append(d.content)))
     # vLLM's output handler hands this request's outputs to our slot, not to its collector.
-    assert queues == {"OutputSlot"}
+    assert swapped == [("OutputSlot", True)]
     assert events[0].event == "start"
     assert events[-1].event == "end"
     deltas = [e for e in events[1:-1] if e.event == "delta"]

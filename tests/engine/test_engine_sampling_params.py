@@ -38,6 +38,10 @@ def test_parameters_of_other_values_are_made_afresh() -> None:
     a, b = sampling_params(kw), sampling_params(kw)
     assert a == b == _new_params(kw, False)
     assert a is not b
+    before = _template.cache_info().currsize
+    for seed in range(3):  # seeds are most often per request: no template for each
+        assert sampling_params({"max_tokens": 4, "seed": seed}).seed == seed
+    assert _template.cache_info().currsize == before
 
 
 @pytest.mark.parametrize(
@@ -60,3 +64,6 @@ def test_equal_values_of_other_types_get_their_own_parameters() -> None:
     as_int = sampling_params({"max_tokens": 4, "temperature": 1})
     as_float = sampling_params({"max_tokens": 4, "temperature": 1.0})
     assert type(as_int.temperature) is int and type(as_float.temperature) is float
+    assert sampling_params({"max_tokens": 4, "top_k": 1}).top_k == 1
+    with pytest.raises(ProtocolValidationError, match="top_k"):  # vLLM's check, not a template's
+        sampling_params({"max_tokens": 4, "top_k": 1.0})

@@ -38,11 +38,13 @@ def notebook_client(nb: Any, **kw: Any) -> Any:
     sockets in Jupyter's runtime dir, not on loopback TCP, about which ipykernel warns at every
     start ("Kernel is running over TCP without encryption"). The sockets' prefix is short and
     unique: a socket path has at most 107 bytes, and kernels may start side by side."""
+    from jupyter_core.paths import jupyter_runtime_dir
     from nbclient import NotebookClient
     from traitlets.config import Config
 
-    runtime = Path(os.environ.get("JUPYTER_RUNTIME_DIR") or "/tmp")
-    sockets = runtime / f"k-{uuid.uuid4().hex[:8]}"
+    sockets = Path(jupyter_runtime_dir()) / f"k-{uuid.uuid4().hex[:8]}"
+    # Sockets are <prefix>-<n> (a digit or two): the path must fit a sockaddr_un (108 bytes).
+    assert len(os.fsencode(sockets)) + 4 <= 107, f"IPC socket path too long: {sockets}"
     cfg = Config({"KernelManager": {"transport": "ipc", "ip": str(sockets)}})
     return NotebookClient(nb, kernel_name=KERNEL, config=cfg, **kw)
 
