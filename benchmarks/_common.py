@@ -70,6 +70,13 @@ class Options:
         return shlex.join(parts)
 
 
+def spend_cpu(seconds: float) -> None:
+    """Spend ``seconds`` of this thread's CPU (not wall time: a preempted spin spends none)."""
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
+
+
 # --- machine and versions ------------------------------------------------------------------------
 
 

@@ -185,6 +185,7 @@ _LABELS = {
     "vllm_kv": "A_kv: as A_final, 2nd engine, vLLM's KV events on and recorded",
     "ours_kv_events": "B_kv: as B, on the KV-events engine",
     "vllm_env_uncached": "A_u: as A, vLLM's settings read from the environment at every use",
+    "vllm_busy": "A_b: as A, the client spending `busy_us` of CPU per output (none of it ours)",
 }
 
 

@@ -23,6 +23,9 @@ full; "ours" modes go through ``InstrumentedEngine``, the others call vLLM's ``A
   thread (:mod:`benchmarks._engine_overhead_live`); brought up to date between rounds.
 * ``vllm_kv`` and ``ours_kv_events``: ``vllm_final`` and ``ours`` on a second engine started with
   ``EngineConfig(kv_events=True)``; both engines stay up and their rounds alternate.
+* ``vllm_busy`` (only when asked, ``--set modes=vllm,vllm_busy,ours_stream``): as ``vllm``, the
+  client spending ``busy_us`` (default :data:`BUSY_US`) of CPU on the frontend's event loop per
+  output that carries tokens: frontend CPU like B′'s, none of it ours, vLLM's work unchanged.
 * ``vllm_env_uncached`` (only when asked, ``--set modes=vllm,vllm_env_uncached``): as ``vllm``,
   vLLM's ``VLLM_*`` settings read from ``os.environ`` at every use, as ``AsyncLLM`` ships. Our
   engine caches them once vLLM is up (``cache_vllm_env``) and is shared, so every other mode runs
@@ -74,6 +77,7 @@ from benchmarks._common import (
     progress,
     rotations,
     say,
+    spend_cpu,
     write_result,
 )
 from benchmarks._engine_overhead_report import Round, Sample
@@ -112,8 +116,10 @@ KV_MODES = ("vllm_kv", "ours_kv_events")
 """The modes of the second engine, started with vLLM's KV events on."""
 MODES = (*BASE_MODES, "ours_live", *KV_MODES)
 COMPARED = MODES[1:]
-EXTRA_MODES = ("vllm_env_uncached",)
+EXTRA_MODES = ("vllm_env_uncached", "vllm_busy")
 """Modes a run takes only when asked (``--set modes=vllm,vllm_env_uncached``)."""
+BUSY_US = 8.0
+"""``vllm_busy``'s CPU per output, µs: about what B′ added on 7 Dec (0.52 ms / 64 outputs)."""
 TARGET_THROUGHPUT = 0.99
 TARGET_P99_TTFT = 1.02
 TARGET_STREAM_THROUGHPUT = 0.98
@@ -167,6 +173,7 @@ class Bench:
         self.final_params = self.params.clone()
         self.final_params.output_kind = RequestOutputKind.FINAL_ONLY
         self.seq = 0
+        self.busy_s = 0.0  # CPU the client spends per output (vllm_busy)
         import psutil
 
         self._me = psutil.Process()
@@ -193,7 +200,10 @@ class Bench:
         s = Sample()
         t0 = last = time.perf_counter()
         params = self.final_params if final_only else self.params
+        busy = self.busy_s
         async for out in self.engine.llm.generate(prompt, params, self._rid("vllm")):
+            if busy:
+                spend_cpu(busy)
             if out.finished and out.metrics is not None:
                 s.engine_ttft = float(out.metrics.first_token_latency)
             comp = out.outputs[0] if out.outputs else None
@@ -251,6 +261,7 @@ class Bench:
 
     def set_mode(self, mode: str) -> Callable[[str], Awaitable[Sample]]:
         self.base.llm.output_processor.tracing_enabled = mode == "vllm_tracing"
+        self.busy_s = float(self.p.get("busy_us", BUSY_US)) / 1e6 if mode == "vllm_busy" else 0.0
         import vllm.envs
 
         # Our engines cached vLLM's settings at start (config.cache_vllm_env); one mode reads
