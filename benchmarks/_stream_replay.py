@@ -37,7 +37,6 @@ class _State:
 
     def __init__(self, queue: Any) -> None:
         self.queue = queue
-        self.parent_req = None
 
 
 class _ReplayLLM:

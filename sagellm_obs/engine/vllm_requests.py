@@ -103,14 +103,15 @@ async def add_request(
 
 def _slot_for(llm: Any, q: Any) -> Any:
     """An :class:`OutputSlot` in place of vLLM's collector ``q``, or ``q`` itself when vLLM's
-    output processor does not hold it as one request's queue (another vLLM layout, ``n`` > 1).
+    output processor does not hold it as the queue of ``q``'s request id (another vLLM layout;
+    ``n`` > 1, whose child requests share ``q`` under ids of their own).
 
     vLLM's output handler runs on this thread and looks the queue up at every put, so the swap
     cannot lose an output; one it already put (an engine error) moves to the slot.
     """
     try:
         state = llm.output_processor.request_states.get(q.request_id)
-        if state is None or state.queue is not q or state.parent_req is not None:
+        if state is None or state.queue is not q:  # n > 1: its children's ids hold q
             return q
         slot = OutputSlot(q.request_id, bool(q.aggregate), q.output)
     except Exception:  # another vLLM's internals: keep its collector

@@ -88,8 +88,8 @@ def test_a_put_after_its_reader_was_cancelled_is_kept() -> None:
 
 
 class _State:
-    def __init__(self, queue: Any, parent: Any = None) -> None:
-        self.queue, self.parent_req = queue, parent
+    def __init__(self, queue: Any) -> None:
+        self.queue = queue
 
 
 class _LLM:
@@ -109,9 +109,10 @@ def test_the_slot_replaces_a_single_requests_collector_only() -> None:
     assert (slot.request_id, slot.aggregate) == ("r", True)
     assert _seen(slot.get_nowait()) == ([9], "<9>", False)
 
-    fanned = _collector(True)  # n > 1: children share one collector
-    llm.request_states["r"] = _State(fanned, parent=object())
+    fanned = _collector(True)  # n > 1: vLLM's child requests share the parent's collector
+    llm.request_states = {"0_r": _State(fanned), "1_r": _State(fanned)}  # vLLM's child ids
     assert _slot_for(llm, fanned) is fanned
+    assert all(s.queue is fanned for s in llm.request_states.values())
     other = _collector(True)  # vLLM holds another queue for the id
     llm.request_states["r"] = _State(other)
     assert _slot_for(llm, fanned) is fanned
