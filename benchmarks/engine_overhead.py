@@ -25,7 +25,8 @@ full; "ours" modes go through ``InstrumentedEngine``, the others call vLLM's ``A
   ``EngineConfig(kv_events=True)``; both engines stay up and their rounds alternate.
 * ``vllm_busy`` (only when asked, ``--set modes=vllm,vllm_busy,ours_stream``): as ``vllm``, the
   client spending ``busy_us`` (default :data:`BUSY_US`) of CPU on the frontend's event loop per
-  output that carries tokens: frontend CPU like B′'s, none of it ours, vLLM's work unchanged.
+  output (each carries a token here): frontend CPU like B′'s, none of it ours, vLLM's work
+  unchanged.
 * ``vllm_env_uncached`` (only when asked, ``--set modes=vllm,vllm_env_uncached``): as ``vllm``,
   vLLM's ``VLLM_*`` settings read from ``os.environ`` at every use, as ``AsyncLLM`` ships. Our
   engine caches them once vLLM is up (``cache_vllm_env``) and is shared, so every other mode runs
